@@ -1,0 +1,5 @@
+import sys
+
+from sdxlpool.cli import main
+
+sys.exit(main())

@@ -1,0 +1,176 @@
+"""The `sdxlpool` command line.
+
+Each sub-command is a small function taking parsed arguments. User errors (bad flags, missing
+files, a busy port) print one line `sdxlpool <command>: error: ...` and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from sdxlpool import __version__
+from sdxlpool.errors import ConfigError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=os.environ.get("SDXLPOOL_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"sdxlpool {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sdxlpool", description="Serve SDXL from a pool of mixed NVIDIA GPUs.")
+    parser.add_argument("--version", action="version", version=f"sdxlpool {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run an AUTOMATIC1111-compatible SDXL worker",
+                                 description="Serve the A1111 REST API on diffusers SDXL, with Prometheus metrics. "
+                                 "Flags override SDXLPOOL_* environment variables.")
+    worker.add_argument("--model", action="append", type=Path, metavar="PATH",
+                        help="SDXL base: a diffusers folder or a single .safetensors file (repeat to load several; "
+                             "the first is current)")
+    worker.add_argument("--refiner", type=Path, metavar="PATH", help="SDXL refiner checkpoint")
+    worker.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    worker.add_argument("--port", type=int, help="port (default 7860)")
+    worker.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    worker.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], help="weights dtype (auto: fp16 on CUDA)")
+    worker.add_argument("--gpu-model", help="GPU model label (default: the CUDA device's name, or cpu)")
+    worker.add_argument("--provider", help="provider name shown to users")
+    worker.add_argument("--location", help="location shown to users")
+    worker.add_argument("--worker-name", help="this worker's name (default host:port)")
+    for flag, kind, text in (
+        ("--max-steps", int, "largest steps value accepted"),
+        ("--max-pixels", int, "largest width x height accepted"),
+        ("--max-batch", int, "most images per request (batch_size x n_iter)"),
+        ("--max-prompt-chars", int, "longest prompt accepted"),
+        ("--max-queue", int, "requests that may wait behind the running one; more get 503"),
+        ("--default-sampler", str, "sampler when a request names none"),
+        ("--default-steps", int, "steps when a request gives none"),
+        ("--default-width", int, "width when a request gives none"),
+        ("--default-height", int, "height when a request gives none"),
+    ):
+        worker.add_argument(flag, type=kind, help=text)
+    worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
+                        help="skip the short start-up job that measures step time")
+    worker.set_defaults(handler=_worker)
+
+    tiny = commands.add_parser("tiny-model", help="write a tiny random-weight SDXL base and refiner",
+                               description="Write DIR/base and DIR/refiner: tiny random-weight SDXL pipelines "
+                               "in diffusers layout for tests and demos (no network).")
+    tiny.add_argument("dir", type=Path, metavar="DIR")
+    tiny.add_argument("--single-file", action="store_true",
+                      help="also write DIR/base.safetensors and DIR/refiner.safetensors (A1111 single-file layout)")
+    tiny.set_defaults(handler=_tiny_model)
+    return parser
+
+
+def _worker(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; a worker never calls a hub
+    from pydantic import ValidationError
+
+    from sdxlpool.worker.settings import WorkerSettings
+
+    keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_steps",
+            "max_pixels", "max_batch", "max_prompt_chars", "max_queue", "default_sampler", "default_steps",
+            "default_width", "default_height", "warmup", "refiner")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.model:
+        given["models"] = args.model
+    try:
+        settings = WorkerSettings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        flag = "--model" if where == "models" else "--" + where.replace("_", "-")
+        raise ConfigError(f"{flag}: {err['msg']}") from None
+    _check_model_paths(settings)
+    _check_port_free(settings.host, settings.port)
+    return _serve(settings)
+
+
+def _check_model_paths(settings: object) -> None:
+    """Fail fast, before the server starts, on paths that cannot be an SDXL checkpoint."""
+    from sdxlpool.worker.checkpoints import probe_kind
+
+    for path in settings.models:  # type: ignore[attr-defined]
+        if probe_kind(path) != "base":
+            raise ConfigError(f"--model {path}: this is an SDXL refiner; pass it with --refiner")
+    refiner = settings.refiner  # type: ignore[attr-defined]
+    if refiner is not None and probe_kind(refiner) != "refiner":
+        raise ConfigError(f"--refiner {refiner}: this is an SDXL base; pass it with --model")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _serve(settings: object) -> int:
+    import uvicorn
+
+    from sdxlpool.worker.app import create_app
+
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,  # type: ignore[attr-defined]
+                            log_level="info", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        print(f"sdxlpool worker: error: {failures[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from sdxlpool.worker.tiny import write_tiny_model
+
+    base, refiner = write_tiny_model(args.dir)
+    print(f"base:    {base}")
+    print(f"refiner: {refiner}")
+    if args.single_file:
+        from sdxlpool.worker.single_file import write_single_file
+
+        for folder in (base, refiner):
+            print(f"single file: {write_single_file(folder, folder.with_suffix('.safetensors'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

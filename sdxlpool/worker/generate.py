@@ -1,0 +1,263 @@
+"""One txt2img job on SDXL base (+ refiner), read top to bottom like a diffusers `__call__`.
+
+`generate()` runs on the worker's GPU thread. Its steps:
+
+  1. seeds: every image gets seed + i (and subseed + i), as A1111 numbers them
+  2. per batch (n_iter times):
+     2a. a fresh diffusers scheduler for the requested A1111 sampler and schedule
+     2b. initial noise drawn *on the CPU* from each image's seed, so every GPU model in the pool
+         draws the same noise and a request retried on another worker gives the same picture
+     2c. base denoising, stopping at `refiner_switch_at` when a refiner is used
+     2d. refiner denoising from the handed-over latents (text_encoder_2 and VAE are shared)
+     2e. VAE decode
+  3. infotexts, one per image, in A1111's format
+
+Progress and interruption go through `JobControl`, called after every denoising step: it counts
+steps for /progress and the pending-steps metric, and returns False to stop; the job then decodes
+and returns what it has, as A1111's Interrupt does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sdxlpool.api.generation import GenerationParams
+from sdxlpool.worker.checkpoints import Checkpoint
+from sdxlpool.worker.infotext import format_infotext
+from sdxlpool.worker.samplers import SamplerChoice
+
+__all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds"]
+
+
+class JobControl(Protocol):
+    def on_batch(self, batch_no: int) -> None: ...
+
+    def on_step(self, latents: Any) -> bool:
+        """Called after each denoising step; False stops the job at this step."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """A1111 options that change generation (global, or per request via override_settings)."""
+
+    clip_skip: int = 1  # CLIP_stop_at_last_layers: 1 = use the last layer
+    eta_noise_seed_delta: int = 0  # ENSD: offsets the seed of ancestral samplers' step noise
+    refiner_aesthetic_score: float = 6.0  # sdxl_refiner_high_aesthetic_score
+    refiner_negative_aesthetic_score: float = 2.5  # sdxl_refiner_low_aesthetic_score
+
+
+@dataclass
+class GenerationResult:
+    images: list[Any]  # PIL images
+    seeds: list[int]
+    subseeds: list[int]
+    infotexts: list[str]
+    interrupted: bool
+    seconds: float
+    steps_done: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def image_seeds(first: int, count: int) -> list[int]:
+    """A1111 numbers the images of a request seed, seed + 1, ... (wrapping at 2**32)."""
+    return [(first + i) % 2**32 for i in range(count)]
+
+
+def generate(
+    base: Checkpoint,
+    refiner: Checkpoint | None,
+    params: GenerationParams,
+    sampler: SamplerChoice,
+    options: RuntimeOptions,
+    control: JobControl,
+) -> GenerationResult:
+    import torch
+
+    started = time.perf_counter()
+    assert params.seed >= 0 and params.subseed >= 0, "seeds are resolved before a job runs"
+    use_refiner = refiner is not None and params.refiner_switch_at < 1.0
+
+    # 1. Seeds of every image.
+    seeds = image_seeds(params.seed, params.image_count)
+    subseeds = image_seeds(params.subseed, params.image_count)
+    stopped = False
+    steps_done = 0
+
+    def step_callback(pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        nonlocal stopped, steps_done
+        steps_done += 1
+        if not control.on_step(tensors["latents"]):
+            stopped = True
+            pipe._interrupt = True  # diffusers skips the remaining steps, then returns the latents
+        return tensors
+
+    clip_skip = options.clip_skip - 1 if options.clip_skip > 1 else None
+    images: list[Any] = []
+    for batch_no in range(params.n_iter):
+        if stopped:
+            break
+        control.on_batch(batch_no)
+        batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
+        # 2a. A fresh scheduler, in pipeline objects over the loaded modules (cheap: no weights are
+        #     copied) so per-run state such as the interrupt flag is never shared between jobs.
+        base_pipe = _job_pipeline(base.pipeline, sampler, seeds[batch])
+        refiner_pipe = _job_pipeline(refiner.pipeline, sampler, seeds[batch]) if use_refiner and refiner else None
+
+        # 2b. Initial noise, per image, on the CPU.
+        latents, generators = _initial_noise(
+            base_pipe, params, seeds[batch], subseeds[batch], options.eta_noise_seed_delta
+        )
+        prompt = {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None,
+                  "num_images_per_prompt": params.batch_size, "generator": generators}
+
+        # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
+        with torch.inference_mode():
+            out = base_pipe(
+                **prompt,
+                num_inference_steps=params.steps,
+                guidance_scale=params.cfg_scale,
+                width=params.width,
+                height=params.height,
+                latents=latents,
+                clip_skip=clip_skip,
+                denoising_end=params.refiner_switch_at if use_refiner else None,
+                output_type="latent",
+                callback_on_step_end=step_callback,
+            ).images
+
+            # 2d. Refiner denoising from the handed-over latents (skipped once interrupted).
+            if refiner_pipe is not None and not stopped:
+                out = refiner_pipe(
+                    **prompt,
+                    image=out,
+                    num_inference_steps=params.steps,
+                    denoising_start=params.refiner_switch_at,
+                    guidance_scale=params.cfg_scale,
+                    aesthetic_score=options.refiner_aesthetic_score,
+                    negative_aesthetic_score=options.refiner_negative_aesthetic_score,
+                    output_type="latent",
+                    callback_on_step_end=step_callback,
+                ).images
+
+            # 2e. Decode.
+            images.extend(_decode(base_pipe, out))
+
+    # 3. Infotexts, one per image actually made.
+    infotexts = [
+        _infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
+        for i in range(len(images))
+    ]
+    return GenerationResult(
+        images=images,
+        seeds=seeds,
+        subseeds=subseeds,
+        infotexts=infotexts,
+        interrupted=stopped,
+        seconds=time.perf_counter() - started,
+        steps_done=steps_done,
+    )
+
+
+def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> Any:
+    """A pipeline object over the loaded modules with this job's scheduler.
+
+    Like diffusers' `from_pipe` without its dtype/device pass and progress bars: the modules are
+    the same objects, only the scheduler and the pipeline's own flags are per job.
+    """
+    flags = {k: v for k, v in loaded.config.items() if not k.startswith("_") and k not in loaded.components}
+    scheduler = sampler.build(loaded.scheduler.config, image_seeds=seeds)
+    pipe = type(loaded)(**{**loaded.components, "scheduler": scheduler}, **flags)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _initial_noise(
+    pipe: Any, params: GenerationParams, seeds: list[int], subseeds: list[int], ensd: int
+) -> tuple[Any, list[Any]]:
+    """A1111's noise: randn(seed), slerped towards randn(subseed) by subseed_strength."""
+    import torch
+
+    shape = (pipe.unet.config.in_channels, params.height // pipe.vae_scale_factor,
+             params.width // pipe.vae_scale_factor)
+    noise, generators = [], []
+    for seed, subseed in zip(seeds, subseeds, strict=True):
+        generator = torch.Generator("cpu").manual_seed(seed)
+        sample = torch.randn(shape, generator=generator)
+        if params.subseed_strength > 0:
+            sub = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed))
+            sample = _slerp(params.subseed_strength, sample, sub)
+        if ensd:
+            generator.manual_seed(seed + ensd)  # ancestral step noise starts from seed + ENSD
+        noise.append(sample)
+        generators.append(generator)
+    return torch.stack(noise).to(pipe.unet.dtype), generators
+
+
+def _slerp(t: float, low: Any, high: Any) -> Any:
+    """Spherical interpolation, as A1111 uses for variation seeds."""
+    import torch
+
+    low_norm = low / torch.norm(low)
+    high_norm = high / torch.norm(high)
+    dot = (low_norm * high_norm).sum()
+    if dot.abs() > 0.9995:
+        return low * (1 - t) + high * t
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return torch.sin((1.0 - t) * omega) / so * low + torch.sin(t * omega) / so * high
+
+
+def _decode(pipe: Any, latents: Any) -> list[Any]:
+    """VAE decode as the SDXL pipeline does it (fp32 upcast where the VAE config asks for it)."""
+    import torch
+
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+    if upcast:
+        vae.to(dtype=torch.float32)
+    latents = latents.to(device=vae.device, dtype=vae.dtype)
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+        std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+        latents = latents * std_t / vae.config.scaling_factor + mean_t
+    else:
+        latents = latents / vae.config.scaling_factor
+    try:
+        decoded = vae.decode(latents, return_dict=False)[0]
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
+    return pipe.image_processor.postprocess(decoded, output_type="pil")
+
+
+def _infotext(
+    params: GenerationParams,
+    sampler: SamplerChoice,
+    base: Checkpoint,
+    refiner: Checkpoint | None,
+    seed: int,
+    subseed: int,
+    index: int,
+) -> str:
+    fields: dict[str, Any] = {
+        "Steps": params.steps,
+        "Sampler": sampler.sampler.name,
+        "Schedule type": sampler.schedule.label if sampler.schedule.name != "automatic" else None,
+        "CFG scale": f"{params.cfg_scale:g}",
+        "Seed": seed,
+        "Size": f"{params.width}x{params.height}",
+        "Model hash": base.short_hash,
+        "Model": base.model_name,
+        "Variation seed": subseed if params.subseed_strength > 0 else None,
+        "Variation seed strength": f"{params.subseed_strength:g}" if params.subseed_strength > 0 else None,
+        "Batch size": params.batch_size if params.batch_size > 1 else None,
+        "Batch pos": index % params.batch_size if params.batch_size > 1 else None,
+        "Refiner": f"{refiner.model_name} [{refiner.short_hash}]" if refiner else None,
+        "Refiner switch at": f"{params.refiner_switch_at:g}" if refiner else None,
+        "Version": "sdxlpool",
+    }
+    return format_infotext(params.prompt, params.negative_prompt, fields)

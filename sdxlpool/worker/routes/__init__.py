@@ -1,0 +1,1 @@
+"""The worker's HTTP routes, one router per resource; `app.py` only includes them."""

@@ -1,0 +1,57 @@
+"""What this worker offers: samplers, schedulers, checkpoints, and A1111's other list endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from sdxlpool.worker.deps import WorkerDep
+from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
+
+router = APIRouter(prefix="/sdapi/v1", tags=["catalog"])
+
+
+@router.get("/samplers")
+def samplers() -> list[dict[str, Any]]:
+    """A1111's sampler list; `options.schedulers` names the schedule types each one supports."""
+    return [
+        {
+            "name": s.name,
+            "aliases": list(s.aliases),
+            "options": {
+                **({"uses_ensd": "True"} if s.ancestral else {}),
+                **({"brownian_noise": "True"} if s.brownian else {}),
+                "schedulers": [schedule.name for schedule in s.schedules],
+            },
+        }
+        for s in SAMPLERS
+    ]
+
+
+@router.get("/schedulers")
+def schedulers() -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "label": s.label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+        for s in SCHEDULES
+    ]
+
+
+@router.get("/sd-models")
+def sd_models(worker: WorkerDep) -> list[dict[str, Any]]:
+    return [checkpoint.as_a1111() for checkpoint in worker.checkpoints.all]
+
+
+# A1111 clients probe these on connect; this worker has no VAEs, upscalers, LoRAs or styles to list.
+@router.get("/sd-vae")
+@router.get("/upscalers")
+@router.get("/loras")
+@router.get("/prompt-styles")
+@router.get("/hypernetworks")
+def empty_list() -> list[Any]:
+    return []
+
+
+@router.get("/embeddings")
+def embeddings() -> dict[str, Any]:
+    return {"loaded": {}, "skipped": {}}

@@ -1,0 +1,287 @@
+"""`WorkerService`: the loaded model, the job queue and the A1111 options, behind the HTTP routes.
+
+Created once in the app's lifespan (loading SDXL takes seconds to minutes) and reached by routes
+through `deps.WorkerDep`. Routes stay thin: they translate HTTP to these methods and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, Txt2ImgResponse
+from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
+from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
+from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, generate
+from sdxlpool.worker.infotext import encode_png
+from sdxlpool.worker.jobs import Job, JobQueue
+from sdxlpool.worker.metrics import WorkerMetrics
+from sdxlpool.worker.preview import preview_png_base64
+from sdxlpool.worker.samplers import SamplerChoice, resolve_sampler
+from sdxlpool.worker.settings import WorkerSettings
+
+__all__ = ["WorkerService", "Placement"]
+
+log = logging.getLogger(__name__)
+
+# A1111 option keys this worker acts on, with A1111's defaults and the accepted type.
+_OPTION_TYPES: dict[str, type] = {
+    "CLIP_stop_at_last_layers": int,
+    "eta_noise_seed_delta": int,
+    "sdxl_refiner_high_aesthetic_score": float,
+    "sdxl_refiner_low_aesthetic_score": float,
+    "live_previews_enable": bool,
+    "show_progress_every_n_steps": int,
+}
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "CLIP_stop_at_last_layers": 1,
+    "eta_noise_seed_delta": 0,
+    "sdxl_refiner_high_aesthetic_score": 6.0,
+    "sdxl_refiner_low_aesthetic_score": 2.5,
+    "live_previews_enable": True,
+    "show_progress_every_n_steps": 1,
+    "samples_format": "png",
+    "sd_vae": "Automatic",
+}
+
+
+class Placement(dict):
+    """gpu_model / provider / location / worker: where a job ran (the `sdxlpool` info object)."""
+
+
+class WorkerService:
+    def __init__(self, settings: WorkerSettings, checkpoints: CheckpointSet, placement: Placement) -> None:
+        self.settings = settings
+        self.checkpoints = checkpoints
+        self.placement = placement
+        self.queue = JobQueue(max_queued=settings.max_queue)
+        self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels())
+        self.options: dict[str, Any] = dict(_OPTION_DEFAULTS)
+        self.ready = False
+        self._job_timestamp = "0"
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.queue.start()
+        if self.settings.warmup:
+            await self._warm_up()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.queue.close()
+
+    async def _warm_up(self) -> None:
+        """One short job at the default size: first-call kernel set-up, and a first step_seconds."""
+        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=2),
+                                 self.settings.defaults, self.settings.limits)
+        job = self._job(params, self.checkpoints.current, None, resolve_sampler("Euler"), self._runtime({}))
+        started = time.perf_counter()
+        await self.queue.run_now(job)
+        if job.cost > 0:
+            self.queue.step_seconds = (time.perf_counter() - started) / job.cost
+        log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+    # -- txt2img --------------------------------------------------------------------------------------
+    async def txt2img(self, request: Txt2ImgRequest) -> Txt2ImgResponse:
+        try:
+            params = resolve_request(request, self.settings.defaults, self.settings.limits)
+            sampler = resolve_sampler(params.sampler_name, params.scheduler)
+            overrides = self._check_options(params.override_settings)
+            base = self._base_for(overrides)
+            refiner = self._refiner_for(params)
+        except RequestError:
+            self.metrics.requests.labels("invalid").inc()
+            raise
+        params = _with_seeds(params)
+        if overrides and not request.override_settings_restore_afterwards:
+            self._apply_options(overrides)  # A1111: the override becomes the new global value
+        job = self._job(params, base, refiner, sampler, self._runtime(overrides))
+        try:
+            result: GenerationResult = await self.queue.submit(job)
+        except asyncio.CancelledError:
+            self.metrics.requests.labels("cancelled").inc()
+            raise
+        except RequestError:
+            self.metrics.requests.labels("rejected").inc()
+            raise
+        except Exception:
+            self.metrics.requests.labels("error").inc()
+            log.exception("generation failed")
+            raise
+        self.metrics.inference_seconds.observe(result.seconds)
+        self.metrics.requests.labels("interrupted" if result.interrupted else "success").inc()
+        images = await asyncio.to_thread(
+            lambda: [encode_png(im, text) for im, text in zip(result.images, result.infotexts, strict=True)]
+        ) if params.send_images else []
+        return Txt2ImgResponse(
+            images=images,
+            parameters=request.model_dump(),
+            info=json.dumps(self._info(params, sampler, base, refiner, result, job)),
+        )
+
+    def _job(
+        self, params: GenerationParams, base: Checkpoint, refiner: Checkpoint | None,
+        sampler: SamplerChoice, options: RuntimeOptions,
+    ) -> Job:
+        iterations = _schedule_length(base, sampler, params.steps) * params.n_iter
+        # Normalised cost counts denoising iterations (second-order samplers run two per step).
+        cost = params.normalised_steps * iterations / (params.steps * params.n_iter)
+        return Job(run=lambda job: generate(base, refiner, params, sampler, options, job),
+                   cost=cost, iterations=iterations, batches=params.n_iter)
+
+    def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
+        name = overrides.get("sd_model_checkpoint")
+        if name is None:
+            return self.checkpoints.current
+        return self.checkpoints.find(name, kind="base", field="override_settings.sd_model_checkpoint")
+
+    def _refiner_for(self, params: GenerationParams) -> Checkpoint | None:
+        if not params.refiner_checkpoint or params.refiner_checkpoint.lower() == "none":
+            return None
+        return self.checkpoints.find(params.refiner_checkpoint, kind="refiner", field="refiner_checkpoint")
+
+    def _runtime(self, overrides: dict[str, Any]) -> RuntimeOptions:
+        opts = {**self.options, **overrides}
+        return RuntimeOptions(
+            clip_skip=opts["CLIP_stop_at_last_layers"],
+            eta_noise_seed_delta=opts["eta_noise_seed_delta"],
+            refiner_aesthetic_score=opts["sdxl_refiner_high_aesthetic_score"],
+            refiner_negative_aesthetic_score=opts["sdxl_refiner_low_aesthetic_score"],
+        )
+
+    def _info(
+        self, params: GenerationParams, sampler: SamplerChoice, base: Checkpoint, refiner: Checkpoint | None,
+        result: GenerationResult, job: Job,
+    ) -> dict[str, Any]:
+        queue_seconds = (job.started_at or job.enqueued_at) - job.enqueued_at
+        return {
+            "prompt": params.prompt,
+            "all_prompts": [params.prompt] * len(result.images),
+            "negative_prompt": params.negative_prompt,
+            "all_negative_prompts": [params.negative_prompt] * len(result.images),
+            "seed": params.seed,
+            "all_seeds": result.seeds[: len(result.images)],
+            "subseed": params.subseed,
+            "all_subseeds": result.subseeds[: len(result.images)],
+            "subseed_strength": params.subseed_strength,
+            "width": params.width,
+            "height": params.height,
+            "sampler_name": sampler.sampler.name,
+            "scheduler": sampler.schedule.label,
+            "cfg_scale": params.cfg_scale,
+            "steps": params.steps,
+            "batch_size": params.batch_size,
+            "n_iter": params.n_iter,
+            "sd_model_name": base.model_name,
+            "sd_model_hash": base.short_hash,
+            "refiner_checkpoint": refiner.title if refiner else None,
+            "refiner_switch_at": params.refiner_switch_at if refiner else None,
+            "clip_skip": self._runtime(params.override_settings).clip_skip,
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
+            "denoising_strength": None,
+            "extra_generation_params": {"Refiner": refiner.title} if refiner else {},
+            "index_of_first_image": 0,
+            "infotexts": result.infotexts,
+            "styles": [],
+            "job_timestamp": self._job_timestamp,
+            "is_using_inpainting_conditioning": False,
+            "version": "sdxlpool",
+            "interrupted": result.interrupted,
+            "sdxlpool": {
+                **self.placement,
+                "inference_seconds": round(result.seconds, 4),
+                "queue_seconds": round(queue_seconds, 4),
+                "steps_done": result.steps_done,
+                "ignored": list(params.ignored_fields),
+            },
+        }
+
+    # -- options --------------------------------------------------------------------------------------
+    def get_options(self) -> dict[str, Any]:
+        current = self.checkpoints.current
+        return {**self.options, "sd_model_checkpoint": current.title, "sd_checkpoint_hash": current.sha256}
+
+    def set_options(self, values: dict[str, Any]) -> None:
+        """POST /sdapi/v1/options: all values are checked before any is applied."""
+        self._apply_options(self._check_options(values))
+
+    def _check_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        checked = dict(values)
+        for key, expected in _OPTION_TYPES.items():
+            if key not in values:
+                continue
+            value = values[key]
+            ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+            if not ok or isinstance(value, bool) != (expected is bool):
+                raise InvalidRequest(key, f"must be {expected.__name__}, got {value!r}")
+        if "CLIP_stop_at_last_layers" in values and not 1 <= values["CLIP_stop_at_last_layers"] <= 12:
+            raise InvalidRequest("CLIP_stop_at_last_layers", "must be between 1 and 12")
+        if "sd_model_checkpoint" in values:
+            name = values["sd_model_checkpoint"]
+            if not isinstance(name, str):
+                raise InvalidRequest("sd_model_checkpoint", f"must be a checkpoint title, got {name!r}")
+            checked["sd_model_checkpoint"] = self.checkpoints.find(name, kind="base", field="sd_model_checkpoint").title
+        return checked
+
+    def _apply_options(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key == "sd_model_checkpoint":
+                self.checkpoints.current = self.checkpoints.find(value, kind="base", field=key)
+                self.metrics.set_info(self._info_labels())
+            elif key != "sd_checkpoint_hash":
+                self.options[key] = value
+
+    def _info_labels(self) -> dict[str, str]:
+        return {**self.placement, "model": self.checkpoints.current.title}
+
+    # -- progress and interrupt -----------------------------------------------------------------------
+    async def progress(self, *, skip_current_image: bool) -> ProgressResponse:
+        job = self.queue.running
+        waiting = self.queue.snapshot().queue_depth
+        if job is None or job.started_at is None:
+            return ProgressResponse(progress=0.0, eta_relative=0.0, state=ProgressState(job_count=waiting),
+                                    textinfo="Waiting..." if waiting else None)
+        fraction = job.fraction_done
+        elapsed = time.monotonic() - job.started_at
+        eta = elapsed / fraction - elapsed if fraction > 0 else job.remaining_cost * self.queue.step_seconds
+        per_batch = max(1, job.iterations // max(1, job.batches))
+        image = None
+        if not skip_current_image and self.options.get("live_previews_enable") and job.latest_latents is not None:
+            image = await asyncio.to_thread(preview_png_base64, job.latest_latents)
+        state = ProgressState(
+            interrupted=job.interrupt.is_set(),
+            job=f"task({job.id})",
+            job_count=job.batches,
+            job_no=job.batch_no,
+            job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+            sampling_step=job.iterations_done - job.batch_no * per_batch,
+            sampling_steps=per_batch,
+        )
+        return ProgressResponse(progress=round(fraction, 4), eta_relative=max(0.0, eta), state=state,
+                                current_image=image, textinfo=None)
+
+    def interrupt(self) -> bool:
+        return self.queue.interrupt()
+
+
+def _with_seeds(params: GenerationParams) -> GenerationParams:
+    """Resolve -1 seeds now, so the info, infotext and a gateway retry all see the same number."""
+    from dataclasses import replace
+
+    seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED)
+    subseed = params.subseed if params.subseed >= 0 else random.randint(0, MAX_SEED)
+    return replace(params, seed=seed, subseed=subseed)
+
+
+def _schedule_length(base: Checkpoint, sampler: SamplerChoice, steps: int) -> int:
+    """Denoising iterations for `steps` (second-order samplers such as Heun take ~2 per step)."""
+    scheduler = sampler.build(base.pipeline.scheduler.config)
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)

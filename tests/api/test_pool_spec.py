@@ -1,0 +1,425 @@
+"""SDXLPool spec: defaults, the DESIGN.md example, and one field-named message per mistake."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from sdxlpool.api.spec import (
+    API_VERSION,
+    PoolSpecError,
+    SDXLPool,
+    SDXLPoolSpec,
+    load_pool,
+    load_spec,
+    pool_from_yaml,
+)
+from sdxlpool.errors import ConfigError
+
+DESIGN_EXAMPLE = """
+apiVersion: sdxlpool.dev/v1alpha1
+kind: SDXLPool
+metadata: {name: demo, namespace: sdxl}
+spec:
+  image: ghcr.io/example/sdxlpool-worker:0.1.0
+  imagePullPolicy: Always
+  model:
+    huggingFace:
+      repo: stabilityai/stable-diffusion-xl-base-1.0
+      refinerRepo: stabilityai/stable-diffusion-xl-refiner-1.0
+      revision: main
+      tokenSecret: {name: hf-token, key: token}
+  placement: {labelScheme: nvidia}
+  gpus:
+    - model: A100
+      replicas: 2
+      gpusPerReplica: 1
+      provider: {name: Foundry Staking, location: US-East}
+      pricePerHour: 1.10
+    - model: RTX-3090
+      replicas: 4
+  defaults: {sampler: DPM++ SDE Karras, steps: 25, cfgScale: 7, refinerSwitchAt: 0.8, width: 1024, height: 1024}
+  limits: {maxSteps: 60, maxPixels: 2097152, maxBatch: 4, maxPromptChars: 400}
+  gateway: {enabled: true, replicas: 2}
+"""
+
+
+def minimal() -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "SDXLPool",
+        "metadata": {"name": "mini"},
+        "spec": {
+            "image": "worker:1",
+            "model": {"volume": {"claimName": "sdxl-weights", "basePath": "base"}},
+            "gpus": [{"model": "A100"}],
+        },
+    }
+
+
+def with_spec(**changes: Any) -> dict[str, Any]:
+    data = minimal()
+    data["spec"].update(changes)
+    return data
+
+
+def problems_of(data: Any) -> tuple[str, ...]:
+    with pytest.raises(PoolSpecError) as caught:
+        load_pool(data)
+    return caught.value.problems
+
+
+def test_minimal_pool_gets_defaults() -> None:
+    pool = load_pool(minimal())
+    spec = pool.spec
+    assert pool.api_version == "sdxlpool.dev/v1alpha1" and pool.kind == "SDXLPool"
+    assert spec.image_pull_policy == "IfNotPresent"
+    assert spec.placement.label_scheme == "nvidia" and spec.placement.label_key_template is None
+    assert spec.model.volume is not None and spec.model.volume.refiner_path is None
+    entry = spec.gpus[0]
+    assert (entry.replicas, entry.gpus_per_replica, entry.provider, entry.price_per_hour) == (
+        1,
+        1,
+        None,
+        None,
+    )
+    assert entry.node_selector == {} and entry.slug == "a100"
+    defaults = spec.defaults
+    assert (defaults.sampler, defaults.steps, defaults.cfg_scale) == ("DPM++ SDE Karras", 25, 7.0)
+    assert (defaults.refiner_switch_at, defaults.width, defaults.height) == (0.8, 1024, 1024)
+    limits = spec.limits
+    assert (limits.max_steps, limits.max_pixels, limits.max_batch, limits.max_prompt_chars) == (
+        60,
+        2097152,
+        4,
+        400,
+    )
+    assert (spec.gateway.enabled, spec.gateway.replicas) == (True, 2)
+
+
+def test_minimal_without_api_version_and_kind() -> None:
+    data = minimal()
+    del data["apiVersion"], data["kind"]
+    assert load_pool(data).kind == "SDXLPool"
+
+
+def test_design_example() -> None:
+    pool = pool_from_yaml(DESIGN_EXAMPLE)
+    assert pool.metadata == {"name": "demo", "namespace": "sdxl"}
+    spec = pool.spec
+    assert spec.image_pull_policy == "Always"
+    hf = spec.model.hugging_face
+    assert hf is not None and hf.token_secret is not None
+    assert (hf.repo, hf.refiner_repo, hf.revision) == (
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "stabilityai/stable-diffusion-xl-refiner-1.0",
+        "main",
+    )
+    assert (hf.token_secret.name, hf.token_secret.key) == ("hf-token", "token")
+    a100, rtx = spec.gpus
+    assert (a100.slug, a100.replicas, a100.price_per_hour) == ("a100", 2, 1.10)
+    assert a100.provider is not None and (a100.provider.name, a100.provider.location) == (
+        "Foundry Staking",
+        "US-East",
+    )
+    assert (rtx.model, rtx.slug, rtx.replicas) == ("RTX-3090", "rtx-3090", 4)
+    assert spec.defaults.cfg_scale == 7.0
+
+
+def test_dump_round_trips_with_camel_case() -> None:
+    pool = pool_from_yaml(DESIGN_EXAMPLE)
+    dumped = pool.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["spec"]["gpus"][0]["gpusPerReplica"] == 1
+    assert dumped["spec"]["model"]["huggingFace"]["tokenSecret"] == {"name": "hf-token", "key": "token"}
+    assert load_pool(dumped) == pool
+
+
+def test_snake_case_names_accepted() -> None:
+    data = minimal()
+    data["spec"]["image_pull_policy"] = "Never"
+    data["spec"]["gpus"] = [{"model": "L40S", "gpus_per_replica": 2, "price_per_hour": 0.9}]
+    spec = load_pool(data).spec
+    assert spec.image_pull_policy == "Never" and spec.gpus[0].gpus_per_replica == 2
+
+
+def test_status_is_accepted() -> None:
+    data = minimal()
+    data["status"] = {"observedGeneration": 3, "conditions": []}
+    assert load_pool(data).status == {"observedGeneration": 3, "conditions": []}
+
+
+def test_custom_placement() -> None:
+    spec = load_pool(
+        with_spec(placement={"labelScheme": "custom", "labelKeyTemplate": "example.com/gpu.{model}"})
+    )
+    assert spec.spec.placement.label_key_template == "example.com/gpu.{model}"
+
+
+def test_load_spec_prefixes_paths() -> None:
+    spec = load_spec(minimal()["spec"])
+    assert isinstance(spec, SDXLPoolSpec)
+    with pytest.raises(PoolSpecError) as caught:
+        load_spec({**minimal()["spec"], "gpus": [{"model": "banana"}]})
+    assert caught.value.problems[0].startswith("spec.gpus[0].model: invalid GPU name 'banana'")
+
+
+def _gpu(**fields: Any) -> dict[str, Any]:
+    return with_spec(gpus=[{"model": "A100", **fields}])
+
+
+INVALID_CASES = [
+    pytest.param(
+        with_spec(gpus=[{"model": "A100"}, {"model": "banana"}]),
+        "spec.gpus[1].model: invalid GPU name 'banana'",
+        id="gpu-model-unknown",
+    ),
+    pytest.param(
+        with_spec(gpus=[{"model": ""}]), "spec.gpus[0].model: invalid GPU name ''", id="gpu-model-empty"
+    ),
+    pytest.param(
+        with_spec(gpus=[{"model": "MI300X"}]), "spec.gpus[0].model: invalid GPU name 'MI300X'", id="gpu-amd"
+    ),
+    pytest.param(
+        with_spec(gpus=[{"replicas": 1}]),
+        "spec.gpus[0].model: required field is missing",
+        id="gpu-model-missing",
+    ),
+    pytest.param(with_spec(gpus=[]), "spec.gpus: List should have at least 1 item", id="gpus-empty"),
+    pytest.param(
+        _gpu(replicas=-1),
+        "spec.gpus[0].replicas: Input should be greater than or equal to 0 (got -1)",
+        id="replicas-negative",
+    ),
+    pytest.param(
+        _gpu(gpusPerReplica=0),
+        "spec.gpus[0].gpusPerReplica: Input should be greater than or equal to 1",
+        id="gpus-per-replica-zero",
+    ),
+    pytest.param(
+        _gpu(gpus_per_replica=0), "spec.gpus[0].gpusPerReplica: Input should be greater", id="snake-path"
+    ),
+    pytest.param(
+        _gpu(pricePerHour=-0.5),
+        "spec.gpus[0].pricePerHour: Input should be greater than or equal to 0",
+        id="price-negative",
+    ),
+    pytest.param(
+        _gpu(provider={"location": "EU"}),
+        "spec.gpus[0].provider.name: required field is missing",
+        id="provider-name-missing",
+    ),
+    pytest.param(
+        _gpu(nodeSelector={"zone": 3}),
+        "spec.gpus[0].nodeSelector.zone: Input should be a valid string",
+        id="node-selector-value",
+    ),
+    pytest.param(_gpu(gpuCount=2), "spec.gpus[0].gpuCount: unknown field", id="gpu-unknown-field"),
+    pytest.param(
+        with_spec(gpus=[{"model": "A100"}, {"model": "RTX-3090"}, {"model": "NVIDIA-A100"}]),
+        "spec.gpus: gpus[0] (A100) and gpus[2] (NVIDIA-A100) are both GPU model a100",
+        id="gpu-duplicate",
+    ),
+    pytest.param(
+        with_spec(image=""), "spec.image: String should have at least 1 character", id="image-empty"
+    ),
+    pytest.param(
+        {"spec": {"model": {"volume": {"claimName": "c", "basePath": "b"}}, "gpus": [{"model": "A100"}]}},
+        "spec.image: required field is missing",
+        id="image-missing",
+    ),
+    pytest.param(
+        with_spec(imagePullPolicy="Sometimes"),
+        "spec.imagePullPolicy: Input should be 'Always', 'IfNotPresent' or 'Never' (got 'Sometimes')",
+        id="pull-policy",
+    ),
+    pytest.param(
+        with_spec(model={}),
+        "spec.model: set exactly one of volume or huggingFace (got neither)",
+        id="model-neither",
+    ),
+    pytest.param(
+        with_spec(model={"volume": {"claimName": "c", "basePath": "b"}, "huggingFace": {"repo": "a/b"}}),
+        "spec.model: set exactly one of volume or huggingFace (got both)",
+        id="model-both",
+    ),
+    pytest.param(
+        with_spec(model={"volume": {"basePath": "b"}}),
+        "spec.model.volume.claimName: required field is missing",
+        id="volume-claim-missing",
+    ),
+    pytest.param(
+        with_spec(model={"huggingFace": {"repo": "not a repo"}}),
+        "spec.model.huggingFace.repo: String should match",
+        id="hf-repo-pattern",
+    ),
+    pytest.param(
+        with_spec(model={"huggingFace": {"repo": "a/b", "tokenSecret": {"key": "k"}}}),
+        "spec.model.huggingFace.tokenSecret.name: required field is missing",
+        id="token-secret-name",
+    ),
+    pytest.param(
+        with_spec(model={"hf": {"repo": "a/b"}}), "spec.model.hf: unknown field", id="model-unknown-key"
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "gke"}),
+        "spec.placement.labelScheme: Input should be 'nvidia', 'akash' or 'custom' (got 'gke')",
+        id="label-scheme",
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "custom"}),
+        "spec.placement: labelScheme custom needs labelKeyTemplate",
+        id="custom-without-template",
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "custom", "labelKeyTemplate": "example.com/gpu"}),
+        "spec.placement.labelKeyTemplate: String should match pattern",
+        id="template-without-placeholder",
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "akash", "labelKeyTemplate": "x/{model}"}),
+        "spec.placement: labelKeyTemplate is only used with labelScheme custom",
+        id="template-not-custom",
+    ),
+    pytest.param(
+        with_spec(defaults={"steps": 0}),
+        "spec.defaults.steps: Input should be greater than or equal to 1",
+        id="steps-zero",
+    ),
+    pytest.param(
+        with_spec(defaults={"cfgScale": 0.5}),
+        "spec.defaults.cfgScale: Input should be greater than or equal to 1",
+        id="cfg-low",
+    ),
+    pytest.param(
+        with_spec(defaults={"refinerSwitchAt": 1.5}),
+        "spec.defaults.refinerSwitchAt: Input should be less than or equal to 1 (got 1.5)",
+        id="refiner-switch",
+    ),
+    pytest.param(
+        with_spec(defaults={"width": 1020}),
+        "spec.defaults.width: Input should be a multiple of 8 (got 1020)",
+        id="width-multiple",
+    ),
+    pytest.param(
+        with_spec(defaults={"height": 32}),
+        "spec.defaults.height: Input should be greater than or equal to 64",
+        id="height-small",
+    ),
+    pytest.param(
+        with_spec(defaults={"steps": 80}),
+        "spec: defaults.steps (80) exceeds limits.maxSteps (60)",
+        id="defaults-over-limit-steps",
+    ),
+    pytest.param(
+        with_spec(defaults={"width": 2048, "height": 2048}),
+        "spec: defaults.width x defaults.height (2048x2048 = 4194304) exceeds limits.maxPixels (2097152)",
+        id="defaults-over-limit-pixels",
+    ),
+    pytest.param(
+        with_spec(limits={"maxSteps": 0}),
+        "spec.limits.maxSteps: Input should be greater than or equal to 1",
+        id="max-steps",
+    ),
+    pytest.param(
+        with_spec(limits={"maxPixels": 0}), "spec.limits.maxPixels: Input should be greater", id="max-pixels"
+    ),
+    pytest.param(
+        with_spec(limits={"maxBatch": 0}), "spec.limits.maxBatch: Input should be greater", id="max-batch"
+    ),
+    pytest.param(
+        with_spec(limits={"maxPromptChars": 0}),
+        "spec.limits.maxPromptChars: Input should be greater",
+        id="max-prompt-chars",
+    ),
+    pytest.param(
+        with_spec(gateway={"replicas": -1}),
+        "spec.gateway.replicas: Input should be greater than or equal to 0",
+        id="gateway-replicas",
+    ),
+    pytest.param(
+        with_spec(gateway={"enabled": "maybe"}),
+        "spec.gateway.enabled: Input should be a valid boolean",
+        id="gateway-enabled",
+    ),
+    pytest.param(with_spec(replicas=3), "spec.replicas: unknown field", id="spec-unknown-field"),
+    pytest.param(
+        {**minimal(), "apiVersion": "v1"},
+        "apiVersion: Input should be 'sdxlpool.dev/v1alpha1' (got 'v1')",
+        id="api-version",
+    ),
+    pytest.param({**minimal(), "kind": "Pool"}, "kind: Input should be 'SDXLPool' (got 'Pool')", id="kind"),
+    pytest.param({"metadata": {}}, "spec: required field is missing", id="spec-missing"),
+    pytest.param(["not", "a", "mapping"], "pool: expected a mapping, got list", id="not-a-mapping"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), INVALID_CASES)
+def test_invalid(data: Any, expected: str) -> None:
+    problems = problems_of(copy.deepcopy(data))
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_every_problem_is_listed_in_one_error() -> None:
+    data = with_spec(
+        imagePullPolicy="Sometimes",
+        gpus=[{"model": "A100", "replicas": -1}, {"model": "banana"}],
+        limits={"maxBatch": 0},
+    )
+    with pytest.raises(PoolSpecError) as caught:
+        load_pool(data)
+    error = caught.value
+    assert [problem.split(":")[0] for problem in error.problems] == [
+        "spec.imagePullPolicy",
+        "spec.gpus[0].replicas",
+        "spec.gpus[1].model",
+        "spec.limits.maxBatch",
+    ]
+    message = str(error)
+    assert message.startswith("invalid SDXLPool (4 problems):")
+    assert all(problem in message for problem in error.problems)
+
+
+def test_single_problem_is_one_line() -> None:
+    with pytest.raises(PoolSpecError) as caught:
+        load_pool(with_spec(image=""))
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("invalid SDXLPool: spec.image:")
+
+
+def test_error_types() -> None:
+    with pytest.raises(PoolSpecError) as caught:
+        load_pool(with_spec(image=""))
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("spec: [unclosed", "YAML: ", id="yaml-syntax"),
+        pytest.param("- a\n- b\n", "pool: expected a mapping, got list", id="yaml-list"),
+        pytest.param("", "pool: expected a mapping, got NoneType", id="yaml-empty"),
+    ],
+)
+def test_bad_yaml(text: str, expected: str) -> None:
+    with pytest.raises(PoolSpecError) as caught:
+        pool_from_yaml(text)
+    assert caught.value.problems[0].startswith(expected)
+
+
+def test_json_schema_has_camel_case_and_constraints() -> None:
+    schema = SDXLPool.model_json_schema(by_alias=True)
+    defs = schema["$defs"]
+    entry = defs["GpuEntry"]["properties"]
+    assert (entry["gpusPerReplica"]["type"], entry["gpusPerReplica"]["minimum"]) == ("integer", 1)
+    assert defs["SDXLPoolSpec"]["properties"]["imagePullPolicy"]["enum"] == [
+        "Always",
+        "IfNotPresent",
+        "Never",
+    ]
+    assert defs["DefaultsSpec"]["properties"]["width"]["multipleOf"] == 8
+    assert defs["DefaultsSpec"]["properties"]["refinerSwitchAt"]["maximum"] == 1.0
+    assert defs["SDXLPoolSpec"]["properties"]["gpus"]["minItems"] == 1
+    assert defs["SDXLPoolSpec"]["required"] == ["image", "model", "gpus"]
+    assert all(spec.get("additionalProperties") is False for spec in defs.values())
