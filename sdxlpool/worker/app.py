@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sdxlpool.errors import QueueFull, RequestError
 from sdxlpool.worker.routes import catalog, health, options, progress, txt2img
@@ -38,6 +39,7 @@ def create_app(settings: WorkerSettings, *, on_fatal: Callable[[BaseException], 
                   description="AUTOMATIC1111-compatible SDXL API on diffusers")
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     for module in (txt2img, options, catalog, progress, health):
         app.include_router(module.router)
@@ -47,6 +49,14 @@ def create_app(settings: WorkerSettings, *, on_fatal: Callable[[BaseException], 
 async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
     return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable bytes, like malformed JSON
+        return JSONResponse({"error": "invalid_request", "detail": "body: not valid UTF-8 JSON"}, status_code=422)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
 
 
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -137,18 +137,21 @@ _UNET_REFINER = {
 }
 
 # The tiny twin: same block types and counts, small widths, one transformer layer per block.
+# The two text encoders get different widths, as in SDXL (768 vs 1280): diffusers' single-file
+# loader tells their weights apart by width.
 _TINY_TEXT = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
               "projection_dim": 32}
+_TINY_TEXT_2 = {**_TINY_TEXT, "hidden_size": 48, "intermediate_size": 53, "projection_dim": 48}
 _TINY = {
     "vae": {"block_out_channels": [8, 16, 16, 16], "norm_num_groups": 8, "sample_size": 128},
     "text_encoder": _TINY_TEXT,
-    "text_encoder_2": _TINY_TEXT,
-    "unet_base": {"block_out_channels": [32, 64, 64], "attention_head_dim": [2, 4, 4], "cross_attention_dim": 64,
-                  "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 6 * 8 + 32,
+    "text_encoder_2": _TINY_TEXT_2,
+    "unet_base": {"block_out_channels": [32, 64, 64], "attention_head_dim": [2, 4, 4], "cross_attention_dim": 32 + 48,
+                  "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 6 * 8 + 48,
                   "transformer_layers_per_block": [1, 1, 1], "norm_num_groups": 16, "sample_size": 16},
     "unet_refiner": {"block_out_channels": [32, 64, 64, 64], "attention_head_dim": [2, 4, 4, 4],
-                     "cross_attention_dim": 32, "addition_time_embed_dim": 8,
-                     "projection_class_embeddings_input_dim": 5 * 8 + 32, "transformer_layers_per_block": 1,
+                     "cross_attention_dim": 48, "addition_time_embed_dim": 8,
+                     "projection_class_embeddings_input_dim": 5 * 8 + 48, "transformer_layers_per_block": 1,
                      "norm_num_groups": 16, "sample_size": 16},
 }
 

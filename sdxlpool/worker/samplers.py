@@ -125,7 +125,7 @@ def resolve_sampler(sampler_name: str, scheduler: str | None = None) -> SamplerC
     name = sampler_name.strip()
     sampler = _SAMPLER_BY_NAME.get(name.lower())
     if sampler is None and schedule.name == "automatic":
-        for candidate in SCHEDULES[1:]:
+        for candidate in sorted(SCHEDULES[1:], key=lambda s: -len(s.label)):  # "SGM Uniform" before "Uniform"
             suffix = " " + candidate.label.lower()
             if name.lower().endswith(suffix):
                 sampler = _SAMPLER_BY_NAME.get(name[: -len(suffix)].strip().lower())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
@@ -17,5 +17,5 @@ def get_options(worker: WorkerDep) -> dict[str, Any]:
 
 
 @router.post("/options")
-def set_options(worker: WorkerDep, values: dict[str, Any] = Body(...)) -> None:
+def set_options(worker: WorkerDep, values: Annotated[dict[str, Any], Body()]) -> None:
     worker.set_options(values)

@@ -1,0 +1,173 @@
+"""The job queue seen from outside: metrics before/during/after, the queue bound, progress,
+interrupt, client disconnects, and the event loop staying responsive while a job runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ServerThread, TinyModel, start_worker
+from tests.worker.imaging import decode
+
+# Long enough on the tiny model to observe mid-job (a few seconds on 2 CPU cores).
+LONG_JOB = {"prompt": "slow", "sampler_name": "Euler", "width": 256, "height": 256, "steps": 30, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def busy_worker(tiny_model: TinyModel) -> Iterator[ServerThread]:
+    with start_worker(tiny_model, models=[tiny_model.base], max_queue=1) as server:
+        server.wait_ready()
+        yield server
+
+
+def metrics(url: str) -> dict[str, float]:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return values
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("condition not met")
+
+
+class Background:
+    """A txt2img request running in a thread, so the test can look at the worker meanwhile."""
+
+    def __init__(self, url: str, body: dict, timeout: float = 120) -> None:
+        self.response: httpx.Response | None = None
+        self.error: Exception | None = None
+
+        def run() -> None:
+            try:
+                self.response = httpx.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout)
+            except Exception as exc:  # noqa: BLE001 - inspected by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self, timeout: float = 120) -> httpx.Response:
+        self.thread.join(timeout)
+        assert self.response is not None, self.error
+        return self.response
+
+
+def job_cost(body: dict) -> float:
+    return body["steps"] * body["width"] * body["height"] / 1024**2
+
+
+def test_metrics_before_during_and_after_jobs_and_queue_bound(busy_worker: ServerThread) -> None:
+    url = busy_worker.url
+    before = metrics(url)
+    assert before["sdxl_worker_ready"] == 1
+    assert before["sdxl_worker_queue_depth"] == 0 and before["sdxl_worker_inflight"] == 0
+    assert before["sdxl_worker_pending_steps"] == 0
+    assert before["sdxl_worker_step_seconds"] > 0  # measured by the start-up warm-up
+    info = [k for k in before if k.startswith("sdxl_worker_info{")]
+    assert info == ["sdxl_worker_info{gpu_model=rtx-3090,location=Lab, 127.0.0.1,model=tiny/base [" +
+                    info[0].split("[")[1]]
+
+    first = Background(url, LONG_JOB)
+    during = wait_for(lambda: (m := metrics(url))["sdxl_worker_inflight"] == 1 and m)
+    assert during["sdxl_worker_queue_depth"] == 0
+    assert 0 < during["sdxl_worker_pending_steps"] <= job_cost(LONG_JOB)
+    # Pending work shrinks with every denoising step, not only when the job ends.
+    later = wait_for(lambda: (m := metrics(url))["sdxl_worker_pending_steps"] < during["sdxl_worker_pending_steps"] and m)
+    assert later["sdxl_worker_inflight"] == 1
+
+    second_body = {**LONG_JOB, "steps": 10, "seed": 2}
+    second = Background(url, second_body)
+    queued = wait_for(lambda: (m := metrics(url))["sdxl_worker_queue_depth"] == 1 and m)
+    running_left = queued["sdxl_worker_pending_steps"] - job_cost(second_body)
+    assert 0 <= running_left <= job_cost(LONG_JOB)
+
+    # max_queue=1: a third request while one waits is turned away, with a hint when to retry.
+    rejected = httpx.post(url + "/sdapi/v1/txt2img", json=LONG_JOB, timeout=10)
+    assert rejected.status_code == 503
+    assert rejected.json()["error"] == "queue_full"
+    assert int(rejected.headers["Retry-After"]) >= 1
+
+    assert first.result().status_code == 200 and second.result().status_code == 200
+    after = metrics(url)
+    assert after["sdxl_worker_queue_depth"] == 0 and after["sdxl_worker_inflight"] == 0
+    assert after["sdxl_worker_pending_steps"] == 0
+    outcome = "sdxl_worker_requests_total{outcome=%s}"
+    assert after[outcome % "success"] - before[outcome % "success"] == 2
+    assert after[outcome % "rejected"] - before[outcome % "rejected"] == 1
+    assert after["sdxl_worker_inference_seconds_count"] - before["sdxl_worker_inference_seconds_count"] == 2
+
+
+def test_progress_and_fast_endpoints_while_generating(busy_worker: ServerThread) -> None:
+    url = busy_worker.url
+    idle = httpx.get(url + "/sdapi/v1/progress").json()
+    assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
+
+    job = Background(url, LONG_JOB)
+    with httpx.Client(base_url=url, timeout=10) as client:
+        seen = wait_for(lambda: (p := client.get("/sdapi/v1/progress").json())["state"]["sampling_step"] >= 2 and p)
+        assert 0 < seen["progress"] < 1 and seen["eta_relative"] > 0
+        assert seen["state"]["sampling_steps"] == LONG_JOB["steps"]
+        assert decode(seen["current_image"]).size == (256 // 8, 256 // 8)  # latent-resolution preview
+        skipped = client.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()
+        assert skipped["current_image"] is None
+
+        # The event loop never waits for inference: these answer within 50 ms mid-job.
+        slowest = {}
+        for path in ("/metrics", "/healthz", "/sdapi/v1/progress?skip_current_image=true"):
+            timings = []
+            for _ in range(10):
+                started = time.perf_counter()
+                assert client.get(path).status_code == 200
+                timings.append(time.perf_counter() - started)
+            slowest[path] = max(timings)
+        assert job.thread.is_alive(), "the job ended before the measurements: make LONG_JOB longer"
+        assert all(t < 0.05 for t in slowest.values()), slowest
+    assert job.result().status_code == 200
+    assert httpx.get(url + "/sdapi/v1/progress").json()["progress"] == 0
+
+
+def test_interrupt_returns_the_image_so_far(busy_worker: ServerThread) -> None:
+    url = busy_worker.url
+    assert httpx.post(url + "/sdapi/v1/interrupt").json() == {"interrupted": False}  # nothing running
+    before = metrics(url)
+    job = Background(url, {**LONG_JOB, "steps": 60})
+    wait_for(lambda: httpx.get(url + "/sdapi/v1/progress").json()["state"]["sampling_step"] >= 2)
+    assert httpx.post(url + "/sdapi/v1/interrupt").json() == {"interrupted": True}
+    response = job.result()
+    assert response.status_code == 200
+    info = json.loads(response.json()["info"])
+    assert info["interrupted"] is True
+    assert 2 <= info["sdxlpool"]["steps_done"] < 60
+    assert decode(response.json()["images"][0]).size == (256, 256)
+    after = metrics(url)
+    key = "sdxl_worker_requests_total{outcome=interrupted}"
+    assert after[key] - before[key] == 1
+    assert after["sdxl_worker_pending_steps"] == 0
+
+
+def test_a_client_that_goes_away_loses_its_queue_place(busy_worker: ServerThread) -> None:
+    url = busy_worker.url
+    running = Background(url, LONG_JOB)
+    wait_for(lambda: metrics(url)["sdxl_worker_inflight"] == 1)
+    impatient = Background(url, {**LONG_JOB, "seed": 9}, timeout=0.5)  # gives up while queued
+    impatient.thread.join(10)
+    assert isinstance(impatient.error, httpx.TimeoutException)
+    wait_for(lambda: metrics(url)["sdxl_worker_queue_depth"] == 0)
+    assert metrics(url)["sdxl_worker_inflight"] == 1  # the first job is unaffected
+    assert running.result().status_code == 200
