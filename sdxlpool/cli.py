@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -92,6 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; a worker never calls a hub
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from sdxlpool.worker.settings import WorkerSettings
 
@@ -103,11 +105,15 @@ def _worker(args: argparse.Namespace) -> int:
         given["models"] = args.model
     try:
         settings = WorkerSettings(**given)
+    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
+        raise ConfigError(f"environment: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        where = str(err["loc"][0]) if err["loc"] else "settings"
         flag = "--model" if where == "models" else "--" + where.replace("_", "-")
-        raise ConfigError(f"{flag}: {err['msg']}") from None
+        message = "is required (an SDXL base: diffusers folder or .safetensors file)" if err["type"] == "missing" \
+            else err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{flag}: {message}") from None
     _check_model_paths(settings)
     _check_port_free(settings.host, settings.port)
     return _serve(settings)
@@ -117,11 +123,17 @@ def _check_model_paths(settings: object) -> None:
     """Fail fast, before the server starts, on paths that cannot be an SDXL checkpoint."""
     from sdxlpool.worker.checkpoints import probe_kind
 
+    def kind_of(flag: str, path: Path) -> str:
+        try:
+            return probe_kind(path)
+        except ConfigError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+
     for path in settings.models:  # type: ignore[attr-defined]
-        if probe_kind(path) != "base":
+        if kind_of("--model", path) != "base":
             raise ConfigError(f"--model {path}: this is an SDXL refiner; pass it with --refiner")
     refiner = settings.refiner  # type: ignore[attr-defined]
-    if refiner is not None and probe_kind(refiner) != "refiner":
+    if refiner is not None and kind_of("--refiner", refiner) != "refiner":
         raise ConfigError(f"--refiner {refiner}: this is an SDXL base; pass it with --model")
 
 
@@ -151,6 +163,9 @@ def _serve(settings: object) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port,  # type: ignore[attr-defined]
                             log_level="info", access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it has shut down cleanly; a no-op handler
+    # for SIGTERM makes that clean stop exit 0, as Kubernetes and process managers expect.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     if failures:
         print(f"sdxlpool worker: error: {failures[0]}", file=sys.stderr)
@@ -159,8 +174,10 @@ def _serve(settings: object) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
+    from sdxlpool.worker.checkpoints import quiet_library_noise
     from sdxlpool.worker.tiny import write_tiny_model
 
+    quiet_library_noise()
     base, refiner = write_tiny_model(args.dir)
     print(f"base:    {base}")
     print(f"refiner: {refiner}")

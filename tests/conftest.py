@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Skeleton configs and checkpoint hashes go to a throwaway folder, not the user's ~/.cache.
+os.environ.setdefault("SDXLPOOL_CACHE", tempfile.mkdtemp(prefix="sdxlpool-test-cache-"))
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def resolve_request(
     scheduler = request.scheduler if request.scheduler is not None else defaults.scheduler
     ignored = tuple(
         name for name, inert in INERT_FIELDS.items() if getattr(request, name) not in (inert, None, [], {})
-    )
+    ) + tuple(sorted(request.model_extra or {}))  # fields A1111 itself does not know (extensions)
     return GenerationParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,

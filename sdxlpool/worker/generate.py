@@ -211,13 +211,10 @@ def _slerp(t: float, low: Any, high: Any) -> Any:
 
 
 def _decode(pipe: Any, latents: Any) -> list[Any]:
-    """VAE decode as the SDXL pipeline does it (fp32 upcast where the VAE config asks for it)."""
+    """VAE decode as the SDXL pipeline does it (the loader keeps an fp16 model's VAE in fp32)."""
     import torch
 
     vae = pipe.vae
-    upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-    if upcast:
-        vae.to(dtype=torch.float32)
     latents = latents.to(device=vae.device, dtype=vae.dtype)
     mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
     if mean is not None and std is not None:
@@ -226,11 +223,7 @@ def _decode(pipe: Any, latents: Any) -> list[Any]:
         latents = latents * std_t / vae.config.scaling_factor + mean_t
     else:
         latents = latents / vae.config.scaling_factor
-    try:
-        decoded = vae.decode(latents, return_dict=False)[0]
-    finally:
-        if upcast:
-            vae.to(dtype=torch.float16)
+    decoded = vae.decode(latents, return_dict=False)[0]
     return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 

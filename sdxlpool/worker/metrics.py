@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from sdxlpool.worker.jobs import JobQueue
 
 __all__ = ["WorkerMetrics", "OUTCOMES"]
+
+disable_created_metrics()  # *_created series double the scrape for nothing the gateway or alerts use
 
 # requests_total{outcome}: every request ends in exactly one of these.
 OUTCOMES = ("success", "interrupted", "invalid", "rejected", "error", "cancelled")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool.api.generation import GenerationDefaults, RequestLimits
@@ -16,7 +17,9 @@ __all__ = ["WorkerSettings", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SDXLPOOL_CACHE") or Path.home() / ".cache" / "sdxlpool")
+    """Skeleton configs and checkpoint hashes live here: $SDXLPOOL_CACHE, else ~/.cache/sdxlpool."""
+    configured = os.environ.get("SDXLPOOL_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "sdxlpool"
 
 
 class WorkerSettings(BaseSettings):
@@ -26,7 +29,7 @@ class WorkerSettings(BaseSettings):
     refiner: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=0, le=65535)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = "auto"
     dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
     gpu_model: str = ""  # empty: the CUDA device's name, or "cpu"
     provider: str = ""
@@ -47,7 +50,13 @@ class WorkerSettings(BaseSettings):
     default_refiner_switch_at: float = Field(0.8, ge=0, le=1)
 
     warmup: bool = True  # one short job at start-up: compiles kernels and measures step_seconds
-    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> WorkerSettings:

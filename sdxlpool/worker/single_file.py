@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from sdxlpool.errors import CheckpointError
+from sdxlpool.worker.settings import default_cache_dir
 from sdxlpool.worker.architectures import Kind, Size, component_configs, write_pipeline_skeleton
 
 __all__ = ["detect_architecture", "skeleton_for", "load_single_file", "write_single_file"]
@@ -169,7 +170,7 @@ def skeleton_for(kind: Kind, size: Size) -> Path:
     It lives in `$SDXLPOOL_CACHE` (default `~/.cache/sdxlpool`) under `skeletons/`, named after a hash
     of its content, so a changed architecture gets a new folder and a stale one is never reused.
     """
-    root = _cache_root() / "skeletons"
+    root = default_cache_dir() / "skeletons"
     memo_key = (kind, size, root)
     with _skeletons_lock:  # one writer per process; other processes are handled by the rename below
         known = _skeletons.get(memo_key)
@@ -192,11 +193,6 @@ def skeleton_for(kind: Kind, size: Size) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         _skeletons[memo_key] = final
         return final
-
-
-def _cache_root() -> Path:
-    configured = os.environ.get("SDXLPOOL_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "sdxlpool"
 
 
 def _tree_digest(folder: Path) -> str:

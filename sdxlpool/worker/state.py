@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from sdxlpool.worker.checkpoints import choose_device, load_checkpoints, torch_dtype
 from sdxlpool.worker.service import Placement, WorkerService
-from sdxlpool.worker.settings import WorkerSettings
+from sdxlpool.worker.settings import WorkerSettings, default_cache_dir
 
 __all__ = ["WorkerState", "placement_for"]
 
@@ -63,7 +63,7 @@ class WorkerState:
             device = choose_device(settings.device)
             checkpoints = await asyncio.to_thread(
                 load_checkpoints, settings.models, settings.refiner, device=device,
-                dtype=torch_dtype(device, settings.dtype), cache_dir=settings.cache_dir,
+                dtype=torch_dtype(device, settings.dtype), cache_dir=default_cache_dir(),
             )
             service = WorkerService(settings, checkpoints, placement_for(settings, device))
             await service.start()
