@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _local import wait_ready
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 
@@ -172,20 +173,6 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.returncode}; see worker.log")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("worker not ready")
 
 
 def refiner_name(url: str) -> str:

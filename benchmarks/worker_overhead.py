@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from _local import wait_ready
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 
@@ -53,7 +54,7 @@ def main() -> int:
     )
     url = f"http://127.0.0.1:{args.port}"
     try:
-        wait_ready(url, worker)
+        wait_ready(url, worker, timeout=180)
         direct.images(2, seed=0)  # warm-up both sides
         over_http(url, args, 2, seed=0)
         direct_rates, http_rates = [], []
@@ -117,20 +118,6 @@ def over_http(url: str, args: argparse.Namespace, count: int, seed: int) -> floa
     with ThreadPoolExecutor(max_workers=2) as pool:  # two in flight: one running, one queued
         list(pool.map(one, range(count)))
     return count / (time.perf_counter() - started)
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.returncode}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("worker not ready")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared, pure data for every part of sdxlpool: GPU names and the SDXLPool spec.
+"""Shared, pure data for every part of sdxlpool: the A1111 wire format and its checks, GPU names,
+and the SDXLPool spec.
 
 Contract: nothing in this package does I/O (no network, files, Kubernetes or torch), so the
 operator, worker and gateway can all import it cheaply and test it without servers.
@@ -6,6 +7,20 @@ operator, worker and gateway can all import it cheaply and test it without serve
 
 from __future__ import annotations
 
+from sdxlpool.api.a1111 import (
+    INERT_FIELDS,
+    ProgressResponse,
+    ProgressState,
+    Txt2ImgRequest,
+    Txt2ImgResponse,
+)
+from sdxlpool.api.generation import (
+    MAX_SEED,
+    GenerationDefaults,
+    GenerationParams,
+    RequestLimits,
+    resolve_request,
+)
 from sdxlpool.api.gpu import (
     AKASH_GPU_LABEL_PREFIX,
     GpuName,
@@ -41,6 +56,18 @@ from sdxlpool.api.spec import (
 )
 
 __all__ = [
+    # a1111.py
+    "INERT_FIELDS",
+    "ProgressResponse",
+    "ProgressState",
+    "Txt2ImgRequest",
+    "Txt2ImgResponse",
+    # generation.py
+    "MAX_SEED",
+    "GenerationDefaults",
+    "GenerationParams",
+    "RequestLimits",
+    "resolve_request",
     # gpu.py
     "AKASH_GPU_LABEL_PREFIX",
     "GpuName",

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 from sdxlpool.errors import CheckpointError
-from sdxlpool.worker.settings import default_cache_dir
 from sdxlpool.worker.architectures import Kind, Size, component_configs, write_pipeline_skeleton
+from sdxlpool.worker.settings import default_cache_dir
 
 __all__ = ["detect_architecture", "skeleton_for", "load_single_file", "write_single_file"]
 

@@ -36,10 +36,9 @@ def write_random_model(
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.utils import logging as transformers_logging
 
     from sdxlpool.worker.architectures import component_configs, write_pipeline_skeleton
-
-    from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per one-file shard is noise
     dtype = dtype or torch.float32
