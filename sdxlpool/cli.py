@@ -80,6 +80,32 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="skip the short start-up job that measures step time")
     worker.set_defaults(handler=_worker)
 
+    operator = commands.add_parser(
+        "operator", help="run the kopf operator that turns SDXLPools into GPU worker Deployments",
+        description="Reconcile SDXLPool objects (sdxlpool.dev/v1alpha1) into one Deployment per GPU model, "
+        "a worker Service and the pool's gateway. Uses in-cluster credentials, else the kubeconfig.")
+    operator.add_argument("--namespace", action="append", metavar="NS",
+                          help="watch only this namespace (repeat for several; default: all namespaces)")
+    operator.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, $KUBECONFIG)")
+    operator.add_argument("--peering", default="sdxlpool", metavar="NAME",
+                          help="kopf peering object shared by the operator's replicas (default sdxlpool)")
+    operator.add_argument("--priority", type=int, metavar="N",
+                          help="peering priority: the highest live replica works, others stand by "
+                               "(default: random, so replicas never tie)")
+    operator.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    operator.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    operator.set_defaults(handler=_operator)
+
+    render = commands.add_parser(
+        "render", help="print the objects the operator would create for a pool",
+        description="Print, as a YAML stream, the Kubernetes objects the operator creates for an SDXLPool "
+        "(owner references aside). Placement uses the GPU labels of the nodes in NODES.yaml; without it no "
+        "node matches and each GPU model gets its canonical labels.")
+    render.add_argument("pool", type=Path, metavar="POOL.yaml", help="an SDXLPool manifest")
+    render.add_argument("--nodes", type=Path, metavar="NODES.yaml",
+                        help="a v1 NodeList (or List, as `kubectl get nodes -o yaml` prints), or a list of Nodes")
+    render.set_defaults(handler=_render)
+
     tiny = commands.add_parser("tiny-model", help="write a tiny random-weight SDXL base and refiner",
                                description="Write DIR/base and DIR/refiner: tiny random-weight SDXL pipelines "
                                "in diffusers layout for tests and demos (no network).")
@@ -171,6 +197,90 @@ def _serve(settings: object) -> int:
         print(f"sdxlpool worker: error: {failures[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import asyncio
+    import random
+
+    if args.kubeconfig is not None:
+        if not args.kubeconfig.is_file():
+            raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
+        os.environ["KUBECONFIG"] = os.environ["SDXLPOOL_KUBECONFIG"] = str(args.kubeconfig)
+    import kopf
+
+    import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers with kopf
+
+    asyncio.run(kopf.operator(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=args.standalone,
+        peering_name=args.peering,
+        # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
+        priority=args.priority if args.priority is not None else random.randint(1, 2**30),
+        liveness_endpoint=args.liveness,
+    ))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sdxlpool.api.spec import PoolSpecError, pool_from_yaml
+    from sdxlpool.operator.desired import desired_state
+
+    try:
+        pool = pool_from_yaml(_read_text(args.pool))
+        nodes = _load_nodes(args.nodes) if args.nodes is not None else []
+        state = desired_state(pool, nodes)
+    except PoolSpecError as exc:
+        raise ConfigError(f"{args.pool}: {'; '.join(exc.problems)}") from None
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    placements = {p.deployment: p for p in state.placements.values()}
+    for child in state.children:
+        placement = placements.get(child["metadata"]["name"]) if child["kind"] == "Deployment" else None
+        if placement is not None:
+            print(f"# {placement.model}: {placement.reason}: {placement.message}")
+        print(yaml.dump(child, Dumper=Dumper, sort_keys=False, explicit_start=True, width=110), end="")
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path}: cannot read: {reason}") from None
+
+
+def _load_nodes(path: Path) -> list[dict]:
+    """Nodes from a NodeList/List, a YAML list of Nodes, or a stream of Node documents."""
+    import yaml
+
+    try:
+        documents = [doc for doc in yaml.safe_load_all(_read_text(path)) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML: {' '.join(str(exc).split())}") from None
+    if len(documents) == 1 and isinstance(documents[0], dict) and documents[0].get("kind") in ("NodeList", "List"):
+        items, where = documents[0].get("items") or [], "items"
+    elif len(documents) == 1 and isinstance(documents[0], list):
+        items, where = documents[0], ""
+    else:
+        items, where = documents, "document "
+    for index, node in enumerate(items):
+        place = f"{where}[{index}]" if where != "document " else f"document {index + 1}"
+        if not isinstance(node, dict) or node.get("kind", "Node") != "Node":
+            got = node.get("kind") if isinstance(node, dict) else type(node).__name__
+            raise ConfigError(f"{path}: {place}: expected a v1 Node, got {got}")
+        if not isinstance(node.get("metadata"), dict) or not node["metadata"].get("name"):
+            raise ConfigError(f"{path}: {place}: a Node needs metadata.name")
+        if not isinstance(node["metadata"].get("labels") or {}, dict):
+            raise ConfigError(f"{path}: {place}: metadata.labels must be a mapping")
+    return items
 
 
 def _tiny_model(args: argparse.Namespace) -> int:

@@ -27,11 +27,21 @@ Errors (see ``sdxlpool.errors``)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from sdxlpool.api.gpu import GpuName, parse_gpu_name
@@ -44,18 +54,28 @@ __all__ = [
     "PLURAL",
     "VERSION",
     "DefaultsSpec",
+    "EmptyDirCache",
     "GatewaySpec",
     "GpuEntry",
     "GpuProvider",
+    "HuggingFaceCache",
     "HuggingFaceModelSource",
     "LimitsSpec",
+    "LocalObjectReference",
     "ModelSource",
     "Placement",
     "PoolSpecError",
+    "Quantity",
+    "RateLimitSpec",
+    "ResourceAmounts",
+    "Resources",
     "SDXLPool",
     "SDXLPoolSpec",
     "SecretKeyRef",
+    "Toleration",
     "VolumeModelSource",
+    "is_label_key",
+    "is_label_value",
     "load_pool",
     "load_spec",
     "pool_from_yaml",
@@ -91,6 +111,108 @@ class _SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
 
+# An object-valued field whose model has defaults for everything gets ``default: {}`` in the CRD,
+# so the API server fills in (and ``kubectl get -o yaml`` shows) the same defaults pydantic applies.
+_OBJECT_DEFAULT: dict[str, Any] = {"default": {}}
+
+
+# --- Kubernetes value types ----------------------------------------------------------------------
+
+# A resource quantity ("500m", "16Gi", "2", 4), unsigned. The pattern is the one Kubernetes'
+# own CRD generators use; YAML numbers are accepted and kept as their string form.
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+def _number_to_text(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_number_to_text),
+    Field(pattern=QUANTITY_PATTERN),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A Kubernetes resource quantity such as ``"500m"``, ``"16Gi"`` or ``2``, held as text."""
+
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE_PATTERN = rf"^({_LABEL_NAME})?$"
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+LabelValue = Annotated[str, Field(max_length=63, pattern=_LABEL_VALUE_PATTERN)]
+
+
+def is_label_value(text: str) -> bool:
+    """True when ``text`` may be a Kubernetes label value (empty, or 63 safe characters)."""
+    return len(text) <= 63 and re.fullmatch(_LABEL_VALUE_PATTERN.strip("^$"), text) is not None
+
+
+def is_label_key(text: str) -> bool:
+    """True when ``text`` may be a Kubernetes label key: ``[prefix/]name`` (a qualified name)."""
+    prefix, _, name = text.rpartition("/")
+    if "/" in text and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return 0 < len(name) <= 63 and re.fullmatch(_LABEL_NAME, name) is not None
+
+
+class LocalObjectReference(_SpecModel):
+    """An object in the pool's namespace, by name (here: an image pull Secret)."""
+
+    name: str = Field(min_length=1)
+
+
+class ResourceAmounts(_SpecModel):
+    """Amounts of the resources a worker may set; ``nvidia.com/gpu`` comes from ``gpusPerReplica``."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    ephemeral_storage: Quantity | None = Field(None, alias="ephemeral-storage")
+
+
+class Resources(_SpecModel):
+    """Container resources, as in a Pod spec but limited to cpu, memory and ephemeral-storage."""
+
+    requests: ResourceAmounts = Field(default_factory=ResourceAmounts, json_schema_extra=_OBJECT_DEFAULT)
+    limits: ResourceAmounts = Field(default_factory=ResourceAmounts, json_schema_extra=_OBJECT_DEFAULT)
+
+
+class Toleration(_SpecModel):
+    """A Pod toleration, as in a Pod spec."""
+
+    key: str | None = Field(None, min_length=1, description="Taint key; unset with operator Exists: every taint.")
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: LabelValue | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, description="NoExecute only: how long the pod stays bound.")
+
+    @field_validator("key")
+    @classmethod
+    def _label_key(cls, key: str | None) -> str | None:
+        if key is not None and not is_label_key(key):
+            raise ValueError(f"{key!r} is not a valid label key")
+        return key
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no value")
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("a toleration without a key needs operator Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        return self
+
+
 # --- where the weights come from ---------------------------------------------------------------
 
 
@@ -112,13 +234,34 @@ class VolumeModelSource(_SpecModel):
 _HF_REPO_ID = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$"
 
 
+class EmptyDirCache(_SpecModel):
+    """A pod-local cache: downloaded again whenever a pod starts on a new node."""
+
+    size_limit: Quantity | None = Field(None, description="Largest size of the cache, e.g. 40Gi.")
+
+
+class HuggingFaceCache(_SpecModel):
+    """Where downloaded weights are kept: a PersistentVolumeClaim (shared, survives restarts;
+    ReadWriteMany when replicas run on several nodes) or an emptyDir (the default)."""
+
+    claim_name: str | None = Field(None, min_length=1, description="PVC holding the download cache.")
+    empty_dir: EmptyDirCache | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> HuggingFaceCache:
+        if self.claim_name is not None and self.empty_dir is not None:
+            raise ValueError("set claimName or emptyDir, not both")
+        return self
+
+
 class HuggingFaceModelSource(_SpecModel):
-    """Weights fetched from the Hugging Face Hub into the worker's cache."""
+    """Weights (diffusers layout) downloaded from the Hugging Face Hub before a worker starts."""
 
     repo: str = Field(pattern=_HF_REPO_ID, description="Repo id of the SDXL base model.")
     refiner_repo: str | None = Field(None, pattern=_HF_REPO_ID)
     revision: str | None = Field(None, min_length=1)
     token_secret: SecretKeyRef | None = None
+    cache: HuggingFaceCache = Field(default_factory=HuggingFaceCache, json_schema_extra=_OBJECT_DEFAULT)
 
 
 class ModelSource(_SpecModel):
@@ -166,6 +309,12 @@ class Placement(_SpecModel):
             )
         return self
 
+    def label_key(self, slug: str) -> str:
+        """The custom scheme's label key for a GPU slug (``+`` in MIG profiles becomes ``_``)."""
+        if self.label_key_template is None:
+            raise ValueError(f"labelScheme {self.label_scheme} has no labelKeyTemplate")
+        return self.label_key_template.replace("{model}", slug.replace("+", "_"))
+
 
 class GpuProvider(_SpecModel):
     """Who runs these GPUs; reported by workers and the gateway, not used for placement."""
@@ -179,16 +328,30 @@ class GpuEntry(_SpecModel):
 
     model: str = Field(description="GPU model, any common spelling: A100, RTX-3090, NVIDIA-A100-SXM4-80GB.")
     replicas: int = Field(1, ge=0)
-    gpus_per_replica: int = Field(1, ge=1)
+    gpus_per_replica: int = Field(1, ge=1, description="nvidia.com/gpu per worker pod.")
+    resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, description="Node labels a worker's node must carry, besides its GPU."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Added to the toleration of the nvidia.com/gpu taint."
+    )
     provider: GpuProvider | None = None
     price_per_hour: float | None = Field(None, ge=0)
-    node_selector: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model")
     @classmethod
     def _known_gpu(cls, value: str) -> str:
         parse_gpu_name(value)  # raises ValueError naming the value
         return value.strip()
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, selector: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in selector if not is_label_key(key)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a valid label key")
+        return selector
 
     @property
     def gpu(self) -> GpuName:
@@ -226,11 +389,22 @@ class LimitsSpec(_SpecModel):
     max_prompt_chars: int = Field(400, ge=1)
 
 
+class RateLimitSpec(_SpecModel):
+    """Per-client token bucket at the gateway: refills requestsPerMinute, holds up to burst."""
+
+    requests_per_minute: int = Field(ge=1)
+    burst: int = Field(10, ge=1)
+
+
 class GatewaySpec(_SpecModel):
-    """The pool's own gateway Deployment."""
+    """The pool's own gateway Deployment and Service."""
 
     enabled: bool = True
     replicas: int = Field(2, ge=0)
+    image: str | None = Field(None, min_length=1, description="Gateway image; default: spec.image.")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    rate_limit: RateLimitSpec | None = Field(None, description="Unset: no per-client rate limit.")
+    resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
 
 
 class SDXLPoolSpec(_SpecModel):
@@ -238,12 +412,13 @@ class SDXLPoolSpec(_SpecModel):
 
     image: str = Field(min_length=1, description="Worker container image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     model: ModelSource
-    placement: Placement = Field(default_factory=Placement)
+    placement: Placement = Field(default_factory=Placement, json_schema_extra=_OBJECT_DEFAULT)
     gpus: list[GpuEntry] = Field(min_length=1)
-    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec)
-    limits: LimitsSpec = Field(default_factory=LimitsSpec)
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    defaults: DefaultsSpec = Field(default_factory=DefaultsSpec, json_schema_extra=_OBJECT_DEFAULT)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=_OBJECT_DEFAULT)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, json_schema_extra=_OBJECT_DEFAULT)
 
     @field_validator("gpus")
     @classmethod
@@ -273,6 +448,27 @@ class SDXLPoolSpec(_SpecModel):
                 f"defaults.width x defaults.height ({defaults.width}x{defaults.height} = {pixels}) "
                 f"exceeds limits.maxPixels ({limits.max_pixels})"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _placeable(self) -> SDXLPoolSpec:
+        """Every entry can be expressed in the chosen label scheme."""
+        placement, problems = self.placement, []
+        for index, entry in enumerate(self.gpus):
+            if placement.label_scheme == "akash" and entry.gpu.mig:
+                problems.append(
+                    f"gpus[{index}].model ({entry.model}): labelScheme akash cannot place MIG slices; "
+                    "use labelScheme nvidia or custom"
+                )
+            if placement.label_scheme == "custom" and placement.label_key_template is not None:
+                key = placement.label_key(entry.slug)
+                if not is_label_key(key):
+                    problems.append(
+                        f"placement.labelKeyTemplate gives {key!r} for gpus[{index}] ({entry.model}), "
+                        "which is not a valid label key"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -324,8 +520,14 @@ def pool_from_yaml(text: str) -> SDXLPool:
 _ALIASES: dict[str, str] = {
     name: field.alias or name
     for model in (
+        LocalObjectReference,
+        ResourceAmounts,
+        Resources,
+        Toleration,
         SecretKeyRef,
         VolumeModelSource,
+        EmptyDirCache,
+        HuggingFaceCache,
         HuggingFaceModelSource,
         ModelSource,
         Placement,
@@ -333,6 +535,7 @@ _ALIASES: dict[str, str] = {
         GpuEntry,
         DefaultsSpec,
         LimitsSpec,
+        RateLimitSpec,
         GatewaySpec,
         SDXLPoolSpec,
         SDXLPool,

@@ -351,6 +351,95 @@ INVALID_CASES = [
     ),
     pytest.param({**minimal(), "kind": "Pool"}, "kind: Input should be 'SDXLPool' (got 'Pool')", id="kind"),
     pytest.param({"metadata": {}}, "spec: required field is missing", id="spec-missing"),
+    # --- fields added for the operator (issue 3) ---
+    pytest.param(
+        with_spec(imagePullSecrets=[{}]),
+        "spec.imagePullSecrets[0].name: required field is missing",
+        id="pull-secret-name",
+    ),
+    pytest.param(
+        _gpu(resources={"requests": {"cpu": "lots"}}),
+        "spec.gpus[0].resources.requests.cpu: String should match pattern",
+        id="quantity-pattern",
+    ),
+    pytest.param(
+        _gpu(resources={"limits": {"memory": "-1Gi"}}),
+        "spec.gpus[0].resources.limits.memory: String should match pattern",
+        id="quantity-negative",
+    ),
+    pytest.param(
+        _gpu(resources={"requests": {"nvidia.com/gpu": 1}}),
+        "spec.gpus[0].resources.requests.nvidia.com/gpu: unknown field",
+        id="resources-gpu-key",
+    ),
+    pytest.param(
+        _gpu(nodeSelector={"bad key!": "x"}),
+        "spec.gpus[0].nodeSelector: 'bad key!' is not a valid label key",
+        id="node-selector-key",
+    ),
+    pytest.param(
+        _gpu(nodeSelector={"zone": "not valid!"}),
+        "spec.gpus[0].nodeSelector.zone: String should match pattern",
+        id="node-selector-value-pattern",
+    ),
+    pytest.param(
+        _gpu(tolerations=[{"key": "a", "operator": "Exists", "value": "b"}]),
+        "spec.gpus[0].tolerations[0]: operator Exists takes no value",
+        id="toleration-exists-value",
+    ),
+    pytest.param(
+        _gpu(tolerations=[{"value": "b"}]),
+        "spec.gpus[0].tolerations[0]: a toleration without a key needs operator Exists",
+        id="toleration-no-key",
+    ),
+    pytest.param(
+        _gpu(tolerations=[{"key": "a", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+        "spec.gpus[0].tolerations[0]: tolerationSeconds needs effect NoExecute",
+        id="toleration-seconds",
+    ),
+    pytest.param(
+        _gpu(tolerations=[{"key": "a", "effect": "Never"}]),
+        "spec.gpus[0].tolerations[0].effect: Input should be 'NoSchedule', 'PreferNoSchedule' or 'NoExecute'",
+        id="toleration-effect",
+    ),
+    pytest.param(
+        with_spec(model={"huggingFace": {"repo": "a/b", "cache": {"claimName": "c", "emptyDir": {}}}}),
+        "spec.model.huggingFace.cache: set claimName or emptyDir, not both",
+        id="cache-both",
+    ),
+    pytest.param(
+        with_spec(model={"huggingFace": {"repo": "a/b", "cache": {"emptyDir": {"sizeLimit": "big"}}}}),
+        "spec.model.huggingFace.cache.emptyDir.sizeLimit: String should match pattern",
+        id="cache-size",
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "akash"}, gpus=[{"model": "A100"}, {"model": "A100-40GB-MIG-1g.5gb"}]),
+        "spec: gpus[1].model (A100-40GB-MIG-1g.5gb): labelScheme akash cannot place MIG slices",
+        id="akash-mig",
+    ),
+    pytest.param(
+        with_spec(placement={"labelScheme": "custom", "labelKeyTemplate": "bad key/{model}"}),
+        "spec: placement.labelKeyTemplate gives 'bad key/a100' for gpus[0] (A100), which is not a valid label key",
+        id="custom-template-invalid-key",
+    ),
+    pytest.param(
+        with_spec(gateway={"serviceType": "ExternalName"}),
+        "spec.gateway.serviceType: Input should be 'ClusterIP', 'NodePort' or 'LoadBalancer'",
+        id="gateway-service-type",
+    ),
+    pytest.param(
+        with_spec(gateway={"rateLimit": {"burst": 3}}),
+        "spec.gateway.rateLimit.requestsPerMinute: required field is missing",
+        id="rate-limit-missing",
+    ),
+    pytest.param(
+        with_spec(gateway={"rateLimit": {"requestsPerMinute": 0}}),
+        "spec.gateway.rateLimit.requestsPerMinute: Input should be greater than or equal to 1",
+        id="rate-limit-zero",
+    ),
+    pytest.param(
+        with_spec(gateway={"image": ""}), "spec.gateway.image: String should have at least 1 character", id="gw-image"
+    ),
     pytest.param(["not", "a", "mapping"], "pool: expected a mapping, got list", id="not-a-mapping"),
 ]
 
@@ -406,6 +495,59 @@ def test_bad_yaml(text: str, expected: str) -> None:
     with pytest.raises(PoolSpecError) as caught:
         pool_from_yaml(text)
     assert caught.value.problems[0].startswith(expected)
+
+
+def test_operator_fields_have_defaults() -> None:
+    spec = load_pool(minimal()).spec
+    entry = spec.gpus[0]
+    assert spec.image_pull_secrets == [] and entry.tolerations == []
+    assert entry.resources.requests.cpu is None and entry.resources.limits.memory is None
+    gateway = spec.gateway
+    assert (gateway.image, gateway.service_type, gateway.rate_limit) == (None, "ClusterIP", None)
+    hf = load_pool(with_spec(model={"huggingFace": {"repo": "a/b"}})).spec.model.hugging_face
+    assert hf is not None and (hf.cache.claim_name, hf.cache.empty_dir) == (None, None)
+
+
+def test_operator_fields() -> None:
+    data = with_spec(
+        imagePullSecrets=[{"name": "regcred"}],
+        model={"huggingFace": {"repo": "a/b", "cache": {"emptyDir": {"sizeLimit": 40e9}}}},
+        placement={"labelScheme": "custom", "labelKeyTemplate": "example.com/gpu-{model}"},
+        gpus=[
+            {
+                "model": "A100-40GB-MIG-1g.10gb+me",
+                "resources": {"requests": {"cpu": 4, "memory": "16Gi", "ephemeral-storage": "10Gi"}, "limits": {"cpu": 0.5}},
+                "nodeSelector": {"example.com/zone": "a"},
+                "tolerations": [{"operator": "Exists"}, {"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 60}],
+            }
+        ],
+        gateway={"image": "gw:1", "serviceType": "LoadBalancer", "rateLimit": {"requestsPerMinute": 60}},
+    )
+    spec = load_pool(data).spec
+    assert spec.image_pull_secrets[0].name == "regcred"
+    entry = spec.gpus[0]
+    # YAML numbers become quantity strings; the dash-spelled key is accepted under its Kubernetes name
+    assert (entry.resources.requests.cpu, entry.resources.limits.cpu) == ("4", "0.5")
+    assert entry.resources.requests.ephemeral_storage == "10Gi"
+    assert entry.tolerations[0].key is None and entry.tolerations[1].toleration_seconds == 60
+    assert spec.model.hugging_face is not None and spec.model.hugging_face.cache.empty_dir is not None
+    assert spec.model.hugging_face.cache.empty_dir.size_limit == "40000000000.0"
+    assert spec.placement.label_key(entry.slug) == "example.com/gpu-a100-40gb-mig-1g.10gb_me"
+    assert (spec.gateway.rate_limit is not None and spec.gateway.rate_limit.burst) == 10
+    dumped = load_pool(data).model_dump(by_alias=True, exclude_none=True)
+    assert dumped["spec"]["gpus"][0]["resources"]["requests"]["ephemeral-storage"] == "10Gi"
+    assert load_pool(dumped) == load_pool(data)
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [("zone", True), ("example.com/zone", True), ("a/b/c", False), ("Example.com/x", False), ("x" * 64, False),
+     ("example.com/", False), ("bad key", False), ("nvidia.com/gpu.product", True)],
+)
+def test_is_label_key(key: str, valid: bool) -> None:
+    from sdxlpool.api.spec import is_label_key
+
+    assert is_label_key(key) is valid
 
 
 def test_json_schema_has_camel_case_and_constraints() -> None:

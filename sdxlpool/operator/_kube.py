@@ -1,0 +1,123 @@
+"""The one module that talks to the Kubernetes API (kopf's own watching aside).
+
+A thin layer over the official client's `DynamicClient`: plain dict manifests in and out, any kind
+by apiVersion + kind (discovered once, then cached), JSON merge patches (lists replaced whole, so a
+patch makes a child *exactly* what the operator wants, and works the same on every API server and
+on the test emulator). Errors keep their HTTP status so callers can tell "not there" (404), "try
+again" (409, 429, 5xx, connection) and "my bug" (other 4xx) apart.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["KubeClient", "KubeError", "connect"]
+
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API call failed. `status` is the HTTP status (0 when no answer came back)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+class KubeClient:
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes.dynamic import DynamicClient
+
+        self._dynamic = DynamicClient(api_client)
+        self._resources: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()  # discovery cache; the client itself is thread-safe
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        with self._lock:
+            if key not in self._resources:
+                self._resources[key] = self._call(self._dynamic.resources.get, raw=True,
+                                                  api_version=api_version, kind=kind)
+            return self._resources[key]
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self._call(self._resource(api_version, kind).get, name=name, namespace=namespace)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind (in a namespace). Filter labels yourself: not every server does."""
+        return self._call(self._resource(api_version, kind).get, namespace=namespace).get("items", [])
+
+    def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        namespace = manifest.get("metadata", {}).get("namespace")
+        return self._call(resource.create, body=dict(manifest), namespace=namespace)
+
+    def patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
+              namespace: str | None = None, *, status: bool = False) -> dict[str, Any]:
+        resource = self._resource(api_version, kind)
+        if status:
+            resource = resource.subresources["status"]
+        return self._call(resource.patch, body=dict(patch), name=name, namespace=namespace, content_type=_MERGE_PATCH)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete (children go with it: background propagation). False if it was already gone."""
+        try:
+            self._call(self._resource(api_version, kind).delete, name=name, namespace=namespace,
+                       body={"propagationPolicy": "Background"})
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    @staticmethod
+    def _call(method: Any, *, raw: bool = False, **kwargs: Any) -> Any:
+        from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+        from urllib3.exceptions import HTTPError
+
+        try:
+            result = method(**kwargs)
+        except ResourceNotFoundError as exc:  # discovery: the API server does not serve this kind
+            raise KubeError(404, str(exc)) from exc
+        except DynamicApiError as exc:
+            raise KubeError(exc.status or 0, _reason(exc)) from exc
+        except (HTTPError, OSError) as exc:
+            raise KubeError(0, f"no answer from the API server: {exc}") from exc
+        return result if raw else result.to_dict()
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(getattr(exc, "reason", exc))
+
+
+def connect(kubeconfig: str | None = None) -> KubeClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    import os
+
+    import kubernetes
+
+    # Read $KUBECONFIG now: the client library reads it once, when first imported.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    configuration = kubernetes.client.Configuration()
+    try:
+        if kubeconfig is not None:
+            raise kubernetes.config.ConfigException("kubeconfig given")
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return KubeClient(kubernetes.client.ApiClient(configuration))

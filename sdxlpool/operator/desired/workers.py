@@ -1,0 +1,260 @@
+"""One worker Deployment per GPU entry: ``sdxlpool worker`` on ``gpusPerReplica`` NVIDIA GPUs.
+
+Pure. What a worker pod gets, in the order the manifest lists it:
+
+1. labels (pool, component ``worker``, GPU slug) and annotations (GPU model, provider, location,
+   price for the gateway; Prometheus scrape hints);
+2. placement: the node affinity from :mod:`.placement`, the entry's ``nodeSelector``, and a
+   toleration of the ``nvidia.com/gpu`` taint GPU nodes commonly carry, plus the entry's own;
+3. weights: a ``volume`` source's PVC mounted read-only at ``/models``; a ``huggingFace`` source's
+   cache volume, filled by init containers running ``hf download`` (huggingface_hub >= 1.0 in the
+   worker image), token from the Secret as ``HF_TOKEN``, then mounted read-only by the worker;
+4. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
+   defaults and limits as flags (cfg scale and refiner switch, which have no flag, as
+   ``SDXLPOOL_DEFAULT_*`` variables), ``nvidia.com/gpu`` limit, probes, restricted security.
+
+Rollouts use ``maxSurge: 0``: a surge pod would need a spare GPU, which a GPU pool rarely has, so
+the rollout would hang; instead one pod at a time is replaced. ``progressDeadlineSeconds`` is an
+hour because a first start downloads and loads many GB of weights.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from sdxlpool.api.spec import GpuEntry, HuggingFaceModelSource, SDXLPoolSpec
+from sdxlpool.operator.desired import labels as lbl
+from sdxlpool.operator.desired.placement import EntryPlacement
+from sdxlpool.operator.desired.pods import (
+    TMP_DIR,
+    container_security_context,
+    http_probe,
+    image_pull_secrets,
+    pod_security_context,
+    resource_amounts,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
+)
+
+__all__ = [
+    "GPU_RESOURCE",
+    "GPU_TAINT_TOLERATION",
+    "HF_INCLUDE",
+    "MODELS_DIR",
+    "STARTUP_SECONDS",
+    "WORKER_PORT",
+    "hf_local_dir",
+    "worker_args",
+    "worker_deployment",
+]
+
+WORKER_PORT = 7860
+MODELS_DIR = "/models"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+STARTUP_SECONDS = 30 * 60
+"""How long the startup probe lets a worker load its model before liveness checks begin."""
+_STARTUP_PERIOD = 10
+
+# What `hf download` fetches of a diffusers SDXL repo: configs, tokenizers and the default-precision
+# safetensors the worker loads. Left out: fp16/variant copies, ONNX/OpenVINO exports, .bin
+# pickles and the single-file checkpoints at the top of Stability's repos (about 4x the download).
+HF_INCLUDE = (
+    "model_index.json",
+    "*/*.json",
+    "*/*.txt",
+    "*/model.safetensors",
+    "*/model-*-of-*.safetensors",
+    "*/diffusion_pytorch_model.safetensors",
+    "*/diffusion_pytorch_model-*-of-*.safetensors",
+)
+
+_MODELS_VOLUME = "models"
+
+
+def hf_local_dir(repo: str, revision: str | None) -> str:
+    """Where a repo is downloaded in the cache volume: ``/models/huggingface/<rev>/<repo>``.
+
+    The revision is part of the path so pools sharing one cache PVC at different revisions do
+    not overwrite each other; the repo comes last so the worker names the model after it.
+    """
+    rev = (revision or "main").replace("/", "_")
+    return posixpath.join(MODELS_DIR, "huggingface", rev, repo)
+
+
+def _volume_path(path: str) -> str:
+    """A path inside the PVC, as mounted at /models (leading slashes and ``..`` cannot leave it)."""
+    return posixpath.join(MODELS_DIR, posixpath.normpath("/" + path).lstrip("/"))
+
+
+def _model_paths(spec: SDXLPoolSpec) -> tuple[str, str | None]:
+    volume, hub = spec.model.volume, spec.model.hugging_face
+    if volume is not None:
+        refiner = _volume_path(volume.refiner_path) if volume.refiner_path else None
+        return _volume_path(volume.base_path), refiner
+    assert hub is not None  # ModelSource guarantees exactly one
+    refiner = hf_local_dir(hub.refiner_repo, hub.revision) if hub.refiner_repo else None
+    return hf_local_dir(hub.repo, hub.revision), refiner
+
+
+def worker_args(spec: SDXLPoolSpec, entry: GpuEntry) -> list[str]:
+    """Arguments after ``sdxlpool``: the ``worker`` sub-command and its flags."""
+    base, refiner = _model_paths(spec)
+    defaults, limits = spec.defaults, spec.limits
+    args = ["worker", "--model", base]
+    if refiner:
+        args += ["--refiner", refiner]
+    args += ["--host", "0.0.0.0", "--port", str(WORKER_PORT), "--device", "cuda", "--gpu-model", entry.model]
+    if entry.provider is not None:
+        args += ["--provider", entry.provider.name]
+        if entry.provider.location:
+            args += ["--location", entry.provider.location]
+    args += [
+        "--max-steps", str(limits.max_steps),
+        "--max-pixels", str(limits.max_pixels),
+        "--max-batch", str(limits.max_batch),
+        "--max-prompt-chars", str(limits.max_prompt_chars),
+        "--default-sampler", defaults.sampler,
+        "--default-steps", str(defaults.steps),
+        "--default-width", str(defaults.width),
+        "--default-height", str(defaults.height),
+    ]  # fmt: skip
+    return args
+
+
+def _worker_env(spec: SDXLPoolSpec) -> list[dict[str, Any]]:
+    return [
+        *scratch_env(),
+        {"name": "SDXLPOOL_CACHE", "value": f"{TMP_DIR}/sdxlpool"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "SDXLPOOL_DEFAULT_CFG_SCALE", "value": str(spec.defaults.cfg_scale)},
+        {"name": "SDXLPOOL_DEFAULT_REFINER_SWITCH_AT", "value": str(spec.defaults.refiner_switch_at)},
+    ]
+
+
+def _model_volume(spec: SDXLPoolSpec) -> dict[str, Any]:
+    volume, hub = spec.model.volume, spec.model.hugging_face
+    if volume is not None:
+        return {"name": _MODELS_VOLUME, "persistentVolumeClaim": {"claimName": volume.claim_name, "readOnly": True}}
+    assert hub is not None
+    if hub.cache.claim_name is not None:
+        return {"name": _MODELS_VOLUME, "persistentVolumeClaim": {"claimName": hub.cache.claim_name}}
+    size = hub.cache.empty_dir.size_limit if hub.cache.empty_dir is not None else None
+    return {"name": _MODELS_VOLUME, "emptyDir": {"sizeLimit": size} if size else {}}
+
+
+def _download_containers(spec: SDXLPoolSpec, hub: HuggingFaceModelSource) -> list[dict[str, Any]]:
+    """One init container per repo: ``hf download REPO --local-dir DIR`` (resumes; no-op when complete)."""
+    env: list[dict[str, Any]] = [
+        *scratch_env(),
+        {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+    ]
+    if hub.token_secret is not None:
+        ref = {"name": hub.token_secret.name, "key": hub.token_secret.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    containers = []
+    for role, repo in (("base", hub.repo), ("refiner", hub.refiner_repo)):
+        if repo is None:
+            continue
+        command = ["hf", "download", repo, "--local-dir", hf_local_dir(repo, hub.revision)]
+        if hub.revision:
+            command += ["--revision", hub.revision]
+        for pattern in HF_INCLUDE:
+            command += ["--include", pattern]
+        containers.append(
+            {
+                "name": f"download-{role}",
+                "image": spec.image,
+                "imagePullPolicy": spec.image_pull_policy,
+                "command": command,
+                "env": env,
+                "volumeMounts": [{"name": _MODELS_VOLUME, "mountPath": MODELS_DIR}, scratch_mount()],
+                "securityContext": container_security_context(),
+            }
+        )
+    return containers
+
+
+def _tolerations(entry: GpuEntry) -> list[dict[str, Any]]:
+    tolerations = [dict(GPU_TAINT_TOLERATION)]
+    for toleration in entry.tolerations:
+        dumped = toleration.model_dump(by_alias=True, exclude_none=True)
+        if dumped not in tolerations:
+            tolerations.append(dumped)
+    return tolerations
+
+
+def _pod_annotations(entry: GpuEntry) -> dict[str, str]:
+    provider = entry.provider
+    price = entry.price_per_hour
+    return {
+        lbl.ANNOTATION_GPU_MODEL: entry.model,
+        lbl.ANNOTATION_PROVIDER: provider.name if provider else "",
+        lbl.ANNOTATION_LOCATION: (provider.location or "") if provider else "",
+        lbl.ANNOTATION_PRICE: "" if price is None else f"{price:g}",
+        **lbl.scrape_annotations(WORKER_PORT),
+    }
+
+
+def worker_deployment(
+    pool: str, namespace: str, spec: SDXLPoolSpec, entry: GpuEntry, placement: EntryPlacement
+) -> dict[str, Any]:
+    """The worker Deployment of ``entry`` (named ``placement.deployment``)."""
+    resources = resource_amounts(entry.resources)
+    resources.setdefault("limits", {})[GPU_RESOURCE] = str(entry.gpus_per_replica)
+    mount = {"name": _MODELS_VOLUME, "mountPath": MODELS_DIR, "readOnly": True}
+    worker = {
+        "name": "worker",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["sdxlpool"],
+        "args": worker_args(spec, entry),
+        "env": _worker_env(spec),
+        "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "resources": resources,
+        "volumeMounts": [mount, scratch_mount()],
+        # Startup waits for the model to load (/readyz); liveness starts only after it succeeds.
+        "startupProbe": http_probe("/readyz", period=_STARTUP_PERIOD, failures=STARTUP_SECONDS // _STARTUP_PERIOD),
+        "readinessProbe": http_probe("/readyz", period=5, failures=3),
+        "livenessProbe": http_probe("/healthz", period=20, failures=3, timeout=10),
+        "securityContext": container_security_context(),
+    }
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(),
+        "affinity": {"nodeAffinity": placement.node_affinity},
+        "tolerations": _tolerations(entry),
+    }
+    if entry.node_selector:
+        pod["nodeSelector"] = dict(entry.node_selector)
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = image_pull_secrets(spec)
+    if spec.model.hugging_face is not None:
+        pod["initContainers"] = _download_containers(spec, spec.model.hugging_face)
+    pod["containers"] = [worker]
+    pod["volumes"] = [_model_volume(spec), scratch_volume()]
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": placement.deployment,
+            "namespace": namespace,
+            "labels": lbl.child_labels(pool, "worker", entry.slug),
+        },
+        "spec": {
+            "replicas": entry.replicas,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 3600,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "selector": {"matchLabels": lbl.selector(pool, "worker", entry.slug)},
+            "template": {
+                "metadata": {"labels": lbl.child_labels(pool, "worker", entry.slug), "annotations": _pod_annotations(entry)},
+                "spec": pod,
+            },
+        },
+    }

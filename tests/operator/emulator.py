@@ -1,0 +1,224 @@
+"""kmock's KubernetesEmulator with the gaps filled that a kopf operator runs into.
+
+kmock 0.8 keeps objects as plain JSON and merges patches into them, which is most of what an
+operator needs. What it leaves out, and this subclass adds (DESIGN.md, "Test substrate"):
+
+* metadata a real API server stamps: uid, resourceVersion (bumped on every write),
+  creationTimestamp, generation (bumped when a write touches `spec`), namespace;
+* garbage collection: deleting an object deletes, transitively, every object whose
+  ownerReferences name its uid, and an object created with only dead owners is deleted at once,
+  as the real controller-manager does (in the background);
+* discovery of the resources used by sdxlpool, with the SDXLPool CRD declared;
+* the bare `/api/v1/namespaces` collection, which kmock cannot parse;
+* `kind` and `apiVersion` on list responses.
+
+Left as it is, on purpose: label and field selectors are ignored (code must filter client-side),
+PUT is unsupported (code patches), and there is no admission, defaulting or scheduling.
+
+`EmulatorThread` runs it on 127.0.0.1 in a background thread with its own event loop and writes a
+kubeconfig pointing at it, so the operator under test logs in exactly as it would in a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import kmock
+import yaml
+from kmock._internal import enums  # kmock's action enum; not re-exported at the top level
+
+RESOURCES: dict[str, dict[str, Any]] = {
+    # "group/version/plural": discovery info
+    "sdxlpool.dev/v1alpha1/sdxlpools": {"kind": "SDXLPool", "namespaced": True, "singular": "sdxlpool",
+                                        "shortnames": {"sdxl"}, "subresources": {"status"}},
+    "apps/v1/deployments": {"kind": "Deployment", "namespaced": True, "singular": "deployment",
+                            "subresources": {"status", "scale"}},
+    "v1/services": {"kind": "Service", "namespaced": True, "singular": "service"},
+    "v1/serviceaccounts": {"kind": "ServiceAccount", "namespaced": True, "singular": "serviceaccount"},
+    "v1/pods": {"kind": "Pod", "namespaced": True, "singular": "pod", "subresources": {"status"}},
+    "v1/nodes": {"kind": "Node", "namespaced": False, "singular": "node"},
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False, "singular": "namespace"},
+    "v1/events": {"kind": "Event", "namespaced": True, "singular": "event"},
+    "events.k8s.io/v1/events": {"kind": "Event", "namespaced": True, "singular": "event"},
+    "rbac.authorization.k8s.io/v1/roles": {"kind": "Role", "namespaced": True, "singular": "role"},
+    "rbac.authorization.k8s.io/v1/rolebindings": {"kind": "RoleBinding", "namespaced": True,
+                                                  "singular": "rolebinding"},
+    "coordination.k8s.io/v1/leases": {"kind": "Lease", "namespaced": True, "singular": "lease"},
+    "kopf.dev/v1/clusterkopfpeerings": {"kind": "ClusterKopfPeering", "namespaced": False,
+                                        "singular": "clusterkopfpeering"},
+    "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "namespaced": True, "singular": "kopfpeering"},
+}
+_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+
+
+class GapFillingEmulator(kmock.KubernetesEmulator):
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._versions = itertools.count(1)
+        self._extra_namespaces: set[str] = {"default"}
+        for key, info in RESOURCES.items():
+            self.resources[key] = kmock.ResourceInfo(verbs=_VERBS, **info)
+
+    async def __call__(self, raw_request: Any) -> Any:
+        # kmock cannot parse the bare namespaces collection URL (it reads "namespaces" as the start
+        # of a namespaced path): answer it here, from the namespaces its objects live in.
+        if raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._namespaces(raw_request)
+        return await super().__call__(raw_request)
+
+    async def _namespaces(self, raw_request: Any) -> Any:
+        import aiohttp.web
+
+        if raw_request.method == "POST":
+            body = await raw_request.json()
+            name = body.get("metadata", {}).get("name", "")
+            self._extra_namespaces.add(name)
+            return aiohttp.web.json_response({**body, "kind": "Namespace", "apiVersion": "v1"}, status=201)
+        names = self._extra_namespaces | {ns for (_r, ns, _n), obj in self.objects.items() if ns and not obj.deleted}
+        items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(names)]
+        return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
+                                          "metadata": {"resourceVersion": "1"}, "items": items})
+
+    async def _serve_list(self, request: Any) -> Any:
+        # Real list responses say what they list; typed and dynamic clients rely on it.
+        payload = await super()._serve_list(request)
+        resource = request.resource
+        group_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+        info = RESOURCES.get(f"{group_version}/{resource.plural}", {})
+        return {"apiVersion": group_version, "kind": f"{info.get('kind', 'Object')}List", **payload}
+
+    async def _handle(self, request: Any) -> Any:
+        deleted_uid = None
+        if request.resource is not None:
+            if request.action == enums.action.CREATE and isinstance(request.data, dict):
+                self._stamp_new(request)
+            elif request.action == enums.action.UPDATE and isinstance(request.data, dict):
+                self._stamp_update(request)
+            elif request.action == enums.action.DELETE and request.name is not None:
+                stored = self._find(request)
+                deleted_uid = stored.get("metadata", {}).get("uid") if stored is not None else None
+        response = await super()._handle(request)
+        if deleted_uid is not None and response.status < 300:
+            await self._collect_garbage(deleted_uid)
+        if request.action == enums.action.CREATE and response.status < 300 and isinstance(request.data, dict):
+            await self._collect_orphan(request.data)
+        return response
+
+    async def _collect_orphan(self, created: dict[str, Any]) -> None:
+        """An object created with an owner that no longer exists is garbage at once, as in a cluster."""
+        owners = {ref.get("uid") for ref in created.get("metadata", {}).get("ownerReferences", [])}
+        if not owners:
+            return
+        async with self._lock:
+            alive = {obj.get("metadata", {}).get("uid") for obj in self.objects.values() if not obj.deleted}
+        if not owners & alive:
+            await self._collect_garbage_of(created["metadata"]["uid"], only_self=True)
+
+    def _find(self, request: Any) -> Any:
+        key = (request.resource, request.namespace, request.name)
+        obj = self.objects.get(key) if hasattr(self.objects, "get") else None
+        if obj is None:
+            for (resource, namespace, name), candidate in self.objects.items():
+                if (resource, namespace, name) == key:
+                    obj = candidate
+                    break
+        return None if obj is None or obj.deleted else obj
+
+    def _stamp_new(self, request: Any) -> None:
+        meta = request.data.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta["resourceVersion"] = str(next(self._versions))
+        meta.setdefault("creationTimestamp", _now())
+        meta.setdefault("generation", 1)
+        if request.namespace and not meta.get("namespace"):
+            meta["namespace"] = request.namespace
+
+    def _stamp_update(self, request: Any) -> None:
+        meta = request.data.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            return
+        meta["resourceVersion"] = str(next(self._versions))
+        stored = self._find(request)
+        if stored is not None and "spec" in request.data and request.subresource is None:
+            meta["generation"] = int(stored.get("metadata", {}).get("generation", 1)) + 1
+
+    async def _collect_garbage_of(self, uid: str, *, only_self: bool) -> None:
+        async with self._lock:
+            for (resource, _namespace, _name), obj in self.objects.items():
+                if not obj.deleted and obj.get("metadata", {}).get("uid") == uid:
+                    raw = obj.raw
+                    obj.delete()
+                    await self._buses[resource].put({"type": "DELETED", "object": raw})
+        if not only_self:
+            await self._collect_garbage(uid)
+
+    async def _collect_garbage(self, owner_uid: str) -> None:
+        """Delete every dependant of `owner_uid`, then theirs (foreground order does not matter here)."""
+        pending = [owner_uid]
+        while pending:
+            uid = pending.pop()
+            async with self._lock:
+                victims = [
+                    (key, obj) for key, obj in self.objects.items()
+                    if not obj.deleted and any(ref.get("uid") == uid
+                                               for ref in obj.get("metadata", {}).get("ownerReferences", []))
+                ]
+                for (resource, _namespace, _name), obj in victims:
+                    raw = obj.raw
+                    obj.delete()
+                    pending.append(raw.get("metadata", {}).get("uid"))
+                    await self._buses[resource].put({"type": "DELETED", "object": raw})
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EmulatorThread:
+    """The emulator on 127.0.0.1 in a background thread; `kubeconfig` points a client at it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.url = ""
+        self.emulator: GapFillingEmulator | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True,
+                                        name="kube-emulator")
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with GapFillingEmulator() as emulator, kmock.Server(emulator) as server:
+            self.emulator = emulator
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TimeoutError("the Kubernetes emulator did not start")
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
+            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester",
+                                                           "namespace": "default"}}],
+            "current-context": "emulator",
+        }))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
