@@ -208,8 +208,15 @@ def _operator(args: argparse.Namespace) -> int:
             raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
         os.environ["KUBECONFIG"] = os.environ["SDXLPOOL_KUBECONFIG"] = str(args.kubeconfig)
     import kopf
+    import kubernetes
 
     import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers with kopf
+    from sdxlpool.operator._kube import connect
+
+    try:
+        connect(str(args.kubeconfig) if args.kubeconfig else None)
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        raise ConfigError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})") from None
 
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,

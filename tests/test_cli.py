@@ -260,3 +260,16 @@ def test_sigterm_stops_the_worker_cleanly(served: Served) -> None:
     # the process dies of SIGTERM (-15, shell status 143) instead of returning 0 from main().
     assert code == 0, f"exit code {code} after SIGTERM (-15: killed by the re-raised signal):\n{log}"
     assert "Traceback" not in log, log
+
+
+def test_operator_without_credentials_exits_2(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"KUBECONFIG", "KUBERNETES_SERVICE_HOST"}}
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config either
+    done = subprocess.run([sys.executable, "-m", "sdxlpool", "operator"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("sdxlpool operator: error: no Kubernetes credentials")
+    assert "Traceback" not in done.stderr
+    missing = subprocess.run([sys.executable, "-m", "sdxlpool", "operator", "--kubeconfig", str(tmp_path / "nope")],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 2 and "--kubeconfig" in missing.stderr
