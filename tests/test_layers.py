@@ -26,3 +26,12 @@ def imported_after(statement: str) -> set[str]:
 def test_light_modules_import_nothing_heavy(statement: str) -> None:
     heavy = {name for name in imported_after(statement) if name.split(".")[0] in HEAVY}
     assert not heavy, f"{statement} imports {sorted(heavy)}"
+
+
+def test_the_operator_layers_keep_to_their_imports() -> None:
+    """desired, drift, status and crd are pure: no kopf, no Kubernetes client (kopf's layering)."""
+    for module in ("sdxlpool.operator.desired", "sdxlpool.operator.drift", "sdxlpool.operator.status",
+                   "sdxlpool.operator.crd"):
+        loaded = imported_after(f"import {module}")
+        offenders = {name for name in loaded if name.split(".")[0] in {"kopf", "kubernetes", *HEAVY}}
+        assert not offenders, f"{module} imports {sorted(offenders)}"

@@ -5,10 +5,14 @@ Layers, lowest first (each may import only those below it; kopf's ``architecture
     sdxlpool.operator.desired    pure: (SDXLPool, Nodes) -> manifests + per-entry placement.
                                  No I/O, no kopf, no Kubernetes client; shared with
                                  ``sdxlpool render``.
+    sdxlpool.operator.drift      pure: the merge patch that repairs a drifted child.
+    sdxlpool.operator.status     pure: conditions and per-GPU status from what the children say.
     sdxlpool.operator.crd        pure: the CustomResourceDefinition, generated from the spec model.
     sdxlpool.operator._kube      the one module that talks to the API server.
-    sdxlpool.operator.handlers   thin kopf handlers: load the spec, ask ``desired``, apply via
-                                 ``_kube``, report status.
+    sdxlpool.operator.reconcile  one sync pass of a pool: validate, render, adopt, create or
+                                 patch, prune, report; the I/O shell around the pure layers.
+    sdxlpool.operator.handlers   thin kopf handlers: watches, indexes and timers that all end in
+                                 ``reconcile.sync_pool``.
 
 Importing this package imports nothing, so ``sdxlpool render`` and the tests of the pure layers
 do not load kopf.
