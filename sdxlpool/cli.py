@@ -80,6 +80,19 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="skip the short start-up job that measures step time")
     worker.set_defaults(handler=_worker)
 
+    gateway = commands.add_parser(
+        "gateway", help="run the gateway: one A1111 endpoint routing to the pool's workers",
+        description="Route each txt2img to the worker that will finish it soonest among the allowed GPU models, "
+        "on live /metrics; fail over on errors. Flags override SDXLPOOL_GATEWAY_* environment variables.")
+    gateway.add_argument("--backends", type=Path, metavar="FILE", help="static backends file (YAML), reloaded on change")
+    gateway.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="port (default 8080)")
+    gateway.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between metric scrapes (0.1)")
+    gateway.add_argument("--max-attempts", type=int, metavar="N", help="workers tried per request (3)")
+    gateway.add_argument("--progress-deadline", type=float, metavar="S",
+                         help="a worker with no progress this long is hung: fail over (30)")
+    gateway.set_defaults(handler=_gateway)
+
     operator = commands.add_parser(
         "operator", help="run the kopf operator that turns SDXLPools into GPU worker Deployments",
         description="Reconcile SDXLPool objects (sdxlpool.dev/v1alpha1) into one Deployment per GPU model, "
@@ -196,6 +209,36 @@ def _serve(settings: object) -> int:
     if failures:
         print(f"sdxlpool worker: error: {failures[0]}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from sdxlpool.gateway.app import create_app
+    from sdxlpool.gateway.discovery.static import load_backends_file
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    given = {key: value for key, value in {
+        "backends_file": args.backends, "host": args.host, "port": args.port,
+        "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
+        "progress_deadline": args.progress_deadline,
+    }.items() if value is not None}
+    try:
+        settings = GatewaySettings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = str(err["loc"][0]) if err["loc"] else "settings"
+        flag = "--backends" if where in {"backends_file", "settings"} else "--" + where.replace("_", "-")
+        raise ConfigError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    if settings.backends_file is not None:
+        load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
+    _check_port_free(settings.host, settings.port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                                           log_level="info", access_log=False, timeout_graceful_shutdown=5))
+    signal.signal(signal.SIGTERM, lambda *_: None)  # see _serve: a clean stop exits 0
+    server.run()
     return 0
 
 

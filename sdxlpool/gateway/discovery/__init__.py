@@ -1,0 +1,1 @@
+"""Where the gateway learns which workers exist: a static backends file, or Kubernetes pods."""

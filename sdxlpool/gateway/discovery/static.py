@@ -1,0 +1,80 @@
+"""The static backends file: workers anywhere (other clusters, Akash deployments, plain A1111).
+
+    backends:
+      - name: a100-1
+        url: http://127.0.0.1:7861
+        gpu: A100
+        provider: Foundry Staking
+        location: US-East
+        type: sdxlpool        # or a1111: a plain A1111 server without /metrics
+
+The file is re-read when it changes (checked every `reload_interval`), so workers can be added or
+removed without a restart; a file that stops being valid is reported and the last good list kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from sdxlpool.errors import ConfigError
+from sdxlpool.gateway.backends import Backend
+
+__all__ = ["load_backends_file", "watch_backends_file"]
+
+log = logging.getLogger(__name__)
+
+
+def load_backends_file(path: Path) -> list[Backend]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    entries = data.get("backends") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a mapping with a 'backends' list")
+    backends, names = [], set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: backends[{i}]: expected a mapping")
+        try:
+            backend = Backend.from_mapping(entry)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: backends[{i}]: {exc}") from None
+        if backend.name in names:
+            raise ConfigError(f"{path}: backends[{i}]: duplicate name {backend.name!r}")
+        names.add(backend.name)
+        backends.append(backend)
+    return backends
+
+
+async def watch_backends_file(path: Path, apply: Callable[[list[Backend]], None], interval: float) -> None:
+    """Re-read `path` whenever its modification time or size changes; runs until cancelled."""
+    seen = _stamp(path)
+    while True:
+        await asyncio.sleep(interval)
+        stamp = _stamp(path)
+        if stamp == seen:
+            continue
+        seen = stamp
+        try:
+            backends = load_backends_file(path)
+        except ConfigError as exc:
+            log.error("backends file not reloaded, keeping the last good list: %s", exc)
+            continue
+        log.info("backends file reloaded: %d backends", len(backends))
+        apply(backends)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -1,0 +1,193 @@
+"""Send one txt2img to the pool: pick a worker, watch it, and fail over without losing the request.
+
+Steps of `forward_txt2img`:
+
+  1. fix the seed: `seed: -1` becomes a concrete number *before* the first attempt, so a retry on
+     another worker makes the image the first would have (workers draw noise on the CPU)
+  2. per attempt (at most `max_attempts`, never the same worker twice):
+     2a. ask the scheduler for the best worker not tried yet among the allowed GPU models
+     2b. count the request against that worker at once (a burst between two scrapes spreads out)
+     2c. POST it, while a watchdog polls the worker's /progress: no progress for
+         `progress_deadline` seconds means a hung worker, and the attempt is abandoned
+     2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
+         timeout or hang -> mark the worker down (circuit breaker) and try the next one
+  3. a client that goes away cancels the attempt and interrupts the job on the worker
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sdxlpool.api.generation import MAX_SEED
+from sdxlpool.errors import RequestError
+from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.pool import BackendPool
+from sdxlpool.gateway.routing import RouteRequest, Scheduler
+
+__all__ = ["Forwarded", "NoBackend", "AllAttemptsFailed", "forward_txt2img", "fix_seeds"]
+
+log = logging.getLogger(__name__)
+
+
+class NoBackend(RequestError):
+    """No worker of the allowed GPU models is up (503)."""
+
+    status = 503
+    code = "no_backend"
+
+
+class AllAttemptsFailed(RequestError):
+    """Every worker tried failed (502): the request was not lost silently, it failed loudly."""
+
+    status = 502
+    code = "all_attempts_failed"
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, reason: str, *, worker_fault: bool = True) -> None:
+        super().__init__(reason)
+        self.worker_fault = worker_fault
+
+
+@dataclass
+class Forwarded:
+    status_code: int
+    body: dict[str, Any]
+    state: BackendState | None
+    attempts: int
+    failures: list[str] = field(default_factory=list)
+    queue_seconds: float = 0.0
+
+
+def fix_seeds(body: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
+    """Resolve -1 seeds here, once, so every attempt asks for the same image."""
+    rng = rng or random.Random()
+    fixed = dict(body)
+    for key in ("seed", "subseed"):
+        value = fixed.get(key, -1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            fixed[key] = rng.randint(0, MAX_SEED)
+    return fixed
+
+
+async def forward_txt2img(
+    body: dict[str, Any],
+    *,
+    cost: float,
+    allowed_gpus: tuple[str, ...],
+    pool: BackendPool,
+    scheduler: Scheduler,
+    client: httpx.AsyncClient,
+    max_attempts: int,
+    attempt_timeout: float,
+    progress_deadline: float,
+) -> Forwarded:
+    # 1. Fix the seed.
+    body = fix_seeds(body)
+    tried: set[str] = set()
+    failures: list[str] = []
+    started = time.monotonic()
+    for attempt in range(1, max_attempts + 1):
+        # 2a. Choose.
+        now = time.monotonic()
+        decision = scheduler.schedule(
+            RouteRequest(cost=cost, allowed_gpus=allowed_gpus, exclude=frozenset(tried), now=now), pool.states()
+        )
+        if decision.state is None:
+            if failures:
+                break
+            raise NoBackend(decision.reason or "no backend available")
+        state = decision.state
+        tried.add(state.backend.name)
+        # 2b. Count it against the worker now.
+        state.dispatch(cost, now)
+        try:
+            # 2c. Send and watch.
+            status, payload = await _attempt(client, state, body, attempt_timeout, progress_deadline)
+        except _AttemptFailed as exc:
+            failures.append(f"{state.backend.name}: {exc}")
+            if exc.worker_fault:
+                state.record_failure(time.monotonic())
+            log.warning("attempt %d on %s failed: %s", attempt, state.backend.name, exc)
+            continue
+        finally:
+            state.complete(cost)
+        # 2d. Done (success, or the client's own error, which another worker would repeat).
+        if status < 400:
+            state.record_success(time.monotonic())
+        return Forwarded(status, payload, state, attempt, failures, queue_seconds=now - started)
+    tried_text = "; ".join(failures) or "none"
+    raise AllAttemptsFailed(f"the request failed on every worker tried ({tried_text})")
+
+
+async def _attempt(
+    client: httpx.AsyncClient, state: BackendState, body: dict[str, Any], timeout: float, progress_deadline: float
+) -> tuple[int, dict[str, Any]]:
+    url = state.backend.url
+    request = asyncio.ensure_future(client.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout))
+    watchdog = asyncio.ensure_future(_watch_progress(client, url, progress_deadline))
+    try:
+        done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        if request not in done:
+            request.cancel()
+            await _interrupt(client, url)  # the running job is the hung one: free the GPU
+            raise _AttemptFailed(f"no progress for {progress_deadline:g}s")
+        try:
+            response = request.result()
+        except httpx.TimeoutException as exc:
+            raise _AttemptFailed(f"timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise _AttemptFailed(f"{type(exc).__name__}: {exc}") from exc
+    except asyncio.CancelledError:
+        # The client went away. Closing our connection makes an sdxlpool worker drop the queued job
+        # or interrupt the running one (exactly ours); a plain A1111 server only knows /interrupt.
+        request.cancel()
+        if state.backend.kind == "a1111":
+            await _interrupt(client, url)
+        raise
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watchdog
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise _AttemptFailed(f"HTTP {response.status_code} with a body that is not JSON") from exc
+    if response.status_code == 503 and isinstance(payload, dict) and payload.get("error") == "queue_full":
+        raise _AttemptFailed("queue full", worker_fault=False)  # busy, not broken: try another
+    if response.status_code >= 500:
+        raise _AttemptFailed(f"HTTP {response.status_code}: {payload.get('detail', '') if isinstance(payload, dict) else ''}")
+    return response.status_code, payload
+
+
+async def _watch_progress(client: httpx.AsyncClient, url: str, deadline: float) -> None:
+    """Return when the worker has shown no progress for `deadline` seconds (it is hung)."""
+    poll = min(1.0, deadline / 4)
+    last: tuple[Any, ...] | None = None
+    last_change = time.monotonic()
+    while True:
+        await asyncio.sleep(poll)
+        try:
+            response = await client.get(url + "/sdapi/v1/progress", params={"skip_current_image": "true"},
+                                        timeout=poll * 2)
+            state = response.json().get("state", {})
+            seen: tuple[Any, ...] = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            seen = ("unreachable", time.monotonic())  # the request itself will report a dead worker
+        if seen != last:
+            last, last_change = seen, time.monotonic()
+        elif time.monotonic() - last_change >= deadline:
+            return
+
+
+async def _interrupt(client: httpx.AsyncClient, url: str) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        await client.post(url + "/sdapi/v1/interrupt", timeout=2)

@@ -1,0 +1,28 @@
+"""/healthz, /readyz (some backend can serve), /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sdxlpool.gateway.deps import GatewayDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(gateway: GatewayDep) -> JSONResponse:
+    if not gateway.ready:
+        return JSONResponse({"error": "not_ready", "detail": "no backend is up yet"}, status_code=503)
+    return JSONResponse({"status": "ready", "backends": len(gateway.pool)})
+
+
+@router.get("/metrics")
+def metrics(gateway: GatewayDep) -> Response:
+    return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,165 @@
+"""The scheduler is just a loop (llm-d's `SchedulerProfile.Run`): filter, score, pick.
+
+    1. snapshot every backend as a `Candidate` at `request.now`
+    2. run the filters in order; the first that leaves nothing ends the run, and the decision
+       names it and the GPU models tried
+    3. run every scorer on the survivors, clamp each score to [0, 1], multiply by the scorer's
+       weight (weights live here, never in the scorers) and add up per backend
+    4. let the picker choose from the totals, and estimate the chosen backend's completion time
+
+Every plugin's wall time is reported to `on_plugin_seconds(name, seconds)` (the gateway feeds its
+`sdxl_gateway_plugin_seconds` histogram). Pure: no I/O; the only clock read is the timer used to
+measure plugins.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from sdxlpool.api.gpu import display_name
+from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.routing.estimates import DEFAULT_STEP_SECONDS, candidate_completion_seconds
+from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, NotTried
+from sdxlpool.gateway.routing.pickers import Best
+from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, Preference
+from sdxlpool.gateway.routing.types import Candidate, Decision, RouteRequest, Scored
+
+__all__ = ["Scheduler", "default_scheduler"]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        filters: Sequence[Filter],
+        scorers: Sequence[tuple[Scorer, float]],
+        picker: Picker,
+        on_plugin_seconds: Callable[[str, float], None] | None = None,
+        *,
+        default_step_seconds: float = DEFAULT_STEP_SECONDS,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        names = [scorer.name for scorer, _ in scorers]
+        for scorer, weight in scorers:
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) \
+                    or weight < 0:
+                raise ValueError(f"weight of scorer {scorer.name}: must be a number >= 0, got {weight!r}")
+            if names.count(scorer.name) > 1:
+                raise ValueError(f"scorer name {scorer.name!r} is used twice: give each instance its own name")
+        self.filters = list(filters)
+        self.scorers = [(scorer, float(weight)) for scorer, weight in scorers]
+        self.picker = picker
+        self.on_plugin_seconds = on_plugin_seconds
+        self.default_step_seconds = default_step_seconds
+        self._timer = timer
+
+    def schedule(self, request: RouteRequest, states: Sequence[BackendState]) -> Decision:
+        # 1. Snapshot.
+        candidates = [Candidate.of(state, request.now) for state in states]
+        everything = candidates
+        if not candidates:
+            return Decision(None, reason="no backends are configured", gpu_models=_tried(request, candidates))
+
+        # 2. Filter; stop at the first filter that leaves nothing.
+        for plugin in self.filters:
+            started = self._timer()
+            kept = plugin.filter(request, candidates)
+            self._report(plugin.name, started)
+            if not kept:
+                return _empty(plugin, request, candidates, everything)
+            candidates = kept
+
+        # 3. Score: clamp, weigh, add up.
+        scores: dict[str, dict[str, float]] = {}
+        totals = {c.name: 0.0 for c in candidates}
+        for scorer, weight in self.scorers:
+            started = self._timer()
+            raw = scorer.score(request, candidates)
+            self._report(scorer.name, started)
+            clamped = {c.name: _clamp(raw.get(c.name, 0.0)) for c in candidates}
+            scores[scorer.name] = clamped
+            for name, value in clamped.items():
+                totals[name] += weight * value
+
+        # 4. Pick.
+        started = self._timer()
+        chosen = self.picker.pick(request, [Scored(c, totals[c.name]) for c in candidates])
+        self._report(self.picker.name, started)
+        if chosen is None:
+            return Decision(None, scores=scores, totals=totals, reason=f"picker {self.picker.name} chose nothing",
+                            gpu_models=_tried(request, candidates))
+        eta = candidate_completion_seconds(chosen, request.cost, candidates, self.default_step_seconds)
+        return Decision(chosen.state, expected_seconds=eta, scores=scores, totals=totals,
+                        gpu_models=_tried(request, candidates))
+
+    def _report(self, name: str, started: float) -> None:
+        if self.on_plugin_seconds is not None:
+            self.on_plugin_seconds(name, max(0.0, self._timer() - started))
+
+
+def default_scheduler(
+    *,
+    stale_after: float = 2.0,
+    completion_weight: float = 1.0,
+    preference_weight: float = 0.1,
+    cost_weight: float = 0.0,
+    cost_max_slowdown: float = 1.5,
+    default_step_seconds: float = DEFAULT_STEP_SECONDS,
+    rng: random.Random | None = None,
+    on_plugin_seconds: Callable[[str, float], None] | None = None,
+) -> Scheduler:
+    """The standard profile: soonest completion first, GPU preference to settle near-ties, cost if enabled.
+
+    Filters run gpu_allowed -> not_tried -> available -> freshness, so a 503 tells "no such GPU
+    model in the pool" apart from "all of them are down". The cost scorer is left out at weight 0.
+    """
+    scorers: list[tuple[Scorer, float]] = [
+        (CompletionTime(default_step_seconds=default_step_seconds), completion_weight),
+        (Preference(), preference_weight),
+    ]
+    if cost_weight > 0:
+        scorers.append((Cost(max_slowdown=cost_max_slowdown, default_step_seconds=default_step_seconds),
+                        cost_weight))
+    return Scheduler(
+        filters=[GpuAllowed(), NotTried(), Available(), Freshness(stale_after=stale_after)],
+        scorers=scorers,
+        picker=Best(rng=rng) if rng is not None else Best(),
+        on_plugin_seconds=on_plugin_seconds,
+        default_step_seconds=default_step_seconds,
+    )
+
+
+def _clamp(value: float) -> float:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return 0.0
+    return min(1.0, max(0.0, float(value)))
+
+
+def _display(gpu: str) -> str:
+    try:
+        return display_name(gpu)
+    except ValueError:
+        return gpu
+
+
+def _models(candidates: Sequence[Candidate]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_display(c.backend.gpu) for c in candidates))
+
+
+def _tried(request: RouteRequest, candidates: Sequence[Candidate]) -> tuple[str, ...]:
+    """The GPU models this request could go to: the ones it allowed, else those in the pool."""
+    if request.allowed_gpus:
+        return tuple(dict.fromkeys(_display(gpu) for gpu in request.allowed_gpus))
+    return _models(candidates)
+
+
+def _empty(plugin: Filter, request: RouteRequest, before: list[Candidate], everything: list[Candidate]) -> Decision:
+    tried = _tried(request, before)
+    hint = getattr(plugin, "empty_reason", "")
+    reason = f"no backend left after the {plugin.name} filter" + (f" ({hint})" if hint else "")
+    reason += f"; GPU models tried: {', '.join(tried) or 'none'}"
+    reason += f"; GPU models in the pool: {', '.join(_models(everything))}"
+    return Decision(None, reason=reason, emptied_by=plugin.name, gpu_models=tried)

@@ -1,0 +1,12 @@
+"""Scorers: how good each remaining backend is for the request, each in [0, 1]. One module each.
+
+    completion_time  best expected completion / own: the soonest finisher scores 1.0
+    preference       earlier in the request's GPU list scores higher; neutral without a list
+    cost             cheaper pricePerHour scores higher, while within a bound of the soonest
+"""
+
+from sdxlpool.gateway.routing.scorers.completion_time import CompletionTime
+from sdxlpool.gateway.routing.scorers.cost import Cost
+from sdxlpool.gateway.routing.scorers.preference import Preference
+
+__all__ = ["CompletionTime", "Cost", "Preference"]

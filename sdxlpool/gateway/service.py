@@ -1,0 +1,148 @@
+"""`GatewayService`: the pool, the scheduler, the HTTP client and the background loops.
+
+Created in the app's lifespan; routes reach it through `deps.GatewayDep`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from sdxlpool.api.a1111 import Txt2ImgRequest
+from sdxlpool.api.generation import resolve_request
+from sdxlpool.api.gpu import normalize_gpu_name
+from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
+from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
+from sdxlpool.gateway.metrics import GatewayMetrics
+from sdxlpool.gateway.pool import BackendPool
+from sdxlpool.gateway.routing import default_scheduler
+from sdxlpool.gateway.scraper import scrape_forever
+from sdxlpool.gateway.settings import GatewaySettings
+
+__all__ = ["GatewayService", "parse_gpu_choice"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
+    """`X-SDXL-GPU: A100,RTX-3090` (or a `gpus` list) -> canonical slugs in preference order."""
+    if text is None:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    slugs: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            continue
+        try:
+            slug = normalize_gpu_name(item)
+        except ValueError as exc:
+            raise InvalidRequest("gpus", str(exc)) from None
+        if slug not in slugs:
+            slugs.append(slug)
+    return tuple(slugs)
+
+
+class GatewayService:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.pool = BackendPool()
+        self.metrics = GatewayMetrics(self.pool)
+        self.scheduler = default_scheduler(
+            stale_after=settings.stale_after,
+            on_plugin_seconds=lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds),
+        )
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
+                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.backends_file is not None:
+            self.pool.update(load_backends_file(settings.backends_file))
+            self._tasks.append(asyncio.create_task(
+                watch_backends_file(settings.backends_file, self.pool.update, settings.reload_interval)))
+        self._tasks.append(asyncio.create_task(
+            scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.aclose()
+
+    @property
+    def ready(self) -> bool:
+        now = time.monotonic()
+        return any(state.available(now) and state.metrics is not None for state in self.pool.states())
+
+    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None) -> Forwarded:
+        started = time.monotonic()
+        self.metrics.inflight.inc()
+        gpu = "none"
+        outcome = "failed"
+        try:
+            body = dict(raw)
+            allowed = parse_gpu_choice(gpu_header if gpu_header is not None else body.pop("gpus", None))
+            body.pop("gpus", None)
+            params = resolve_request(Txt2ImgRequest.model_validate(body), self.settings.defaults, self.settings.limits)
+            forwarded = await forward_txt2img(
+                body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
+                client=self.client, max_attempts=self.settings.max_attempts,
+                attempt_timeout=self.settings.attempt_timeout, progress_deadline=self.settings.progress_deadline,
+            )
+            for failure in forwarded.failures:
+                self.metrics.failovers.labels(failure.split(":", 1)[0]).inc()
+            self.metrics.attempts.observe(forwarded.attempts)
+            gpu = forwarded.state.backend.gpu if forwarded.state else "none"
+            outcome = "success" if forwarded.status_code < 400 else "client_error"
+            _annotate(forwarded)
+            return forwarded
+        except InvalidRequest:
+            outcome = "invalid"
+            raise
+        except RequestError as exc:
+            outcome = "no_backend" if exc.status == 503 else "failed"
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.metrics.inflight.dec()
+            self.metrics.requests.labels(gpu, outcome).inc()
+            self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
+
+    async def any_backend_get(self, path: str) -> Any:
+        """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
+        now = time.monotonic()
+        for state in sorted(self.pool.states(), key=lambda s: not s.available(now)):
+            try:
+                response = await self.client.get(state.backend.url + path, timeout=5)
+                if response.status_code == 200:
+                    return response.json()
+            except (httpx.HTTPError, ValueError):
+                continue
+        raise NoBackend("no worker answered")
+
+
+def _annotate(forwarded: Forwarded) -> None:
+    """Add the gateway's view (attempts, time queued at the gateway) to the worker's info JSON."""
+    body = forwarded.body
+    if not isinstance(body, dict) or not isinstance(body.get("info"), str):
+        return
+    try:
+        info = json.loads(body["info"])
+    except ValueError:
+        return
+    placement = info.setdefault("sdxlpool", {})
+    placement["attempts"] = forwarded.attempts
+    placement["gateway_queue_seconds"] = round(forwarded.queue_seconds, 4)
+    body["info"] = json.dumps(info)

@@ -1,0 +1,58 @@
+"""The gateway's one typed configuration. Flags override environment variables (SDXLPOOL_GATEWAY_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sdxlpool.api.generation import GenerationDefaults, RequestLimits
+
+__all__ = ["GatewaySettings"]
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid")
+
+    backends_file: Path | None = None
+    kubernetes: bool = False
+    namespace: str | None = None
+    pool: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    scrape_interval: float = Field(0.1, gt=0, description="seconds between two scrapes of a worker's /metrics")
+    scrape_timeout: float = Field(1.0, gt=0)
+    stale_after: float = Field(2.0, gt=0, description="metrics older than this are 'unknown capacity'")
+    reload_interval: float = Field(1.0, gt=0, description="how often the backends file is checked for changes")
+
+    max_attempts: int = Field(3, ge=1, description="workers tried for one request before giving up")
+    attempt_timeout: float = Field(600.0, gt=0, description="longest one worker may take for one request")
+    connect_timeout: float = Field(2.0, gt=0)
+    progress_deadline: float = Field(30.0, gt=0, description="a worker showing no progress this long is hung")
+
+    # Input limits, as on the workers (the pool's spec.limits): checked before any routing.
+    max_steps: int = Field(150, ge=1)
+    max_pixels: int = Field(2048 * 2048, ge=64 * 64)
+    max_batch: int = Field(8, ge=1)
+    max_prompt_chars: int = Field(2000, ge=1)
+    default_steps: int = Field(25, ge=1)
+    default_width: int = Field(1024, ge=64)
+    default_height: int = Field(1024, ge=64)
+
+    @model_validator(mode="after")
+    def _one_discovery(self) -> GatewaySettings:
+        if self.kubernetes and (not self.namespace or not self.pool):
+            raise ValueError("Kubernetes discovery needs both namespace and pool")
+        if not self.kubernetes and self.backends_file is None:
+            raise ValueError("give a backends file, or Kubernetes discovery with a namespace and pool")
+        return self
+
+    @property
+    def limits(self) -> RequestLimits:
+        return RequestLimits(self.max_steps, self.max_pixels, self.max_batch, self.max_prompt_chars)
+
+    @property
+    def defaults(self) -> GenerationDefaults:
+        return GenerationDefaults(steps=self.default_steps, width=self.default_width, height=self.default_height)

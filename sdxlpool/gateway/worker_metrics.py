@@ -1,0 +1,85 @@
+"""A worker's /metrics text -> the numbers routing needs (the metric contract in DESIGN.md).
+
+Pure: a function of the text, no I/O. The scraper fetches the text; this parses it with
+prometheus_client's own parser and keeps only the contract's series:
+
+    sdxl_worker_queue_depth     requests waiting, not counting the running one
+    sdxl_worker_inflight        requests running
+    sdxl_worker_pending_steps   remaining work of running + queued requests, in normalised steps
+    sdxl_worker_step_seconds    wall seconds per normalised step on this GPU (0: not measured yet)
+    sdxl_worker_ready           1 when the model is loaded
+    sdxl_worker_info            labels gpu_model, provider, location, model (optional)
+
+The first five are required: text without them is not an sdxlpool worker (a plain A1111 server
+has no /metrics at all, and is configured as `type: a1111` instead), and `ValueError` says which
+are missing. Text that is not in Prometheus' text format raises `ValueError` too. A value that
+makes no sense (negative, NaN, infinite) is read as 0, so one odd gauge cannot poison routing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["WorkerMetrics", "parse_worker_metrics", "REQUIRED_SERIES"]
+
+REQUIRED_SERIES = (
+    "sdxl_worker_queue_depth",
+    "sdxl_worker_inflight",
+    "sdxl_worker_pending_steps",
+    "sdxl_worker_step_seconds",
+    "sdxl_worker_ready",
+)
+_INFO = "sdxl_worker_info"
+_INFO_LABELS = ("gpu_model", "provider", "location", "model")
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """One scrape of one worker."""
+
+    queue_depth: float
+    inflight: float
+    pending_steps: float  # normalised steps: one denoising step of one 1024x1024 image = 1.0
+    step_seconds: float  # moving average of seconds per normalised step; 0 = not measured yet
+    ready: bool
+    gpu_model: str = ""
+    provider: str = ""
+    location: str = ""
+    model: str = ""
+
+
+def parse_worker_metrics(text: str) -> WorkerMetrics:
+    """Parse a worker's /metrics text; `ValueError` when it is not Prometheus text or lacks a series."""
+    if not isinstance(text, str):
+        raise ValueError(f"worker metrics: expected text, got {type(text).__name__}")
+    # Imported here, not at the top: the routing core imports this module for `WorkerMetrics` and
+    # stays free of prometheus_client (and the HTTP server modules it loads).
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    info: dict[str, str] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in REQUIRED_SERIES and sample.name not in values:
+                    values[sample.name] = _sane(sample.value)
+                elif sample.name == _INFO and sample.value == 1 and not info:
+                    info = {key: sample.labels.get(key, "") for key in _INFO_LABELS}
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ValueError(f"worker metrics: not Prometheus text format ({exc})") from None
+    missing = [name for name in REQUIRED_SERIES if name not in values]
+    if missing:
+        raise ValueError(f"worker metrics: not an sdxlpool worker, /metrics lacks {', '.join(missing)}")
+    return WorkerMetrics(
+        queue_depth=values["sdxl_worker_queue_depth"],
+        inflight=values["sdxl_worker_inflight"],
+        pending_steps=values["sdxl_worker_pending_steps"],
+        step_seconds=values["sdxl_worker_step_seconds"],
+        ready=values["sdxl_worker_ready"] >= 0.5,
+        **info,
+    )
+
+
+def _sane(value: float) -> float:
+    return float(value) if math.isfinite(value) and value > 0 else 0.0

@@ -1,0 +1,91 @@
+"""Real tiny-model workers as processes (so a test can SIGKILL one) and a real gateway in front."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ServerThread, TinyModel, free_port
+
+
+class WorkerProcess:
+    def __init__(self, tiny: TinyModel, name: str, gpu: str, log_dir: Path) -> None:
+        self.name, self.gpu, self.port = name, gpu, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{name}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sdxlpool", "worker", "--model", str(tiny.base), "--port", str(self.port),
+             "--gpu-model", gpu, "--provider", f"provider-{name}", "--location", f"rack-{name}",
+             "--worker-name", name, "--default-width", "128", "--default-height", "128", "--device", "cpu"],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            # One torch thread each: three processes of two busy-waiting OpenMP threads on a 2-core
+            # machine slow every one of them down many times over.
+            env={**os.environ, "SDXLPOOL_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"},
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"worker {self.name} not ready")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def backend(self) -> dict:
+        return {"name": self.name, "url": self.url, "gpu": self.gpu, "provider": f"provider-{self.name}",
+                "location": f"rack-{self.name}", "type": "sdxlpool"}
+
+
+@pytest.fixture(scope="module")
+def workers(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, WorkerProcess]]:
+    logs = tmp_path_factory.mktemp("worker-logs")
+    started = {name: WorkerProcess(tiny_model, name, gpu, logs)
+               for name, gpu in (("a100-1", "A100"), ("a100-2", "NVIDIA-A100-SXM4-80GB"), ("rtx-1", "RTX 3090"))}
+    try:
+        for worker in started.values():
+            worker.wait_ready()
+        yield started
+    finally:
+        for worker in started.values():
+            worker.stop()
+
+
+def write_backends(path: Path, backends: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump({"backends": backends}))
+    return path
+
+
+def start_gateway(backends_file: Path, **overrides) -> ServerThread:
+    from sdxlpool.gateway.app import create_app
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    port = free_port()
+    settings = GatewaySettings(backends_file=backends_file, port=port, reload_interval=0.2,
+                               default_width=128, default_height=128, **overrides)
+    return ServerThread(create_app(settings), port)

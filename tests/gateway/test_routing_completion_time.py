@@ -1,0 +1,92 @@
+"""Scorer `completion_time`: min eta / eta, eta = (pending + unseen + cost) x step_seconds."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from sdxlpool.gateway.routing import Candidate, CompletionTime, RouteRequest, default_scheduler
+from sdxlpool.gateway.routing.testing import fake_state
+
+NOW = 1.0
+COST = 25.0  # one 1024x1024 image at 25 steps
+
+
+def _dispatched(state, *events: tuple[float, float]):
+    for t, cost in events:
+        state.dispatch(cost, t)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("states", "scores"),
+    [
+        pytest.param([fake_state("a"), fake_state("b"), fake_state("c")], {"a": 1.0, "b": 1.0, "c": 1.0},
+                     id="idle-uniform-pool-is-neutral"),
+        pytest.param([fake_state("a"), fake_state("b", pending_steps=25)], {"a": 1.0, "b": 0.5},
+                     id="backlog-doubles-the-eta"),
+        pytest.param([fake_state("fast", step_seconds=0.05, pending_steps=25), fake_state("slow", step_seconds=0.1)],
+                     {"fast": 1.0, "slow": 1.0}, id="busy-fast-gpu-ties-idle-slow-one"),
+        pytest.param([fake_state("fast", step_seconds=0.05), fake_state("slow", step_seconds=0.2)],
+                     {"fast": 1.0, "slow": 0.25}, id="speed-only"),
+        pytest.param([fake_state("a", step_seconds=0.1), fake_state("b", step_seconds=0.2),
+                      fake_state("new", step_seconds=0.0)], {"a": 1.0, "b": 0.5, "new": 0.1 / 0.15},
+                     id="unknown-step-seconds-takes-the-same-model-median"),
+        pytest.param([fake_state("a", "A100", step_seconds=0.1), fake_state("b", "RTX 3090", step_seconds=0.3),
+                      fake_state("c", "RTX 3090", step_seconds=0.0), fake_state("d", "L40S", step_seconds=0.0)],
+                     {"a": 1.0, "b": 1 / 3, "c": 1 / 3, "d": 0.5}, id="other-models-fall-back-to-the-pool-median"),
+        pytest.param([fake_state("a", step_seconds=0.0), fake_state("b", step_seconds=0.0, pending_steps=25)],
+                     {"a": 1.0, "b": 0.5}, id="nobody-measured-uses-the-default"),
+        pytest.param([_dispatched(fake_state("a", scraped_at=0.9, pending_steps=COST), (0.5, COST)),
+                      fake_state("b", scraped_at=0.9, pending_steps=COST)], {"a": 1.0, "b": 1.0},
+                     id="work-sent-before-the-scrape-is-in-pending-steps-not-counted-twice"),
+        pytest.param([_dispatched(fake_state("a", scraped_at=0.0), (0.5, COST)), fake_state("b", scraped_at=0.0)],
+                     {"a": 0.5, "b": 1.0}, id="work-sent-after-the-scrape-counts"),
+        pytest.param([_dispatched(fake_state("stale", scraped_at=-30.0, pending_steps=25), (-10.0, COST)),
+                      fake_state("fresh", pending_steps=25)], {"stale": 2 / 3, "fresh": 1.0},
+                     id="stale-metrics-last-seen-plus-everything-sent-since"),
+        pytest.param([_dispatched(fake_state("a1111", kind="a1111"), (0.0, COST), (0.1, COST)), fake_state("b")],
+                     {"a1111": 1 / 3, "b": 1.0}, id="a1111-counts-its-own-in-flight-work"),
+    ],
+)
+def test_completion_time(states, scores: dict[str, float]) -> None:
+    candidates = [Candidate.of(s, NOW) for s in states]
+    assert CompletionTime().score(RouteRequest(cost=COST, now=NOW), candidates) == pytest.approx(scores)
+
+
+def test_zero_cost_on_an_idle_worker() -> None:
+    candidates = [Candidate.of(fake_state("idle"), NOW), Candidate.of(fake_state("busy", pending_steps=10), NOW)]
+    assert CompletionTime().score(RouteRequest(cost=0.0, now=NOW), candidates) == {"idle": 1.0, "busy": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("speeds", "burst", "expected"),
+    [
+        pytest.param({"w1": 0.1, "w2": 0.1, "w3": 0.1, "w4": 0.1}, 4, {"w1": 1, "w2": 1, "w3": 1, "w4": 1},
+                     id="four-equal-workers-one-each"),
+        pytest.param({"w1": 0.1, "w2": 0.1, "w3": 0.1, "w4": 0.1}, 8, {"w1": 2, "w2": 2, "w3": 2, "w4": 2},
+                     id="four-equal-workers-two-each"),
+        pytest.param({"fast": 0.05, "slow1": 0.1, "slow2": 0.1}, 8, {"fast": 4, "slow1": 2, "slow2": 2},
+                     id="twice-as-fast-takes-twice-as-many"),
+    ],
+)
+def test_a_burst_between_two_scrapes_spreads_out(speeds: dict[str, float], burst: int,
+                                                 expected: dict[str, int]) -> None:
+    states = [fake_state(name, step_seconds=s, scraped_at=0.0) for name, s in speeds.items()]
+    scheduler = default_scheduler(rng=random.Random(7))
+    served: Counter[str] = Counter()
+    for i in range(burst):  # all within 100 ms of the scrape: metrics still say "idle"
+        now = 0.01 + i * 0.001
+        decision = scheduler.schedule(RouteRequest(cost=COST, now=now), states)
+        assert decision.state is not None
+        decision.state.dispatch(COST, now)
+        served[decision.state.name] += 1
+    assert served == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])
+def test_default_step_seconds_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="default_step_seconds"):
+        CompletionTime(default_step_seconds=bad)
