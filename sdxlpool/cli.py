@@ -93,6 +93,10 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="a worker with no progress this long is hung: fail over (30)")
     gateway.set_defaults(handler=_gateway)
 
+    from sdxlpool.sim import add_parser as add_sim_worker
+
+    add_sim_worker(commands)
+
     operator = commands.add_parser(
         "operator", help="run the kopf operator that turns SDXLPools into GPU worker Deployments",
         description="Reconcile SDXLPool objects (sdxlpool.dev/v1alpha1) into one Deployment per GPU model, "

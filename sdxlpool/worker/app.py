@@ -1,7 +1,8 @@
 """`create_app(settings)`: the worker's FastAPI application.
 
 Assembly only: lifespan (start loading, close the queue), the shared error handlers
-(`sdxlpool._http`: A1111-shaped JSON errors), and routers.
+(`sdxlpool._http`: A1111-shaped JSON errors), and routers. `engine` swaps what makes the images
+(default: diffusers; `sdxlpool.sim` passes its simulated engine) and nothing else.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sdxlpool._http import install_error_handlers
+from sdxlpool.worker.engine import Engine
 from sdxlpool.worker.routes import catalog, health, options, progress, txt2img
 from sdxlpool.worker.settings import WorkerSettings
 from sdxlpool.worker.state import WorkerState
@@ -19,10 +21,13 @@ from sdxlpool.worker.state import WorkerState
 __all__ = ["create_app"]
 
 
-def create_app(settings: WorkerSettings, *, on_fatal: Callable[[BaseException], None] | None = None) -> FastAPI:
+def create_app(
+    settings: WorkerSettings, *, on_fatal: Callable[[BaseException], None] | None = None,
+    engine: Engine | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.worker = WorkerState(settings, on_fatal=on_fatal)
+        app.state.worker = WorkerState(settings, on_fatal=on_fatal, engine=engine)
         app.state.worker.start()
         try:
             yield

@@ -28,7 +28,7 @@ from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.infotext import format_infotext
 from sdxlpool.worker.samplers import SamplerChoice
 
-__all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds"]
+__all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext"]
 
 
 class JobControl(Protocol):
@@ -36,6 +36,10 @@ class JobControl(Protocol):
 
     def on_step(self, latents: Any) -> bool:
         """Called after each denoising step; False stops the job at this step."""
+        ...
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds` (for engines that wait rather than compute); False once interrupted."""
         ...
 
 
@@ -147,7 +151,7 @@ def generate(
 
     # 3. Infotexts, one per image actually made.
     infotexts = [
-        _infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
+        image_infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -227,7 +231,7 @@ def _decode(pipe: Any, latents: Any) -> list[Any]:
     return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
-def _infotext(
+def image_infotext(
     params: GenerationParams,
     sampler: SamplerChoice,
     base: Checkpoint,
@@ -236,6 +240,7 @@ def _infotext(
     subseed: int,
     index: int,
 ) -> str:
+    """The A1111 infotext of image `index` of a job (refiner: None when it was not used)."""
     fields: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": sampler.sampler.name,

@@ -10,9 +10,9 @@ counted in *normalised steps* (one denoising iteration of one 1024x1024 image):
     pending_steps = cost of every waiting job + what is left of the running one
 
 `pending_steps` drops after every denoising step, not only when a job ends, so a scrape in the
-middle of a long job sees the truth. `step_seconds` is a moving average of whole-job wall time per
-normalised step (text encoding, VAE decode and PNG work included: what a new request will really
-wait for).
+middle of a long job sees the truth. `step_seconds` is a moving average of the wall time per
+normalised step measured between each job's denoising iterations (one-off work per job, such as
+text encoding and VAE decode, is small next to the steps of a real SDXL image and is left out).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Job:
     id: int = field(default_factory=itertools.count(1).__next__)
     enqueued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
+    first_step_at: float | None = None
+    last_step_at: float | None = None
     iterations_done: int = 0
     batch_no: int = 0
     latest_latents: Any = None
@@ -60,14 +62,33 @@ class Job:
     def fraction_done(self) -> float:
         return min(1.0, self.iterations_done / self.iterations) if self.iterations else 0.0
 
-    # JobControl, called from the GPU thread by generate():
+    # JobControl, called from the GPU thread by the engine's generate():
     def on_batch(self, batch_no: int) -> None:
         self.batch_no = batch_no
 
     def on_step(self, latents: Any) -> bool:
+        now = time.monotonic()
+        if self.first_step_at is None:
+            self.first_step_at = now
+        self.last_step_at = now
         self.iterations_done += 1
         self.latest_latents = latents
         return not self.interrupt.is_set()
+
+    def measured_step_seconds(self) -> float | None:
+        """Seconds per normalised step, from the spacing of this job's denoising iterations.
+
+        Measured between the first and the last iteration, so one-off work (the first call's kernel
+        set-up, text encoding, VAE decode) does not pass for slowness: a short warm-up on a tiny image
+        would otherwise claim a speed hundreds of times too slow, and starve the worker of traffic.
+        """
+        if self.first_step_at is None or self.last_step_at is None or self.iterations_done < 2 or not self.cost:
+            return None
+        per_iteration = (self.last_step_at - self.first_step_at) / (self.iterations_done - 1)
+        return per_iteration / (self.cost / self.iterations)
+
+    def wait(self, seconds: float) -> bool:
+        return not self.interrupt.wait(seconds)
 
 
 @dataclass(frozen=True)
@@ -177,9 +198,8 @@ class JobQueue:
     def _execute(self, job: Job) -> Any:
         job.started_at = time.monotonic()
         result = job.run(job)
-        seconds = time.monotonic() - job.started_at
-        if not job.interrupt.is_set() and job.cost > 0:
-            sample = seconds / job.cost
+        sample = None if job.interrupt.is_set() else job.measured_step_seconds()
+        if sample is not None and sample > 0:
             self.step_seconds = sample if self.step_seconds <= 0 else (
                 _EMA_WEIGHT * sample + (1 - _EMA_WEIGHT) * self.step_seconds
             )

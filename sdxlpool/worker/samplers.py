@@ -13,6 +13,7 @@ where the diffusers class really implements it (checked against the class signat
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -111,12 +112,17 @@ class SamplerChoice:
         return f"{self.sampler.name} {self.schedule.label}"
 
 
-def resolve_sampler(sampler_name: str, scheduler: str | None = None) -> SamplerChoice:
+def resolve_sampler(
+    sampler_name: str, scheduler: str | None = None,
+    *, schedules_of: Callable[[Sampler], tuple[Schedule, ...]] | None = None,
+) -> SamplerChoice:
     """Resolve A1111's (sampler_name, scheduler) pair, legacy combined names included.
 
     Like A1111 1.9+: a legacy suffix ("... Karras") only applies when no explicit schedule was sent
     (or "Automatic"). Unknown names raise NotFound (A1111 answers 404 "Sampler not found");
-    a schedule the sampler cannot do raises InvalidRequest naming `scheduler`.
+    a schedule the sampler cannot do raises InvalidRequest naming `scheduler`. `schedules_of` says
+    which schedules a sampler supports (default: `Sampler.schedules`, from the diffusers class; the
+    simulator passes a table so that it never imports diffusers).
     """
     schedule = _SCHEDULE_BY_NAME.get((scheduler or "automatic").strip().lower())
     if schedule is None:
@@ -133,8 +139,9 @@ def resolve_sampler(sampler_name: str, scheduler: str | None = None) -> SamplerC
                 break
     if sampler is None:
         raise NotFound(f"Sampler not found: {sampler_name!r} (see /sdapi/v1/samplers)")
-    if schedule not in sampler.schedules:
-        offered = ", ".join(s.label for s in sampler.schedules)
+    supported = sampler.schedules if schedules_of is None else schedules_of(sampler)
+    if schedule not in supported:
+        offered = ", ".join(s.label for s in supported)
         raise InvalidRequest(
             "scheduler", f"{schedule.label!r} is not available with sampler {sampler.name!r} (available: {offered})"
         )

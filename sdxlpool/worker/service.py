@@ -1,7 +1,9 @@
 """`WorkerService`: the loaded model, the job queue and the A1111 options, behind the HTTP routes.
 
 Created once in the app's lifespan (loading SDXL takes seconds to minutes) and reached by routes
-through `deps.WorkerDep`. Routes stay thin: they translate HTTP to these methods and back.
+through `deps.WorkerDep`. Routes stay thin: they translate HTTP to these methods and back. What
+makes the images is the service's `Engine` (`engine.py`): diffusers here, a clock in the simulator;
+everything else a client or the gateway sees is this class's, whichever engine runs.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, 
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
-from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, generate
-from sdxlpool.worker.infotext import encode_png
+from sdxlpool.worker.engine import DiffusersEngine, Engine
+from sdxlpool.worker.generate import GenerationResult, RuntimeOptions
 from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.metrics import WorkerMetrics
 from sdxlpool.worker.preview import preview_png_base64
@@ -55,8 +57,12 @@ class Placement(dict):
 
 
 class WorkerService:
-    def __init__(self, settings: WorkerSettings, checkpoints: CheckpointSet, placement: Placement) -> None:
+    def __init__(
+        self, settings: WorkerSettings, checkpoints: CheckpointSet, placement: Placement,
+        engine: Engine | None = None,
+    ) -> None:
         self.settings = settings
+        self.engine: Engine = engine if engine is not None else DiffusersEngine(settings)
         self.checkpoints = checkpoints
         self.placement = placement
         self.queue = JobQueue(max_queued=settings.max_queue)
@@ -80,18 +86,18 @@ class WorkerService:
         """One short job at the default size: first-call kernel set-up, and a first step_seconds."""
         params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=2),
                                  self.settings.defaults, self.settings.limits)
-        job = self._job(params, self.checkpoints.current, None, resolve_sampler("Euler"), self._runtime({}))
+        sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
+        job = self._job(params, self.checkpoints.current, None, sampler, self._runtime({}))
         started = time.perf_counter()
-        await self.queue.run_now(job)
-        if job.cost > 0:
-            self.queue.step_seconds = (time.perf_counter() - started) / job.cost
-        log.info("warm-up done in %.2fs", time.perf_counter() - started)
+        await self.queue.run_now(job)  # its iterations give the first step_seconds
+        log.info("warm-up done in %.2fs, %.4fs per normalised step", time.perf_counter() - started,
+                 self.queue.step_seconds)
 
     # -- txt2img --------------------------------------------------------------------------------------
     async def txt2img(self, request: Txt2ImgRequest) -> Txt2ImgResponse:
         try:
             params = resolve_request(request, self.settings.defaults, self.settings.limits)
-            sampler = resolve_sampler(params.sampler_name, params.scheduler)
+            sampler = resolve_sampler(params.sampler_name, params.scheduler, schedules_of=self.engine.schedules)
             overrides = self._check_options(params.override_settings)
             base = self._base_for(overrides)
             refiner = self._refiner_for(params)
@@ -116,8 +122,9 @@ class WorkerService:
             raise
         self.metrics.inference_seconds.observe(result.seconds)
         self.metrics.requests.labels("interrupted" if result.interrupted else "success").inc()
+        encode = self.engine.encode_png
         images = await asyncio.to_thread(
-            lambda: [encode_png(im, text) for im, text in zip(result.images, result.infotexts, strict=True)]
+            lambda: [encode(im, text) for im, text in zip(result.images, result.infotexts, strict=True)]
         ) if params.send_images else []
         return Txt2ImgResponse(
             images=images,
@@ -129,10 +136,10 @@ class WorkerService:
         self, params: GenerationParams, base: Checkpoint, refiner: Checkpoint | None,
         sampler: SamplerChoice, options: RuntimeOptions,
     ) -> Job:
-        iterations = _schedule_length(base, sampler, params.steps) * params.n_iter
+        iterations = self.engine.iterations(base, sampler, params.steps) * params.n_iter
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
         cost = params.normalised_steps * iterations / (params.steps * params.n_iter)
-        return Job(run=lambda job: generate(base, refiner, params, sampler, options, job),
+        return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
                    cost=cost, iterations=iterations, batches=params.n_iter)
 
     def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
@@ -278,10 +285,3 @@ def _with_seeds(params: GenerationParams) -> GenerationParams:
     seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED)
     subseed = params.subseed if params.subseed >= 0 else random.randint(0, MAX_SEED)
     return replace(params, seed=seed, subseed=subseed)
-
-
-def _schedule_length(base: Checkpoint, sampler: SamplerChoice, steps: int) -> int:
-    """Denoising iterations for `steps` (second-order samplers such as Heun take ~2 per step)."""
-    scheduler = sampler.build(base.pipeline.scheduler.config)
-    scheduler.set_timesteps(steps)
-    return len(scheduler.timesteps)

@@ -3,6 +3,7 @@
 Weights load in the background after the server starts listening, so /healthz answers (the process
 is alive) while /readyz says 503 until the model is on the device, as Kubernetes probes expect. A
 failure to load is fatal: it is logged and `on_fatal` stops the server with a non-zero exit.
+The engine (diffusers unless another is given, see `engine.py`) is known from the start.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sdxlpool.worker.checkpoints import choose_device, load_checkpoints, torch_dtype
+from sdxlpool.worker.engine import DiffusersEngine, Engine
 from sdxlpool.worker.service import Placement, WorkerService
-from sdxlpool.worker.settings import WorkerSettings, default_cache_dir
+from sdxlpool.worker.settings import WorkerSettings
 
 __all__ = ["WorkerState", "placement_for"]
 
@@ -40,8 +41,12 @@ def placement_for(settings: WorkerSettings, device: str) -> Placement:
 
 
 class WorkerState:
-    def __init__(self, settings: WorkerSettings, on_fatal: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, settings: WorkerSettings, on_fatal: Callable[[BaseException], None] | None = None,
+        engine: Engine | None = None,
+    ) -> None:
         self.settings = settings
+        self.engine: Engine = engine if engine is not None else DiffusersEngine(settings)
         self.service: WorkerService | None = None
         self.error: BaseException | None = None
         self._on_fatal = on_fatal
@@ -60,12 +65,9 @@ class WorkerState:
     async def _load(self) -> None:
         settings = self.settings
         try:
-            device = choose_device(settings.device)
-            checkpoints = await asyncio.to_thread(
-                load_checkpoints, settings.models, settings.refiner, device=device,
-                dtype=torch_dtype(device, settings.dtype), cache_dir=default_cache_dir(),
-            )
-            service = WorkerService(settings, checkpoints, placement_for(settings, device))
+            checkpoints = await asyncio.to_thread(self.engine.load)
+            device = self.engine.device
+            service = WorkerService(settings, checkpoints, placement_for(settings, device), engine=self.engine)
             await service.start()
             self.service = service
             log.info("ready: %s on %s", checkpoints.current.title, device)

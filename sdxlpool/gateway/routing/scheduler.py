@@ -18,6 +18,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from sdxlpool.api.gpu import display_name
 from sdxlpool.gateway.backends import BackendState
@@ -138,6 +139,7 @@ def _clamp(value: float) -> float:
     return min(1.0, max(0.0, float(value)))
 
 
+@lru_cache(maxsize=1024)
 def _display(gpu: str) -> str:
     try:
         return display_name(gpu)

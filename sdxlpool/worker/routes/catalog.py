@@ -6,14 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from sdxlpool.worker.deps import WorkerDep
+from sdxlpool.worker.deps import StateDep, WorkerDep
 from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
 
 router = APIRouter(prefix="/sdapi/v1", tags=["catalog"])
 
 
 @router.get("/samplers")
-def samplers() -> list[dict[str, Any]]:
+def samplers(state: StateDep) -> list[dict[str, Any]]:
     """A1111's sampler list; `options.schedulers` names the schedule types each one supports."""
     return [
         {
@@ -22,7 +22,7 @@ def samplers() -> list[dict[str, Any]]:
             "options": {
                 **({"uses_ensd": "True"} if s.ancestral else {}),
                 **({"brownian_noise": "True"} if s.brownian else {}),
-                "schedulers": [schedule.name for schedule in s.schedules],
+                "schedulers": [schedule.name for schedule in state.engine.schedules(s)],
             },
         }
         for s in SAMPLERS

@@ -1,0 +1,161 @@
+"""`sdxlpool sim-worker`: its flags, their checks, and serving the simulated worker.
+
+Only argparse is imported up front (the main CLI imports this module to build its parser, and must
+start without fastapi or torch); the server side is imported when the command runs. Bad values exit
+2 with one line: argparse checks each flag's value, `SimSettings` the rest (ConfigError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import socket
+import sys
+from typing import Any
+
+from sdxlpool.errors import ConfigError
+
+__all__ = ["add_parser", "run_sim_worker"]
+
+# flag attribute -> SimSettings field, for everything the command passes on when given
+_SETTINGS_KEYS = ("gpu_model", "step_seconds", "overhead_seconds", "fail_rate", "hang_rate", "seed", "image_bytes",
+                  "host", "port", "provider", "location", "worker_name", "max_queue", "warmup")
+
+
+def add_parser(subcommands: Any) -> argparse.ArgumentParser:
+    """Register `sim-worker` on the CLI's sub-parsers (`parser.add_subparsers(...)`); returns its parser."""
+    sim = subcommands.add_parser(
+        "sim-worker", help="run a simulated worker: the worker's API and metrics, a clock instead of a GPU",
+        description="Serve the worker's AUTOMATIC1111 API and Prometheus metrics with a timing model instead of "
+        "SDXL, for benchmarks and load tests: each request takes overhead + normalised steps x step seconds "
+        "(one normalised step = one denoising step of one 1024x1024 image) and returns solid-colour PNGs that "
+        "depend only on the request. Other worker settings come from SDXLPOOL_* environment variables.")
+    sim.add_argument("--gpu-model", required=True, type=_name, metavar="NAME",
+                     help="the GPU model to pretend to be, e.g. A100 (normalised as a real worker's)")
+    sim.add_argument("--step-seconds", required=True, type=_seconds, metavar="S",
+                     help="wall seconds per normalised step (e.g. 0.05 for a fast card; 0: no delay)")
+    sim.add_argument("--overhead-seconds", type=_seconds, metavar="S",
+                     help="fixed seconds per request on top of the steps (default 0)")
+    sim.add_argument("--fail-rate", type=_probability, metavar="P",
+                     help="fraction of requests that fail part-way with HTTP 500 (default 0)")
+    sim.add_argument("--hang-rate", type=_probability, metavar="P",
+                     help="fraction of requests that never progress until interrupted or abandoned (default 0)")
+    sim.add_argument("--seed", type=int, metavar="N",
+                     help="seed of the fail/hang draws (default 0): the same seed fails the same jobs in order")
+    sim.add_argument("--image-bytes", type=_count, metavar="N",
+                     help="pad every PNG to at least N bytes, for realistic response sizes (default 0: no padding)")
+    sim.add_argument("--max-queue", type=_count, metavar="N",
+                     help="requests that may wait behind the running one; more get 503 (default 16)")
+    sim.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=_port, help="port (default 7860)")
+    sim.add_argument("--provider", help="provider name shown to users")
+    sim.add_argument("--location", help="location shown to users")
+    sim.add_argument("--worker-name", help="this worker's name (default host:port)")
+    sim.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
+                     help="skip the start-up job that measures step time (step_seconds reads 0 until a request)")
+    sim.set_defaults(handler=run_sim_worker)
+    return sim
+
+
+def run_sim_worker(args: argparse.Namespace) -> int:
+    """The `sim-worker` handler: check the settings, then serve until stopped (SIGTERM exits 0)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from sdxlpool.sim._settings import SimSettings
+
+    given = {key: getattr(args, key) for key in _SETTINGS_KEYS if getattr(args, key, None) is not None}
+    if given.get("fail_rate", 0) + given.get("hang_rate", 0) > 1:
+        raise ConfigError(f"--fail-rate + --hang-rate is {given['fail_rate'] + given['hang_rate']:g}; "
+                          "at most 1 (a request either fails, hangs or runs)")
+    try:
+        settings = SimSettings(**given)
+    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
+        raise ConfigError(f"environment: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {message}" if err["loc"] else message) from None
+    _check_port_free(settings.host, settings.port)
+    return _serve(settings)
+
+
+def _serve(settings: Any) -> int:
+    import uvicorn
+
+    from sdxlpool.sim._app import create_sim_app
+
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_sim_app(settings, on_fatal=on_fatal)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                                           access_log=False, timeout_graceful_shutdown=5))
+    # uvicorn re-raises the signal that stopped it after a clean shutdown; a no-op SIGTERM handler
+    # makes that clean stop exit 0, as process managers expect (the same as `sdxlpool worker`).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    if failures:
+        print(f"sdxlpool sim-worker: error: {failures[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+# -- flag value types: a bad value is argparse's one-line error, exit 2 ------------------------------
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _number(text, int)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
+    return value
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text.strip()

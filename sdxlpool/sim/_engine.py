@@ -1,0 +1,164 @@
+"""`SimEngine`: the worker's engine with a clock instead of a GPU.
+
+It plugs into the real `WorkerService` (`sdxlpool.worker.engine.Engine`), so validation, the queue,
+the metrics, /progress, /interrupt and the A1111 responses are the real worker's own. Per job:
+
+  1. faults: with probability fail_rate the job fails part-way (in its first half) with an
+     exception, which the worker answers as HTTP 500 `{"error": "internal", ...}`; with probability
+     hang_rate it never completes a step and waits until it is interrupted (/interrupt, or the
+     client going away). Draws come from one `random.Random(seed)` in job order; the start-up
+     warm-up job is never faulted, so a worker with fail_rate 1 still becomes ready.
+  2. overhead_seconds once (text encoding, VAE decode and PNG work of a real GPU).
+  3. every denoising iteration sleeps step_seconds x batch_size x width x height / 1024^2 and is
+     reported to the job, so a whole job takes normalised steps x step_seconds (second-order
+     samplers run ~2 iterations per step, as on diffusers) and pending_steps falls step by step.
+  4. images: one solid colour per image, from a hash of everything that makes a real image differ
+     (checkpoint, prompts, seeds, size, sampler, ...): the same request gives the same image.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import time
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Literal
+
+from sdxlpool.api.generation import GenerationParams
+from sdxlpool.sim._catalog import sim_iterations, sim_schedules
+from sdxlpool.sim._png import solid_png
+from sdxlpool.sim._settings import SIM_CHECKPOINT, SimSettings
+from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
+from sdxlpool.worker.generate import GenerationResult, JobControl, RuntimeOptions, image_infotext, image_seeds
+from sdxlpool.worker.samplers import Sampler, SamplerChoice, Schedule
+
+__all__ = ["SimEngine", "SimImage", "SimulatedDeviceError", "sim_checkpoint"]
+
+_REFERENCE_PIXELS = 1024 * 1024
+_HANG_POLL_SECONDS = 3600.0  # a hung job wakes only when interrupted
+
+
+class SimulatedDeviceError(RuntimeError):
+    """The failure `--fail-rate` injects, standing for a CUDA error in the middle of a job."""
+
+
+@dataclass(frozen=True)
+class SimImage:
+    width: int
+    height: int
+    rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: Literal["fail", "hang"]
+    at: int  # iterations completed before it strikes
+
+
+def sim_checkpoint() -> Checkpoint:
+    """The one fake SDXL base the simulator lists in /sdapi/v1/sd-models."""
+    digest = hashlib.sha256(f"sdxlpool {SIM_CHECKPOINT}".encode()).hexdigest()
+    return Checkpoint(model_name=SIM_CHECKPOINT, path=Path(SIM_CHECKPOINT), kind="base", sha256=digest,
+                      pipeline=None)
+
+
+class SimEngine:
+    device = "sim"
+
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self._rng = random.Random(settings.seed)
+        self._unfaulted_jobs = 1 if settings.warmup else 0  # the warm-up job
+
+    def load(self) -> CheckpointSet:
+        return CheckpointSet([sim_checkpoint()])
+
+    def schedules(self, sampler: Sampler) -> tuple[Schedule, ...]:
+        return sim_schedules(sampler)
+
+    def iterations(self, base: Checkpoint, sampler: SamplerChoice, steps: int) -> int:
+        return sim_iterations(sampler.sampler, steps)
+
+    def generate(
+        self, base: Checkpoint, refiner: Checkpoint | None, params: GenerationParams, sampler: SamplerChoice,
+        options: RuntimeOptions, control: JobControl,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        per_batch = sim_iterations(sampler.sampler, params.steps)
+        seeds = image_seeds(params.seed, params.image_count)
+        subseeds = image_seeds(params.subseed, params.image_count)
+
+        # 1. Faults, drawn in job order.
+        fault = self._draw_fault(per_batch * params.n_iter)
+
+        # 2. Fixed per-request overhead.
+        overhead = self.settings.overhead_seconds
+        stopped = overhead > 0 and not control.wait(overhead)
+
+        # 3. Denoising iterations on a schedule of deadlines, so sleep overshoots do not add up.
+        tick = self.settings.step_seconds * params.batch_size * params.width * params.height / _REFERENCE_PIXELS
+        deadline = time.perf_counter()
+        done = 0
+        images: list[SimImage] = []
+        for batch_no in range(params.n_iter):
+            if stopped:
+                break
+            control.on_batch(batch_no)
+            for _ in range(per_batch):
+                if fault is not None and done == fault.at:
+                    if fault.kind == "fail":
+                        raise SimulatedDeviceError(f"simulated device failure after {done} iterations (--fail-rate)")
+                    while control.wait(_HANG_POLL_SECONDS):  # hung: only an interrupt ends it
+                        pass
+                    stopped = True
+                    break
+                deadline += tick
+                if tick > 0 and not control.wait(max(0.0, deadline - time.perf_counter())):
+                    stopped = True
+                    break
+                done += 1
+                if not control.on_step(None):
+                    stopped = True
+                    break
+            # 4. The batch's images (an interrupted batch still returns its images, as A1111 does).
+            first = batch_no * params.batch_size
+            images.extend(
+                SimImage(params.width, params.height, _colour(base, params, sampler, options, seeds[i], subseeds[i]))
+                for i in range(first, first + params.batch_size)
+            )
+
+        infotexts = [image_infotext(params, sampler, base, None, seeds[i], subseeds[i], i) for i in range(len(images))]
+        return GenerationResult(images=images, seeds=seeds, subseeds=subseeds, infotexts=infotexts,
+                                interrupted=stopped, seconds=time.perf_counter() - started, steps_done=done)
+
+    def encode_png(self, image: SimImage, infotext: str) -> str:
+        png = solid_png(image.width, image.height, image.rgb, {"parameters": infotext}, self.settings.image_bytes)
+        return base64.b64encode(png).decode("ascii")
+
+    def _draw_fault(self, iterations: int) -> _Fault | None:
+        if self._unfaulted_jobs:
+            self._unfaulted_jobs -= 1
+            return None
+        roll, where = self._rng.random(), self._rng.random()  # always two draws: job n's fate is fixed
+        if roll < self.settings.fail_rate:
+            return _Fault("fail", int(where * iterations / 2))
+        if roll < self.settings.fail_rate + self.settings.hang_rate:
+            return _Fault("hang", 0)
+        return None
+
+
+def _colour(
+    base: Checkpoint, params: GenerationParams, sampler: SamplerChoice, options: RuntimeOptions,
+    seed: int, subseed: int,
+) -> tuple[int, int, int]:
+    variation = [subseed, params.subseed_strength] if params.subseed_strength > 0 else None  # as in A1111
+    key = json.dumps([
+        base.sha256, params.prompt, params.negative_prompt, seed, variation,
+        params.steps, params.cfg_scale, params.width, params.height, sampler.sampler.name, sampler.schedule.name,
+        astuple(options),
+    ])
+    red, green, blue = hashlib.sha256(key.encode()).digest()[:3]
+    return red, green, blue

@@ -1,0 +1,116 @@
+"""Gateway behaviour that needs workers with exact speeds and faults: `sdxlpool sim-worker`s."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.gateway.conftest import start_gateway, write_backends
+
+
+class Sim:
+    def __init__(self, name: str, step_seconds: float, *extra: str) -> None:
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100", "--step-seconds",
+             str(step_seconds), "--port", str(self.port), "--worker-name", name, "--seed", "1", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError(self.name)
+
+    def backend(self) -> dict:
+        return {"name": self.name, "url": self.url, "gpu": "A100", "type": "sdxlpool"}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def sims(request) -> Iterator[list[Sim]]:
+    started = [Sim(*spec) for spec in request.param]
+    try:
+        for sim in started:
+            sim.wait_ready()
+        yield started
+    finally:
+        for sim in started:
+            sim.stop()
+
+
+def body(**extra) -> dict:
+    return {"prompt": "x", "steps": 10, "width": 1024, "height": 1024, "sampler_name": "Euler", **extra}
+
+
+@pytest.mark.parametrize("sims", [[("fast-1", 0.05), ("fast-2", 0.05)]], indirect=True)
+def test_a_burst_spreads_over_workers_of_equal_speed(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        served: list[str] = []
+        threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
+            gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
+            for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(served) == ["fast-1", "fast-1", "fast-2", "fast-2"]
+
+
+@pytest.mark.parametrize("sims", [[("hung", 0.001, "--hang-rate", "1"), ("good", 0.05)]], indirect=True)
+def test_a_hung_worker_hits_the_progress_deadline_and_the_request_fails_over(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path, progress_deadline=2.0) as gateway:
+        gateway.wait_ready()
+        started = time.monotonic()
+        response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=5), timeout=60)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        # The hung worker looked fastest, so it was tried first; the deadline moved the request on.
+        assert response.headers["X-SDXL-Attempts"] == "2" and response.headers["X-SDXL-Worker"] == "good"
+        assert 2.0 <= elapsed < 20
+        hung = httpx.get(sims[0].url + "/metrics").text
+        assert "sdxl_worker_inflight 0.0" in hung  # the gateway interrupted the hung job
+
+
+@pytest.mark.parametrize("sims", [[("broken", 0.001, "--fail-rate", "1"), ("good", 0.05)]], indirect=True)
+def test_a_failing_worker_is_skipped_and_marked_down(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        first = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=1), timeout=60)
+        assert first.status_code == 200 and first.headers["X-SDXL-Worker"] == "good"
+        assert first.headers["X-SDXL-Attempts"] == "2"
+        view = {b["name"]: b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]}
+        assert view["broken"]["available"] is False  # circuit open: the next request goes straight to good
+        second = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=2), timeout=60)
+        assert second.headers["X-SDXL-Attempts"] == "1" and second.headers["X-SDXL-Worker"] == "good"
+
+
+@pytest.mark.parametrize("sims", [[("only", 0.05)]], indirect=True)
+def test_all_workers_down_is_503(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        sims[0].stop()
+        time.sleep(0.5)  # a few failed scrapes open the circuit
+        response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(), timeout=30)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "no_backend"

@@ -1,0 +1,242 @@
+"""The sim-worker's HTTP API through a real server: what a gateway sees must be what a real worker shows.
+
+Timing follows the model, metrics have the real worker's names and move the same way (pending steps
+fall during a job), the queue bound answers 503, progress and interrupt work, responses have the
+A1111 shape with the same info, identical requests give identical images, and `image_bytes` pads
+PNGs that still decode.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
+from tests.conftest import ServerThread
+from tests.sim.conftest import Background, info_of, metrics, running_sim, wait_for
+
+STEP = 0.02  # seconds per normalised step of the timing sim
+OVERHEAD = 0.05
+
+
+@pytest.fixture(scope="module")
+def timed_sim() -> Iterator[ServerThread]:
+    with running_sim(step_seconds=STEP, overhead_seconds=OVERHEAD) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fast_sim() -> Iterator[ServerThread]:
+    """No delay at all: for the shape of responses."""
+    with running_sim(step_seconds=0.0, default_width=256, default_height=256) as server:
+        yield server
+
+
+def png(b64: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    image.load()
+    return image
+
+
+def colour(b64: str) -> tuple[int, int, int]:
+    return png(b64).convert("RGB").getpixel((0, 0))
+
+
+@pytest.mark.parametrize(("body", "iterations", "normalised"), [
+    ({"sampler_name": "Euler", "steps": 20}, 20, 20.0),  # 1024x1024: one normalised step per step
+    ({"sampler_name": "Euler", "steps": 20, "width": 512, "height": 512, "batch_size": 2, "n_iter": 2}, 40, 20.0),
+    ({"sampler_name": "Heun", "steps": 10}, 19, 19.0),  # second order: 2 x steps - 1 iterations
+], ids=["1024", "512-batch-2x2", "heun"])
+def test_a_request_takes_the_modelled_time(timed_sim: ServerThread, body: dict, iterations: int,
+                                           normalised: float) -> None:
+    expected = OVERHEAD + normalised * STEP
+    started = time.perf_counter()
+    response = httpx.post(timed_sim.url + "/sdapi/v1/txt2img", json={"prompt": "timed", "seed": 1, **body},
+                          timeout=30)
+    wall = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    placement = info_of(response)["sdxlpool"]
+    assert placement["steps_done"] == iterations
+    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3
+    assert expected * 0.7 <= wall <= expected * 1.3 + 0.1  # + HTTP and PNG work
+    # The worker's own estimate follows the model: step_seconds plus the overhead spread over a job's
+    # steps (the most for the 2-step warm-up it started from).
+    step_seconds = metrics(timed_sim.url)["sdxl_worker_step_seconds"]
+    assert STEP * 0.7 <= step_seconds <= (STEP + OVERHEAD / 2) * 1.3
+
+
+def test_the_response_has_the_real_workers_shape(fast_sim: ServerThread) -> None:
+    body = {"prompt": "a lighthouse", "negative_prompt": "fog", "seed": 42, "steps": 4, "batch_size": 2,
+            "sampler_name": "DPM++ 2M Karras", "cfg_scale": 5, "some_extension_field": 1}
+    response = httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert set(data) == {"images", "parameters", "info"}
+    assert data["parameters"]["prompt"] == "a lighthouse"
+    info = info_of(response)
+    assert {"seed", "all_seeds", "prompt", "negative_prompt", "sampler_name", "steps", "cfg_scale", "width",
+            "height", "sd_model_name", "infotexts", "sdxlpool"} <= set(info)
+    assert info["all_seeds"] == [42, 43]
+    assert (info["sampler_name"], info["scheduler"], info["width"]) == ("DPM++ 2M", "Karras", 256)
+    assert info["sd_model_name"] == "sim-sdxl-base"
+    assert info["interrupted"] is False
+    placement = info["sdxlpool"]
+    assert {k: placement[k] for k in ("gpu_model", "provider", "location")} == {
+        "gpu_model": "a100", "provider": "Sim Provider", "location": "Lab, 127.0.0.1"}
+    assert placement["worker"].startswith("sim-") and placement["ignored"] == ["some_extension_field"]
+    assert placement["inference_seconds"] >= 0 and placement["queue_seconds"] >= 0
+    assert info["infotexts"][0].startswith("a lighthouse\nNegative prompt: fog\nSteps: 4, Sampler: DPM++ 2M, "
+                                           "Schedule type: Karras, CFG scale: 5, Seed: 42, Size: 256x256")
+    assert "Model: sim-sdxl-base" in info["infotexts"][0] and "Batch pos: 1" in info["infotexts"][1]
+    for b64, infotext in zip(data["images"], info["infotexts"], strict=True):
+        image = png(b64)
+        assert image.size == (256, 256)
+        assert image.info["parameters"] == infotext  # A1111's PNG Info
+    assert colour(data["images"][0]) != colour(data["images"][1])  # seed 42 and seed 43
+
+    unsent = httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json={"steps": 2, "send_images": False}, timeout=30)
+    assert unsent.json()["images"] == []
+
+
+def test_identical_requests_give_identical_images(fast_sim: ServerThread) -> None:
+    def make(**changes) -> str:
+        body = {"prompt": "same", "seed": 7, "steps": 3, **changes}
+        return httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json=body, timeout=30).json()["images"][0]
+
+    first = make()
+    assert make() == first  # the same PNG bytes
+    assert colour(make(seed=8)) != colour(first)
+    assert colour(make(prompt="other")) != colour(first)
+    assert colour(make(seed=6, batch_size=2)) != colour(first)  # image 0 of that batch has seed 6
+    varied = make(subseed=3, subseed_strength=0.5)
+    assert make(subseed=3, subseed_strength=0.5) == varied
+    assert colour(make(subseed=4, subseed_strength=0.5)) != colour(varied)
+    assert colour(make(subseed=4)) == colour(first)  # a variation seed matters only with a strength
+
+
+def test_non_latin_prompts_reach_png_info(fast_sim: ServerThread) -> None:
+    response = httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json={"prompt": "café ☕ 猫", "steps": 2}, timeout=30)
+    assert png(response.json()["images"][0]).info["parameters"] == info_of(response)["infotexts"][0]
+
+
+def test_catalogue_and_validation_are_the_real_workers(fast_sim: ServerThread) -> None:
+    with httpx.Client(base_url=fast_sim.url, timeout=10) as client:
+        models = client.get("/sdapi/v1/sd-models").json()
+        assert [m["model_name"] for m in models] == ["sim-sdxl-base"]
+        assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == models[0]["title"]
+        samplers = client.get("/sdapi/v1/samplers").json()
+        assert [s["name"] for s in samplers] == [s.name for s in SAMPLERS]
+        by_name = {s["name"]: s["options"]["schedulers"] for s in samplers}
+        assert by_name["Euler a"] == ["automatic", "uniform", "sgm_uniform"]
+        assert by_name["DPM++ 2M"] == [s.name for s in SCHEDULES]
+        assert [s["name"] for s in client.get("/sdapi/v1/schedulers").json()] == [s.name for s in SCHEDULES]
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+        def post(**body) -> httpx.Response:
+            return client.post("/sdapi/v1/txt2img", json={"steps": 2, **body})
+
+        assert post(sampler_name="DPM++ SDE", scheduler="Karras").status_code == 200
+        for body, status, detail in [
+            ({"steps": 0}, 422, "steps: "),
+            ({"width": 99999}, 422, "width: "),
+            ({"batch_size": 9}, 422, "batch_size: "),
+            ({"sampler_name": "Nope"}, 404, "Sampler not found"),
+            ({"sampler_name": "Euler a", "scheduler": "Karras"}, 422, "scheduler: "),
+            ({"refiner_checkpoint": "sd_xl_refiner_1.0"}, 404, "refiner_checkpoint: "),
+        ]:
+            answer = post(**body)
+            assert answer.status_code == status, (body, answer.text)
+            assert detail in answer.json()["detail"], answer.json()
+        assert client.post("/sdapi/v1/txt2img", content=b"{not json").status_code == 422
+
+
+def _shapes(text: str) -> dict[str, tuple[str, frozenset[str]]]:
+    return {f.name: (f.type, frozenset(k for s in f.samples for k in s.labels))
+            for f in text_string_to_metric_families(text)}
+
+
+def test_metrics_before_during_and_after_jobs_and_the_queue_bound() -> None:
+    from sdxlpool.worker.jobs import JobQueue
+    from sdxlpool.worker.metrics import WorkerMetrics
+
+    real = WorkerMetrics(JobQueue(max_queued=1), ready=lambda: True,
+                         info={"gpu_model": "a100", "provider": "p", "location": "l", "model": "m"})
+    job = {"prompt": "slow", "sampler_name": "Euler", "steps": 20, "seed": 1}  # 20 x 0.04 s
+    with running_sim(step_seconds=0.04, max_queue=1) as sim:
+        url = sim.url
+        text = httpx.get(url + "/metrics").text
+        assert _shapes(text) == _shapes(generate_latest(real.registry).decode())  # names, types, labels
+        before = metrics(url)
+        assert before["sdxl_worker_ready"] == 1
+        assert before["sdxl_worker_queue_depth"] == before["sdxl_worker_inflight"] == 0
+        assert before["sdxl_worker_pending_steps"] == 0
+        assert 0.04 * 0.7 <= before["sdxl_worker_step_seconds"] <= 0.04 * 1.3  # measured by the warm-up
+        assert 'sdxl_worker_info{gpu_model=a100,location=Lab, 127.0.0.1,model=sim-sdxl-base [' in ",".join(before)
+
+        first = Background(url, job)
+        during = wait_for(lambda: (m := metrics(url))["sdxl_worker_inflight"] == 1 and m)
+        assert during["sdxl_worker_queue_depth"] == 0
+        assert 0 < during["sdxl_worker_pending_steps"] <= 20
+        later = wait_for(lambda: (m := metrics(url))["sdxl_worker_pending_steps"]
+                         < during["sdxl_worker_pending_steps"] - 2 and m)  # falls step by step
+        assert later["sdxl_worker_inflight"] == 1
+
+        second = Background(url, {**job, "steps": 5, "seed": 2})
+        queued = wait_for(lambda: (m := metrics(url))["sdxl_worker_queue_depth"] == 1 and m)
+        assert 5 <= queued["sdxl_worker_pending_steps"] <= 25
+        rejected = httpx.post(url + "/sdapi/v1/txt2img", json=job, timeout=10)  # max_queue=1: one waits already
+        assert rejected.status_code == 503
+        assert rejected.json()["error"] == "queue_full" and int(rejected.headers["Retry-After"]) >= 1
+
+        assert first.result().status_code == 200 and second.result().status_code == 200
+        after = metrics(url)
+        assert after["sdxl_worker_queue_depth"] == after["sdxl_worker_inflight"] == 0
+        assert after["sdxl_worker_pending_steps"] == 0
+        outcome = "sdxl_worker_requests_total{outcome=%s}"
+        assert after[outcome % "success"] - before[outcome % "success"] == 2
+        assert after[outcome % "rejected"] - before[outcome % "rejected"] == 1
+        assert after["sdxl_worker_inference_seconds_count"] - before["sdxl_worker_inference_seconds_count"] == 2
+
+
+def test_progress_and_interrupt() -> None:
+    with running_sim(step_seconds=0.05) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
+        assert client.post("/sdapi/v1/interrupt").json() == {"interrupted": False}  # nothing running
+        idle = client.get("/sdapi/v1/progress").json()
+        assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
+        job = Background(sim.url, {"sampler_name": "Euler", "steps": 40, "seed": 3})  # 2 s
+        seen = wait_for(lambda: (p := client.get("/sdapi/v1/progress").json())["state"]["sampling_step"] >= 2 and p)
+        assert 0 < seen["progress"] < 1 and seen["eta_relative"] > 0
+        assert seen["state"]["sampling_steps"] == 40 and seen["state"]["job_count"] == 1
+        assert seen["current_image"] is None  # the simulator has no latents to preview
+        assert client.post("/sdapi/v1/interrupt").json() == {"interrupted": True}
+        response = job.result()
+        assert job.seconds < 1.5
+        assert response.status_code == 200
+        info = info_of(response)
+        assert info["interrupted"] is True and 2 <= info["sdxlpool"]["steps_done"] < 40
+        assert png(response.json()["images"][0]).size == (1024, 1024)
+        after = metrics(sim.url)
+        assert after["sdxl_worker_requests_total{outcome=interrupted}"] == 1
+        assert after["sdxl_worker_pending_steps"] == 0
+        assert client.get("/sdapi/v1/progress").json()["progress"] == 0
+
+
+def test_image_bytes_pads_pngs_that_still_decode(fast_sim: ServerThread) -> None:
+    body = {"prompt": "big", "seed": 5, "steps": 2, "width": 1024, "height": 768}
+    small = httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json=body, timeout=30).json()["images"][0]
+    assert len(base64.b64decode(small)) < 2000
+    with running_sim(image_bytes=1_500_000, default_width=256, default_height=256) as sim:
+        response = httpx.post(sim.url + "/sdapi/v1/txt2img", json=body, timeout=30)
+    image_b64 = response.json()["images"][0]
+    assert len(base64.b64decode(image_b64)) >= 1_500_000
+    image = png(image_b64)
+    assert image.size == (1024, 768) and image.info["parameters"].startswith("big\n")
+    assert colour(image_b64) == colour(small)  # the same image, only padded
