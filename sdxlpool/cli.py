@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,8 +156,12 @@ def _worker(args: argparse.Namespace) -> int:
             else err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{flag}: {message}") from None
     _check_model_paths(settings)
-    _check_port_free(settings.host, settings.port)
-    return _serve(settings)
+
+    from sdxlpool._serving import serve
+    from sdxlpool.worker.app import create_app
+
+    return serve("worker", lambda on_fatal: create_app(settings, on_fatal=on_fatal),
+                 host=settings.host, port=settings.port)
 
 
 def _check_model_paths(settings: object) -> None:
@@ -180,46 +182,10 @@ def _check_model_paths(settings: object) -> None:
         raise ConfigError(f"--refiner {refiner}: this is an SDXL base; pass it with --model")
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-def _serve(settings: object) -> int:
-    import uvicorn
-
-    from sdxlpool.worker.app import create_app
-
-    failures: list[BaseException] = []
-    server: uvicorn.Server | None = None
-
-    def on_fatal(exc: BaseException) -> None:
-        failures.append(exc)
-        if server is not None:
-            server.should_exit = True
-
-    app = create_app(settings, on_fatal=on_fatal)  # type: ignore[arg-type]
-    config = uvicorn.Config(app, host=settings.host, port=settings.port,  # type: ignore[attr-defined]
-                            log_level="info", access_log=False, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    # uvicorn re-raises the signal that stopped it once it has shut down cleanly; a no-op handler
-    # for SIGTERM makes that clean stop exit 0, as Kubernetes and process managers expect.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
-    if failures:
-        print(f"sdxlpool worker: error: {failures[0]}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _gateway(args: argparse.Namespace) -> int:
-    import uvicorn
     from pydantic import ValidationError
 
+    from sdxlpool._serving import serve
     from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
     from sdxlpool.gateway.settings import GatewaySettings
@@ -238,12 +204,7 @@ def _gateway(args: argparse.Namespace) -> int:
         raise ConfigError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
     if settings.backends_file is not None:
         load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
-    _check_port_free(settings.host, settings.port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                           log_level="info", access_log=False, timeout_graceful_shutdown=5))
-    signal.signal(signal.SIGTERM, lambda *_: None)  # see _serve: a clean stop exits 0
-    server.run()
-    return 0
+    return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port)
 
 
 def _operator(args: argparse.Namespace) -> int:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
-import socket
-import sys
 from typing import Any
 
 from sdxlpool.errors import ConfigError
@@ -77,46 +74,13 @@ def run_sim_worker(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         message = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {message}" if err["loc"] else message) from None
-    _check_port_free(settings.host, settings.port)
-    return _serve(settings)
-
-
-def _serve(settings: Any) -> int:
-    import uvicorn
-
+    from sdxlpool._serving import serve
     from sdxlpool.sim._app import create_sim_app
 
-    failures: list[BaseException] = []
-    server: uvicorn.Server | None = None
-
-    def on_fatal(exc: BaseException) -> None:
-        failures.append(exc)
-        if server is not None:
-            server.should_exit = True
-
-    app = create_sim_app(settings, on_fatal=on_fatal)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                                           access_log=False, timeout_graceful_shutdown=5))
-    # uvicorn re-raises the signal that stopped it after a clean shutdown; a no-op SIGTERM handler
-    # makes that clean stop exit 0, as process managers expect (the same as `sdxlpool worker`).
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
-    if failures:
-        print(f"sdxlpool sim-worker: error: {failures[0]}", file=sys.stderr)
-        return 1
-    return 0
+    return serve("sim-worker", lambda on_fatal: create_sim_app(settings, on_fatal=on_fatal),
+                 host=settings.host, port=settings.port)
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-# -- flag value types: a bad value is argparse's one-line error, exit 2 ------------------------------
 def _number(text: str, kind: type) -> Any:
     try:
         value = kind(text)
@@ -125,6 +89,7 @@ def _number(text: str, kind: type) -> Any:
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
 
 
 def _seconds(text: str) -> float:

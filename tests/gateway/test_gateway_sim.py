@@ -114,3 +114,21 @@ def test_all_workers_down_is_503(sims, tmp_path) -> None:
         response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(), timeout=30)
         assert response.status_code == 503, response.text
         assert response.json()["error"] == "no_backend"
+
+
+@pytest.mark.parametrize("sims", [[("slow", 0.5)]], indirect=True)
+def test_a_client_that_goes_away_stops_its_job_on_the_worker(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        with pytest.raises(httpx.TimeoutException):  # 10 steps x 0.5 s: the client gives up after 1 s
+            httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=3), timeout=1.0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            metrics = httpx.get(sims[0].url + "/metrics").text
+            if "sdxl_worker_inflight 0.0" in metrics:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the worker kept generating for a client that left")
+        assert 'sdxl_worker_requests_total{outcome="cancelled"} 1.0' in metrics

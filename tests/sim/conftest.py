@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerThread, free_port
+from tests.polling import metrics, wait_for  # noqa: F401 - shared by the tests here
 
 
 @contextmanager
@@ -36,26 +36,6 @@ def running_sim(**overrides: Any) -> Iterator[ServerThread]:
     with ServerThread(create_sim_app(settings), port) as server:
         server.wait_ready(timeout=10)
         yield server
-
-
-def metrics(url: str) -> dict[str, float]:
-    """Every sample of /metrics, keyed `name{label=value,...}` (labels sorted)."""
-    values = {}
-    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
-    return values
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met")
 
 
 def info_of(response: httpx.Response) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerThread, TinyModel, start_worker
+from tests.polling import metrics, wait_for  # noqa: F401 - shared by the tests here
 from tests.worker.imaging import decode
 
 # Long enough on the tiny model to observe mid-job (a few seconds on 2 CPU cores).
@@ -24,26 +24,6 @@ def busy_worker(tiny_model: TinyModel) -> Iterator[ServerThread]:
     with start_worker(tiny_model, models=[tiny_model.base], max_queue=1) as server:
         server.wait_ready()
         yield server
-
-
-def metrics(url: str) -> dict[str, float]:
-    text = httpx.get(url + "/metrics", timeout=10).text
-    values = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
-    return values
-
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met")
 
 
 class Background:
