@@ -19,7 +19,8 @@ __all__ = ["GatewayMetrics", "OUTCOMES"]
 
 disable_created_metrics()
 
-OUTCOMES = ("success", "client_error", "invalid", "no_backend", "failed", "cancelled")
+OUTCOMES = ("success", "client_error", "invalid", "no_backend", "failed", "cancelled", "rate_limited",
+            "saturated")
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
 
@@ -61,6 +62,8 @@ class GatewayMetrics:
                                   registry=r)
         self.failovers = Counter("sdxl_gateway_failovers", "Attempts abandoned on a worker, by worker",
                                  ["backend"], registry=r)
+        self.queue_depth = Gauge("sdxl_gateway_queue_depth", "Requests waiting at the gateway for a worker with room",
+                                 registry=r)
         self.inflight = Gauge("sdxl_gateway_inflight", "Requests being served by the gateway now", registry=r)
         self.plugin_seconds = Histogram("sdxl_gateway_plugin_seconds", "Routing plugin latency", ["plugin"],
                                         buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2), registry=r)

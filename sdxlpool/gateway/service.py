@@ -18,6 +18,7 @@ from sdxlpool.api.a1111 import Txt2ImgRequest
 from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
 from sdxlpool.gateway.metrics import GatewayMetrics
@@ -60,6 +61,10 @@ class GatewayService:
         )
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
                                         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
+                                   queue_size=settings.queue_size, queue_deadline=settings.queue_deadline)
+        self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -84,7 +89,7 @@ class GatewayService:
         now = time.monotonic()
         return any(state.available(now) and state.metrics is not None for state in self.pool.states())
 
-    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None) -> Forwarded:
+    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "") -> Forwarded:
         started = time.monotonic()
         self.metrics.inflight.inc()
         gpu = "none"
@@ -94,6 +99,9 @@ class GatewayService:
             allowed = parse_gpu_choice(gpu_header if gpu_header is not None else body.pop("gpus", None))
             body.pop("gpus", None)
             params = resolve_request(Txt2ImgRequest.model_validate(body), self.settings.defaults, self.settings.limits)
+            # Admission: the client's rate, then room in the pool (waiting in the gateway queue if need be).
+            self.rate_limiter.check(client, time.monotonic())
+            waited = await self.admission.admit(allowed)
             forwarded = await forward_txt2img(
                 body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
                 client=self.client, max_attempts=self.settings.max_attempts,
@@ -104,8 +112,12 @@ class GatewayService:
             self.metrics.attempts.observe(forwarded.attempts)
             gpu = forwarded.state.backend.gpu if forwarded.state else "none"
             outcome = "success" if forwarded.status_code < 400 else "client_error"
+            forwarded.queue_seconds += waited
             _annotate(forwarded)
             return forwarded
+        except TooBusy as exc:
+            outcome = exc.code
+            raise
         except InvalidRequest:
             outcome = "invalid"
             raise

@@ -89,3 +89,46 @@ def start_gateway(backends_file: Path, **overrides) -> ServerThread:
     settings = GatewaySettings(backends_file=backends_file, port=port, reload_interval=0.2,
                                default_width=128, default_height=128, **overrides)
     return ServerThread(create_app(settings), port)
+
+
+class Sim:
+    def __init__(self, name: str, step_seconds: float, *extra: str) -> None:
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100", "--step-seconds",
+             str(step_seconds), "--port", str(self.port), "--worker-name", name, "--seed", "1", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise TimeoutError(self.name)
+
+    def backend(self) -> dict:
+        return {"name": self.name, "url": self.url, "gpu": "A100", "type": "sdxlpool"}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def sims(request) -> Iterator[list[Sim]]:
+    started = [Sim(*spec) for spec in request.param]
+    try:
+        for sim in started:
+            sim.wait_ready()
+        yield started
+    finally:
+        for sim in started:
+            sim.stop()
+
+
+def body(**extra) -> dict:
+    return {"prompt": "x", "steps": 10, "width": 1024, "height": 1024, "sampler_name": "Euler", **extra}

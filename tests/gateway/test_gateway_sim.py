@@ -2,60 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.gateway.conftest import start_gateway, write_backends
-
-
-class Sim:
-    def __init__(self, name: str, step_seconds: float, *extra: str) -> None:
-        self.name, self.port = name, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100", "--step-seconds",
-             str(step_seconds), "--port", str(self.port), "--worker-name", name, "--seed", "1", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise TimeoutError(self.name)
-
-    def backend(self) -> dict:
-        return {"name": self.name, "url": self.url, "gpu": "A100", "type": "sdxlpool"}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=15)
-
-
-@pytest.fixture
-def sims(request) -> Iterator[list[Sim]]:
-    started = [Sim(*spec) for spec in request.param]
-    try:
-        for sim in started:
-            sim.wait_ready()
-        yield started
-    finally:
-        for sim in started:
-            sim.stop()
-
-
-def body(**extra) -> dict:
-    return {"prompt": "x", "steps": 10, "width": 1024, "height": 1024, "sampler_name": "Euler", **extra}
+from tests.gateway.conftest import body, start_gateway, write_backends
 
 
 @pytest.mark.parametrize("sims", [[("fast-1", 0.05), ("fast-2", 0.05)]], indirect=True)

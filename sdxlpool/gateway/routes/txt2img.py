@@ -21,7 +21,8 @@ async def txt2img(
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     x_sdxl_gpu: str | None = Header(default=None),
 ) -> JSONResponse:
-    task = asyncio.ensure_future(gateway.txt2img(body, gpu_header=x_sdxl_gpu))
+    client = request.client.host if request.client else ""
+    task = asyncio.ensure_future(gateway.txt2img(body, gpu_header=x_sdxl_gpu, client=client))
     while True:
         done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
         if done:

@@ -1,0 +1,118 @@
+"""Admission: who may enter, and what waits, before routing.
+
+* Rate limit: a token bucket per client (its address), `rate_limit_per_minute` with `burst`.
+  Over it -> 429 `rate_limited`, Retry-After = time until the bucket has a token again.
+* Saturation: a worker "has room" while its queued work would finish within `backlog_seconds`
+  (pending + what the gateway sent since the last scrape, times its step time). When no allowed
+  worker has room, the request waits in a bounded gateway queue for up to `queue_deadline`;
+  when that queue is full, or the deadline passes -> 429 `saturated`, Retry-After = the allowed
+  workers' backlog divided by their drain rate (normalised steps the pool works off per second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sdxlpool.errors import RequestError
+from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.pool import BackendPool
+from sdxlpool.gateway.routing import allowed_rank, expected_completion_seconds, pool_drain_rate
+
+__all__ = ["TooBusy", "TokenBucket", "RateLimiter", "Admission"]
+
+_MAX_CLIENTS = 10_000  # buckets kept; the least recently seen client is forgotten first
+_POLL_SECONDS = 0.05
+
+
+class TooBusy(RequestError):
+    status = 429
+
+    def __init__(self, code: str, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+@dataclass
+class TokenBucket:
+    rate: float  # tokens per second
+    burst: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 when granted, else the seconds until one will be there."""
+        if self.tokens < 0:
+            self.tokens, self.updated = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def check(self, client: str, now: float) -> None:
+        if self.rate <= 0:
+            return
+        bucket = self._buckets.pop(client, None) or TokenBucket(self.rate, self.burst)
+        self._buckets[client] = bucket
+        if len(self._buckets) > _MAX_CLIENTS:
+            self._buckets.popitem(last=False)
+        wait = bucket.take(now)
+        if wait > 0:
+            raise TooBusy("rate_limited", f"rate limit of {self.rate * 60:g} requests per minute exceeded", wait)
+
+
+class Admission:
+    def __init__(self, pool: BackendPool, *, backlog_seconds: float, queue_size: int, queue_deadline: float) -> None:
+        self.pool = pool
+        self.backlog_seconds = backlog_seconds
+        self.queue_size = queue_size
+        self.queue_deadline = queue_deadline
+        self.waiting = 0
+
+    def _allowed(self, allowed: tuple[str, ...], now: float) -> list[BackendState]:
+        return [s for s in self.pool.states()
+                if s.available(now) and allowed_rank(allowed, s.backend.gpu) is not None]
+
+    def has_room(self, allowed: tuple[str, ...], now: float) -> bool:
+        states = self._allowed(allowed, now)
+        return not states or any(  # none at all: let routing answer 503 with the reason
+            expected_completion_seconds(s, 0.0, now, pool=states) < self.backlog_seconds for s in states)
+
+    def retry_after(self, allowed: tuple[str, ...], now: float) -> float:
+        states = self._allowed(allowed, now)
+        backlog = sum((s.metrics.pending_steps if s.metrics else 0.0) + s.unseen_cost(now) for s in states)
+        rate = pool_drain_rate(states, now)
+        return backlog / rate if rate > 0 else self.queue_deadline
+
+    async def admit(self, allowed: tuple[str, ...]) -> float:
+        """Wait for room; returns the seconds waited. TooBusy when the queue is full or time runs out."""
+        started = time.monotonic()
+        if self.has_room(allowed, started):
+            return 0.0
+        if self.waiting >= self.queue_size:
+            raise TooBusy("saturated", f"every allowed worker is busy and {self.waiting} requests are waiting",
+                          self.retry_after(allowed, started))
+        self.waiting += 1
+        try:
+            while True:
+                await asyncio.sleep(_POLL_SECONDS)
+                now = time.monotonic()
+                if self.has_room(allowed, now):
+                    return now - started
+                if now - started >= self.queue_deadline:
+                    raise TooBusy("saturated", f"no allowed worker had room within {self.queue_deadline:g}s",
+                                  self.retry_after(allowed, now))
+        finally:
+            self.waiting -= 1
