@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["SDXLPOOL_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)
 
-    from sdxlpool.operator._kube import connect
+    from sdxlpool._kube import connect
     from tests.operator.conftest import OperatorThread
     from tests.operator.emulator import EmulatorThread
 

@@ -83,6 +83,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Route each txt2img to the worker that will finish it soonest among the allowed GPU models, "
         "on live /metrics; fail over on errors. Flags override SDXLPOOL_GATEWAY_* environment variables.")
     gateway.add_argument("--backends", type=Path, metavar="FILE", help="static backends file (YAML), reloaded on change")
+    gateway.add_argument("--kubernetes", action="store_true", default=None,
+                         help="discover the pool's ready worker pods (with --namespace and --pool)")
+    gateway.add_argument("--namespace", help="the SDXLPool's namespace (Kubernetes discovery)")
+    gateway.add_argument("--pool", help="the SDXLPool's name (Kubernetes discovery)")
     gateway.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="port (default 8080)")
     gateway.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between metric scrapes (0.1)")
@@ -191,7 +195,8 @@ def _gateway(args: argparse.Namespace) -> int:
     from sdxlpool.gateway.settings import GatewaySettings
 
     given = {key: value for key, value in {
-        "backends_file": args.backends, "host": args.host, "port": args.port,
+        "backends_file": args.backends, "kubernetes": args.kubernetes, "namespace": args.namespace,
+        "pool": args.pool, "host": args.host, "port": args.port,
         "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
         "progress_deadline": args.progress_deadline,
     }.items() if value is not None}
@@ -199,9 +204,12 @@ def _gateway(args: argparse.Namespace) -> int:
         settings = GatewaySettings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = str(err["loc"][0]) if err["loc"] else "settings"
-        flag = "--backends" if where in {"backends_file", "settings"} else "--" + where.replace("_", "-")
-        raise ConfigError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across flags: its message names them
+            raise ConfigError(message) from None
+        where = str(err["loc"][0])
+        flag = "--backends" if where == "backends_file" else "--" + where.replace("_", "-")
+        raise ConfigError(f"{flag}: {message}") from None
     if settings.backends_file is not None:
         load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
     return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port)
@@ -219,7 +227,7 @@ def _operator(args: argparse.Namespace) -> int:
     import kubernetes
 
     import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers with kopf
-    from sdxlpool.operator._kube import connect
+    from sdxlpool._kube import connect
 
     try:
         connect(str(args.kubeconfig) if args.kubeconfig else None)

@@ -73,6 +73,12 @@ class GatewayService:
             self.pool.update(load_backends_file(settings.backends_file))
             self._tasks.append(asyncio.create_task(
                 watch_backends_file(settings.backends_file, self.pool.update, settings.reload_interval)))
+        if settings.kubernetes:
+            from sdxlpool.gateway.discovery.kubernetes import watch_pods
+            from sdxlpool.operator.desired.names import label_value
+
+            self._tasks.append(asyncio.create_task(
+                watch_pods(settings.namespace or "", label_value(settings.pool or ""), self.pool.update)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
 

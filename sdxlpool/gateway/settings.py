@@ -51,7 +51,9 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:
         if self.kubernetes and (not self.namespace or not self.pool):
-            raise ValueError("Kubernetes discovery needs both namespace and pool")
+            raise ValueError("Kubernetes discovery needs both --namespace and --pool")
+        if self.kubernetes and self.backends_file is not None:
+            raise ValueError("choose one discovery: a backends file, or Kubernetes")
         if not self.kubernetes and self.backends_file is None:
             raise ValueError("give a backends file, or Kubernetes discovery with a namespace and pool")
         return self

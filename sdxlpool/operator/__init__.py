@@ -8,7 +8,7 @@ Layers, lowest first (each may import only those below it; kopf's ``architecture
     sdxlpool.operator.drift      pure: the merge patch that repairs a drifted child.
     sdxlpool.operator.status     pure: conditions and per-GPU status from what the children say.
     sdxlpool.operator.crd        pure: the CustomResourceDefinition, generated from the spec model.
-    sdxlpool.operator._kube      the one module that talks to the API server.
+    sdxlpool._kube               the one module that talks to the API server (shared with the gateway).
     sdxlpool.operator.reconcile  one sync pass of a pool: validate, render, adopt, create or
                                  patch, prune, report; the I/O shell around the pure layers.
     sdxlpool.operator.handlers   thin kopf handlers: watches, indexes and timers that all end in

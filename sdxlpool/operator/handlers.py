@@ -25,8 +25,8 @@ from typing import Any
 
 import kopf
 
+from sdxlpool._kube import KubeError, connect
 from sdxlpool.api.spec import GROUP, PLURAL, VERSION
-from sdxlpool.operator._kube import KubeError, connect
 from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED_BY, POOL_LABEL, sync_pool
 
 RESYNC_SECONDS = float(os.environ.get("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "300"))

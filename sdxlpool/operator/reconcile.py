@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdxlpool._kube import KubeClient, KubeError
 from sdxlpool.api.spec import PoolSpecError, load_pool
-from sdxlpool.operator._kube import KubeClient, KubeError
 from sdxlpool.operator.drift import drift_patch
 from sdxlpool.operator.status import EntryObservation, invalid_spec_status, observe_deployment, pool_status
 

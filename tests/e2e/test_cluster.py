@@ -32,7 +32,7 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "sdxlpools.sdxlpool.dev.yam
 
 @pytest.fixture(scope="module")
 def kube():
-    from sdxlpool.operator._kube import connect
+    from sdxlpool._kube import connect
 
     return connect(KUBECONFIG)
 
@@ -57,7 +57,7 @@ def cluster(kube) -> Iterator[str]:
 
 def served(kube) -> bool:
     """The API server serves SDXLPools (a new CRD takes a moment to be established)."""
-    from sdxlpool.operator._kube import KubeError
+    from sdxlpool._kube import KubeError
 
     try:
         kube.list("sdxlpool.dev/v1alpha1", "SDXLPool", NS)

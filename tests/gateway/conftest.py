@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ServerThread, TinyModel, free_port
+from tests.operator.conftest import emulator, kube  # noqa: F401 - the Kubernetes emulator, for discovery tests
 
 
 class WorkerProcess:

@@ -68,7 +68,7 @@ def operator(emulator: EmulatorThread) -> Iterator[OperatorThread]:
 
 @pytest.fixture(scope="module")
 def kube(emulator: EmulatorThread):
-    from sdxlpool.operator._kube import connect
+    from sdxlpool._kube import connect
 
     return connect(str(emulator.kubeconfig))
 

@@ -202,6 +202,12 @@ class EmulatorThread:
             self.url = str(server.url).rstrip("/")
             self._ready.set()
             await self._stop.wait()
+            # Watch streams never end by themselves: cancel their handlers, or shutting the
+            # server down would wait for clients that may still hold them open.
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():
+                if task is not current:
+                    task.cancel()
 
     def __enter__(self) -> EmulatorThread:
         self._thread.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["KubeClient", "KubeError", "connect"]
@@ -47,6 +47,10 @@ class KubeClient:
                                                   api_version=api_version, kind=kind)
             return self._resources[key]
 
+    def close(self) -> None:
+        """Close the connections (a watch blocked in another thread then ends at once)."""
+        self._dynamic.client.close()
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
             return self._call(self._resource(api_version, kind).get, name=name, namespace=namespace)
@@ -58,6 +62,18 @@ class KubeClient:
     def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (in a namespace). Filter labels yourself: not every server does."""
         return self._call(self._resource(api_version, kind).get, namespace=namespace).get("items", [])
+
+    def watch(self, api_version: str, kind: str, namespace: str | None = None,
+              timeout: int = 60) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) pairs: first every existing object as ADDED, then changes, for up
+        to `timeout` seconds (the server ends the stream; call again to go on)."""
+        resource = self._resource(api_version, kind)
+        try:
+            for event in self._dynamic.watch(resource, namespace=namespace, timeout=timeout):
+                raw = event.get("raw_object") or event["object"].to_dict()
+                yield event["type"], raw
+        except Exception as exc:  # noqa: BLE001 - the client raises many kinds; callers retry on KubeError
+            raise KubeError(getattr(exc, "status", 0) or 0, f"watch of {kind} failed: {exc}") from exc
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         resource = self._resource(manifest["apiVersion"], manifest["kind"])

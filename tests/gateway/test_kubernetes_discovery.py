@@ -1,0 +1,90 @@
+"""Kubernetes discovery: the pool's ready worker pods become backends (against the emulator)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from sdxlpool.gateway.discovery.kubernetes import backends_from_pods
+from tests.conftest import ServerThread, free_port
+from tests.operator.conftest import eventually
+
+NS = "sdxl"
+
+
+def pod(name: str, *, pool: str = "demo", component: str = "worker", ready: bool = True, ip: str = "10.0.0.7",
+        phase: str = "Running", deleting: bool = False, gpu_model: str = "A100") -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS,
+                     "labels": {"sdxlpool.dev/pool": pool, "app.kubernetes.io/component": component,
+                                "sdxlpool.dev/gpu": "a100"},
+                     "annotations": {"sdxlpool.dev/gpu-model": gpu_model, "sdxlpool.dev/provider": "Foundry",
+                                     "sdxlpool.dev/location": "US-East", "sdxlpool.dev/price-per-hour": "1.1"},
+                     **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})},
+        "status": {"phase": phase, "podIP": ip,
+                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param([pod("w1")], ["w1"], id="ready-worker"),
+        pytest.param([pod("w1", ready=False)], [], id="not-ready"),
+        pytest.param([pod("w1", pool="other")], [], id="other-pool"),
+        pytest.param([pod("g1", component="gateway")], [], id="gateway-pod"),
+        pytest.param([pod("w1", phase="Pending")], [], id="pending"),
+        pytest.param([pod("w1", deleting=True)], [], id="terminating"),
+        pytest.param([pod("w1", ip="")], [], id="no-ip-yet"),
+        pytest.param([pod("w2"), pod("w1")], ["w1", "w2"], id="sorted"),
+        pytest.param([pod("w1", gpu_model="banana")], [], id="bad-gpu-skipped"),
+    ],
+)
+def test_backends_from_pods(pods, expected) -> None:
+    backends = backends_from_pods(pods, "demo")
+    assert [b.name for b in backends] == expected
+    for backend in backends:
+        assert backend.url == "http://10.0.0.7:7860" and backend.gpu == "a100"
+        assert (backend.provider, backend.location, backend.price_per_hour) == ("Foundry", "US-East", 1.1)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_the_gateway_follows_the_pools_pods(emulator, kube, monkeypatch) -> None:
+    """A sim-worker on 127.0.0.2:7860 plays a pod's container; the pod comes and goes."""
+    from sdxlpool.gateway.app import create_app
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    sim = subprocess.Popen([sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100",
+                            "--step-seconds", "0.01", "--host", "127.0.0.2", "--port", "7860"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("KUBECONFIG", str(emulator.kubeconfig))
+    port = free_port()
+    settings = GatewaySettings(kubernetes=True, namespace=NS, pool="demo", port=port)
+    try:
+        eventually(lambda: _ready("http://127.0.0.2:7860"), timeout=60)
+        kube.create(pod("demo-a100-abc", ip="127.0.0.2"))
+        kube.create(pod("other-pool-pod", pool="other", ip="127.0.0.3"))
+        with ServerThread(create_app(settings), port) as gateway:
+            gateway.wait_ready(timeout=30)
+            view = httpx.get(gateway.url + "/v1/backends").json()["backends"]
+            assert [b["name"] for b in view] == ["demo-a100-abc"]
+            response = httpx.post(gateway.url + "/sdapi/v1/txt2img", timeout=30,
+                                  json={"prompt": "x", "steps": 2, "width": 128, "height": 128})
+            assert response.status_code == 200 and response.headers["X-SDXL-Worker"] == "demo-a100-abc"
+            assert response.headers["X-SDXL-Provider"] == "Foundry"
+            kube.delete("v1", "Pod", "demo-a100-abc", NS)
+            eventually(lambda: httpx.get(gateway.url + "/v1/backends").json()["backends"] == [], timeout=20)
+            assert httpx.post(gateway.url + "/sdapi/v1/txt2img", json={"prompt": "x"}, timeout=10).status_code == 503
+    finally:
+        sim.terminate()
+        sim.wait(timeout=15)
