@@ -5,7 +5,7 @@ its own timeout, so one slow worker never delays the others' numbers. A scrape t
 the last metrics in place to age (the routing filters treat old metrics as unknown capacity); a
 worker that refuses connections is marked down at once, and a later good scrape brings it back
 (the scrape is the circuit breaker's probe). Plain A1111 backends have no /metrics: their load is
-what the gateway itself sent them.
+what the gateway itself sent them, and their /sdapi/v1/progress is polled as a sign of life.
 """
 
 from __future__ import annotations
@@ -33,8 +33,27 @@ async def scrape_forever(pool: BackendPool, client: httpx.AsyncClient, *, interv
 
 
 async def scrape_once(pool: BackendPool, client: httpx.AsyncClient, *, timeout: float) -> None:
-    states = [s for s in pool.states() if s.backend.kind == "sdxlpool"]
-    await asyncio.gather(*(_scrape(state, client, timeout) for state in states))
+    await asyncio.gather(*(
+        _scrape(state, client, timeout) if state.backend.kind == "sdxlpool" else _probe_a1111(state, client, timeout)
+        for state in pool.states()
+    ))
+
+
+async def _probe_a1111(state: BackendState, client: httpx.AsyncClient, timeout: float) -> None:
+    """A plain A1111 server has no /metrics: its load is what this gateway sent it (routing counts
+    that), and /sdapi/v1/progress answering is its sign of life."""
+    sent = time.monotonic()
+    try:
+        response = await client.get(state.backend.url + "/sdapi/v1/progress",
+                                    params={"skip_current_image": "true"}, timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        if isinstance(exc, httpx.ConnectError | httpx.HTTPStatusError):
+            state.record_failure(time.monotonic())
+        log.debug("progress probe of %s failed: %s", state.backend.name, exc)
+        return
+    state.scraped_at = sent  # when it was last seen alive
+    state.record_success(time.monotonic())
 
 
 async def _scrape(state: BackendState, client: httpx.AsyncClient, timeout: float) -> None:

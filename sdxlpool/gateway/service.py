@@ -93,7 +93,8 @@ class GatewayService:
     @property
     def ready(self) -> bool:
         now = time.monotonic()
-        return any(state.available(now) and state.metrics is not None for state in self.pool.states())
+        return any(state.available(now) and (state.metrics is not None or (
+            state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
     async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "") -> Forwarded:
         started = time.monotonic()

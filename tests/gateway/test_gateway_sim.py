@@ -85,3 +85,30 @@ def test_a_client_that_goes_away_stops_its_job_on_the_worker(sims, tmp_path) -> 
         else:
             pytest.fail("the worker kept generating for a client that left")
         assert 'sdxl_worker_requests_total{outcome="cancelled"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("sims", [[("plain-a", 0.05), ("plain-b", 0.05)]], indirect=True)
+def test_plain_a1111_backends_are_balanced_by_the_gateways_own_in_flight_count(sims, tmp_path) -> None:
+    """`type: a1111` servers expose no /metrics: the gateway counts what it sent them."""
+    path = write_backends(tmp_path / "b.yaml", [{**s.backend(), "type": "a1111"} for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        view = httpx.get(gateway.url + "/v1/backends").json()["backends"]
+        assert {b["type"] for b in view} == {"a1111"} and all(b["available"] for b in view)
+        served: list[str] = []
+        threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
+            gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
+            for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(served) == ["plain-a", "plain-a", "plain-b", "plain-b"]
+        sims[0].stop()  # a dead plain server is noticed by its progress probe
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            view = {b["name"]: b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]}
+            if not view["plain-a"]["available"]:
+                break
+            time.sleep(0.1)
+        assert not view["plain-a"]["available"]
