@@ -11,19 +11,25 @@ import pytest
 from tests.gateway.conftest import body, start_gateway, write_backends
 
 
+def burst(gateway, count: int) -> list[str]:
+    """`count` requests at once through the gateway; the workers that served them."""
+    served: list[str] = []
+    threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
+        gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
+        for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return served
+
+
 @pytest.mark.parametrize("sims", [[("fast-1", 0.05), ("fast-2", 0.05)]], indirect=True)
 def test_a_burst_spreads_over_workers_of_equal_speed(sims, tmp_path) -> None:
     path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
     with start_gateway(path) as gateway:
         gateway.wait_ready()
-        served: list[str] = []
-        threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
-            gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
-            for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        served = burst(gateway, 4)
         assert sorted(served) == ["fast-1", "fast-1", "fast-2", "fast-2"]
 
 
@@ -95,14 +101,7 @@ def test_plain_a1111_backends_are_balanced_by_the_gateways_own_in_flight_count(s
         gateway.wait_ready()
         view = httpx.get(gateway.url + "/v1/backends").json()["backends"]
         assert {b["type"] for b in view} == {"a1111"} and all(b["available"] for b in view)
-        served: list[str] = []
-        threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
-            gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
-            for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        served = burst(gateway, 4)
         assert sorted(served) == ["plain-a", "plain-a", "plain-b", "plain-b"]
         sims[0].stop()  # a dead plain server is noticed by its progress probe
         deadline = time.monotonic() + 5
