@@ -93,6 +93,10 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--max-attempts", type=int, metavar="N", help="workers tried per request (3)")
     gateway.add_argument("--progress-deadline", type=float, metavar="S",
                          help="a worker with no progress this long is hung: fail over (30)")
+    gateway.add_argument("--routing", type=Path, metavar="FILE",
+                         help="routing profile (YAML: filters, scorers, picker); default: soonest completion")
+    gateway.add_argument("--cost-weight", type=float, metavar="W",
+                         help="prefer cheaper GPUs (backends' pricePerHour) with this weight; 0 = off (default)")
     gateway.set_defaults(handler=_gateway)
 
     from sdxlpool.sim import add_parser as add_sim_worker
@@ -192,13 +196,14 @@ def _gateway(args: argparse.Namespace) -> int:
     from sdxlpool._serving import serve
     from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
+    from sdxlpool.gateway.routing_file import load_routing_file
     from sdxlpool.gateway.settings import GatewaySettings
 
     given = {key: value for key, value in {
         "backends_file": args.backends, "kubernetes": args.kubernetes, "namespace": args.namespace,
         "pool": args.pool, "host": args.host, "port": args.port,
         "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
-        "progress_deadline": args.progress_deadline,
+        "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
     }.items() if value is not None}
     try:
         settings = GatewaySettings(**given)
@@ -208,10 +213,12 @@ def _gateway(args: argparse.Namespace) -> int:
         if not err["loc"]:  # a rule across flags: its message names them
             raise ConfigError(message) from None
         where = str(err["loc"][0])
-        flag = "--backends" if where == "backends_file" else "--" + where.replace("_", "-")
+        flag = {"backends_file": "--backends", "routing_file": "--routing"}.get(where, "--" + where.replace("_", "-"))
         raise ConfigError(f"{flag}: {message}") from None
     if settings.backends_file is not None:
         load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
+    if settings.routing_file is not None:
+        load_routing_file(settings.routing_file)
     return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port)
 
 

@@ -132,6 +132,32 @@ def test_bad_limits_without_model(env: dict[str, str], args: list[str]) -> None:
     assert_user_error(sdxlpool("worker", *args, env=env))
 
 
+@pytest.mark.parametrize(
+    ("args", "files", "mentions"),
+    [
+        ([], {}, ["backends file", "Kubernetes"]),
+        (["--backends", "{dir}/nope.yaml"], {}, ["nope.yaml"]),
+        (["--backends", "{dir}/b.yaml"], {"b.yaml": "backends: [{name: a, url: ftp://x, gpu: A100}]"},
+         ["backends[0]", "url"]),
+        (["--backends", "{dir}/b.yaml", "--routing", "{dir}/r.yaml"],
+         {"b.yaml": "backends: []", "r.yaml": "routing: {picker: fastest}"}, ["r.yaml", "picker", "fastest"]),
+        (["--backends", "{dir}/b.yaml", "--routing", "{dir}/r.yaml"],
+         {"b.yaml": "backends: []", "r.yaml": "scorers: [{type: cost, maxSlowdown: -1}]"}, ["r.yaml", "scorers[0]"]),
+        (["--backends", "{dir}/b.yaml", "--routing", "{dir}/r.yaml", "--cost-weight", "1"],
+         {"b.yaml": "backends: []", "r.yaml": "picker: best"}, ["--cost-weight", "--routing"]),
+        (["--backends", "{dir}/b.yaml", "--cost-weight", "-1"], {"b.yaml": "backends: []"}, ["--cost-weight"]),
+    ],
+    ids=["no-discovery", "missing-backends", "bad-backend-url", "unknown-picker", "bad-scorer-parameter",
+         "routing-and-cost-weight", "negative-cost-weight"],
+)
+def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[str], files: dict[str, str],
+                               mentions: list[str]) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    args = [a.format(dir=tmp_path) for a in args]
+    assert_user_error(sdxlpool("gateway", *args, env=env), *mentions)
+
+
 def test_text_file_named_safetensors(env: dict[str, str], tmp_path: Path) -> None:
     fake = tmp_path / "x.safetensors"
     fake.write_text("these are not the weights you are looking for\n" * 20)

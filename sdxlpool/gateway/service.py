@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,7 +24,8 @@ from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends
 from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
-from sdxlpool.gateway.routing import default_scheduler
+from sdxlpool.gateway.routing import Scheduler, default_scheduler
+from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 
@@ -55,10 +57,7 @@ class GatewayService:
         self.settings = settings
         self.pool = BackendPool()
         self.metrics = GatewayMetrics(self.pool)
-        self.scheduler = default_scheduler(
-            stale_after=settings.stale_after,
-            on_plugin_seconds=lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds),
-        )
+        self.scheduler = _scheduler(settings, lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds))
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
                                         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
@@ -150,6 +149,13 @@ class GatewayService:
             except (httpx.HTTPError, ValueError):
                 continue
         raise NoBackend("no worker answered")
+
+
+def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, float], None]) -> Scheduler:
+    if settings.routing_file is not None:
+        return load_routing_file(settings.routing_file, on_plugin_seconds=on_plugin_seconds)
+    return default_scheduler(stale_after=settings.stale_after, cost_weight=settings.cost_weight,
+                             on_plugin_seconds=on_plugin_seconds)
 
 
 def _annotate(forwarded: Forwarded) -> None:

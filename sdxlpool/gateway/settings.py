@@ -32,6 +32,11 @@ class GatewaySettings(BaseSettings):
     connect_timeout: float = Field(2.0, gt=0)
     progress_deadline: float = Field(30.0, gt=0, description="a worker showing no progress this long is hung")
 
+    # Routing: the default profile (soonest completion, GPU preference), with the cost scorer at
+    # `cost_weight` when > 0; or a whole profile from a YAML file (routing/factory.py).
+    routing_file: Path | None = None
+    cost_weight: float = Field(0.0, ge=0, description="weight of the pricePerHour scorer; 0 = off")
+
     # Admission: saturation and rate limits (429 with Retry-After).
     backlog_seconds: float = Field(60.0, gt=0, description="a worker whose queued work lasts longer is full")
     queue_size: int = Field(100, ge=0, description="requests that may wait at the gateway when all are full")
@@ -56,6 +61,9 @@ class GatewaySettings(BaseSettings):
             raise ValueError("choose one discovery: a backends file, or Kubernetes")
         if not self.kubernetes and self.backends_file is None:
             raise ValueError("give a backends file, or Kubernetes discovery with a namespace and pool")
+        if self.routing_file is not None and self.cost_weight > 0:
+            raise ValueError("--cost-weight applies to the default routing; with --routing, set the cost"
+                             " scorer's weight in that file")
         return self
 
     @property
