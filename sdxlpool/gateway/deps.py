@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from sdxlpool.gateway.service import GatewayService
 
 __all__ = ["GatewayDep"]
 
 
-def get_gateway(request: Request) -> GatewayService:
-    return request.app.state.gateway
+def get_gateway(connection: HTTPConnection) -> GatewayService:
+    # HTTPConnection, not Request: the WebSocket route takes this dependency too.
+    return connection.app.state.gateway
 
 
 GatewayDep = Annotated[GatewayService, Depends(get_gateway)]

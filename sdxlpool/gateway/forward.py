@@ -12,6 +12,10 @@ Steps of `forward_txt2img`:
      2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
          timeout or hang -> mark the worker down (circuit breaker) and try the next one
   3. a client that goes away cancels the attempt and interrupts the job on the worker
+
+With an `on_event` listener (the WebSocket and streaming API), each attempt is named with A1111's
+`force_task_id`, announced as `assigned`, and the watchdog polls more often and reports the
+steps of *that* job (the worker's /progress names the running job) as `progress` events.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +33,9 @@ import httpx
 
 from sdxlpool.api.generation import MAX_SEED
 from sdxlpool.errors import RequestError
+from sdxlpool.gateway import events
 from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import RouteRequest, Scheduler
 
@@ -89,9 +96,12 @@ async def forward_txt2img(
     max_attempts: int,
     attempt_timeout: float,
     progress_deadline: float,
+    on_event: EventSink | None = None,
+    progress_poll: float = 0.25,
 ) -> Forwarded:
     # 1. Fix the seed.
     body = fix_seeds(body)
+    request_id = uuid.uuid4().hex[:12]
     tried: set[str] = set()
     failures: list[str] = []
     started = time.monotonic()
@@ -109,9 +119,14 @@ async def forward_txt2img(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
+        watch = _Watch(progress_deadline)
+        if on_event is not None:
+            watch = _Watch(progress_deadline, task_id=f"sdxlpool-{request_id}-{attempt}", poll=progress_poll,
+                           on_event=on_event)
+            on_event(events.assigned(state, attempt))
         try:
             # 2c. Send and watch.
-            status, payload = await _attempt(client, state, body, attempt_timeout, progress_deadline)
+            status, payload = await _attempt(client, state, body, attempt_timeout, watch)
         except _AttemptFailed as exc:
             failures.append(f"{state.backend.name}: {exc}")
             if exc.worker_fault:
@@ -128,18 +143,30 @@ async def forward_txt2img(
     raise AllAttemptsFailed(f"the request failed on every worker tried ({tried_text})")
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """How one attempt is watched: the hang deadline, and for a listener, its job's progress."""
+
+    deadline: float
+    task_id: str | None = None  # sent as force_task_id, so /progress shows whether our job runs
+    poll: float = 1.0
+    on_event: EventSink | None = None
+
+
 async def _attempt(
-    client: httpx.AsyncClient, state: BackendState, body: dict[str, Any], timeout: float, progress_deadline: float
+    client: httpx.AsyncClient, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch
 ) -> tuple[int, dict[str, Any]]:
     url = state.backend.url
+    if watch.task_id is not None:
+        body = {**body, "force_task_id": watch.task_id}
     request = asyncio.ensure_future(client.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout))
-    watchdog = asyncio.ensure_future(_watch_progress(client, url, progress_deadline))
+    watchdog = asyncio.ensure_future(_watch_progress(client, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if request not in done:
             request.cancel()
             await _interrupt(client, url)  # the running job is the hung one: free the GPU
-            raise _AttemptFailed(f"no progress for {progress_deadline:g}s")
+            raise _AttemptFailed(f"no progress for {watch.deadline:g}s")
         try:
             response = request.result()
         except httpx.TimeoutException as exc:
@@ -168,24 +195,55 @@ async def _attempt(
     return response.status_code, payload
 
 
-async def _watch_progress(client: httpx.AsyncClient, url: str, deadline: float) -> None:
-    """Return when the worker has shown no progress for `deadline` seconds (it is hung)."""
-    poll = min(1.0, deadline / 4)
+async def _watch_progress(client: httpx.AsyncClient, backend: BackendState, watch: _Watch) -> None:
+    """Return when the worker has shown no progress for `watch.deadline` seconds (it is hung).
+
+    Meanwhile report our job's steps to `watch.on_event`, each change once.
+    """
+    url = backend.backend.url
+    poll = min(watch.poll, watch.deadline / 4)
     last: tuple[Any, ...] | None = None
     last_change = time.monotonic()
+    reported: tuple[int, int] | None = None
     while True:
         await asyncio.sleep(poll)
         try:
             response = await client.get(url + "/sdapi/v1/progress", params={"skip_current_image": "true"},
                                         timeout=poll * 2)
-            state = response.json().get("state", {})
+            answer = response.json()
+            state = answer.get("state", {})
             seen: tuple[Any, ...] = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
         except (httpx.HTTPError, ValueError, AttributeError):
+            answer, state = {}, {}
             seen = ("unreachable", time.monotonic())  # the request itself will report a dead worker
+        if watch.on_event is not None and _is_ours(state, backend, watch.task_id):
+            step, steps = _steps(state)
+            if steps and (step, steps) != reported:
+                reported = (step, steps)
+                watch.on_event(events.progress(step, steps, float(answer.get("progress") or 0.0),
+                                               answer.get("eta_relative")))
         if seen != last:
             last, last_change = seen, time.monotonic()
-        elif time.monotonic() - last_change >= deadline:
+        elif time.monotonic() - last_change >= watch.deadline:
             return
+
+
+def _is_ours(state: dict[str, Any], backend: BackendState, task_id: str | None) -> bool:
+    """Is the job /progress describes the one this attempt sent? sdxlpool workers name it by our
+    force_task_id; a plain A1111 server does not, so only when it runs nothing else of ours."""
+    if not state.get("sampling_steps"):
+        return False
+    if backend.backend.kind == "a1111":
+        return backend.inflight == 1
+    return task_id is not None and state.get("job") == task_id
+
+
+def _steps(state: dict[str, Any]) -> tuple[int, int]:
+    """Denoising step k of n over the whole job (A1111 counts steps per batch)."""
+    per_batch = int(state.get("sampling_steps") or 0)
+    batches = max(1, int(state.get("job_count") or 1))
+    batch_no = max(0, int(state.get("job_no") or 0))
+    return batch_no * per_batch + int(state.get("sampling_step") or 0), batches * per_batch
 
 
 async def _interrupt(client: httpx.AsyncClient, url: str) -> None:

@@ -14,13 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from sdxlpool.api.a1111 import Txt2ImgRequest
 from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.gateway import events
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
+from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
@@ -29,7 +32,7 @@ from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 
-__all__ = ["GatewayService", "parse_gpu_choice"]
+__all__ = ["GatewayService", "WorkerRejected", "parse_gpu_choice"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,19 @@ def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
         if slug not in slugs:
             slugs.append(slug)
     return tuple(slugs)
+
+
+class WorkerRejected(RequestError):
+    """The worker answered the request with a client error (4xx): passed on with its status."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code = status, code
+
+    @classmethod
+    def from_answer(cls, status: int, body: Any) -> WorkerRejected:
+        body = body if isinstance(body, dict) else {}
+        return cls(status, str(body.get("error") or "rejected"), str(body.get("detail") or f"HTTP {status}"))
 
 
 class GatewayService:
@@ -95,7 +111,8 @@ class GatewayService:
         return any(state.available(now) and (state.metrics is not None or (
             state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
-    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "") -> Forwarded:
+    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
+                      on_event: EventSink | None = None) -> Forwarded:
         started = time.monotonic()
         self.metrics.inflight.inc()
         gpu = "none"
@@ -104,14 +121,17 @@ class GatewayService:
             body = dict(raw)
             allowed = parse_gpu_choice(gpu_header if gpu_header is not None else body.pop("gpus", None))
             body.pop("gpus", None)
-            params = resolve_request(Txt2ImgRequest.model_validate(body), self.settings.defaults, self.settings.limits)
+            params = resolve_request(_validated(body), self.settings.defaults, self.settings.limits)
             # Admission: the client's rate, then room in the pool (waiting in the gateway queue if need be).
             self.rate_limiter.check(client, time.monotonic())
+            if on_event is not None:
+                on_event(events.queued(self.admission.waiting))
             waited = await self.admission.admit(allowed)
             forwarded = await forward_txt2img(
                 body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
                 client=self.client, max_attempts=self.settings.max_attempts,
                 attempt_timeout=self.settings.attempt_timeout, progress_deadline=self.settings.progress_deadline,
+                on_event=on_event, progress_poll=self.settings.progress_poll,
             )
             for failure in forwarded.failures:
                 self.metrics.failovers.labels(failure.split(":", 1)[0]).inc()
@@ -138,6 +158,20 @@ class GatewayService:
             self.metrics.requests.labels(gpu, outcome).inc()
             self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
 
+    async def generate(self, raw: dict[str, Any], *, client: str = "",
+                       on_event: EventSink | None = None) -> dict[str, Any]:
+        """The native API: A1111 fields plus `gpus`; the result in `events.result`'s shape.
+
+        A worker's own refusal (an unknown sampler, say) is raised as `WorkerRejected` with its
+        status, code and detail, so every caller reports errors one way.
+        """
+        started = time.monotonic()
+        forwarded = await self.txt2img(raw, gpu_header=None, client=client, on_event=on_event)
+        if forwarded.status_code >= 400 or forwarded.state is None:
+            raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
+        return events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
+                             queue_seconds=forwarded.queue_seconds, total_seconds=time.monotonic() - started)
+
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
         now = time.monotonic()
@@ -149,6 +183,14 @@ class GatewayService:
             except (httpx.HTTPError, ValueError):
                 continue
         raise NoBackend("no worker answered")
+
+
+def _validated(body: dict[str, Any]) -> Txt2ImgRequest:
+    try:
+        return Txt2ImgRequest.model_validate(body)
+    except ValidationError as exc:  # 422 naming the field, like the workers' FastAPI validation
+        first = exc.errors()[0]
+        raise InvalidRequest(".".join(str(part) for part in first["loc"]) or "body", first["msg"]) from None
 
 
 def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, float], None]) -> Scheduler:

@@ -31,6 +31,7 @@ class GatewaySettings(BaseSettings):
     attempt_timeout: float = Field(600.0, gt=0, description="longest one worker may take for one request")
     connect_timeout: float = Field(2.0, gt=0)
     progress_deadline: float = Field(30.0, gt=0, description="a worker showing no progress this long is hung")
+    progress_poll: float = Field(0.25, gt=0, description="how often a streamed request's worker /progress is read")
 
     # Routing: the default profile (soonest completion, GPU preference), with the cost scorer at
     # `cost_weight` when > 0; or a whole profile from a YAML file (routing/factory.py).

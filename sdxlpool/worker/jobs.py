@@ -43,7 +43,9 @@ class Job:
     cost: float  # normalised steps
     iterations: int  # denoising iterations in total, over all batches
     batches: int = 1
+    steps: int = 0  # the client's sampling steps per batch (0: one per iteration); /progress counts these
     id: int = field(default_factory=itertools.count(1).__next__)
+    task_id: str | None = None  # the client's name for it (A1111 `force_task_id`), shown by /progress
     enqueued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     first_step_at: float | None = None
@@ -52,6 +54,19 @@ class Job:
     batch_no: int = 0
     latest_latents: Any = None
     interrupt: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def label(self) -> str:
+        """What /progress calls this job: the client's `force_task_id`, else `task(<n>)` like A1111."""
+        return self.task_id or f"task({self.id})"
+
+    def step_in_batch(self) -> tuple[int, int]:
+        """(step k, of n) in the current batch, in the client's steps: a second-order sampler runs
+        about two denoising iterations per step, and A1111's /progress counts steps."""
+        per_batch = max(1, self.iterations // max(1, self.batches))
+        done = max(0, self.iterations_done - self.batch_no * per_batch)
+        steps = self.steps or per_batch
+        return min(steps, round(done * steps / per_batch)), steps
 
     @property
     def remaining_cost(self) -> float:

@@ -108,6 +108,7 @@ class WorkerService:
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
         job = self._job(params, base, refiner, sampler, self._runtime(overrides))
+        job.task_id = request.force_task_id  # the gateway names its attempts, to follow their /progress
         try:
             result: GenerationResult = await self.queue.submit(job)
         except asyncio.CancelledError:
@@ -140,7 +141,7 @@ class WorkerService:
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
         cost = params.normalised_steps * iterations / (params.steps * params.n_iter)
         return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
-                   cost=cost, iterations=iterations, batches=params.n_iter)
+                   cost=cost, iterations=iterations, batches=params.n_iter, steps=params.steps)
 
     def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
         name = overrides.get("sd_model_checkpoint")
@@ -258,18 +259,18 @@ class WorkerService:
         fraction = job.fraction_done
         elapsed = time.monotonic() - job.started_at
         eta = elapsed / fraction - elapsed if fraction > 0 else job.remaining_cost * self.queue.step_seconds
-        per_batch = max(1, job.iterations // max(1, job.batches))
+        step, steps = job.step_in_batch()
         image = None
         if not skip_current_image and self.options.get("live_previews_enable") and job.latest_latents is not None:
             image = await asyncio.to_thread(preview_png_base64, job.latest_latents)
         state = ProgressState(
             interrupted=job.interrupt.is_set(),
-            job=f"task({job.id})",
+            job=job.label,
             job_count=job.batches,
             job_no=job.batch_no,
             job_timestamp=time.strftime("%Y%m%d%H%M%S"),
-            sampling_step=job.iterations_done - job.batch_no * per_batch,
-            sampling_steps=per_batch,
+            sampling_step=step,
+            sampling_steps=steps,
         )
         return ProgressResponse(progress=round(fraction, 4), eta_relative=max(0.0, eta), state=state,
                                 current_image=image, textinfo=None)

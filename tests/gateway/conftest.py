@@ -93,8 +93,11 @@ def start_gateway(backends_file: Path, **overrides) -> ServerThread:
 
 
 class Sim:
+    """A `sdxlpool sim-worker` process; `extra` flags come last, so `--gpu-model X` there wins."""
+
     def __init__(self, name: str, step_seconds: float, *extra: str) -> None:
         self.name, self.port = name, free_port()
+        self.gpu = extra[extra.index("--gpu-model") + 1] if "--gpu-model" in extra else "A100"
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100", "--step-seconds",
@@ -112,7 +115,8 @@ class Sim:
         raise TimeoutError(self.name)
 
     def backend(self) -> dict:
-        return {"name": self.name, "url": self.url, "gpu": "A100", "type": "sdxlpool"}
+        return {"name": self.name, "url": self.url, "gpu": self.gpu, "type": "sdxlpool",
+                "provider": f"provider-{self.name}", "location": f"rack-{self.name}"}
 
     def stop(self) -> None:
         self.process.terminate()

@@ -144,3 +144,23 @@ def test_a_worker_killed_mid_request_fails_over_with_the_same_seed(workers, tiny
         direct = httpx.post(survivor.url + "/sdapi/v1/txt2img", timeout=120,
                             json={"prompt": "a fox", **body, "seed": info["seed"]}).json()
         assert np.array_equal(pixels(response.json()["images"][0]), pixels(direct["images"][0]))
+
+
+def test_websocket_streams_a_real_workers_progress(gateway) -> None:
+    """The tiny-model worker's own /progress, followed through the gateway: step k of n, then the PNG."""
+    from tests.gateway.ws import websocket
+
+    with websocket(gateway.url) as ws:
+        ws.send({"prompt": "a fox", "steps": 24, "width": 256, "height": 256, "seed": 11, "sampler_name": "Euler",
+                 "gpus": ["RTX 3090"]})
+        events = ws.until_final(timeout=120)
+    assert events[0]["event"] == "queued" and events[-1]["event"] == "done", events[-1]
+    assigned = next(e for e in events if e["event"] == "assigned")
+    assert (assigned["gpu_model"], assigned["provider"], assigned["location"]) == (
+        "rtx-3090", "provider-rtx-1", "rack-rtx-1")
+    steps = [(e["step"], e["steps"]) for e in events if e["event"] == "progress"]
+    assert steps and {n for _, n in steps} == {24}
+    assert [k for k, _ in steps] == sorted(k for k, _ in steps)
+    done = events[-1]
+    assert done["seed"] == 11 and done["worker"] == "rtx-1" and done["timings"]["inference_seconds"] > 0
+    assert pixels(done["image"]).shape == (256, 256, 3)

@@ -122,6 +122,26 @@ def test_progress_and_fast_endpoints_while_generating(busy_worker: ServerThread)
     assert httpx.get(url + "/sdapi/v1/progress").json()["progress"] == 0
 
 
+def test_progress_names_the_job_and_counts_client_steps(busy_worker: ServerThread) -> None:
+    """`force_task_id` names the job in /progress (the gateway follows its own attempt by it), and a
+    second-order sampler (two denoising iterations per step) still counts the steps asked for."""
+    url = busy_worker.url
+    body = {**LONG_JOB, "sampler_name": "DPM++ SDE Karras", "steps": 12, "force_task_id": "client-7"}
+    job = Background(url, body)
+    seen = []
+    with httpx.Client(base_url=url, timeout=10) as client:
+        def sample() -> bool:
+            state = client.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()["state"]
+            if state["job"] == "client-7":
+                seen.append((state["sampling_step"], state["sampling_steps"]))
+            return not job.thread.is_alive()
+        wait_for(sample, timeout=120, interval=0.02)
+    assert job.result().status_code == 200
+    assert seen, "never saw the job running"
+    assert {steps for _, steps in seen} == {12}
+    assert all(0 <= step <= 12 for step, _ in seen) and max(step for step, _ in seen) >= 6
+
+
 def test_interrupt_returns_the_image_so_far(busy_worker: ServerThread) -> None:
     url = busy_worker.url
     assert httpx.post(url + "/sdapi/v1/interrupt").json() == {"interrupted": False}  # nothing running

@@ -1,0 +1,93 @@
+"""What a streaming client sees of one generation: the events of WebSocket `/v1/ws` and of
+`POST /v1/generate` with `Accept: application/x-ndjson`.
+
+    queued    {position}                 admitted to the gateway; `position` requests wait ahead
+    assigned  {gpu_model, gpu_name, provider, location, worker, attempt}
+                                         a worker took it (again after a failover, attempt 2, ...)
+    progress  {step, steps, progress, eta_seconds}
+                                         denoising step k of n, from the worker's /progress
+    done      {images, image, seed, gpu_model, ..., timings{queue_seconds, inference_seconds,
+               total_seconds}, info}     the result (`result()` below, also the body of
+                                         POST /v1/generate)
+    error     {status, error, detail, retry_after?}
+                                         the same code and text as the HTTP error would carry
+
+Every event is a JSON object with `event` naming it. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sdxlpool.errors import RequestError
+from sdxlpool.gateway.backends import BackendState
+
+__all__ = ["EventSink", "queued", "assigned", "progress", "result", "done", "error", "placement"]
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def queued(position: int) -> dict[str, Any]:
+    return {"event": "queued", "position": position}
+
+
+def assigned(state: BackendState, attempt: int) -> dict[str, Any]:
+    backend = state.backend
+    return {"event": "assigned", "gpu_model": backend.gpu, "gpu_name": backend.gpu_display,
+            "provider": backend.provider, "location": backend.location, "worker": backend.name,
+            "attempt": attempt}
+
+
+def progress(step: int, steps: int, fraction: float, eta_seconds: float | None) -> dict[str, Any]:
+    return {"event": "progress", "step": step, "steps": steps, "progress": round(fraction, 4),
+            "eta_seconds": None if eta_seconds is None else round(eta_seconds, 3)}
+
+
+def placement(body: Any) -> dict[str, Any]:
+    """The `sdxlpool` object of a worker's info JSON (GPU, provider, inference seconds, ...)."""
+    try:
+        found = json.loads(body["info"]).get("sdxlpool", {})
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def result(body: dict[str, Any], state: BackendState, *, attempts: int, queue_seconds: float,
+           total_seconds: float) -> dict[str, Any]:
+    """A finished generation in the native API's shape (worker's A1111 answer + where and how long)."""
+    try:
+        info = json.loads(body.get("info") or "{}")
+    except (TypeError, ValueError):
+        info = {}
+    where = placement(body)
+    images = body.get("images") or []
+    backend = state.backend
+    return {
+        "images": images,
+        "image": images[0] if images else None,
+        "seed": info.get("seed"),
+        "gpu_model": backend.gpu,
+        "gpu_name": backend.gpu_display,
+        "provider": backend.provider,
+        "location": backend.location,
+        "worker": backend.name,
+        "attempts": attempts,
+        "timings": {"queue_seconds": round(queue_seconds, 4),
+                    "inference_seconds": where.get("inference_seconds"),
+                    "total_seconds": round(total_seconds, 4)},
+        "info": info,
+    }
+
+
+def done(native: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "done", **native}
+
+
+def error(exc: RequestError) -> dict[str, Any]:
+    event: dict[str, Any] = {"event": "error", "status": exc.status, "error": exc.code, "detail": exc.detail}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        event["retry_after"] = retry_after
+    return event

@@ -1,0 +1,130 @@
+"""The native API: POST /v1/generate (JSON, or NDJSON events) and WebSocket /v1/ws.
+
+Both take a JSON object of A1111 txt2img fields plus `gpus` (allowed GPU models, preferred first)
+and report the events of `sdxlpool.gateway.events`.
+
+WebSocket protocol: the client sends one request object (optionally with an `id`, echoed in every
+event of that generation) and receives `queued`, `assigned`, `progress`..., then `done` or
+`error`; it may then send the next request on the same socket. `{"cancel": true}` while a
+generation runs stops it (an `error` event with code `cancelled` follows); closing the socket stops
+it too. A request sent while another runs gets an `error` (`busy`), and the running one goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Header, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from sdxlpool.gateway.deps import GatewayDep
+from sdxlpool.gateway.routes._client import result_headers, until_disconnected
+from sdxlpool.gateway.service import GatewayService
+from sdxlpool.gateway.streaming import Generation
+
+router = APIRouter(tags=["native"])
+
+NDJSON = "application/x-ndjson"
+
+
+@router.post("/v1/generate", responses={200: {"content": {NDJSON: {}}}})
+async def generate(
+    gateway: GatewayDep,
+    request: Request,
+    body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
+    accept: str = Header(default="application/json"),
+) -> Any:
+    """Generate; `Accept: application/x-ndjson` streams the events, one JSON object per line."""
+    client = request.client.host if request.client else ""
+    if NDJSON in accept:
+        generation = Generation(lambda sink: gateway.generate(body, client=client, on_event=sink))
+        return StreamingResponse(_ndjson(generation), media_type=NDJSON)
+    native = await until_disconnected(request, gateway.generate(body, client=client))
+    return JSONResponse(native, headers=result_headers(native))
+
+
+async def _ndjson(generation: Generation) -> AsyncIterator[bytes]:
+    try:
+        async for event in generation.events():
+            yield json.dumps(event).encode() + b"\n"
+    finally:  # the client hung up mid-stream: Starlette cancels us, and we cancel the job
+        await generation.cancel()
+
+
+@router.websocket("/v1/ws")
+async def websocket(gateway: GatewayDep, socket: WebSocket) -> None:
+    await socket.accept()
+    session = _Session(gateway, socket)
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await session.receive()
+            if message is not None:
+                await session.run(message)
+
+
+class _Session:
+    """One WebSocket connection: one generation at a time, its events sent as they happen, while
+    the client's messages are still read (to cancel, or to notice it has gone)."""
+
+    def __init__(self, gateway: GatewayService, socket: WebSocket) -> None:
+        self.gateway, self.socket = gateway, socket
+        self.client = socket.client.host if socket.client else ""
+        self._send_lock = asyncio.Lock()  # the event pump and the reader both send
+
+    async def send(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.socket.send_json(event)
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next request object; a message that is not one is answered with an error event."""
+        text = await self.socket.receive_text()
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            await self.send({"event": "error", "status": 422, "error": "invalid_request",
+                             "detail": "body: each message must be a JSON object of txt2img fields"})
+            return None
+        return message
+
+    async def run(self, message: dict[str, Any]) -> None:
+        tag = {"id": message.pop("id")} if "id" in message else {}
+        if message.pop("cancel", None):
+            return  # a cancel arriving after its generation ended: nothing to stop
+        generation = Generation(lambda sink: self.gateway.generate(message, client=self.client, on_event=sink))
+        pump = asyncio.ensure_future(self._pump(generation, tag))
+        try:
+            while True:
+                reader = asyncio.ensure_future(self.receive())
+                done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if pump in done:
+                    await _discard(reader)
+                    pump.result()
+                    return
+                other = reader.result()  # WebSocketDisconnect: the client left; the finally stops the job
+                if other is not None and other.get("cancel"):
+                    await generation.cancel()  # the pump then sends the `cancelled` error event
+                elif other is not None:
+                    await self.send({"event": "error", "status": 409, "error": "busy",
+                                     "detail": "one generation at a time per connection; send the next"
+                                               " when this one is done",
+                                     **({"id": other["id"]} if "id" in other else {})})
+        finally:
+            await generation.cancel()
+            await _discard(pump)
+
+    async def _pump(self, generation: Generation, tag: dict[str, Any]) -> None:
+        async for event in generation.events():
+            await self.send({**event, **tag})
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
