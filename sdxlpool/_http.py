@@ -31,7 +31,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
     retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(retry_after)} if isinstance(exc, QueueFull) or retry_after else None
+    headers = dict(getattr(exc, "headers", None) or {})  # e.g. WWW-Authenticate on a 401
+    if isinstance(exc, QueueFull) or retry_after:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers)
 
 

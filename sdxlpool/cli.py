@@ -97,7 +97,23 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="routing profile (YAML: filters, scorers, picker); default: soonest completion")
     gateway.add_argument("--cost-weight", type=float, metavar="W",
                          help="prefer cheaper GPUs (backends' pricePerHour) with this weight; 0 = off (default)")
+    gateway.add_argument("--rate-limit", type=float, metavar="N",
+                         help="requests per minute per client address or API key (default 0: no limit)")
+    gateway.add_argument("--api-keys", type=Path, metavar="FILE",
+                         help="require API keys: YAML of hashed keys with their rates and priority "
+                              "(see `sdxlpool api-key`), re-read on change")
     gateway.set_defaults(handler=_gateway)
+
+    api_key = commands.add_parser(
+        "api-key", help="print a new gateway API key and its entry for the --api-keys file",
+        description="Print a new random API key (give it to the client, once) and, on stdout, the YAML "
+        "entry for the gateway's --api-keys file. Only the key's SHA-256 goes in the file.")
+    api_key.add_argument("name", help="who the key is for (rate limits and metrics use this name)")
+    api_key.add_argument("--rate-per-minute", type=float, metavar="N", help="this key's own rate limit")
+    api_key.add_argument("--burst", type=int, metavar="N", help="this key's burst (with --rate-per-minute)")
+    api_key.add_argument("--priority", type=int, metavar="N",
+                         help="higher goes first in the gateway queue when the pool is saturated (default 0)")
+    api_key.set_defaults(handler=_api_key)
 
     from sdxlpool.sim import add_parser as add_sim_worker
 
@@ -194,6 +210,7 @@ def _gateway(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from sdxlpool._serving import serve
+    from sdxlpool.gateway.api_keys import load_api_keys
     from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
     from sdxlpool.gateway.routing_file import load_routing_file
@@ -204,6 +221,7 @@ def _gateway(args: argparse.Namespace) -> int:
         "pool": args.pool, "host": args.host, "port": args.port,
         "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
+        "rate_limit_per_minute": args.rate_limit, "api_keys_file": args.api_keys,
     }.items() if value is not None}
     try:
         settings = GatewaySettings(**given)
@@ -213,13 +231,37 @@ def _gateway(args: argparse.Namespace) -> int:
         if not err["loc"]:  # a rule across flags: its message names them
             raise ConfigError(message) from None
         where = str(err["loc"][0])
-        flag = {"backends_file": "--backends", "routing_file": "--routing"}.get(where, "--" + where.replace("_", "-"))
+        flag = {"backends_file": "--backends", "routing_file": "--routing", "api_keys_file": "--api-keys",
+                "rate_limit_per_minute": "--rate-limit"}.get(where, "--" + where.replace("_", "-"))
         raise ConfigError(f"{flag}: {message}") from None
     if settings.backends_file is not None:
         load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
     if settings.routing_file is not None:
         load_routing_file(settings.routing_file)
+    if settings.api_keys_file is not None:
+        load_api_keys(settings.api_keys_file)
     return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port)
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sdxlpool.gateway.api_keys import hash_key, new_key
+
+    if not args.name.strip():
+        raise ConfigError("NAME: must not be empty")
+    for flag, value, low in (("--rate-per-minute", args.rate_per_minute, 0), ("--burst", args.burst, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag}: must be at least {low}, got {value}")
+    key = new_key()
+    entry: dict[str, object] = {"name": args.name.strip(), "sha256": hash_key(key)}
+    for field, value in (("ratePerMinute", args.rate_per_minute), ("burst", args.burst), ("priority", args.priority)):
+        if value is not None:
+            entry[field] = value
+    print(f"# API key for {entry['name']} (shown once; the file keeps only its SHA-256):", file=sys.stderr)
+    print(f"#   {key}", file=sys.stderr)
+    print(yaml.safe_dump([entry], sort_keys=False), end="")
+    return 0
 
 
 def _operator(args: argparse.Namespace) -> int:

@@ -146,9 +146,12 @@ def test_bad_limits_without_model(env: dict[str, str], args: list[str]) -> None:
         (["--backends", "{dir}/b.yaml", "--routing", "{dir}/r.yaml", "--cost-weight", "1"],
          {"b.yaml": "backends: []", "r.yaml": "picker: best"}, ["--cost-weight", "--routing"]),
         (["--backends", "{dir}/b.yaml", "--cost-weight", "-1"], {"b.yaml": "backends: []"}, ["--cost-weight"]),
+        (["--backends", "{dir}/b.yaml", "--api-keys", "{dir}/k.yaml"],
+         {"b.yaml": "backends: []", "k.yaml": "keys: [{name: a, sha256: not-a-hash}]"}, ["k.yaml", "keys[0]", "sha256"]),
+        (["--backends", "{dir}/b.yaml", "--rate-limit", "-5"], {"b.yaml": "backends: []"}, ["--rate-limit"]),
     ],
     ids=["no-discovery", "missing-backends", "bad-backend-url", "unknown-picker", "bad-scorer-parameter",
-         "routing-and-cost-weight", "negative-cost-weight"],
+         "routing-and-cost-weight", "negative-cost-weight", "bad-api-key-entry", "negative-rate-limit"],
 )
 def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[str], files: dict[str, str],
                                mentions: list[str]) -> None:

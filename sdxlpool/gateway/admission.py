@@ -1,21 +1,25 @@
 """Admission: who may enter, and what waits, before routing.
 
-* Rate limit: a token bucket per client (its address), `rate_limit_per_minute` with `burst`.
+* Rate limit: a token bucket per client (its address, or its API key's name when keys are
+  configured, with the key's own rate if it has one), `rate_limit_per_minute` with `burst`.
   Over it -> 429 `rate_limited`, Retry-After = time until the bucket has a token again.
 * Saturation: a worker "has room" while its queued work would finish within `backlog_seconds`
   (pending + what the gateway sent since the last scrape, times its step time). When no allowed
   worker has room, the request waits in a bounded gateway queue for up to `queue_deadline`;
   when that queue is full, or the deadline passes -> 429 `saturated`, Retry-After = the allowed
   workers' backlog divided by their drain rate (normalised steps the pool works off per second).
+  Waiters leave by priority (API keys'), then in order of arrival.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway.backends import BackendState
@@ -61,25 +65,46 @@ class RateLimiter:
         self.rate, self.burst = per_minute / 60.0, float(burst)
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def check(self, client: str, now: float) -> None:
-        if self.rate <= 0:
+    def check(self, client: str, now: float, *, per_minute: float | None = None, burst: int | None = None) -> None:
+        """Take one request from `client`'s bucket; `per_minute`/`burst` override the defaults (API keys)."""
+        rate = self.rate if per_minute is None else per_minute / 60.0
+        if rate <= 0:
             return
-        bucket = self._buckets.pop(client, None) or TokenBucket(self.rate, self.burst)
+        capacity = self.burst if burst is None else float(burst)
+        bucket = self._buckets.pop(client, None) or TokenBucket(rate, capacity)
+        bucket.rate, bucket.burst = rate, capacity  # a reloaded key file may have changed them
         self._buckets[client] = bucket
         if len(self._buckets) > _MAX_CLIENTS:
             self._buckets.popitem(last=False)
         wait = bucket.take(now)
         if wait > 0:
-            raise TooBusy("rate_limited", f"rate limit of {self.rate * 60:g} requests per minute exceeded", wait)
+            raise TooBusy("rate_limited", f"rate limit of {rate * 60:g} requests per minute exceeded", wait)
+
+
+@dataclass(frozen=True, order=True)
+class _Ticket:
+    rank: tuple[int, int]  # (-priority, arrival number): the smallest goes first
+    allowed: tuple[str, ...] = field(compare=False)
 
 
 class Admission:
+    """The saturated pool's waiting room. Order: higher priority first, then first come, first
+    served, among waiters whose GPU models have room (a waiter for a busy model never blocks one
+    for an idle model). A newcomer goes straight through only when nobody it would overtake waits."""
+
     def __init__(self, pool: BackendPool, *, backlog_seconds: float, queue_size: int, queue_deadline: float) -> None:
         self.pool = pool
         self.backlog_seconds = backlog_seconds
         self.queue_size = queue_size
         self.queue_deadline = queue_deadline
-        self.waiting = 0
+        self._waiters: list[_Ticket] = []
+        self._arrivals = itertools.count()
+        self._room: dict[tuple[str, ...], bool] = {}  # has_room per GPU choice, for one poll tick
+        self._room_tick = -1
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
     def _allowed(self, allowed: tuple[str, ...], now: float) -> list[BackendState]:
         return [s for s in self.pool.states()
@@ -96,23 +121,45 @@ class Admission:
         rate = pool_drain_rate(states, now)
         return backlog / rate if rate > 0 else self.queue_deadline
 
-    async def admit(self, allowed: tuple[str, ...]) -> float:
+    async def admit(self, allowed: tuple[str, ...], priority: int = 0) -> float:
         """Wait for room; returns the seconds waited. TooBusy when the queue is full or time runs out."""
         started = time.monotonic()
-        if self.has_room(allowed, started):
+        ticket = _Ticket((-priority, next(self._arrivals)), allowed)
+        if self._may_go(ticket, started):
             return 0.0
         if self.waiting >= self.queue_size:
             raise TooBusy("saturated", f"every allowed worker is busy and {self.waiting} requests are waiting",
                           self.retry_after(allowed, started))
-        self.waiting += 1
+        bisect.insort(self._waiters, ticket)
         try:
             while True:
                 await asyncio.sleep(_POLL_SECONDS)
                 now = time.monotonic()
-                if self.has_room(allowed, now):
+                if self._may_go(ticket, now):
                     return now - started
                 if now - started >= self.queue_deadline:
                     raise TooBusy("saturated", f"no allowed worker had room within {self.queue_deadline:g}s",
                                   self.retry_after(allowed, now))
         finally:
-            self.waiting -= 1
+            if ticket in self._waiters:
+                self._waiters.remove(ticket)
+
+    def _may_go(self, ticket: _Ticket, now: float) -> bool:
+        """Room for `ticket`'s GPU models, and no waiter ranked ahead of it that could take that room."""
+        if not self._has_room_now(ticket.allowed, now):
+            return False
+        for other in self._waiters:
+            if other.rank >= ticket.rank:
+                break
+            if self._has_room_now(other.allowed, now):
+                return False
+        self._room.clear()  # this one takes room: the next to ask must look again
+        return True
+
+    def _has_room_now(self, allowed: tuple[str, ...], now: float) -> bool:
+        tick = int(now / _POLL_SECONDS)
+        if tick != self._room_tick:
+            self._room, self._room_tick = {}, tick
+        if allowed not in self._room:
+            self._room[allowed] = self.has_room(allowed, now)
+        return self._room[allowed]

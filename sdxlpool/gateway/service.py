@@ -21,7 +21,9 @@ from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.gateway import events
+from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
+from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
@@ -76,6 +78,7 @@ class GatewayService:
         self.scheduler = _scheduler(settings, lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds))
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
                                         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
                                    queue_size=settings.queue_size, queue_deadline=settings.queue_deadline)
@@ -88,6 +91,9 @@ class GatewayService:
             self.pool.update(load_backends_file(settings.backends_file))
             self._tasks.append(asyncio.create_task(
                 watch_backends_file(settings.backends_file, self.pool.update, settings.reload_interval)))
+        if settings.api_keys_file is not None:
+            self._tasks.append(asyncio.create_task(
+                watch_file(settings.api_keys_file, load_api_keys, self._use_keys, settings.reload_interval)))
         if settings.kubernetes:
             from sdxlpool.gateway.discovery.kubernetes import watch_pods
             from sdxlpool.operator.desired.names import label_value
@@ -96,6 +102,10 @@ class GatewayService:
                 watch_pods(settings.namespace or "", label_value(settings.pool or ""), self.pool.update)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
+
+    def _use_keys(self, keys: ApiKeys) -> None:
+        log.info("API keys reloaded: %d keys", len(keys.keys))
+        self.api_keys = keys
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -112,7 +122,7 @@ class GatewayService:
             state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
     async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
-                      on_event: EventSink | None = None) -> Forwarded:
+                      api_key: str | None = None, on_event: EventSink | None = None) -> Forwarded:
         started = time.monotonic()
         self.metrics.inflight.inc()
         gpu = "none"
@@ -121,12 +131,15 @@ class GatewayService:
             body = dict(raw)
             allowed = parse_gpu_choice(gpu_header if gpu_header is not None else body.pop("gpus", None))
             body.pop("gpus", None)
+            # Admission: who calls (API key), their rate, then room in the pool (waiting in the
+            # gateway queue if need be, by priority). Input is checked before any of it.
+            caller = self.api_keys.caller(api_key, client)
             params = resolve_request(_validated(body), self.settings.defaults, self.settings.limits)
-            # Admission: the client's rate, then room in the pool (waiting in the gateway queue if need be).
-            self.rate_limiter.check(client, time.monotonic())
+            self.rate_limiter.check(caller.identity, time.monotonic(), per_minute=caller.rate_per_minute,
+                                    burst=caller.burst)
             if on_event is not None:
                 on_event(events.queued(self.admission.waiting))
-            waited = await self.admission.admit(allowed)
+            waited = await self.admission.admit(allowed, caller.priority)
             forwarded = await forward_txt2img(
                 body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
                 client=self.client, max_attempts=self.settings.max_attempts,
@@ -147,6 +160,9 @@ class GatewayService:
         except InvalidRequest:
             outcome = "invalid"
             raise
+        except Unauthorized:
+            outcome = "unauthorized"
+            raise
         except RequestError as exc:
             outcome = "no_backend" if exc.status == 503 else "failed"
             raise
@@ -158,7 +174,7 @@ class GatewayService:
             self.metrics.requests.labels(gpu, outcome).inc()
             self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
 
-    async def generate(self, raw: dict[str, Any], *, client: str = "",
+    async def generate(self, raw: dict[str, Any], *, client: str = "", api_key: str | None = None,
                        on_event: EventSink | None = None) -> dict[str, Any]:
         """The native API: A1111 fields plus `gpus`; the result in `events.result`'s shape.
 
@@ -166,7 +182,7 @@ class GatewayService:
         status, code and detail, so every caller reports errors one way.
         """
         started = time.monotonic()
-        forwarded = await self.txt2img(raw, gpu_header=None, client=client, on_event=on_event)
+        forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
         return events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,

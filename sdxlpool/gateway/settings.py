@@ -42,8 +42,9 @@ class GatewaySettings(BaseSettings):
     backlog_seconds: float = Field(60.0, gt=0, description="a worker whose queued work lasts longer is full")
     queue_size: int = Field(100, ge=0, description="requests that may wait at the gateway when all are full")
     queue_deadline: float = Field(30.0, gt=0, description="longest a request waits at the gateway")
-    rate_limit_per_minute: float = Field(0.0, ge=0, description="per client address; 0 = no limit")
+    rate_limit_per_minute: float = Field(0.0, ge=0, description="per client address or API key; 0 = no limit")
     rate_limit_burst: int = Field(10, ge=1)
+    api_keys_file: Path | None = Field(None, description="API keys (hashed) with their own rates and priority")
 
     # Input limits, as on the workers (the pool's spec.limits): checked before any routing.
     max_steps: int = Field(150, ge=1)

@@ -28,6 +28,7 @@ class Events:
 
 
 @contextmanager
-def websocket(gateway_url: str) -> Iterator[Events]:
-    with connect(gateway_url.replace("http://", "ws://") + "/v1/ws", max_size=2**24) as connection:
+def websocket(gateway_url: str, query: str = "") -> Iterator[Events]:
+    url = gateway_url.replace("http://", "ws://") + "/v1/ws" + (f"?{query}" if query else "")
+    with connect(url, max_size=2**24) as connection:
         yield Events(connection)

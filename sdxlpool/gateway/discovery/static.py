@@ -14,7 +14,6 @@ removed without a restart; a file that stops being valid is reported and the las
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from sdxlpool.errors import ConfigError
+from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.backends import Backend
 
 __all__ = ["load_backends_file", "watch_backends_file"]
@@ -55,26 +55,9 @@ def load_backends_file(path: Path) -> list[Backend]:
 
 
 async def watch_backends_file(path: Path, apply: Callable[[list[Backend]], None], interval: float) -> None:
-    """Re-read `path` whenever its modification time or size changes; runs until cancelled."""
-    seen = _stamp(path)
-    while True:
-        await asyncio.sleep(interval)
-        stamp = _stamp(path)
-        if stamp == seen:
-            continue
-        seen = stamp
-        try:
-            backends = load_backends_file(path)
-        except ConfigError as exc:
-            log.error("backends file not reloaded, keeping the last good list: %s", exc)
-            continue
+    """Re-read `path` whenever it changes and `apply` the new list; runs until cancelled."""
+    def reloaded(backends: list[Backend]) -> None:
         log.info("backends file reloaded: %d backends", len(backends))
         apply(backends)
 
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
+    await watch_file(path, load_backends_file, reloaded, interval)

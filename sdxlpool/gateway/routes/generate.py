@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
 from sdxlpool.gateway.routes._client import result_headers, until_disconnected
 from sdxlpool.gateway.service import GatewayService
@@ -40,10 +41,11 @@ async def generate(
 ) -> Any:
     """Generate; `Accept: application/x-ndjson` streams the events, one JSON object per line."""
     client = request.client.host if request.client else ""
+    key = presented_key(request.headers, request.query_params)
     if NDJSON in accept:
-        generation = Generation(lambda sink: gateway.generate(body, client=client, on_event=sink))
+        generation = Generation(lambda sink: gateway.generate(body, client=client, api_key=key, on_event=sink))
         return StreamingResponse(_ndjson(generation), media_type=NDJSON)
-    native = await until_disconnected(request, gateway.generate(body, client=client))
+    native = await until_disconnected(request, gateway.generate(body, client=client, api_key=key))
     return JSONResponse(native, headers=result_headers(native))
 
 
@@ -73,6 +75,7 @@ class _Session:
     def __init__(self, gateway: GatewayService, socket: WebSocket) -> None:
         self.gateway, self.socket = gateway, socket
         self.client = socket.client.host if socket.client else ""
+        self.api_key = presented_key(socket.headers, socket.query_params)  # checked per generation
         self._send_lock = asyncio.Lock()  # the event pump and the reader both send
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -96,7 +99,8 @@ class _Session:
         tag = {"id": message.pop("id")} if "id" in message else {}
         if message.pop("cancel", None):
             return  # a cancel arriving after its generation ended: nothing to stop
-        generation = Generation(lambda sink: self.gateway.generate(message, client=self.client, on_event=sink))
+        generation = Generation(lambda sink: self.gateway.generate(message, client=self.client, api_key=self.api_key,
+                                                                   on_event=sink))
         pump = asyncio.ensure_future(self._pump(generation, tag))
         try:
             while True:
