@@ -119,6 +119,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_sim_worker(commands)
 
+    from sdxlpool.local import add_parser as add_up
+
+    add_up(commands)
+
     operator = commands.add_parser(
         "operator", help="run the kopf operator that turns SDXLPools into GPU worker Deployments",
         description="Reconcile SDXLPool objects (sdxlpool.dev/v1alpha1) into one Deployment per GPU model, "

@@ -1,0 +1,175 @@
+"""What `sdxlpool up` runs for a pool: pure, from the SDXLPool spec and the command's options.
+
+    SDXLPool spec.gpus[i] (model, replicas, provider, pricePerHour)
+        -> one `WorkerPlan` per replica: name "<gpu>-<n>", its own 127.0.0.1 port, the GPU label,
+           provider and location users see, the device it runs on and its CPU threads
+    spec.defaults / spec.limits / spec.gateway.rateLimit
+        -> the workers' and the gateway's flags, so requests are judged as in the cluster
+    the workers
+        -> the gateway's backends file (`backends_file_entries`)
+
+Nothing here starts a process or touches the disk; `supervisor.py` does, from this plan.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdxlpool.api.spec import SDXLPoolSpec
+
+__all__ = ["Model", "WorkerPlan", "GatewayPlan", "LocalPlan", "plan_pool", "cap_replicas", "TINY_DEFAULT_SIDE"]
+
+# The tiny random-weight model on a CPU takes minutes per 1024x1024 image: `up` asks for this size by
+# default instead (and says so), so a first image comes in seconds. Real weights keep the spec's size.
+TINY_DEFAULT_SIDE = 256
+
+
+@dataclass(frozen=True)
+class Model:
+    base: Path
+    refiner: Path | None
+    tiny: bool  # the random-weight stand-in, not the spec's weights
+    source: str = ""  # where the weights come from, in words, for the start-up notes
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    name: str
+    gpu_model: str
+    provider: str
+    location: str
+    port: int
+    device: str
+    price_per_hour: float | None = None
+    threads: int | None = None  # OMP/torch threads on a CPU; None: library default
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def backend(self) -> dict[str, Any]:
+        """This worker's entry in the gateway's backends file."""
+        entry: dict[str, Any] = {"name": self.name, "url": self.url, "gpu": self.gpu_model, "provider": self.provider,
+                                 "location": self.location, "type": "sdxlpool"}
+        if self.price_per_hour is not None:
+            entry["pricePerHour"] = self.price_per_hour
+        return entry
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    host: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    workers: list[WorkerPlan]
+    gateway: GatewayPlan
+    notes: list[str]  # what `up` decided on the user's behalf, printed before starting
+
+    def backends_file_entries(self) -> dict[str, Any]:
+        return {"backends": [w.backend() for w in self.workers]}
+
+
+def cap_replicas(replicas: list[int], limit: int | None) -> list[int]:
+    """At most `limit` workers in all, shared out one at a time over the entries in order, so
+    every GPU model with replicas keeps at least one worker while the limit allows."""
+    if limit is None or sum(replicas) <= limit:
+        return list(replicas)
+    capped = [0] * len(replicas)
+    left = limit
+    while left > 0:
+        progressed = False
+        for i, wanted in enumerate(replicas):
+            if left and capped[i] < wanted:
+                capped[i] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    return capped
+
+
+def plan_pool(
+    spec: SDXLPoolSpec,
+    model: Model,
+    *,
+    device: str,
+    cuda_devices: int = 0,
+    cpu_count: int = 1,
+    max_workers: int | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    worker_port: int = 7861,
+    backends_file: Path,
+    python: str = sys.executable,
+) -> LocalPlan:
+    """`device`: "cpu" or "cuda" (already resolved from "auto"); `cuda_devices`: GPUs visible."""
+    notes: list[str] = [f"model: {model.source}"] if model.source else []
+    wanted = [entry.replicas for entry in spec.gpus]
+    counts = cap_replicas(wanted, max_workers)
+    if counts != wanted:
+        notes.append(f"--max-workers {max_workers}: running {sum(counts)} of the spec's {sum(wanted)} workers")
+    total = sum(counts)
+    width, height = spec.defaults.width, spec.defaults.height
+    if model.tiny and device == "cpu" and max(width, height) > TINY_DEFAULT_SIDE:
+        width = height = TINY_DEFAULT_SIDE
+        notes.append(f"tiny model on the CPU: default image size {width}x{height} instead of the spec's "
+                     f"{spec.defaults.width}x{spec.defaults.height}, so an image takes seconds (ask for more per request)")
+    threads = max(1, cpu_count // max(1, total)) if device == "cpu" else None
+    if device == "cuda" and cuda_devices and total > cuda_devices:
+        notes.append(f"{total} workers on {cuda_devices} GPU(s): they share them round-robin, each process with "
+                     "its own copy of the model (cap with --max-workers)")
+    if device == "cpu" and total:
+        notes.append(f"device cpu: {total} worker processes, {threads} CPU thread(s) each")
+
+    workers: list[WorkerPlan] = []
+    for entry, count in zip(spec.gpus, counts, strict=True):
+        provider = entry.provider.name if entry.provider else "local"
+        location = (entry.provider.location if entry.provider else None) or "this machine"
+        for n in range(1, count + 1):
+            index = len(workers)
+            worker_device = f"cuda:{index % cuda_devices}" if device == "cuda" and cuda_devices else device
+            name = f"{entry.slug}-{n}"
+            worker_port_n = worker_port + index
+            argv = (
+                python, "-m", "sdxlpool", "worker", "--model", str(model.base),
+                *(("--refiner", str(model.refiner)) if model.refiner else ()),
+                "--host", "127.0.0.1", "--port", str(worker_port_n), "--device", worker_device,
+                "--gpu-model", entry.model, "--provider", provider, "--location", location, "--worker-name", name,
+                "--max-steps", str(spec.limits.max_steps), "--max-pixels", str(spec.limits.max_pixels),
+                "--max-batch", str(spec.limits.max_batch), "--max-prompt-chars", str(spec.limits.max_prompt_chars),
+                "--default-sampler", spec.defaults.sampler, "--default-steps", str(spec.defaults.steps),
+                "--default-width", str(width), "--default-height", str(height),
+            )
+            env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
+            workers.append(WorkerPlan(name, entry.model, provider, location, worker_port_n, worker_device,
+                                      entry.price_per_hour, threads, argv, env))
+
+    rate = spec.gateway.rate_limit
+    gateway_argv = (python, "-m", "sdxlpool", "gateway", "--backends", str(backends_file), "--host", host,
+                    "--port", str(port), *(("--rate-limit", str(rate.requests_per_minute)) if rate else ()))
+    gateway_env = {
+        "SDXLPOOL_GATEWAY_MAX_STEPS": str(spec.limits.max_steps),
+        "SDXLPOOL_GATEWAY_MAX_PIXELS": str(spec.limits.max_pixels),
+        "SDXLPOOL_GATEWAY_MAX_BATCH": str(spec.limits.max_batch),
+        "SDXLPOOL_GATEWAY_MAX_PROMPT_CHARS": str(spec.limits.max_prompt_chars),
+        "SDXLPOOL_GATEWAY_DEFAULT_STEPS": str(spec.defaults.steps),
+        "SDXLPOOL_GATEWAY_DEFAULT_WIDTH": str(width),
+        "SDXLPOOL_GATEWAY_DEFAULT_HEIGHT": str(height),
+        **({"SDXLPOOL_GATEWAY_RATE_LIMIT_BURST": str(rate.burst)} if rate else {}),
+    }
+    return LocalPlan(workers, GatewayPlan(host, port, gateway_argv, gateway_env), notes)

@@ -1,0 +1,74 @@
+"""Which weights `up` serves: the spec's when on this machine, else the tiny model, written once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdxlpool.api.spec import load_pool
+from sdxlpool.errors import ConfigError
+from sdxlpool.local.model import resolve_model, tiny_model
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "local-pool.yaml"
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub))
+    return hub
+
+
+def spec_with(model: dict):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["spec"]["model"] = model
+    return load_pool(data).spec
+
+
+def test_tiny_model_is_written_once(up_cache: Path) -> None:
+    base, refiner = tiny_model(up_cache)
+    assert (base / "model_index.json").is_file() and (refiner / "model_index.json").is_file()
+    stamp = (base / "model_index.json").stat().st_mtime_ns
+    assert tiny_model(up_cache) == (base, refiner)
+    assert (base / "model_index.json").stat().st_mtime_ns == stamp  # reused, not rewritten
+
+
+def test_hugging_face_weights_not_cached_fall_back_to_the_tiny_model(up_cache: Path, empty_hub: Path) -> None:
+    model = resolve_model(spec_with({"huggingFace": {"repo": "stabilityai/stable-diffusion-xl-base-1.0"}}),
+                          cache_dir=up_cache)
+    assert model.tiny and model.base == up_cache / "tiny-model" / "base"
+    assert "not in the local Hugging Face cache" in model.source and "random tiny weights" in model.source
+
+
+def test_hugging_face_weights_in_the_local_cache_are_used(up_cache: Path, empty_hub: Path) -> None:
+    # A Hugging Face cache entry as the hub library lays it out: refs/main -> snapshots/<commit>/.
+    repo = empty_hub / "models--example--sdxl"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots").mkdir()
+    (repo / "snapshots" / ("0" * 40)).symlink_to(up_cache / "tiny-model" / "base", target_is_directory=True)
+    model = resolve_model(spec_with({"huggingFace": {"repo": "example/sdxl"}}), cache_dir=up_cache)
+    assert not model.tiny and (model.base / "model_index.json").is_file()
+    assert model.base.name == "0" * 40 and "local Hugging Face cache" in model.source
+
+
+def test_volume_paths_on_this_machine_are_used(up_cache: Path, tmp_path: Path) -> None:
+    base = up_cache / "tiny-model" / "base"
+    model = resolve_model(spec_with({"volume": {"claimName": "w", "basePath": str(base),
+                                                "refinerPath": str(tmp_path / "absent")}}), cache_dir=up_cache)
+    assert (model.base, model.refiner, model.tiny) == (base, None, False)
+    elsewhere = resolve_model(spec_with({"volume": {"claimName": "w", "basePath": "/mnt/weights/sdxl"}}),
+                              cache_dir=up_cache)
+    assert elsewhere.tiny and "/mnt/weights/sdxl is not on this machine" in elsewhere.source
+
+
+def test_model_flags_win_and_must_exist(up_cache: Path, tmp_path: Path) -> None:
+    spec = spec_with({"huggingFace": {"repo": "example/sdxl"}})
+    base = up_cache / "tiny-model" / "base"
+    assert resolve_model(spec, cache_dir=up_cache, base=base).base == base
+    with pytest.raises(ConfigError, match="--model"):
+        resolve_model(spec, cache_dir=up_cache, base=tmp_path / "nope")
