@@ -123,6 +123,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_up(commands)
 
+    from sdxlpool.client import add_parser as add_generate
+
+    add_generate(commands)
+
     operator = commands.add_parser(
         "operator", help="run the kopf operator that turns SDXLPools into GPU worker Deployments",
         description="Reconcile SDXLPool objects (sdxlpool.dev/v1alpha1) into one Deployment per GPU model, "

@@ -20,7 +20,7 @@ __all__ = ["GatewayMetrics", "OUTCOMES"]
 disable_created_metrics()
 
 OUTCOMES = ("success", "client_error", "invalid", "no_backend", "failed", "cancelled", "rate_limited",
-            "saturated")
+            "saturated", "unauthorized")
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
 

@@ -100,7 +100,7 @@ class Supervisor:
                     if (await client.get(proc.ready_url)).status_code == 200:
                         break
                 await asyncio.sleep(0.25)
-        again = " again (restart %d)" % (proc.starts - 1) if proc.starts > 1 else ""
+        again = f" again (restart {proc.starts - 1})" if proc.starts > 1 else ""
         self.say(f"  ready{again}  {proc.describe or proc.name}  ({time.monotonic() - started:.1f}s)")
         ready(proc.name)
 
