@@ -23,17 +23,18 @@ from typing import Any
 
 from sdxlpool.gateway.routing.estimates import DEFAULT_STEP_SECONDS
 from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, NotTried
-from sdxlpool.gateway.routing.pickers import Best
+from sdxlpool.gateway.routing.pickers import Best, FirstFree, RoundRobin
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scheduler import Scheduler
-from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, Preference
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, Preference
 
 __all__ = ["FILTERS", "SCORERS", "PICKERS", "scheduler_from_config"]
 
 FILTERS: dict[str, type] = {"available": Available, "freshness": Freshness, "gpu_allowed": GpuAllowed,
                             "not_tried": NotTried}
-SCORERS: dict[str, type] = {"completion_time": CompletionTime, "cost": Cost, "preference": Preference}
-PICKERS: dict[str, type] = {"best": Best}
+SCORERS: dict[str, type] = {"completion_time": CompletionTime, "cost": Cost, "least_inflight": LeastInflight,
+                            "preference": Preference}
+PICKERS: dict[str, type] = {"best": Best, "first_free": FirstFree, "round_robin": RoundRobin}
 
 
 def scheduler_from_config(
@@ -75,8 +76,9 @@ def _build(section: str, index: int | None, entry: Any, types: dict[str, type], 
     if kind not in types:
         raise ValueError(f"{where}.type: unknown plugin {kind!r} (known: {', '.join(sorted(types))})")
     cls = types[kind]
-    allowed = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "rng"}
-    kwargs: dict[str, Any] = dict(extra or {})
+    init = {f.name for f in dataclasses.fields(cls) if f.init}
+    allowed = init - {"rng"}
+    kwargs: dict[str, Any] = {key: value for key, value in (extra or {}).items() if key in init}  # rng if it takes one
     weight = 1.0
     for key, value in spec.items():
         if key == "type":

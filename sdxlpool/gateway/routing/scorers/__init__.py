@@ -3,10 +3,12 @@
     completion_time  best expected completion / own: the soonest finisher scores 1.0
     preference       earlier in the request's GPU list scores higher; neutral without a list
     cost             cheaper pricePerHour scores higher, while within a bound of the soonest
+    least_inflight   fewer requests in flight from this gateway scores higher (least-connections)
 """
 
 from sdxlpool.gateway.routing.scorers.completion_time import CompletionTime
 from sdxlpool.gateway.routing.scorers.cost import Cost
+from sdxlpool.gateway.routing.scorers.least_inflight import LeastInflight
 from sdxlpool.gateway.routing.scorers.preference import Preference
 
-__all__ = ["CompletionTime", "Cost", "Preference"]
+__all__ = ["CompletionTime", "Cost", "LeastInflight", "Preference"]
