@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sdxlpool._http import install_error_handlers
-from sdxlpool.gateway.routes import generate, health, pool, txt2img
+from sdxlpool.gateway.routes import generate, health, pool, txt2img, web
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.settings import GatewaySettings
 
@@ -28,6 +28,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = FastAPI(title="sdxlpool gateway", version="0.1.0", lifespan=lifespan,
                   description="One A1111-compatible endpoint in front of a pool of SDXL workers")
     install_error_handlers(app)
-    for module in (txt2img, generate, pool, health):
+    for module in (txt2img, generate, pool, health, web):
         app.include_router(module.router)
     return app

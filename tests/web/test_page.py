@@ -1,0 +1,269 @@
+"""The web page in Debian's Chromium: generate on the chosen GPU with live progress, see the result
+and the earlier images, and read the errors (401, 422, 503, 429) on a phone-sized screen.
+
+The page runs under its own Content-Security-Policy (not bypassed), so a test passing also says
+that no inline script or style was needed; it must not ask anything of any other origin.
+Waiting is done with playwright's `expect` (string predicates would need eval, which the CSP forbids).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.polling import metrics
+from tests.web.conftest import API_KEY, CHROMIUM
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)")
+
+DEFAULT_PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+GENERATION_TIMEOUT_MS = 180_000  # a tiny-model image on two busy CPU cores
+
+
+class Watched:
+    """A page plus what it did: the WebSocket events it received, the URLs it asked for, and any
+    console error or uncaught exception (a CSP violation shows up as a console error)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.events: list[dict] = []
+        self.urls: list[str] = []
+        self.errors: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.events.append(json.loads(payload))))
+        page.on("request", lambda request: self.urls.append(request.url))
+        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def kinds(self) -> list[str]:
+        return [event["event"] for event in self.events]
+
+
+@pytest.fixture
+def desktop(browser) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
+    try:
+        yield Watched(context.new_page())
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def phone(browser) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    try:
+        yield Watched(context.new_page())
+    finally:
+        context.close()
+
+
+def switch(page: Page, gpu_name: str):
+    return page.get_by_role("switch", name=gpu_name, exact=True)
+
+
+def watch_progress(page: Page) -> None:
+    """Record every value the progress bar and the status line take (read back by `seen`)."""
+    page.evaluate("""() => {
+        window.seen = {progress: [], status: []};
+        const bar = document.getElementById("progress"), status = document.getElementById("status");
+        new MutationObserver(() => window.seen.progress.push([bar.value, bar.max]))
+            .observe(bar, {attributes: true, attributeFilter: ["value", "max"]});
+        new MutationObserver(() => window.seen.status.push(status.textContent))
+            .observe(status, {childList: true, characterData: true, subtree: true});
+    }""")
+
+
+def no_horizontal_overflow(page: Page) -> None:
+    width, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"the page is {width}px wide in a {inner}px viewport"
+
+
+def generate(page: Page, **fields: str) -> None:
+    for name, value in fields.items():
+        page.fill(f"#{name}", value)
+    page.locator("#generate").focus()
+    page.keyboard.press("Enter")
+
+
+def requests_served(url: str) -> float:
+    return sum(v for k, v in metrics(url).items() if k.startswith("sdxl_worker_requests_total"))
+
+
+def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway, pool_workers) -> None:
+    page = desktop.page
+    page.goto(gateway.url)
+
+    # 1. The form: the issue's defaults, the sampler list from the pool, one switch per GPU model.
+    expect(page.locator("#sampler_name option[value='Euler a']")).to_have_count(1)
+    assert page.locator("#sampler_name option").count() > 12  # samplers x schedule types
+    expect(page.locator("#sampler_name")).to_have_value("DPM++ SDE Karras")
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(DEFAULT_PROMPT)
+    expect(page.get_by_label("Steps")).to_have_value("25")
+    expect(page.get_by_label("Refiner switch at")).to_have_value("0.8")
+    for name, availability in (("A100", "1 up · idle · $1.10/h"), ("RTX 3090", "1 up · idle · $0.35/h"),
+                               ("H100", "down · $2.49/h")):
+        expect(switch(page, name)).to_be_checked()
+        expect(page.locator(".gpu", has=switch(page, name))).to_contain_text(availability)
+
+    # 2. With the keyboard: Tab from the prompt reaches the switches, then Generate; A100 and H100
+    #    off with the space bar, then a small image on what is left.
+    page.get_by_label("Prompt", exact=True).focus()
+    order = []
+    while len(order) < 10 and "generate" not in order:
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+        if order[-1].startswith("gpu-"):  # a visible focus ring on the switch
+            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    assert order == ["negative_prompt", "gpu-a100", "gpu-h100", "gpu-rtx-3090", "generate"]
+    for name in ("A100", "H100"):
+        switch(page, name).focus()
+        page.keyboard.press("Space")
+        expect(switch(page, name)).not_to_be_checked()
+    a100_before = requests_served(pool_workers["a100-1"].url)
+    page.select_option("#sampler_name", "Euler")
+    watch_progress(page)
+    generate(page, width="128", height="128", steps="8", seed="1234")
+
+    # 3. Live: queued, which GPU took it, step k of n; then the image and where and how fast.
+    expect(page.locator("#cancel")).to_be_visible()
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("Done on RTX 3090 (provider-rtx-1, rack-rtx-1)")
+    seen = page.evaluate("window.seen")
+    assert any(re.match(r"Step \d of 8 on RTX 3090", text) for text in seen["status"]), seen["status"]
+    assert any(text.startswith("Queued at the gateway") for text in seen["status"]), seen["status"]
+    assert any(text.startswith("Running on RTX 3090 (provider-rtx-1, rack-rtx-1)") for text in seen["status"])
+    assert any(0 < value < maximum == 8 for value, maximum in seen["progress"]), seen["progress"]
+    assert page.eval_on_selector("#progress", "bar => [bar.value, bar.max]") == [8, 8]
+    expect(page.locator("#placement")).to_have_text("RTX 3090 · provider-rtx-1 · rack-rtx-1 · worker rtx-1")
+    meta = page.locator("#result-meta")
+    for term, value in (("GPU", "RTX 3090"), ("Provider", "provider-rtx-1"), ("Location", "rack-rtx-1"),
+                        ("Seed", "1234"), ("Size", "128 × 128")):
+        expect(meta.locator("div", has=page.locator("dt", has_text=term)).locator("dd")).to_have_text(value)
+    for term in ("Queue time", "Inference time", "Total"):
+        expect(meta.locator("div", has=page.locator("dt", has_text=term)).locator("dd")).to_have_text(
+            re.compile(r"^\d+\.\d+ s$"))
+    image = page.locator("#result-image")
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.eval_on_selector("#result-image", "img => [img.complete, img.naturalWidth]") == [True, 128]
+    assert DEFAULT_PROMPT in image.get_attribute("alt")
+    download = page.get_by_role("link", name="Download PNG")
+    assert download.get_attribute("href") == image.get_attribute("src")
+    assert download.get_attribute("download").endswith(".png")
+
+    # 4. Served by the allowed GPU only, as the events say and the A100 worker's own count agrees.
+    assert {"queued", "assigned", "progress", "done"} <= set(desktop.kinds())
+    done = next(event for event in desktop.events if event["event"] == "done")
+    assert (done["gpu_model"], done["worker"], done["seed"]) == ("rtx-3090", "rtx-1", 1234)
+    assert all(event["gpu_model"] == "rtx-3090" for event in desktop.events if event["event"] == "assigned")
+    assert requests_served(pool_workers["a100-1"].url) == a100_before
+
+    # 5. The A100 only, the default sampler: the second image shows, the first moves to "Earlier images".
+    switch(page, "RTX 3090").click()
+    switch(page, "A100").click()
+    page.select_option("#sampler_name", "DPM++ SDE Karras")
+    generate(page, seed="5678")
+    expect(page.locator("#status")).to_contain_text("Done on A100 (provider-a100-1, rack-a100-1)",
+                                                    timeout=GENERATION_TIMEOUT_MS)
+    earlier = page.locator("#history li")
+    expect(earlier).to_have_count(1)
+    expect(earlier).to_contain_text("RTX 3090")
+    done = [event for event in desktop.events if event["event"] == "done"][-1]
+    assert (done["gpu_model"], done["worker"]) == ("a100", "a100-1")
+    assert requests_served(pool_workers["a100-1"].url) == a100_before + 1  # the count above does count
+    expect(page.locator("#alert")).to_be_empty()
+
+    # 6. The screenshot for the README, at desktop size, then: an earlier image can be shown again.
+    expect(page.locator(".gpu", has=switch(page, "A100"))).to_contain_text("1 up · idle")  # refreshed when done
+    page.evaluate("window.scrollTo(0, 0)")
+    save_screenshot(page.screenshot(full_page=True))
+    earlier.get_by_role("button").click()
+    expect(meta.locator("div", has=page.locator("dt", has_text="GPU")).locator("dd")).to_have_text("RTX 3090")
+    expect(page.locator("#history li")).to_contain_text("A100")
+
+    # 7. Cancel stops a running generation; the page is ready for the next.
+    generate(page, steps="60")
+    expect(page.locator("#status")).to_contain_text("Step", timeout=GENERATION_TIMEOUT_MS)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#status")).to_have_text("Cancelled.")
+    expect(page.get_by_role("button", name="Generate")).to_be_enabled()
+    expect(page.locator("#alert")).to_be_empty()
+    assert desktop.events[-1]["event"] == "error" and desktop.events[-1]["error"] == "cancelled"
+
+    # Nothing but this gateway was asked for anything, and the CSP was never violated.
+    origin = gateway.url.split("//", 1)[1]
+    assert all(url.split("//", 1)[-1].startswith(origin + "/") or url.startswith("data:") for url in desktop.urls), \
+        desktop.urls
+    assert desktop.errors == []
+
+
+def save_screenshot(png: bytes) -> None:
+    """docs/screenshot.png: a 128-colour palette PNG, so that the generated image (noise, from the
+    tiny model) does not make it weigh most of a megabyte."""
+    rgb = Image.open(io.BytesIO(png)).convert("RGB")
+    buffer = io.BytesIO()
+    rgb.quantize(colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(buffer, "PNG",
+                                                                                              optimize=True)
+    assert len(buffer.getvalue()) < 300_000, f"screenshot is {len(buffer.getvalue())} bytes"
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.write_bytes(buffer.getvalue())
+
+
+def test_errors_are_readable_on_a_phone(phone: Watched, strict_gateway) -> None:
+    page = phone.page
+    page.goto(strict_gateway.url)
+    expect(switch(page, "H100")).to_be_checked()
+    expect(page.get_by_label("API key")).to_be_visible()  # the gateway said keys are required
+    no_horizontal_overflow(page)
+    # One column: the result panel sits below the form, as wide as it.
+    form, result = page.locator("#form").bounding_box(), page.locator("#result").bounding_box()
+    assert result["y"] > form["y"] and abs(result["x"] - form["x"]) < 1 and abs(result["width"] - form["width"]) < 1
+    alert = page.locator("#alert[role=alert]")  # display: none while empty, so not by role
+
+    # 401: no key yet. The page asks for one, and the key goes with the next connection.
+    page.get_by_role("button", name="Generate").tap()
+    expect(alert).to_contain_text("API key needed (401)")
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.get_by_label("API key").fill(API_KEY)
+    page.get_by_role("button", name="Use key").tap()
+    expect(alert).to_be_empty()
+
+    # 422 names the field, which is marked and focused.
+    page.get_by_label("Steps").fill("1000")
+    page.get_by_role("button", name="Generate").tap()
+    expect(alert).to_contain_text("Steps: must be between 1 and 150, got 1000")
+    expect(page.get_by_label("Steps")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Steps")).to_be_focused()
+    no_horizontal_overflow(page)
+
+    # 503 names the GPU model that is down (the only one left switched on).
+    page.get_by_label("Steps").fill("8")
+    for name in ("A100", "RTX 3090"):
+        switch(page, name).tap()
+    expect(page.locator(".gpu", has=switch(page, "H100"))).to_contain_text("down")
+    page.get_by_role("button", name="Generate").tap()
+    expect(alert).to_contain_text("No GPU available (503)")
+    expect(alert).to_contain_text("No worker is up for H100")
+    expect(page.get_by_label("Steps")).not_to_have_attribute("aria-invalid", "true")
+
+    # 429: that was this key's one request of the minute; the page says how long to wait.
+    page.get_by_role("button", name="Generate").tap()
+    expect(alert).to_contain_text("Too many requests (429)")
+    expect(alert).to_contain_text(re.compile(r"Wait \d+ seconds? and try again"))
+    no_horizontal_overflow(page)
+
+    # Nothing switched on: the page says so itself, naming the field.
+    switch(page, "H100").tap()
+    page.get_by_role("button", name="Generate").tap()
+    expect(alert).to_contain_text("GPU models: switch on at least one GPU model")
+    expected = [(401, "unauthorized"), (422, "invalid_request"), (503, "no_backend"), (429, "rate_limited")]
+    assert [(e["status"], e["error"]) for e in phone.events if e["event"] == "error"] == expected
+    assert phone.errors == []
