@@ -242,6 +242,8 @@ def _gateway(args: argparse.Namespace) -> int:
         flag = {"backends_file": "--backends", "routing_file": "--routing", "api_keys_file": "--api-keys",
                 "rate_limit_per_minute": "--rate-limit"}.get(where, "--" + where.replace("_", "-"))
         raise ConfigError(f"{flag}: {message}") from None
+    # httpx logs every request at INFO: a line per scrape (10 a second per worker) buries the rest.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     if settings.backends_file is not None:
         load_backends_file(settings.backends_file)  # a bad file is a one-line error now, not at the first request
     if settings.routing_file is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -66,12 +67,23 @@ class _AttemptFailed(Exception):
 
 @dataclass
 class Forwarded:
+    """The worker's answer: its status and body bytes as received (a success is not decoded on
+    the way, see passthrough.py), where it ran and how it got there."""
+
     status_code: int
-    body: dict[str, Any]
+    content: bytes
     state: BackendState | None
     attempts: int
     failures: list[str] = field(default_factory=list)
     queue_seconds: float = 0.0
+    _body: Any = field(default=None, repr=False)
+
+    @property
+    def body(self) -> Any:
+        """The answer decoded (once, on first use)."""
+        if self._body is None:
+            self._body = json.loads(self.content)
+        return self._body
 
 
 def fix_seeds(body: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
@@ -126,7 +138,7 @@ async def forward_txt2img(
             on_event(events.assigned(state, attempt))
         try:
             # 2c. Send and watch.
-            status, payload = await _attempt(client, state, body, attempt_timeout, watch)
+            status, content, payload = await _attempt(client, state, body, attempt_timeout, watch)
         except _AttemptFailed as exc:
             failures.append(f"{state.backend.name}: {exc}")
             if exc.worker_fault:
@@ -138,7 +150,7 @@ async def forward_txt2img(
         # 2d. Done (success, or the client's own error, which another worker would repeat).
         if status < 400:
             state.record_success(time.monotonic())
-        return Forwarded(status, payload, state, attempt, failures, queue_seconds=now - started)
+        return Forwarded(status, content, state, attempt, failures, queue_seconds=now - started, _body=payload)
     tried_text = "; ".join(failures) or "none"
     raise AllAttemptsFailed(f"the request failed on every worker tried ({tried_text})")
 
@@ -155,7 +167,9 @@ class _Watch:
 
 async def _attempt(
     client: httpx.AsyncClient, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, bytes, Any]:
+    """(status, body bytes, decoded body or None): a success is not decoded, only checked to be a
+    JSON object; errors are small and decoded, to tell a full queue from a broken worker."""
     url = state.backend.url
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
@@ -184,15 +198,20 @@ async def _attempt(
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watchdog
+    content = response.content
+    if response.status_code < 400:
+        if not (content.lstrip()[:1] == b"{" and content.rstrip()[-1:] == b"}"):
+            raise _AttemptFailed(f"HTTP {response.status_code} with a body that is not a JSON object")
+        return response.status_code, content, None
     try:
-        payload = response.json()
+        payload = json.loads(content)
     except ValueError as exc:
         raise _AttemptFailed(f"HTTP {response.status_code} with a body that is not JSON") from exc
     if response.status_code == 503 and isinstance(payload, dict) and payload.get("error") == "queue_full":
         raise _AttemptFailed("queue full", worker_fault=False)  # busy, not broken: try another
     if response.status_code >= 500:
         raise _AttemptFailed(f"HTTP {response.status_code}: {payload.get('detail', '') if isinstance(payload, dict) else ''}")
-    return response.status_code, payload
+    return response.status_code, content, payload
 
 
 async def _watch_progress(client: httpx.AsyncClient, backend: BackendState, watch: _Watch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -152,7 +151,6 @@ class GatewayService:
             gpu = forwarded.state.backend.gpu if forwarded.state else "none"
             outcome = "success" if forwarded.status_code < 400 else "client_error"
             forwarded.queue_seconds += waited
-            _annotate(forwarded)
             return forwarded
         except TooBusy as exc:
             outcome = exc.code
@@ -214,18 +212,3 @@ def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, floa
         return load_routing_file(settings.routing_file, on_plugin_seconds=on_plugin_seconds)
     return default_scheduler(stale_after=settings.stale_after, cost_weight=settings.cost_weight,
                              on_plugin_seconds=on_plugin_seconds)
-
-
-def _annotate(forwarded: Forwarded) -> None:
-    """Add the gateway's view (attempts, time queued at the gateway) to the worker's info JSON."""
-    body = forwarded.body
-    if not isinstance(body, dict) or not isinstance(body.get("info"), str):
-        return
-    try:
-        info = json.loads(body["info"])
-    except ValueError:
-        return
-    placement = info.setdefault("sdxlpool", {})
-    placement["attempts"] = forwarded.attempts
-    placement["gateway_queue_seconds"] = round(forwarded.queue_seconds, 4)
-    body["info"] = json.dumps(info)

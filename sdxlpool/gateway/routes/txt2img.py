@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
-from sdxlpool.gateway.events import placement
+from sdxlpool.gateway.forward import Forwarded
+from sdxlpool.gateway.passthrough import replace_info
 from sdxlpool.gateway.routes._client import placement_headers, until_disconnected
 
 router = APIRouter(prefix="/sdapi/v1", tags=["txt2img"])
@@ -21,10 +23,35 @@ async def txt2img(
     request: Request,
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     x_sdxl_gpu: str | None = Header(default=None),
-) -> JSONResponse:
+) -> Response:
     client = request.client.host if request.client else ""
     forwarded = await until_disconnected(request, gateway.txt2img(
         body, gpu_header=x_sdxl_gpu, client=client, api_key=presented_key(request.headers, request.query_params)))
+    content, info = _with_gateway_view(forwarded)
     headers = placement_headers(forwarded.state, attempts=forwarded.attempts, queue_seconds=forwarded.queue_seconds,
-                                inference_seconds=placement(forwarded.body).get("inference_seconds"))
-    return JSONResponse(forwarded.body, status_code=forwarded.status_code, headers=headers)
+                                inference_seconds=info.get("sdxlpool", {}).get("inference_seconds"))
+    return Response(content, status_code=forwarded.status_code, headers=headers, media_type="application/json")
+
+
+def _with_gateway_view(forwarded: Forwarded) -> tuple[bytes, dict[str, Any]]:
+    """The worker's answer with attempts and gateway queue time added to `info.sdxlpool`."""
+    if forwarded.status_code >= 400:
+        return forwarded.content, {}
+
+    def add(info: dict[str, Any]) -> None:
+        placement = info.setdefault("sdxlpool", {})
+        if isinstance(placement, dict):
+            placement["attempts"] = forwarded.attempts
+            placement["gateway_queue_seconds"] = round(forwarded.queue_seconds, 4)
+
+    spliced = replace_info(forwarded.content, add)
+    if spliced is not None:
+        return spliced
+    body = forwarded.body  # not the usual shape: the slow way, decoding it all
+    try:
+        info = json.loads(body["info"])
+    except (KeyError, TypeError, ValueError):
+        return forwarded.content, {}
+    add(info)
+    body["info"] = json.dumps(info)
+    return json.dumps(body).encode(), info
