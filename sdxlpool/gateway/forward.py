@@ -110,7 +110,10 @@ async def forward_txt2img(
     progress_deadline: float,
     on_event: EventSink | None = None,
     progress_poll: float = 0.25,
+    bulk_client: httpx.AsyncClient | None = None,
 ) -> Forwarded:
+    """`client` watches and interrupts workers; `bulk_client` (default: `client`) sends the
+    txt2img requests themselves, whose answers are megabytes."""
     # 1. Fix the seed.
     body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
@@ -138,7 +141,8 @@ async def forward_txt2img(
             on_event(events.assigned(state, attempt))
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(client, state, body, attempt_timeout, watch)
+            status, content, payload = await _attempt(client, bulk_client or client, state, body, attempt_timeout,
+                                                      watch)
         except _AttemptFailed as exc:
             failures.append(f"{state.backend.name}: {exc}")
             if exc.worker_fault:
@@ -166,14 +170,15 @@ class _Watch:
 
 
 async def _attempt(
-    client: httpx.AsyncClient, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch
+    client: httpx.AsyncClient, bulk_client: httpx.AsyncClient, state: BackendState, body: dict[str, Any],
+    timeout: float, watch: _Watch,
 ) -> tuple[int, bytes, Any]:
     """(status, body bytes, decoded body or None): a success is not decoded, only checked to be a
     JSON object; errors are small and decoded, to tell a full queue from a broken worker."""
     url = state.backend.url
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(client.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout))
+    request = asyncio.ensure_future(bulk_client.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout))
     watchdog = asyncio.ensure_future(_watch_progress(client, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 
 from sdxlpool.api.a1111 import Txt2ImgRequest
@@ -75,8 +76,14 @@ class GatewayService:
         self.pool = BackendPool()
         self.metrics = GatewayMetrics(self.pool)
         self.scheduler = _scheduler(settings, lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds))
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
-                                        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        timeout = httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout)
+        # Scrapes, /progress and /interrupt: plain httpx, whose errors tell refused from slow.
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits)
+        # txt2img itself: httpx's API over aiohttp's C HTTP parser. An answer is megabytes of
+        # base64, and reading it through h11 in 64 KiB pieces was the gateway's largest cost.
+        self.bulk_client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False),
+                                             timeout=timeout, limits=limits)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
@@ -113,6 +120,7 @@ class GatewayService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.client.aclose()
+        await self.bulk_client.aclose()
 
     @property
     def ready(self) -> bool:
@@ -141,7 +149,7 @@ class GatewayService:
             waited = await self.admission.admit(allowed, caller.priority)
             forwarded = await forward_txt2img(
                 body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
-                client=self.client, max_attempts=self.settings.max_attempts,
+                client=self.client, bulk_client=self.bulk_client, max_attempts=self.settings.max_attempts,
                 attempt_timeout=self.settings.attempt_timeout, progress_deadline=self.settings.progress_deadline,
                 on_event=on_event, progress_poll=self.settings.progress_poll,
             )
