@@ -6,8 +6,8 @@ Pure: no I/O, no asyncio, no HTTP; the clock comes in as `RouteRequest.now`. The
 and a config snippet.
 
     filters/   available, gpu_allowed, not_tried, freshness
-    scorers/   completion_time, preference, cost
-    pickers/   best
+    scorers/   completion_time, preference, cost, least_inflight
+    pickers/   best, round_robin, first_free
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from sdxlpool.gateway.routing.estimates import (
 )
 from sdxlpool.gateway.routing.factory import scheduler_from_config
 from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, NotTried, allowed_rank
-from sdxlpool.gateway.routing.pickers import Best
+from sdxlpool.gateway.routing.pickers import Best, FirstFree, RoundRobin
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scheduler import Scheduler, default_scheduler
-from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, Preference
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, Preference
 from sdxlpool.gateway.routing.types import Candidate, Decision, RouteRequest, Scored
 
 __all__ = [
@@ -35,11 +35,14 @@ __all__ = [
     "Cost",
     "Decision",
     "Filter",
+    "FirstFree",
     "Freshness",
     "GpuAllowed",
+    "LeastInflight",
     "NotTried",
     "Picker",
     "Preference",
+    "RoundRobin",
     "RouteRequest",
     "Scheduler",
     "Scored",
