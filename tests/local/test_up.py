@@ -81,7 +81,7 @@ def pool(ports, env) -> Iterator[Up]:
             up.process.wait(30)
 
 
-def test_up_runs_the_pool_restarts_a_dead_worker_and_stops_cleanly(pool: Up, env, ports) -> None:
+def test_up_runs_the_pool_restarts_a_dead_worker_and_stops_cleanly(pool: Up, env, ports, tmp_path: Path) -> None:
     pool.wait_for("random tiny weights", timeout=30)
     pool.wait_for("sdxlpool up: ready", timeout=240)
     assert sum("  ready  " in line for line in pool.seen) == 4  # three workers and the gateway
@@ -93,6 +93,15 @@ def test_up_runs_the_pool_restarts_a_dead_worker_and_stops_cleanly(pool: Up, env
         assert response.status_code == 200, response.text
         assert response.headers["X-SDXL-Worker"] == worker
     assert response.headers["X-SDXL-Provider"] == "Akash Community"
+
+    # The command-line client against the running pool: progress, the PNG, where it ran.
+    png = tmp_path / "fox.png"
+    client = subprocess.run([sys.executable, "-m", "sdxlpool", "generate", "a fox", "--gateway", pool.gateway,
+                             "--gpu", "RTX-4090", "--steps", "4", "--seed", "5", "-o", str(png)],
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert client.returncode == 0, client.stderr
+    assert "step 4/4" in client.stderr and "Europlots" in client.stdout and "EU-Central" in client.stdout
+    assert png.read_bytes().startswith(b"\x89PNG")
 
     # A second `up` on the same ports: one clear line, exit 2, nothing started.
     second = subprocess.run([sys.executable, "-m", "sdxlpool", "up", str(EXAMPLE), "--port", str(ports[0]),
