@@ -123,6 +123,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_up(commands)
 
+    from sdxlpool.akash import add_parser as add_sdl
+
+    add_sdl(commands)
+
     from sdxlpool.client import add_parser as add_generate
 
     add_generate(commands)
