@@ -162,6 +162,7 @@ def by_model(gateway) -> dict[str, dict]:
 def test_pool_per_gpu_model(gateway) -> None:
     data = pool(gateway)
     assert data["api_key_required"] is False
+    assert data["defaults"] == {"steps": 25, "width": 128, "height": 128}  # the gateway's (start_gateway's)
     wait_for(lambda: by_model(gateway)["rtx-3090"]["up"] == 2, timeout=10)
     models = by_model(gateway)
     assert [m["gpu_name"] for m in data["models"]] == ["A100", "H100 80GB", "RTX 3090"]

@@ -108,6 +108,9 @@ def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway
     expect(page.locator("#sampler_name")).to_have_value("DPM++ SDE Karras")
     expect(page.get_by_label("Prompt", exact=True)).to_have_value(DEFAULT_PROMPT)
     expect(page.get_by_label("Steps")).to_have_value("25")
+    # The size is the pool's default (the test gateway's 128x128), not the page's 1024x1024.
+    expect(page.get_by_label("Width", exact=True)).to_have_value("128")
+    expect(page.get_by_label("Height", exact=True)).to_have_value("128")
     expect(page.get_by_label("Refiner switch at")).to_have_value("0.8")
     for name, availability in (("A100", "1 up · idle · $1.10/h"), ("RTX 3090", "1 up · idle · $0.35/h"),
                                ("H100", "down · $2.49/h")):

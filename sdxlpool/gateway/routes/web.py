@@ -107,6 +107,10 @@ def favicon(request: Request) -> Response:
 
 @router.get("/v1/pool")
 def pool(gateway: GatewayDep) -> dict[str, Any]:
-    """The pool per GPU model (workers, up, busy, price), and whether generating needs an API key."""
+    """The pool per GPU model (workers, up, busy, price), whether generating needs an API key, and
+    the pool's default steps and size (the page starts from them: `up` on a CPU asks for small images)."""
     models = summarise_pool(gateway.pool.states(), time.monotonic(), stale_after=_UP_WITHIN_SECONDS)
-    return {"models": [m.as_json() for m in models], "api_key_required": gateway.api_keys.required}
+    settings = gateway.settings
+    return {"models": [m.as_json() for m in models], "api_key_required": gateway.api_keys.required,
+            "defaults": {"steps": settings.default_steps, "width": settings.default_width,
+                         "height": settings.default_height}}

@@ -36,6 +36,7 @@ const state = {
   models: [], // GET /v1/pool's models
   off: new Set(), // GPU models (slugs) the user switched off
   catalogLoaded: false,
+  defaultsApplied: false, // the pool's default steps and size put in the form (once)
   poolTimer: 0,
   results: [], // every finished image of this visit, oldest first
   shown: null, // the result on display
@@ -539,6 +540,7 @@ async function refreshPool() {
     if (!document.hidden || !state.models.length) {
       const pool = await getJson("/v1/pool");
       state.models = pool.models;
+      if (!state.defaultsApplied && pool.defaults) applyPoolDefaults(pool.defaults);
       renderGpus();
       renderSummary();
       if (pool.api_key_required) $("api-key-field").hidden = false;
@@ -548,6 +550,18 @@ async function refreshPool() {
   }
   if (!state.catalogLoaded) await loadCatalog();
   refreshPoolIn(POOL_REFRESH_MS);
+}
+
+function applyPoolDefaults(defaults) {
+  // Once, on the first answer: the pool's own steps and size (a CPU pool of tiny models asks for
+  // small images, so a first image takes seconds, not minutes).
+  state.defaultsApplied = true;
+  if (defaults.steps) $("steps").value = String(defaults.steps);
+  if (defaults.width && defaults.height) {
+    $("width").value = String(defaults.width);
+    $("height").value = String(defaults.height);
+    syncSizePreset();
+  }
 }
 
 function refreshPoolIn(ms) {
