@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 from sdxlpool.api.gpu import akash_model_name
 from sdxlpool.api.spec import GpuEntry, ResourceAmounts, SDXLPool, SDXLPoolSpec
+from sdxlpool.operator.desired.services import GATEWAY_PORT
+from sdxlpool.operator.desired.workers import WORKER_PORT, hf_download_command, worker_args
 
 __all__ = [
     "DENOMS",
@@ -57,8 +59,6 @@ __all__ = [
     "worker_service_name",
 ]
 
-WORKER_PORT = 7860
-GATEWAY_PORT = 8080
 GATEWAY_SERVICE = "gateway"
 PLACEHOLDER_DOMAIN = "akash.invalid"
 SHARED_PLACEMENT = "akash"
@@ -75,17 +75,6 @@ GATEWAY_CPU, GATEWAY_MEMORY, GATEWAY_STORAGE = "1", "2Gi", "2Gi"
 
 MODELS_DIR = "/tmp/models"  # the container's own (ephemeral) disk: no volumes on a plain lease
 BACKENDS_PATH = "/tmp/sdxlpool/backends.yaml"
-# Same selection as the operator's init containers (`sdxlpool.operator.desired.workers.HF_INCLUDE`).
-HF_INCLUDE = (
-    "model_index.json",
-    "*/*.json",
-    "*/*.txt",
-    "*/model.safetensors",
-    "*/model-*-of-*.safetensors",
-    "*/diffusion_pytorch_model.safetensors",
-    "*/diffusion_pytorch_model-*-of-*.safetensors",
-)
-
 Layout = Literal["shared", "per-gpu"]
 
 
@@ -162,10 +151,6 @@ def _gpu_attributes(entry: GpuEntry) -> dict[str, Any]:
     return {"vendor": {"nvidia": [model]}}
 
 
-def _hf_dir(repo: str, revision: str | None) -> str:
-    return posixpath.join(MODELS_DIR, (revision or "main").replace("/", "_"), repo)
-
-
 def _worker_script(spec: SDXLPoolSpec, entry: GpuEntry) -> str:
     """``hf download`` base (and refiner), then ``exec sdxlpool worker`` with the operator's flags."""
     hub = spec.model.hugging_face
@@ -174,35 +159,9 @@ def _worker_script(spec: SDXLPoolSpec, entry: GpuEntry) -> str:
             "spec.model.volume: an Akash lease has no PersistentVolumeClaims to read weights from; "
             "use model.huggingFace (the workers download the weights when they start)"
         )
-    steps = []
-    for repo in (hub.repo, hub.refiner_repo):
-        if repo is None:
-            continue
-        command = ["hf", "download", repo, "--local-dir", _hf_dir(repo, hub.revision)]
-        if hub.revision:
-            command += ["--revision", hub.revision]
-        for pattern in HF_INCLUDE:
-            command += ["--include", pattern]
-        steps.append(shlex.join(command))
-    defaults, limits = spec.defaults, spec.limits
-    worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", "worker", "--model", _hf_dir(hub.repo, hub.revision)]
-    if hub.refiner_repo:
-        worker += ["--refiner", _hf_dir(hub.refiner_repo, hub.revision)]
-    worker += ["--host", "0.0.0.0", "--port", str(WORKER_PORT), "--device", "cuda", "--gpu-model", entry.model]
-    if entry.provider is not None:
-        worker += ["--provider", entry.provider.name]
-        if entry.provider.location:
-            worker += ["--location", entry.provider.location]
-    worker += [
-        "--max-steps", str(limits.max_steps),
-        "--max-pixels", str(limits.max_pixels),
-        "--max-batch", str(limits.max_batch),
-        "--max-prompt-chars", str(limits.max_prompt_chars),
-        "--default-sampler", defaults.sampler,
-        "--default-steps", str(defaults.steps),
-        "--default-width", str(defaults.width),
-        "--default-height", str(defaults.height),
-    ]  # fmt: skip
+    steps = [shlex.join(hf_download_command(repo, hub.revision, MODELS_DIR))
+             for repo in (hub.repo, hub.refiner_repo) if repo is not None]
+    worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", *worker_args(spec, entry, models_dir=MODELS_DIR)]
     steps.append(shlex.join(worker))
     return " && ".join(steps)
 

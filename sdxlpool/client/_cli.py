@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from sdxlpool._args import at_least, between, more_than
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_generate", "progress_line", "ProgressView", "Reporter", "summary_lines",
@@ -328,49 +329,11 @@ def _output(path: Path | None) -> Path | None:
     return path
 
 
-def _number_arg(text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _number_arg(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _number_arg(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _cfg(text: str) -> float:
-    value = _number_arg(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number_arg(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = _number_arg(text, int)
-    if value < -1:
-        raise argparse.ArgumentTypeError(f"must be -1 (random) or more, got {text}")
-    return value
+_positive_int = at_least(int, 1)
+_positive_float = more_than(float, 0)
+_cfg = at_least(float, 0)
+_fraction = between(float, 0, 1)
+_seed = at_least(int, -1, rule="-1 (random) or more")
 
 
 def _size(text: str) -> tuple[int, int]:

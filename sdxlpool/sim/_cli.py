@@ -8,9 +8,9 @@ start without fastapi or torch); the server side is imported when the command ru
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
+from sdxlpool._args import at_least, between
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_sim_worker"]
@@ -81,43 +81,10 @@ def run_sim_worker(args: argparse.Namespace) -> int:
                  host=settings.host, port=settings.port)
 
 
-def _number(text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-
-def _seconds(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _number(text, float)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _number(text, int)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {text}")
-    return value
+_seconds = at_least(float, 0, rule="0 or more seconds")
+_probability = between(float, 0, 1)
+_count = at_least(int, 0)
+_port = between(int, 0, 65535)
 
 
 def _name(text: str) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "MODELS_DIR",
     "STARTUP_SECONDS",
     "WORKER_PORT",
+    "hf_download_command",
     "hf_local_dir",
     "worker_args",
     "worker_deployment",
@@ -74,34 +75,44 @@ HF_INCLUDE = (
 _MODELS_VOLUME = "models"
 
 
-def hf_local_dir(repo: str, revision: str | None) -> str:
+def hf_local_dir(repo: str, revision: str | None, models_dir: str = MODELS_DIR) -> str:
     """Where a repo is downloaded in the cache volume: ``/models/huggingface/<rev>/<repo>``.
 
     The revision is part of the path so pools sharing one cache PVC at different revisions do
     not overwrite each other; the repo comes last so the worker names the model after it.
     """
     rev = (revision or "main").replace("/", "_")
-    return posixpath.join(MODELS_DIR, "huggingface", rev, repo)
+    return posixpath.join(models_dir, "huggingface", rev, repo)
 
 
-def _volume_path(path: str) -> str:
+def hf_download_command(repo: str, revision: str | None, models_dir: str = MODELS_DIR) -> list[str]:
+    """``hf download`` of one repo into `hf_local_dir`, only the files the worker loads."""
+    command = ["hf", "download", repo, "--local-dir", hf_local_dir(repo, revision, models_dir)]
+    if revision:
+        command += ["--revision", revision]
+    for pattern in HF_INCLUDE:
+        command += ["--include", pattern]
+    return command
+
+
+def _volume_path(path: str, models_dir: str) -> str:
     """A path inside the PVC, as mounted at /models (leading slashes and ``..`` cannot leave it)."""
-    return posixpath.join(MODELS_DIR, posixpath.normpath("/" + path).lstrip("/"))
+    return posixpath.join(models_dir, posixpath.normpath("/" + path).lstrip("/"))
 
 
-def _model_paths(spec: SDXLPoolSpec) -> tuple[str, str | None]:
+def _model_paths(spec: SDXLPoolSpec, models_dir: str) -> tuple[str, str | None]:
     volume, hub = spec.model.volume, spec.model.hugging_face
     if volume is not None:
-        refiner = _volume_path(volume.refiner_path) if volume.refiner_path else None
-        return _volume_path(volume.base_path), refiner
+        refiner = _volume_path(volume.refiner_path, models_dir) if volume.refiner_path else None
+        return _volume_path(volume.base_path, models_dir), refiner
     assert hub is not None  # ModelSource guarantees exactly one
-    refiner = hf_local_dir(hub.refiner_repo, hub.revision) if hub.refiner_repo else None
-    return hf_local_dir(hub.repo, hub.revision), refiner
+    refiner = hf_local_dir(hub.refiner_repo, hub.revision, models_dir) if hub.refiner_repo else None
+    return hf_local_dir(hub.repo, hub.revision, models_dir), refiner
 
 
-def worker_args(spec: SDXLPoolSpec, entry: GpuEntry) -> list[str]:
-    """Arguments after ``sdxlpool``: the ``worker`` sub-command and its flags."""
-    base, refiner = _model_paths(spec)
+def worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, models_dir: str = MODELS_DIR) -> list[str]:
+    """Arguments after ``sdxlpool``: the ``worker`` sub-command and its flags (weights under `models_dir`)."""
+    base, refiner = _model_paths(spec, models_dir)
     defaults, limits = spec.defaults, spec.limits
     args = ["worker", "--model", base]
     if refiner:
@@ -159,11 +170,7 @@ def _download_containers(spec: SDXLPoolSpec, hub: HuggingFaceModelSource) -> lis
     for role, repo in (("base", hub.repo), ("refiner", hub.refiner_repo)):
         if repo is None:
             continue
-        command = ["hf", "download", repo, "--local-dir", hf_local_dir(repo, hub.revision)]
-        if hub.revision:
-            command += ["--revision", hub.revision]
-        for pattern in HF_INCLUDE:
-            command += ["--include", pattern]
+        command = hf_download_command(repo, hub.revision)
         containers.append(
             {
                 "name": f"download-{role}",
