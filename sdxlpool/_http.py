@@ -8,7 +8,10 @@ failures as 422 naming the field, undecodable bodies as 422, and anything unexpe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,9 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sdxlpool.errors import QueueFull, RequestError
 
-__all__ = ["install_error_handlers"]
+__all__ = ["install_error_handlers", "until_disconnected"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_DISCONNECT_POLL_SECONDS = 0.25
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -65,3 +70,18 @@ def _field_path(loc: tuple[object, ...]) -> str:
     # FastAPI prefixes body fields with "body"; the client knows them by their own names.
     parts = [str(p) for p in loc[1:]] if loc and loc[0] == "body" and len(loc) > 1 else [str(p) for p in loc]
     return ".".join(parts) or "body"
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client goes away first: a worker then drops the queued
+    job or interrupts the running one, the gateway the attempt (and so the job on its worker),
+    instead of spending GPU time on an image nobody will receive."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise asyncio.CancelledError("client disconnected")

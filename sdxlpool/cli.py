@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sdxlpool import __version__
+from sdxlpool._files import read_text
 from sdxlpool.errors import ConfigError
 
 __all__ = ["main"]
@@ -316,7 +317,7 @@ def _render(args: argparse.Namespace) -> int:
     from sdxlpool.operator.desired import desired_state
 
     try:
-        pool = pool_from_yaml(_read_text(args.pool))
+        pool = pool_from_yaml(read_text(args.pool))
         nodes = _load_nodes(args.nodes) if args.nodes is not None else []
         state = desired_state(pool, nodes)
     except PoolSpecError as exc:
@@ -335,20 +336,12 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{path}: cannot read: {reason}") from None
-
-
 def _load_nodes(path: Path) -> list[dict]:
     """Nodes from a NodeList/List, a YAML list of Nodes, or a stream of Node documents."""
     import yaml
 
     try:
-        documents = [doc for doc in yaml.safe_load_all(_read_text(path)) if doc is not None]
+        documents = [doc for doc in yaml.safe_load_all(read_text(path)) if doc is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML: {' '.join(str(exc).split())}") from None
     if len(documents) == 1 and isinstance(documents[0], dict) and documents[0].get("kind") in ("NodeList", "List"):

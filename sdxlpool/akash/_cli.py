@@ -76,13 +76,14 @@ def run_sdl(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from sdxlpool._files import read_text
     from sdxlpool.akash.sdl import AkashError, PriceRule, render_backends, render_sdl
     from sdxlpool.api.spec import PoolSpecError, pool_from_yaml
     from sdxlpool.errors import ConfigError
 
     # 1. The pool.
     try:
-        pool = pool_from_yaml(_read_text(args.pool))
+        pool = pool_from_yaml(read_text(args.pool))
     except PoolSpecError as exc:
         raise ConfigError(f"{args.pool}: {'; '.join(exc.problems)}") from None
 
@@ -137,16 +138,6 @@ def run_sdl(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_text(path: Path) -> str:
-    from sdxlpool.errors import ConfigError
-
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{path}: cannot read: {reason}") from None
-
-
 def _write(path: Path, text: str) -> None:
     from sdxlpool.errors import ConfigError
 
@@ -160,10 +151,11 @@ def _load_uris(path: Path) -> dict[str, str]:
     """``service: uri`` mapping, or lease-status JSON (``{"services": {name: {"uris": [...]}}}``)."""
     import yaml
 
+    from sdxlpool._files import read_text
     from sdxlpool.errors import ConfigError
 
     try:
-        data = yaml.safe_load(_read_text(path))
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"--uris {path}: not valid YAML/JSON: {' '.join(str(exc).split())}") from None
     if isinstance(data, dict) and isinstance(data.get("services"), dict):

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sdxlpool._files import read_yaml
 from sdxlpool.errors import ConfigError, RequestError
 
 __all__ = ["ApiKey", "ApiKeys", "Caller", "Unauthorized", "hash_key", "new_key", "load_api_keys", "presented_key"]
@@ -107,12 +106,7 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = 
 
 
 def load_api_keys(path: Path) -> ApiKeys:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     entries = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a mapping with a 'keys' list")

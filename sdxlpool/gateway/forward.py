@@ -134,8 +134,9 @@ async def forward_txt2img(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
-        watch = _Watch(progress_deadline)
-        if on_event is not None:
+        if on_event is None:
+            watch = _Watch(progress_deadline)
+        else:
             watch = _Watch(progress_deadline, task_id=f"sdxlpool-{request_id}-{attempt}", poll=progress_poll,
                            on_event=on_event)
             on_event(events.assigned(state, attempt))

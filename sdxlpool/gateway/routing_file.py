@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
+from sdxlpool._files import read_yaml
 from sdxlpool.errors import ConfigError
 from sdxlpool.gateway.routing import Scheduler, scheduler_from_config
 
@@ -25,12 +24,7 @@ __all__ = ["load_routing_file"]
 
 
 def load_routing_file(path: Path, *, on_plugin_seconds: Callable[[str, float], None] | None = None) -> Scheduler:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if isinstance(data, dict) and set(data) == {"routing"}:
         data = data["routing"]
     if not isinstance(data, dict):

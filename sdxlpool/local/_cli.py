@@ -51,6 +51,7 @@ def run_up(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from sdxlpool._files import read_text
     from sdxlpool._serving import check_port_free
     from sdxlpool.api.spec import pool_from_yaml
     from sdxlpool.local.model import resolve_model
@@ -59,11 +60,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness probe
     # 1. The pool.
-    try:
-        text = args.pool.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{args.pool}: {exc.strerror or exc}") from None
-    pool = pool_from_yaml(text)
+    pool = pool_from_yaml(read_text(args.pool))
     name = pool.metadata.get("name", args.pool.stem)
     if args.refiner is not None and args.model is None:
         raise ConfigError("--refiner needs --model")

@@ -18,8 +18,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
+from sdxlpool._files import read_yaml
 from sdxlpool.errors import ConfigError
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.backends import Backend
@@ -30,12 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def load_backends_file(path: Path) -> list[Backend]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     entries = data.get("backends") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a mapping with a 'backends' list")

@@ -1,32 +1,12 @@
-"""What the HTTP routes share: following a client that may hang up, and the placement headers."""
+"""What the gateway's HTTP routes share: the placement headers (X-SDXL-*)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from fastapi import Request
+from typing import Any
 
 from sdxlpool.gateway.backends import BackendState
 
-__all__ = ["until_disconnected", "placement_headers", "result_headers"]
-
-_DISCONNECT_POLL_SECONDS = 0.25
-T = TypeVar("T")
-
-
-async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`; if the client disconnects first, cancel it (which stops the job on the worker)."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise asyncio.CancelledError("client disconnected")
+__all__ = ["placement_headers", "result_headers"]
 
 
 def placement_headers(state: BackendState | None, *, attempts: int, queue_seconds: float,

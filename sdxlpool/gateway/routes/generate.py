@@ -21,9 +21,10 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from sdxlpool._http import until_disconnected
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
-from sdxlpool.gateway.routes._client import result_headers, until_disconnected
+from sdxlpool.gateway.routes._client import result_headers
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.streaming import Generation
 

@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 
+from sdxlpool._http import until_disconnected
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
 from sdxlpool.gateway.forward import Forwarded
 from sdxlpool.gateway.passthrough import replace_info
-from sdxlpool.gateway.routes._client import placement_headers, until_disconnected
+from sdxlpool.gateway.routes._client import placement_headers
 
 router = APIRouter(prefix="/sdapi/v1", tags=["txt2img"])
 
