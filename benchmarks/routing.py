@@ -41,8 +41,6 @@ import os
 import platform
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,7 +54,12 @@ from typing import Any
 import httpx
 import psutil
 import yaml
+from _local import free_port as _free_port
+from _local import percentile as _pct
+from _local import spawn as _spawn
+from _local import stop as _stop
 from _local import wait_ready
+from _local import wait_scraped as _wait_scraped
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FILTERS = ["gpu_allowed", "not_tried", "available", {"type": "freshness", "staleAfter": 2.0}]
@@ -185,43 +188,6 @@ def main() -> int:
 
 # -- processes --------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _spawn(command: list[str], log: Path) -> subprocess.Popen:
-    """A child in its own process group (so `_stop` takes its children too), logging to `log`."""
-    env = {**os.environ, "SDXLPOOL_LOG_LEVEL": "WARNING"}
-    with log.open("w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_scraped(url: str, count: int, timeout: float = 30.0) -> None:
-    """Until the gateway holds fresh metrics of every backend (none is filtered out as unknown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = httpx.get(url + "/v1/backends", timeout=2).json()["backends"]
-        if len(view) == count and all(b["ready"] and b["available"] and b["stepSeconds"] for b in view):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not scrape all {count} backends")
-
-
 def _wait_drained(workers: list[Worker], timeout: float) -> None:
     """Until every worker reports 0 pending steps (queues empty between cells)."""
     deadline = time.monotonic() + timeout
@@ -327,16 +293,6 @@ def _cpu(processes: list[psutil.Process]) -> float:
         except psutil.Error:
             pass
     return total
-
-
-def _pct(sorted_values: list[float], q: float) -> float | None:
-    """Percentile with linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(sorted_values) - 1)
-    return round(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low), 4)
 
 
 # -- report ---------------------------------------------------------------------------------------

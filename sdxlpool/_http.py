@@ -16,15 +16,52 @@ from typing import TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sdxlpool.errors import QueueFull, RequestError
 
-__all__ = ["install_error_handlers", "until_disconnected"]
+__all__ = ["install_error_handlers", "until_disconnected", "ErrorBody", "error_responses"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _DISCONNECT_POLL_SECONDS = 0.25
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `{"error": code, "detail": text}`; a 422 also lists `errors` per field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+_ERROR_MEANINGS = {
+    401: "an API key is required and none, or an unknown one, was given",
+    404: "unknown path, sampler, scheduler or checkpoint",
+    405: "method not allowed",
+    408: "the request body stopped arriving (body_timeout)",
+    413: "the request body is over the size cap (body_too_large)",
+    422: "invalid input: `detail` names the field, `errors` lists every one",
+    429: "saturated or rate limited; see Retry-After",
+    502: "every worker tried failed the request (all_attempts_failed)",
+    503: "not ready, queue full or no allowed backend up; see Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses=` declaring the JSON error shape for these statuses (all when none given)."""
+    return {status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]}
+            for status in statuses or tuple(_ERROR_MEANINGS)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -42,12 +79,22 @@ async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
     return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers)
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable bytes, like malformed JSON
         return JSONResponse({"error": "invalid_request", "detail": "body: not valid UTF-8 JSON"}, status_code=422)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed", 408: "body_timeout",
+                                           413: "body_too_large"}.get(exc.status_code, "http_error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:  # Starlette names the first route's methods only; a path may have several
+        headers["Allow"] = _allowed_methods(request)
+    return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    routes = request.app.router.routes
+    allowed = [method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+    return ", ".join(allowed)
 
 
 async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -57,13 +104,17 @@ async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [
-        {"field": _field_path(err.get("loc", ())), "message": err.get("msg", "invalid")}
-        for err in exc.errors()
-    ]
+    errors = [_field_error(err) for err in exc.errors()]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}"
     return JSONResponse({"error": "invalid_request", "detail": detail, "errors": errors}, status_code=422)
+
+
+def _field_error(err: dict) -> dict[str, str]:
+    if err.get("type") == "json_invalid":  # its loc is ("body", character offset), not a field
+        reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+        return {"field": "body", "message": f"not valid JSON: {reason} at character {err['loc'][-1]}"}
+    return {"field": _field_path(err.get("loc", ())), "message": err.get("msg", "invalid")}
 
 
 def _field_path(loc: tuple[object, ...]) -> str:

@@ -69,6 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ("--max-batch", int, "most images per request (batch_size x n_iter)"),
         ("--max-prompt-chars", int, "longest prompt accepted"),
         ("--max-queue", int, "requests that may wait behind the running one; more get 503"),
+        ("--max-body-bytes", int, "largest request body accepted; larger get 413 (default 1048576)"),
         ("--default-sampler", str, "sampler when a request names none"),
         ("--default-steps", int, "steps when a request gives none"),
         ("--default-width", int, "width when a request gives none"),
@@ -77,6 +78,8 @@ def _build_parser() -> argparse.ArgumentParser:
         worker.add_argument(flag, type=kind, help=text)
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
+    worker.add_argument("--log-prompts", action="store_const", const=True,
+                        help="log each job's prompts at INFO (default: prompts are never logged)")
     worker.set_defaults(handler=_worker)
 
     gateway = commands.add_parser(
@@ -103,6 +106,11 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--api-keys", type=Path, metavar="FILE",
                          help="require API keys: YAML of hashed keys with their rates and priority "
                               "(see `sdxlpool api-key`), re-read on change")
+    gateway.add_argument("--max-body-bytes", type=int, metavar="N",
+                         help="largest request body (and WebSocket message) accepted; larger get 413 (default 1048576)")
+    gateway.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
+                         help="let browser pages from this origin call the API (repeat for several; default: none, "
+                              "CORS closed)")
     gateway.set_defaults(handler=_gateway)
 
     api_key = commands.add_parser(
@@ -176,8 +184,8 @@ def _worker(args: argparse.Namespace) -> int:
     from sdxlpool.worker.settings import WorkerSettings
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_steps",
-            "max_pixels", "max_batch", "max_prompt_chars", "max_queue", "default_sampler", "default_steps",
-            "default_width", "default_height", "warmup", "refiner")
+            "max_pixels", "max_batch", "max_prompt_chars", "max_queue", "max_body_bytes", "default_sampler",
+            "default_steps", "default_width", "default_height", "warmup", "refiner", "log_prompts")
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     if args.model:
         given["models"] = args.model
@@ -198,7 +206,7 @@ def _worker(args: argparse.Namespace) -> int:
     from sdxlpool.worker.app import create_app
 
     return serve("worker", lambda on_fatal: create_app(settings, on_fatal=on_fatal),
-                 host=settings.host, port=settings.port)
+                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes)
 
 
 def _check_model_paths(settings: object) -> None:
@@ -222,6 +230,7 @@ def _check_model_paths(settings: object) -> None:
 def _gateway(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from sdxlpool._memory import keep_large_buffers
     from sdxlpool._serving import serve
     from sdxlpool.gateway.api_keys import load_api_keys
     from sdxlpool.gateway.app import create_app
@@ -235,6 +244,7 @@ def _gateway(args: argparse.Namespace) -> int:
         "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
         "rate_limit_per_minute": args.rate_limit, "api_keys_file": args.api_keys,
+        "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
     }.items() if value is not None}
     try:
         settings = GatewaySettings(**given)
@@ -255,7 +265,9 @@ def _gateway(args: argparse.Namespace) -> int:
         load_routing_file(settings.routing_file)
     if settings.api_keys_file is not None:
         load_api_keys(settings.api_keys_file)
-    return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port)
+    keep_large_buffers()  # every answer passed on is megabytes: keep them off fresh mmaps (_memory.py)
+    return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port,
+                 max_message_bytes=settings.max_body_bytes)
 
 
 def _api_key(args: argparse.Namespace) -> int:
@@ -302,7 +314,9 @@ def _operator(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         standalone=args.standalone,
-        peering_name=args.peering,
+        # A peering name makes kopf require the peering objects; standalone never has them, and
+        # kopf would pause forever waiting, handling nothing.
+        peering_name=None if args.standalone else args.peering,
         # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
         priority=args.priority if args.priority is not None else random.randint(1, 2**30),
         liveness_endpoint=args.liveness,

@@ -84,6 +84,14 @@ def _round_side(name: str, value: int) -> int:
     return value - value % 8
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise InvalidRequest(name, f"must be between {low:g} and {high:g}, got {value:g}")
@@ -99,6 +107,8 @@ def resolve_request(
             raise InvalidRequest(name, f"is {len(text)} characters; the limit is {limits.max_prompt_chars}")
         if "\x00" in text:
             raise InvalidRequest(name, "contains a NUL character")
+        if not text.isascii() and not _encodable(text):  # JSON's "\ud800": no UTF-8 (nor PNG text) has it
+            raise InvalidRequest(name, "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode")
 
     steps = defaults.steps if request.steps is None else request.steps
     _check_range("steps", steps, 1, limits.max_steps)

@@ -53,6 +53,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "VERSION",
+    "ApiKeysSecretRef",
     "DefaultsSpec",
     "EmptyDirCache",
     "GatewaySpec",
@@ -63,6 +64,7 @@ __all__ = [
     "LimitsSpec",
     "LocalObjectReference",
     "ModelSource",
+    "NetworkPolicySpec",
     "Placement",
     "PoolSpecError",
     "Quantity",
@@ -396,6 +398,15 @@ class RateLimitSpec(_SpecModel):
     burst: int = Field(10, ge=1)
 
 
+class ApiKeysSecretRef(_SpecModel):
+    """A Secret in the pool's namespace whose key holds the gateway's API keys file (hashed keys,
+    made with sdxlpool api-key). Mounted read-only into the gateway and passed as --api-keys; the
+    gateway re-reads it when the Secret changes. Unset: no API keys, the gateway is open."""
+
+    name: str = Field(min_length=1)
+    key: str = Field("keys.yaml", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class GatewaySpec(_SpecModel):
     """The pool's own gateway Deployment and Service."""
 
@@ -404,7 +415,25 @@ class GatewaySpec(_SpecModel):
     image: str | None = Field(None, min_length=1, description="Gateway image; default: spec.image.")
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     rate_limit: RateLimitSpec | None = Field(None, description="Unset: no per-client rate limit.")
+    api_keys_secret: ApiKeysSecretRef | None = None
     resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
+
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class NetworkPolicySpec(_SpecModel):
+    """A NetworkPolicy on the pool's workers: they accept connections only from the pool's gateway
+    and from pods of the monitoring namespace (Prometheus), on the worker port. Needs a CNI that
+    enforces NetworkPolicy (Calico, Cilium, ...); elsewhere it is accepted and has no effect."""
+
+    enabled: bool = True
+    monitoring_namespace: str | None = Field(
+        "monitoring",
+        max_length=63,
+        pattern=_DNS_LABEL,
+        description="Namespace whose pods may scrape the workers' /metrics; null: none.",
+    )
 
 
 class SDXLPoolSpec(_SpecModel):
@@ -419,6 +448,7 @@ class SDXLPoolSpec(_SpecModel):
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec, json_schema_extra=_OBJECT_DEFAULT)
     limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=_OBJECT_DEFAULT)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, json_schema_extra=_OBJECT_DEFAULT)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, json_schema_extra=_OBJECT_DEFAULT)
 
     @field_validator("gpus")
     @classmethod
@@ -536,7 +566,9 @@ _ALIASES: dict[str, str] = {
         DefaultsSpec,
         LimitsSpec,
         RateLimitSpec,
+        ApiKeysSecretRef,
         GatewaySpec,
+        NetworkPolicySpec,
         SDXLPoolSpec,
         SDXLPool,
     )

@@ -4,7 +4,8 @@
   configured, with the key's own rate if it has one), `rate_limit_per_minute` with `burst`.
   Over it -> 429 `rate_limited`, Retry-After = time until the bucket has a token again.
 * Saturation: a worker "has room" while its queued work would finish within `backlog_seconds`
-  (pending + what the gateway sent since the last scrape, times its step time). When no allowed
+  (pending + what the gateway sent since the last scrape, times its step time), unless it has
+  refused a request for a full queue (its own `--max-queue`) since its last scrape. When no allowed
   worker has room, the request waits in a bounded gateway queue for up to `queue_deadline`;
   when that queue is full, or the deadline passes -> 429 `saturated`, Retry-After = the allowed
   workers' backlog divided by their drain rate (normalised steps the pool works off per second).
@@ -113,7 +114,8 @@ class Admission:
     def has_room(self, allowed: tuple[str, ...], now: float) -> bool:
         states = self._allowed(allowed, now)
         return not states or any(  # none at all: let routing answer 503 with the reason
-            expected_completion_seconds(s, 0.0, now, pool=states) < self.backlog_seconds for s in states)
+            not s.known_full() and expected_completion_seconds(s, 0.0, now, pool=states) < self.backlog_seconds
+            for s in states)
 
     def retry_after(self, allowed: tuple[str, ...], now: float) -> float:
         states = self._allowed(allowed, now)

@@ -1,13 +1,24 @@
-"""`create_app(settings)`: the gateway's FastAPI application (assembly only)."""
+"""`create_app(settings)`: the gateway's FastAPI application (assembly only).
+
+Middleware: the shared request limits (`sdxlpool._limits`), and CORS only when `cors_origins`
+names origins (closed by default: no CORS headers at all, so browsers keep other sites' pages from
+reading answers). Errors are the shared JSON shape (`sdxlpool._http`), declared in the OpenAPI
+document for every route.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import Field
 
-from sdxlpool._http import install_error_handlers
+from sdxlpool._http import error_responses, install_error_handlers
+from sdxlpool._limits import RequestLimits
+from sdxlpool.api.a1111 import Txt2ImgRequest
 from sdxlpool.gateway.routes import generate, health, pool, txt2img, web
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.settings import GatewaySettings
@@ -27,7 +38,36 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="sdxlpool gateway", version="0.1.0", lifespan=lifespan,
                   description="One A1111-compatible endpoint in front of a pool of SDXL workers")
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-SDXL-GPU"],
+                           expose_headers=["Retry-After", "X-SDXL-GPU-Model", "X-SDXL-Provider", "X-SDXL-Location",
+                                           "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
+                                           "X-SDXL-Attempts"])
     install_error_handlers(app)
     for module in (txt2img, generate, pool, health, web):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=error_responses())
+    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app
+
+
+class GatewayTxt2ImgRequest(Txt2ImgRequest):
+    """What POST /sdapi/v1/txt2img and /v1/generate take: A1111's txt2img fields plus `gpus`."""
+
+    gpus: list[str] | str | None = Field(None, description="allowed GPU models, preferred first (or X-SDXL-GPU)")
+
+
+def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
+    """The routes take any JSON object (the workers validate it, unknown fields pass through), so
+    FastAPI documents a bare object; the document names the A1111 fields instead."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        body = GatewayTxt2ImgRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components[GatewayTxt2ImgRequest.__name__] = body
+        for path in ("/sdapi/v1/txt2img", "/v1/generate"):
+            content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+            content["schema"] = {"$ref": f"#/components/schemas/{GatewayTxt2ImgRequest.__name__}"}
+    return app.openapi_schema  # type: ignore[return-value]

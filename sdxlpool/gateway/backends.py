@@ -187,6 +187,7 @@ class BackendState:
     metrics: WorkerMetrics | None = None
     scraped_at: float | None = None  # when the scrape that produced `metrics` was sent
     circuit: Circuit = field(default_factory=Circuit)
+    refused_at: float | None = None  # when it last answered 503 queue_full (its --max-queue is not scraped)
     _dispatched: list[_Dispatch] = field(default_factory=list, repr=False)  # oldest first
 
     @property
@@ -204,6 +205,16 @@ class BackendState:
 
     def record_success(self, now: float) -> None:
         self.circuit.record_success(now)
+
+    # -- a full worker queue ------------------------------------------------------------------
+
+    def record_full(self, now: float) -> None:
+        """The worker refused a request with `queue_full`: busy, not broken."""
+        self.refused_at = now
+
+    def known_full(self) -> bool:
+        """Refused for a full queue, and no scrape sent since then says how its queue is now."""
+        return self.refused_at is not None and (self.scraped_at is None or self.scraped_at <= self.refused_at)
 
     # -- the gateway's own accounting --------------------------------------------------------
 

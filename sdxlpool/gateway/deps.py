@@ -12,8 +12,9 @@ from sdxlpool.gateway.service import GatewayService
 __all__ = ["GatewayDep"]
 
 
-def get_gateway(connection: HTTPConnection) -> GatewayService:
-    # HTTPConnection, not Request: the WebSocket route takes this dependency too.
+async def get_gateway(connection: HTTPConnection) -> GatewayService:
+    # HTTPConnection, not Request: the WebSocket route takes this dependency too. async: FastAPI
+    # runs a plain `def` dependency in its thread pool, a thread hop on every request.
     return connection.app.state.gateway
 
 

@@ -10,7 +10,9 @@ Steps of `forward_txt2img`:
      2c. POST it, while a watchdog polls the worker's /progress: no progress for
          `progress_deadline` seconds means a hung worker, and the attempt is abandoned
      2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
-         timeout or hang -> mark the worker down (circuit breaker) and try the next one
+         timeout or hang -> mark the worker down (circuit breaker) and try the next one; a full
+         worker queue (503 queue_full) -> try the next one, and when every worker tried was
+         full, `WorkersFull` (the service answers 429 with Retry-After)
   3. a client that goes away cancels the attempt and interrupts the job on the worker
 
 With an `on_event` listener (the WebSocket and streaming API), each attempt is named with A1111's
@@ -27,6 +29,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +38,13 @@ import httpx
 from sdxlpool.api.generation import MAX_SEED
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway import events
+from sdxlpool.gateway._bulk import BulkClient, BulkTimeout, BulkTransportError
 from sdxlpool.gateway.backends import BackendState
 from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import RouteRequest, Scheduler
 
-__all__ = ["Forwarded", "NoBackend", "AllAttemptsFailed", "forward_txt2img", "fix_seeds"]
+__all__ = ["Forwarded", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward_txt2img", "fix_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,19 @@ class AllAttemptsFailed(RequestError):
     code = "all_attempts_failed"
 
 
+class WorkersFull(RequestError):
+    """Every worker tried refused the request for a full queue (`--max-queue`): the service
+    answers it as saturation, 429 with Retry-After, not as a failure."""
+
+    status = 429
+    code = "saturated"
+
+
 class _AttemptFailed(Exception):
-    def __init__(self, reason: str, *, worker_fault: bool = True) -> None:
+    def __init__(self, reason: str, *, worker_fault: bool = True, queue_full: bool = False) -> None:
         super().__init__(reason)
         self.worker_fault = worker_fault
+        self.queue_full = queue_full
 
 
 @dataclass
@@ -105,20 +118,21 @@ async def forward_txt2img(
     pool: BackendPool,
     scheduler: Scheduler,
     client: httpx.AsyncClient,
+    bulk_client: BulkClient,
     max_attempts: int,
     attempt_timeout: float,
     progress_deadline: float,
     on_event: EventSink | None = None,
     progress_poll: float = 0.25,
-    bulk_client: httpx.AsyncClient | None = None,
 ) -> Forwarded:
-    """`client` watches and interrupts workers; `bulk_client` (default: `client`) sends the
-    txt2img requests themselves, whose answers are megabytes."""
+    """`client` watches and interrupts workers; `bulk_client` sends the txt2img requests
+    themselves, whose answers are megabytes (_bulk.py)."""
     # 1. Fix the seed.
     body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
     tried: set[str] = set()
     failures: list[str] = []
+    all_full = True
     started = time.monotonic()
     for attempt in range(1, max_attempts + 1):
         # 2a. Choose.
@@ -142,10 +156,13 @@ async def forward_txt2img(
             on_event(events.assigned(state, attempt))
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(client, bulk_client or client, state, body, attempt_timeout,
+            status, content, payload = await _attempt(client, bulk_client, state, body, attempt_timeout,
                                                       watch)
         except _AttemptFailed as exc:
             failures.append(f"{state.backend.name}: {exc}")
+            all_full = all_full and exc.queue_full
+            if exc.queue_full:
+                state.record_full(time.monotonic())
             if exc.worker_fault:
                 state.record_failure(time.monotonic())
             log.warning("attempt %d on %s failed: %s", attempt, state.backend.name, exc)
@@ -157,6 +174,8 @@ async def forward_txt2img(
             state.record_success(time.monotonic())
         return Forwarded(status, content, state, attempt, failures, queue_seconds=now - started, _body=payload)
     tried_text = "; ".join(failures) or "none"
+    if failures and all_full:
+        raise WorkersFull(f"every worker tried has a full queue ({tried_text})")
     raise AllAttemptsFailed(f"the request failed on every worker tried ({tried_text})")
 
 
@@ -171,7 +190,7 @@ class _Watch:
 
 
 async def _attempt(
-    client: httpx.AsyncClient, bulk_client: httpx.AsyncClient, state: BackendState, body: dict[str, Any],
+    client: httpx.AsyncClient, bulk_client: BulkClient, state: BackendState, body: dict[str, Any],
     timeout: float, watch: _Watch,
 ) -> tuple[int, bytes, Any]:
     """(status, body bytes, decoded body or None): a success is not decoded, only checked to be a
@@ -179,20 +198,20 @@ async def _attempt(
     url = state.backend.url
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(bulk_client.post(url + "/sdapi/v1/txt2img", json=body, timeout=timeout))
+    request = asyncio.ensure_future(bulk_client.post_json(url + "/sdapi/v1/txt2img", body, timeout=timeout))
     watchdog = asyncio.ensure_future(_watch_progress(client, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if request not in done:
             request.cancel()
-            await _interrupt(client, url)  # the running job is the hung one: free the GPU
+            _in_background(_interrupt(client, url))  # free the GPU, without making the failover wait for it
             raise _AttemptFailed(f"no progress for {watch.deadline:g}s")
         try:
-            response = request.result()
-        except httpx.TimeoutException as exc:
-            raise _AttemptFailed(f"timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise _AttemptFailed(f"{type(exc).__name__}: {exc}") from exc
+            status, content = request.result()
+        except BulkTimeout as exc:
+            raise _AttemptFailed(f"timed out: {exc}") from exc
+        except BulkTransportError as exc:
+            raise _AttemptFailed(str(exc)) from exc
     except asyncio.CancelledError:
         # The client went away. Closing our connection makes an sdxlpool worker drop the queued job
         # or interrupt the running one (exactly ours); a plain A1111 server only knows /interrupt.
@@ -204,20 +223,19 @@ async def _attempt(
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watchdog
-    content = response.content
-    if response.status_code < 400:
+    if status < 400:
         if not (content.lstrip()[:1] == b"{" and content.rstrip()[-1:] == b"}"):
-            raise _AttemptFailed(f"HTTP {response.status_code} with a body that is not a JSON object")
-        return response.status_code, content, None
+            raise _AttemptFailed(f"HTTP {status} with a body that is not a JSON object")
+        return status, content, None
     try:
         payload = json.loads(content)
     except ValueError as exc:
-        raise _AttemptFailed(f"HTTP {response.status_code} with a body that is not JSON") from exc
-    if response.status_code == 503 and isinstance(payload, dict) and payload.get("error") == "queue_full":
-        raise _AttemptFailed("queue full", worker_fault=False)  # busy, not broken: try another
-    if response.status_code >= 500:
-        raise _AttemptFailed(f"HTTP {response.status_code}: {payload.get('detail', '') if isinstance(payload, dict) else ''}")
-    return response.status_code, content, payload
+        raise _AttemptFailed(f"HTTP {status} with a body that is not JSON") from exc
+    if status == 503 and isinstance(payload, dict) and payload.get("error") == "queue_full":
+        raise _AttemptFailed("queue full", worker_fault=False, queue_full=True)  # busy, not broken: try another
+    if status >= 500:
+        raise _AttemptFailed(f"HTTP {status}: {payload.get('detail', '') if isinstance(payload, dict) else ''}")
+    return status, content, payload
 
 
 async def _watch_progress(client: httpx.AsyncClient, backend: BackendState, watch: _Watch) -> None:
@@ -239,8 +257,10 @@ async def _watch_progress(client: httpx.AsyncClient, backend: BackendState, watc
             state = answer.get("state", {})
             seen: tuple[Any, ...] = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
         except (httpx.HTTPError, ValueError, AttributeError):
+            # No answer is no progress: a frozen process or a host gone silent (no RST) is hung
+            # too. A dead worker fails the request itself, sooner.
             answer, state = {}, {}
-            seen = ("unreachable", time.monotonic())  # the request itself will report a dead worker
+            seen = ("unreachable",)
         if watch.on_event is not None and _is_ours(state, backend, watch.task_id):
             step, steps = _steps(state)
             if steps and (step, steps) != reported:
@@ -269,6 +289,15 @@ def _steps(state: dict[str, Any]) -> tuple[int, int]:
     batches = max(1, int(state.get("job_count") or 1))
     batch_no = max(0, int(state.get("job_no") or 0))
     return batch_no * per_batch + int(state.get("sampling_step") or 0), batches * per_batch
+
+
+_background: set[asyncio.Task[None]] = set()  # held, or a running task may be garbage-collected
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _interrupt(client: httpx.AsyncClient, url: str) -> None:

@@ -1,11 +1,13 @@
 """The gateway's Prometheus metrics (sdxl_gateway_*): what operators on call look at.
 
 Per-backend series (up, scrape age, pending work) are computed from the live pool at scrape time
-by a custom collector, so removed backends disappear with them.
+by a custom collector, so removed backends disappear with them. `sdxl_gateway_asyncio_tasks` counts
+the event loop's live tasks at scrape time (the soak test watches it for leaks).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -67,4 +69,16 @@ class GatewayMetrics:
         self.inflight = Gauge("sdxl_gateway_inflight", "Requests being served by the gateway now", registry=r)
         self.plugin_seconds = Histogram("sdxl_gateway_plugin_seconds", "Routing plugin latency", ["plugin"],
                                         buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2), registry=r)
+        self.asyncio_tasks = Gauge("sdxl_gateway_asyncio_tasks", "asyncio tasks alive in the gateway's event loop",
+                                   registry=r)
+        loop = _running_loop()
+        if loop is not None:  # created in the app's lifespan; /metrics is served from a worker thread
+            self.asyncio_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         r.register(_PoolCollector(pool))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

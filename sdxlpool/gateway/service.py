@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 
 from sdxlpool.api.a1111 import Txt2ImgRequest
@@ -21,12 +20,13 @@ from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.gateway import events
+from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
-from sdxlpool.gateway.forward import Forwarded, NoBackend, forward_txt2img
+from sdxlpool.gateway.forward import Forwarded, NoBackend, WorkersFull, forward_txt2img
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Scheduler, default_scheduler
@@ -43,10 +43,12 @@ def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
     """`X-SDXL-GPU: A100,RTX-3090` (or a `gpus` list) -> canonical slugs in preference order."""
     if text is None:
         return ()
-    items = text.split(",") if isinstance(text, str) else list(text)
+    if not isinstance(text, (str, list)) or not all(isinstance(item, str) for item in text):
+        raise InvalidRequest("gpus", "must be a list of GPU model names, or one string of them separated by commas")
+    items = text.split(",") if isinstance(text, str) else text
     slugs: list[str] = []
     for item in items:
-        if not isinstance(item, str) or not item.strip():
+        if not item.strip():
             continue
         try:
             slug = normalize_gpu_name(item)
@@ -80,10 +82,8 @@ class GatewayService:
         timeout = httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout)
         # Scrapes, /progress and /interrupt: plain httpx, whose errors tell refused from slow.
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits)
-        # txt2img itself: httpx's API over aiohttp's C HTTP parser. An answer is megabytes of
-        # base64, and reading it through h11 in 64 KiB pieces was the gateway's largest cost.
-        self.bulk_client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False),
-                                             timeout=timeout, limits=limits)
+        # txt2img itself, whose answers are megabytes: aiohttp, read in one piece (_bulk.py).
+        self.bulk_client = BulkClient(max_connections=1000, connect_timeout=settings.connect_timeout)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
@@ -147,12 +147,16 @@ class GatewayService:
             if on_event is not None:
                 on_event(events.queued(self.admission.waiting))
             waited = await self.admission.admit(allowed, caller.priority)
-            forwarded = await forward_txt2img(
-                body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool, scheduler=self.scheduler,
-                client=self.client, bulk_client=self.bulk_client, max_attempts=self.settings.max_attempts,
-                attempt_timeout=self.settings.attempt_timeout, progress_deadline=self.settings.progress_deadline,
-                on_event=on_event, progress_poll=self.settings.progress_poll,
-            )
+            try:
+                forwarded = await forward_txt2img(
+                    body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool,
+                    scheduler=self.scheduler, client=self.client, bulk_client=self.bulk_client,
+                    max_attempts=self.settings.max_attempts, attempt_timeout=self.settings.attempt_timeout,
+                    progress_deadline=self.settings.progress_deadline, on_event=on_event,
+                    progress_poll=self.settings.progress_poll,
+                )
+            except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
+                raise TooBusy("saturated", exc.detail, self.admission.retry_after(allowed, time.monotonic())) from None
             for failure in forwarded.failures:
                 self.metrics.failovers.labels(failure.split(":", 1)[0]).inc()
             self.metrics.attempts.observe(forwarded.attempts)

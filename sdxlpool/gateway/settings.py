@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool.api.generation import GenerationDefaults, RequestLimits
 
 __all__ = ["GatewaySettings"]
@@ -45,6 +46,12 @@ class GatewaySettings(BaseSettings):
     rate_limit_per_minute: float = Field(0.0, ge=0, description="per client address or API key; 0 = no limit")
     rate_limit_burst: int = Field(10, ge=1)
     api_keys_file: Path | None = Field(None, description="API keys (hashed) with their own rates and priority")
+
+    # Hostile clients: request body cap (413) and read timeout (408); also the WebSocket message cap.
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
+    body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
+    # CORS: closed by default (no CORS headers); browser pages from these origins may call the API.
+    cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example"]; "*" = any')
 
     # Input limits, as on the workers (the pool's spec.limits): checked before any routing.
     max_steps: int = Field(150, ge=1)

@@ -4,7 +4,8 @@ What the operator watches, and why:
 
 * SDXLPools: created, resumed after an operator restart, spec changed -> sync now; a timer
   re-syncs each pool now and then as a safety net (drift kopf may have missed).
-* Its children (Deployments, Services, ServiceAccounts, Roles, RoleBindings labelled as ours):
+* Its children (Deployments, Services, ServiceAccounts, Roles, RoleBindings, NetworkPolicies,
+  PodDisruptionBudgets labelled as ours):
   kept in kopf indexes, so a sync reads them from memory; any change or deletion of one syncs its
   pool, which repairs a child edited or deleted by hand and refreshes status from the Deployment.
 * Nodes: their GPU labels, in an index; when they change, pools re-place their Deployments.
@@ -71,7 +72,8 @@ def gpu_nodes(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
 
 
 _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
-            "Service": "services", "Deployment": "deployments"}
+            "Service": "services", "NetworkPolicy": "networkpolicies",
+            "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments"}
 
 
 def _child_index(api_version: str, kind: str) -> None:

@@ -78,7 +78,7 @@ def run_sim_worker(args: argparse.Namespace) -> int:
     from sdxlpool.sim._app import create_sim_app
 
     return serve("sim-worker", lambda on_fatal: create_sim_app(settings, on_fatal=on_fatal),
-                 host=settings.host, port=settings.port)
+                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes)
 
 
 _seconds = at_least(float, 0, rule="0 or more seconds")

@@ -1,8 +1,9 @@
 """`create_app(settings)`: the worker's FastAPI application.
 
-Assembly only: lifespan (start loading, close the queue), the shared error handlers
-(`sdxlpool._http`: A1111-shaped JSON errors), and routers. `engine` swaps what makes the images
-(default: diffusers; `sdxlpool.sim` passes its simulated engine) and nothing else.
+Assembly only: lifespan (start loading, close the queue), the shared request limits
+(`sdxlpool._limits`: body size cap and read timeout), the shared error handlers (`sdxlpool._http`:
+A1111-shaped JSON errors, declared in the OpenAPI document too), and routers. `engine` swaps what
+makes the images (default: diffusers; `sdxlpool.sim` passes its simulated engine) and nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sdxlpool._http import install_error_handlers
+from sdxlpool._http import error_responses, install_error_handlers
+from sdxlpool._limits import RequestLimits
 from sdxlpool.worker.engine import Engine
 from sdxlpool.worker.routes import catalog, health, options, progress, txt2img
 from sdxlpool.worker.settings import WorkerSettings
@@ -36,7 +38,8 @@ def create_app(
 
     app = FastAPI(title="sdxlpool worker", version="0.1.0", lifespan=lifespan,
                   description="AUTOMATIC1111-compatible SDXL API on diffusers")
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     install_error_handlers(app)
     for module in (txt2img, options, catalog, progress, health):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=error_responses(404, 405, 408, 413, 422, 503))
     return app

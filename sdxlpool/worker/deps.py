@@ -18,11 +18,12 @@ class NotReady(RequestError):
     code = "not_ready"
 
 
-def get_state(request: Request) -> WorkerState:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request.
+async def get_state(request: Request) -> WorkerState:
     return request.app.state.worker
 
 
-def get_worker(state: Annotated[WorkerState, Depends(get_state)]) -> WorkerService:
+async def get_worker(state: Annotated[WorkerState, Depends(get_state)]) -> WorkerService:
     if state.service is None:
         raise NotReady("the model is still loading; see /readyz")
     return state.service

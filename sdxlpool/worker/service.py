@@ -105,6 +105,9 @@ class WorkerService:
             self.metrics.requests.labels("invalid").inc()
             raise
         params = _with_seeds(params)
+        if self.settings.log_prompts:  # opt-in: prompts are users' data, never logged otherwise
+            log.info("job: seed %d, %d steps, %dx%d, prompt %r, negative prompt %r", params.seed, params.steps,
+                     params.width, params.height, params.prompt, params.negative_prompt)
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
         job = self._job(params, base, refiner, sampler, self._runtime(overrides))

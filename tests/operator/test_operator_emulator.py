@@ -142,6 +142,31 @@ def test_children_edited_or_deleted_by_hand_are_repaired(pool, kube) -> None:
     eventually(lambda: "demo-rtx-3090" in deployments(kube))
 
 
+def test_network_policy_and_budgets_are_kept(pool, kube) -> None:
+    policy = eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS))
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"sdxlpool.dev/pool": "demo",
+                                                            "app.kubernetes.io/component": "worker"}
+    assert policy["metadata"]["ownerReferences"][0]["name"] == "demo"
+    budgets = eventually(lambda: {b["metadata"]["name"]: b for b in kube.list("policy/v1", "PodDisruptionBudget", NS)
+                                  if b["metadata"].get("labels", {}).get("sdxlpool.dev/pool") == "demo"}
+                         .keys() == {"demo-a100", "demo-rtx-3090", "demo-gateway"})
+    assert budgets
+    # Deleted or loosened by hand: put back.
+    kube.delete("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS)
+    eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS) is not None)
+    kube.patch("policy/v1", "PodDisruptionBudget", "demo-a100", {"spec": {"maxUnavailable": 5}}, NS)
+    eventually(lambda: kube.get("policy/v1", "PodDisruptionBudget", "demo-a100", NS)["spec"]["maxUnavailable"] == 1)
+    # A monitoring namespace edited in the spec reaches the policy; disabling it removes the policy.
+    spec = copy.deepcopy(get_pool(kube)["spec"])
+    spec["networkPolicy"] = {"enabled": True, "monitoringNamespace": "observability"}
+    kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": spec}, NS)
+    eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS)["spec"]["ingress"][1][
+        "from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "observability"})
+    spec["networkPolicy"] = {"enabled": False}
+    kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": spec}, NS)
+    eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS) is None)
+
+
 def test_invalid_pool_is_degraded_and_the_operator_lives_on(operator, pool, kube) -> None:
     bad = copy.deepcopy(POOL)
     bad["metadata"]["name"] = "broken"

@@ -32,6 +32,10 @@ def test_renders_the_example_pool() -> None:
         ("RoleBinding", "demo-gateway"),
         ("Service", "demo-workers"),
         ("Service", "demo-gateway"),
+        ("NetworkPolicy", "demo-workers"),
+        ("PodDisruptionBudget", "demo-a100"),
+        ("PodDisruptionBudget", "demo-rtx-3090"),
+        ("PodDisruptionBudget", "demo-gateway"),
         ("Deployment", "demo-a100"),
         ("Deployment", "demo-rtx-3090"),
         ("Deployment", "demo-gateway"),
@@ -41,7 +45,7 @@ def test_renders_the_example_pool() -> None:
     for document in documents:
         assert document["metadata"]["namespace"] == "sdxl"
         kubernetes_validate.validate(document, "1.35", strict=True)
-    a100 = documents[5]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    a100 = documents[9]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
     values = a100["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
     assert values == ["NVIDIA-A100-PCIE-40GB", "NVIDIA-A100-SXM4-80GB"]
 

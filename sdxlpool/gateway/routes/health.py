@@ -16,13 +16,15 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
 def readyz(gateway: GatewayDep) -> JSONResponse:
     if not gateway.ready:
         return JSONResponse({"error": "not_ready", "detail": "no backend is up yet"}, status_code=503)
     return JSONResponse({"status": "ready", "backends": len(gateway.pool)})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format"}})
 def metrics(gateway: GatewayDep) -> Response:
     return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)

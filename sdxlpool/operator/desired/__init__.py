@@ -8,8 +8,8 @@ applies.
 
 One module per concern: ``names`` (valid, unique child names), ``labels`` (labels, selectors,
 annotations), ``placement`` (node affinity from node labels), ``pods`` (security, probes),
-``workers`` (worker Deployments), ``services``, ``gateway`` (RBAC + Deployment), ``state``
-(the assembly).
+``workers`` (worker Deployments), ``services``, ``gateway`` (RBAC + Deployment), ``policies``
+(the workers' NetworkPolicy, PodDisruptionBudgets), ``state`` (the assembly).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sdxlpool.operator.desired.placement import (
     canonical_product_label,
     place_entry,
 )
+from sdxlpool.operator.desired.policies import NAMESPACE_NAME_LABEL
 from sdxlpool.operator.desired.services import GATEWAY_PORT
 from sdxlpool.operator.desired.state import DEFAULT_NAMESPACE, DesiredState, desired_state, identity
 from sdxlpool.operator.desired.workers import GPU_RESOURCE, WORKER_PORT, worker_args
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "GATEWAY_PORT",
     "GPU_RESOURCE",
+    "NAMESPACE_NAME_LABEL",
     "NVIDIA_PRODUCT_LABEL",
     "WORKER_PORT",
     "DesiredState",

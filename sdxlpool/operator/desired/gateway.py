@@ -6,6 +6,11 @@ Pure. The gateway runs ``sdxlpool gateway --kubernetes --namespace NS --pool NAM
 RBAC cannot narrow ``list``/``watch`` to labelled pods, so the Role grants ``get``, ``list`` and
 ``watch`` on pods of the pool's namespace: nothing else, no wildcards.
 
+With ``gateway.apiKeysSecret``, that Secret's key is mounted read-only (a Secret volume, not a
+``subPath``, so edits to the Secret reach the running pod) at ``/etc/sdxlpool/api-keys/keys.yaml``
+and passed as ``--api-keys``; the gateway re-reads the file when it changes. The operator never
+reads the Secret: only the kubelet does, so the operator needs no permission on Secrets.
+
 Settings without a DESIGN.md flag reach the gateway as environment variables (ignored by a
 gateway that does not know them):
 
@@ -32,6 +37,7 @@ from sdxlpool.operator.desired.pods import (
 from sdxlpool.operator.desired.services import GATEWAY_PORT
 
 __all__ = [
+    "API_KEYS_PATH",
     "gateway_args",
     "gateway_deployment",
     "gateway_role",
@@ -40,6 +46,10 @@ __all__ = [
 ]
 
 _RBAC = "rbac.authorization.k8s.io"
+_API_KEYS_VOLUME = "api-keys"
+_API_KEYS_DIR = "/etc/sdxlpool/api-keys"
+API_KEYS_PATH = f"{_API_KEYS_DIR}/keys.yaml"
+"""Where the gateway reads its API keys file when ``gateway.apiKeysSecret`` is set."""
 
 
 def _metadata(pool: str, namespace: str, name: str) -> dict[str, Any]:
@@ -71,12 +81,15 @@ def gateway_role_binding(pool: str, namespace: str, name: str) -> dict[str, Any]
     }
 
 
-def gateway_args(pool: str, namespace: str) -> list[str]:
+def gateway_args(pool: str, namespace: str, *, api_keys: bool = False) -> list[str]:
     """Arguments after ``sdxlpool``: the ``gateway`` sub-command in Kubernetes discovery mode."""
-    return [
+    args = [
         "gateway", "--kubernetes", "--namespace", namespace, "--pool", pool,
         "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
     ]  # fmt: skip
+    if api_keys:
+        args += ["--api-keys", API_KEYS_PATH]
+    return args
 
 
 def _gateway_env(spec: SDXLPoolSpec) -> list[dict[str, str]]:
@@ -100,16 +113,24 @@ def _gateway_env(spec: SDXLPoolSpec) -> list[dict[str, str]]:
 def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec) -> dict[str, Any]:
     """The gateway Deployment; it runs as the ServiceAccount ``name``."""
     gateway = spec.gateway
+    keys = gateway.api_keys_secret
+    mounts = [scratch_mount()]
+    volumes = [scratch_volume()]
+    if keys is not None:
+        mounts.append({"name": _API_KEYS_VOLUME, "mountPath": _API_KEYS_DIR, "readOnly": True})
+        # 0440: readable by the pod's group (fsGroup 10001), by no one else.
+        volumes.append({"name": _API_KEYS_VOLUME, "secret": {
+            "secretName": keys.name, "items": [{"key": keys.key, "path": "keys.yaml"}], "defaultMode": 0o440}})
     container = {
         "name": "gateway",
         "image": gateway.image or spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["sdxlpool"],
-        "args": gateway_args(pool, namespace),
+        "args": gateway_args(pool, namespace, api_keys=keys is not None),
         "env": _gateway_env(spec),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         "resources": resource_amounts(gateway.resources),
-        "volumeMounts": [scratch_mount()],
+        "volumeMounts": mounts,
         "readinessProbe": http_probe("/readyz", period=5, failures=3),
         "livenessProbe": http_probe("/healthz", period=10, failures=3),
         "securityContext": container_security_context(),
@@ -123,7 +144,7 @@ def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec)
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = image_pull_secrets(spec)
     pod["containers"] = [container]
-    pod["volumes"] = [scratch_volume()]
+    pod["volumes"] = volumes
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -3,8 +3,8 @@
 Every pod meets the Kubernetes "restricted" Pod Security Standard: non-root (uid/gid 10001),
 no privilege escalation, all capabilities dropped, the runtime's default seccomp profile, a
 read-only root filesystem with an ``emptyDir`` at ``/tmp`` (``HOME`` points there, so Python and
-Hugging Face caches have somewhere to write), and only ``emptyDir``, ``persistentVolumeClaim``
-and ``projected`` (service-account token) volumes.
+Hugging Face caches have somewhere to write), and only ``emptyDir``, ``persistentVolumeClaim``,
+``projected`` (service-account token) and ``secret`` (the gateway's API keys) volumes.
 """
 
 from __future__ import annotations

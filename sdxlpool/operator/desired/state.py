@@ -23,6 +23,7 @@ from sdxlpool.operator.desired.gateway import (
 )
 from sdxlpool.operator.desired.names import child_name
 from sdxlpool.operator.desired.placement import EntryPlacement, place_entry
+from sdxlpool.operator.desired.policies import disruption_budget, worker_network_policy
 from sdxlpool.operator.desired.services import gateway_service, worker_service
 from sdxlpool.operator.desired.workers import WORKER_PORT, worker_deployment
 
@@ -43,7 +44,8 @@ class DesiredState:
 
     children: tuple[dict[str, Any], ...]
     """Manifests in apply order: ServiceAccount, Role, RoleBinding (gateway only), Services,
-    Deployments (one per GPU entry in spec order, then the gateway's)."""
+    the workers' NetworkPolicy (unless disabled), PodDisruptionBudgets and Deployments (one of
+    each per GPU entry in spec order, then the gateway's)."""
     placements: Mapping[str, EntryPlacement]
     """Per GPU entry, keyed by slug, in spec order."""
 
@@ -91,6 +93,14 @@ def desired_state(pool: SDXLPool, nodes: Sequence[Mapping[str, Any]] = ()) -> De
         services.append(gateway_service(name, namespace, gateway_name, spec.gateway))
         deployments.append(gateway_deployment(name, namespace, gateway_name, spec))
 
+    # 4. policies: who may connect to the workers, and how many pods a drain may evict at once
+    policies = []
+    if spec.network_policy.enabled:
+        policies.append(
+            worker_network_policy(name, namespace, child_name(name, "workers"), spec.network_policy, WORKER_PORT)
+        )
+    budgets = [disruption_budget(deployment) for deployment in deployments]
+
     # Deep copies: no two manifests share a nested list or dict, so callers may edit one freely.
-    children = tuple(copy.deepcopy(child) for child in (*rbac, *services, *deployments))
+    children = tuple(copy.deepcopy(child) for child in (*rbac, *services, *policies, *budgets, *deployments))
     return DesiredState(children=children, placements=MappingProxyType(placements))

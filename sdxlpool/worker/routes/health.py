@@ -16,7 +16,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
 def readyz(state: StateDep) -> JSONResponse:
     service = state.service
     if service is None or not service.ready:
@@ -25,7 +25,9 @@ def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "model": service.checkpoints.current.title})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format"}})
 def metrics(state: StateDep) -> Response:
     if state.service is None:  # still loading: say so in the one metric that exists already
         body = b"# HELP sdxl_worker_ready 1 when the model is loaded\n# TYPE sdxl_worker_ready gauge\nsdxl_worker_ready 0.0\n"
