@@ -9,6 +9,7 @@ until it serves.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["free_port", "spawn", "stop", "wait_ready", "wait_scraped", "percentile"]
+__all__ = ["free_port", "spawn", "stop", "wait_ready", "wait_scraped", "percentile", "poisson_arrivals"]
 
 
 def free_port() -> int:
@@ -85,3 +86,14 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     low = int(pos)
     high = min(low + 1, len(sorted_values) - 1)
     return round(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low), 4)
+
+
+def poisson_arrivals(rng: random.Random, rate: float, count: int, seconds: float) -> list[float]:
+    """Open-loop Poisson arrival offsets (seconds), at most `count`, all before `seconds`."""
+    arrivals, t = [], 0.0
+    while len(arrivals) < count:
+        t += rng.expovariate(rate)
+        if t >= seconds:
+            break
+        arrivals.append(t)
+    return arrivals

@@ -56,9 +56,9 @@ import psutil
 import yaml
 from _local import free_port as _free_port
 from _local import percentile as _pct
+from _local import poisson_arrivals, wait_ready
 from _local import spawn as _spawn
 from _local import stop as _stop
-from _local import wait_ready
 from _local import wait_scraped as _wait_scraped
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -135,7 +135,7 @@ def main() -> int:
             {"name": w.name, "url": w.url, "gpu": w.gpu, "type": "sdxlpool"} for w in workers]}))
         for level, load in enumerate(loads):
             rate = load * capacity
-            arrivals = _schedule(random.Random(args.seed * 1000 + level), rate, args.requests, args.max_seconds)
+            arrivals = poisson_arrivals(random.Random(args.seed * 1000 + level), rate, args.requests, args.max_seconds)
             for policy in policies:
                 profile = workdir / f"{policy}.yaml"
                 profile.write_text(yaml.safe_dump({"routing": PROFILES[policy]}))
@@ -211,17 +211,6 @@ async def _warm_up(workers: list[Worker], steps: int, rounds: int = 2) -> None:
 
 
 # -- one cell ---------------------------------------------------------------------------------------
-
-def _schedule(rng: random.Random, rate: float, count: int, max_seconds: float) -> list[float]:
-    """Open-loop Poisson arrival offsets (seconds), at most `count` and all before `max_seconds`."""
-    arrivals, t = [], 0.0
-    while len(arrivals) < count:
-        t += rng.expovariate(rate)
-        if t >= max_seconds:
-            break
-        arrivals.append(t)
-    return arrivals
-
 
 def _body(steps: int, seed: int) -> dict[str, Any]:
     return {"prompt": "benchmark", "steps": steps, "width": SIZE, "height": SIZE, "sampler_name": "Euler",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -36,7 +35,15 @@ import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _local import free_port, percentile, spawn, stop, wait_ready, wait_scraped  # noqa: E402
+from _local import (  # noqa: E402
+    free_port,
+    percentile,
+    poisson_arrivals,
+    spawn,
+    stop,
+    wait_ready,
+    wait_scraped,
+)
 
 __all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample", "sample_gateway", "free_port",
            "spawn", "stop", "wait_ready", "wait_scraped",
@@ -200,17 +207,6 @@ async def send(client: httpx.AsyncClient, url: str, body: dict[str, Any], timeou
             kind = "rejected" if response.headers.get("Retry-After", "").isdigit() else "unclear"
         return Outcome(kind, status, seconds, code, attempts, queued, seed)
     return Outcome("unclear", status, seconds, "not a JSON error", attempts, queued, seed)
-
-
-def poisson_arrivals(rng: random.Random, rate: float, count: int, seconds: float) -> list[float]:
-    """Open-loop Poisson arrival offsets (seconds), at most `count`, all before `seconds`."""
-    arrivals, t = [], 0.0
-    while len(arrivals) < count:
-        t += rng.expovariate(rate)
-        if t >= seconds:
-            break
-        arrivals.append(t)
-    return arrivals
 
 
 # -- the gateway process --------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Failures come back as two exceptions the caller tells apart: `BulkTimeout` and `
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
@@ -52,8 +51,7 @@ class BulkClient:
             # trust_env=False: never route a worker request through a proxy from the environment.
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=connector, read_bufsize=_READ_BUFFER_BYTES,
-                                                  trust_env=False, auto_decompress=False,
-                                                  json_serialize=json.dumps)
+                                                  trust_env=False, auto_decompress=False)
         return self._session
 
     async def post_json(self, url: str, body: Any, *, timeout: float) -> tuple[int, bytes]:

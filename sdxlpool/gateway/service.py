@@ -78,12 +78,13 @@ class GatewayService:
         self.pool = BackendPool()
         self.metrics = GatewayMetrics(self.pool)
         self.scheduler = _scheduler(settings, lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds))
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        max_connections = 1000  # per client, to all workers together
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=200)
         timeout = httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout)
         # Scrapes, /progress and /interrupt: plain httpx, whose errors tell refused from slow.
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits)
         # txt2img itself, whose answers are megabytes: aiohttp, read in one piece (_bulk.py).
-        self.bulk_client = BulkClient(max_connections=1000, connect_timeout=settings.connect_timeout)
+        self.bulk_client = BulkClient(max_connections=max_connections, connect_timeout=settings.connect_timeout)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,

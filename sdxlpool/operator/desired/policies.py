@@ -37,7 +37,7 @@ def worker_network_policy(pool: str, namespace: str, name: str, policy: NetworkP
                                       "ports": ports}]
     if policy.monitoring_namespace:
         monitoring = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: policy.monitoring_namespace}}}
-        ingress.append({"from": [monitoring], "ports": [dict(p) for p in ports]})
+        ingress.append({"from": [monitoring], "ports": ports})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
