@@ -259,7 +259,7 @@ def findings(objects: list[dict[str, Any]], *, children_only: bool = False) -> l
 
     from sdxlpool.api.spec import PoolSpecError, load_pool
     from sdxlpool.operator.desired import desired_state
-    from sdxlpool.operator.desired.labels import GPU, POOL, label_value
+    from sdxlpool.api.labels import GPU, POOL, label_value
     from sdxlpool.operator.drift import drift_patch
 
     pools = [o for o in objects if o["kind"] == POOL_API[1]]

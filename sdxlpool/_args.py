@@ -1,8 +1,10 @@
-"""Value types for the sub-commands' argparse flags, so a bad value reads the same everywhere.
+"""Argparse pieces shared by the sub-commands, so a flag reads the same everywhere.
 
-Each returns a function for `add_argument(type=...)` that raises `argparse.ArgumentTypeError` with
-the rule it broke ("must be 1 or more, got 0"); argparse turns that into the one-line exit 2.
-Only argparse and math are imported: the CLI builds every parser before any command runs.
+Value types: each returns a function for `add_argument(type=...)` that raises
+`argparse.ArgumentTypeError` with the rule it broke ("must be 1 or more, got 0"); argparse turns
+that into the one-line exit 2. The generation flags: the pool's limits and defaults, the same on
+`worker`, `sim-worker` and `gateway` (the table is `sdxlpool.api.pool_config.GENERATION_FLAGS`).
+Nothing heavy is imported: the CLI builds every parser before any command runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["number", "at_least", "more_than", "between"]
+__all__ = ["number", "at_least", "more_than", "between", "add_generation_flags", "generation_given"]
 
 
 def number(text: str, kind: type) -> Any:
@@ -47,3 +49,23 @@ def more_than(kind: type, low: float) -> Callable[[str], Any]:
 
 def between(kind: type, low: float, high: float) -> Callable[[str], Any]:
     return _checked(kind, lambda value: low <= value <= high, f"between {low:g} and {high:g}")
+
+
+_METAVARS = {int: "N", float: "X", str: "NAME"}
+
+
+def add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    """``--max-steps`` ... ``--default-refiner-switch-at``: what requests may ask and what they get when
+    they leave a field out. A pool renders the same values for every worker and its gateway."""
+    from sdxlpool.api.pool_config import GENERATION_FLAGS
+
+    group = parser.add_argument_group("limits and defaults")
+    for flag in GENERATION_FLAGS:
+        group.add_argument(flag.flag, type=flag.kind, help=flag.help, metavar=_METAVARS[flag.kind])
+
+
+def generation_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The generation flags given on the command line, by settings field (absent ones left to the settings)."""
+    from sdxlpool.api.pool_config import GENERATION_FLAGS
+
+    return {f.field: getattr(args, f.field) for f in GENERATION_FLAGS if getattr(args, f.field, None) is not None}

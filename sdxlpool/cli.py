@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sdxlpool import __version__
+from sdxlpool._args import add_generation_flags, generation_given
 from sdxlpool._files import read_text
 from sdxlpool.errors import ConfigError
 
@@ -63,19 +64,10 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--provider", help="provider name shown to users")
     worker.add_argument("--location", help="location shown to users")
     worker.add_argument("--worker-name", help="this worker's name (default host:port)")
-    for flag, kind, text in (
-        ("--max-steps", int, "largest steps value accepted"),
-        ("--max-pixels", int, "largest width x height accepted"),
-        ("--max-batch", int, "most images per request (batch_size x n_iter)"),
-        ("--max-prompt-chars", int, "longest prompt accepted"),
-        ("--max-queue", int, "requests that may wait behind the running one; more get 503"),
-        ("--max-body-bytes", int, "largest request body accepted; larger get 413 (default 1048576)"),
-        ("--default-sampler", str, "sampler when a request names none"),
-        ("--default-steps", int, "steps when a request gives none"),
-        ("--default-width", int, "width when a request gives none"),
-        ("--default-height", int, "height when a request gives none"),
-    ):
-        worker.add_argument(flag, type=kind, help=text)
+    worker.add_argument("--max-queue", type=int, help="requests that may wait behind the running one; more get 503")
+    worker.add_argument("--max-body-bytes", type=int,
+                        help="largest request body accepted; larger get 413 (default 1048576)")
+    add_generation_flags(worker)
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
     worker.add_argument("--log-prompts", action="store_const", const=True,
@@ -103,6 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="prefer cheaper GPUs (backends' pricePerHour) with this weight; 0 = off (default)")
     gateway.add_argument("--rate-limit", type=float, metavar="N",
                          help="requests per minute per client address or API key (default 0: no limit)")
+    gateway.add_argument("--rate-limit-burst", type=int, metavar="N",
+                         help="requests a client may send at once before --rate-limit applies (default 10)")
     gateway.add_argument("--api-keys", type=Path, metavar="FILE",
                          help="require API keys: YAML of hashed keys with their rates and priority "
                               "(see `sdxlpool api-key`), re-read on change")
@@ -111,6 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                          help="let browser pages from this origin call the API (repeat for several; default: none, "
                               "CORS closed)")
+    add_generation_flags(gateway)
     gateway.set_defaults(handler=_gateway)
 
     api_key = commands.add_parser(
@@ -183,10 +178,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     from sdxlpool.worker.settings import WorkerSettings
 
-    keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_steps",
-            "max_pixels", "max_batch", "max_prompt_chars", "max_queue", "max_body_bytes", "default_sampler",
-            "default_steps", "default_width", "default_height", "warmup", "refiner", "log_prompts")
-    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
+            "max_body_bytes", "warmup", "refiner", "log_prompts")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model
     try:
@@ -243,9 +237,9 @@ def _gateway(args: argparse.Namespace) -> int:
         "pool": args.pool, "host": args.host, "port": args.port,
         "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
-        "rate_limit_per_minute": args.rate_limit, "api_keys_file": args.api_keys,
-        "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
-    }.items() if value is not None}
+        "rate_limit_per_minute": args.rate_limit, "rate_limit_burst": args.rate_limit_burst,
+        "api_keys_file": args.api_keys, "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
+    }.items() if value is not None} | generation_given(args)
     try:
         settings = GatewaySettings(**given)
     except ValidationError as exc:

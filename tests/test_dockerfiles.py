@@ -352,9 +352,8 @@ def test_entrypoints_name_real_subcommands(dockerfile: Path) -> None:
 
 
 def test_exposed_ports_are_the_cli_defaults() -> None:
+    from sdxlpool.api.ports import GATEWAY_PORT, WORKER_PORT
     from sdxlpool.gateway.settings import GatewaySettings
-    from sdxlpool.operator.desired.services import GATEWAY_PORT
-    from sdxlpool.operator.desired.workers import WORKER_PORT
     from sdxlpool.worker.settings import WorkerSettings
 
     def exposed(path: Path) -> set[int]:

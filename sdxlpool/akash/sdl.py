@@ -11,12 +11,13 @@ Pure: nothing here reads a file, the clock or the network. What each pool field 
         .resources            -> cpu.units / memory.size / storage[0].size (limits, else requests,
                                  else 4 CPUs, 24Gi, 60Gi)
         .pricePerHour         -> placement pricing: the most the tenant bids per block (see `PriceRule`)
-    spec.image, defaults,     -> the worker container run as the operator runs it (same flags and
-    limits, model                SDXLPOOL_DEFAULT_* variables), preceded by ``hf download`` of the
+    spec.image, defaults,     -> the worker container run as the operator runs it (the same flags,
+    limits, model                from sdxlpool.api.pool_config), preceded by ``hf download`` of the
                                  weights (Akash has no init containers or PVCs, so the service's
                                  command downloads first, then ``exec``s the worker offline)
-    spec.gateway              -> service ``gateway`` (layout ``shared`` only), exposed globally on 80;
-                                 workers are then exposed only to it, as ``http://worker-<gpu>:7860``
+    spec.gateway              -> service ``gateway`` (layout ``shared`` only), exposed globally on 80,
+                                 run with the same flags as the operator's gateway; workers are then
+                                 exposed only to it, as ``http://worker-<gpu>:7860``
 
 Layouts (Akash leases each placement group from one provider, and service names resolve only
 inside a group, i.e. inside one provider's lease):
@@ -41,16 +42,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sdxlpool.api.gpu import akash_model_name
+from sdxlpool.api.pool_config import backend_entry, gateway_args, hf_download_command, pod_worker_args
+from sdxlpool.api.ports import GATEWAY_PORT, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, ResourceAmounts, SDXLPool, SDXLPoolSpec
-from sdxlpool.operator.desired.services import GATEWAY_PORT
-from sdxlpool.operator.desired.workers import WORKER_PORT, hf_download_command, worker_args
 
 __all__ = [
     "DENOMS",
-    "GATEWAY_PORT",
     "GATEWAY_SERVICE",
     "PLACEHOLDER_DOMAIN",
-    "WORKER_PORT",
     "AkashError",
     "Layout",
     "PriceRule",
@@ -161,7 +160,8 @@ def _worker_script(spec: SDXLPoolSpec, entry: GpuEntry) -> str:
         )
     steps = [shlex.join(hf_download_command(repo, hub.revision, MODELS_DIR))
              for repo in (hub.repo, hub.refiner_repo) if repo is not None]
-    worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", *worker_args(spec, entry, models_dir=MODELS_DIR)]
+    worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", *pod_worker_args(spec, entry, port=WORKER_PORT,
+                                                                             models_dir=MODELS_DIR)]
     steps.append(shlex.join(worker))
     return " && ".join(steps)
 
@@ -173,8 +173,6 @@ def _worker_service(spec: SDXLPoolSpec, entry: GpuEntry, *, to_gateway: bool, hf
         "HF_HOME=/tmp/huggingface",
         "HF_HUB_DISABLE_TELEMETRY=1",
         "SDXLPOOL_CACHE=/tmp/sdxlpool",
-        f"SDXLPOOL_DEFAULT_CFG_SCALE={spec.defaults.cfg_scale}",
-        f"SDXLPOOL_DEFAULT_REFINER_SWITCH_AT={spec.defaults.refiner_switch_at}",
     ]
     if hf_token:
         env.append(f"HF_TOKEN={hf_token}")
@@ -202,18 +200,6 @@ def _worker_compute(entry: GpuEntry) -> dict[str, Any]:
             "gpu": {"units": entry.gpus_per_replica, "attributes": _gpu_attributes(entry)},
         }
     }
-
-
-def _backend(entry: GpuEntry, name: str, url: str) -> dict[str, Any]:
-    backend: dict[str, Any] = {"name": name, "url": url, "gpu": entry.model}
-    if entry.provider is not None:
-        backend["provider"] = entry.provider.name
-        if entry.provider.location:
-            backend["location"] = entry.provider.location
-    backend["type"] = "sdxlpool"
-    if entry.price_per_hour is not None:
-        backend["pricePerHour"] = entry.price_per_hour
-    return backend
 
 
 def _entries(spec: SDXLPoolSpec) -> list[GpuEntry]:
@@ -249,7 +235,7 @@ def render_backends(
             url = uri if "://" in uri else f"http://{uri}"
         else:
             url = f"http://{service}.{PLACEHOLDER_DOMAIN}"
-        backends.append(_backend(entry, service, url))
+        backends.append(backend_entry(entry, service, url))
     if uris and not internal:
         raise AkashError(f"URIs given for services this pool has no worker for: {', '.join(sorted(uris))}")
     return {"backends": backends}
@@ -258,24 +244,13 @@ def render_backends(
 def _gateway_service(pool: SDXLPool) -> dict[str, Any]:
     spec = pool.spec
     backends = json.dumps(render_backends(pool, "shared"), separators=(",", ":"))
-    gateway = ["exec", "sdxlpool", "gateway", "--backends", BACKENDS_PATH, "--host", "0.0.0.0",
-               "--port", str(GATEWAY_PORT)]  # fmt: skip
+    gateway = ["exec", "sdxlpool", *gateway_args(spec, discovery=["--backends", BACKENDS_PATH], host="0.0.0.0",
+                                                 port=GATEWAY_PORT)]
     script = (
         f"mkdir -p {posixpath.dirname(BACKENDS_PATH)} && "
         f'printf "%s" "$SDXLPOOL_BACKENDS_JSON" > {BACKENDS_PATH} && {shlex.join(gateway)}'
     )
     env = ["HOME=/tmp", "XDG_CACHE_HOME=/tmp/.cache", f"SDXLPOOL_BACKENDS_JSON={backends}"]
-    limit = spec.gateway.rate_limit
-    if limit is not None:
-        env += [f"SDXLPOOL_GATEWAY_RATE_LIMIT_PER_MINUTE={limit.requests_per_minute}",
-                f"SDXLPOOL_GATEWAY_RATE_LIMIT_BURST={limit.burst}"]  # fmt: skip
-    limits = spec.limits
-    env += [
-        f"SDXLPOOL_GATEWAY_MAX_STEPS={limits.max_steps}",
-        f"SDXLPOOL_GATEWAY_MAX_PIXELS={limits.max_pixels}",
-        f"SDXLPOOL_GATEWAY_MAX_BATCH={limits.max_batch}",
-        f"SDXLPOOL_GATEWAY_MAX_PROMPT_CHARS={limits.max_prompt_chars}",
-    ]
     return {
         "image": spec.gateway.image or spec.image,
         "command": ["sh", "-c"],

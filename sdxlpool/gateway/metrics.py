@@ -1,7 +1,7 @@
-"""The gateway's Prometheus metrics (sdxl_gateway_*): what operators on call look at.
+"""The gateway's Prometheus metrics (names in :mod:`sdxlpool.api.metric_names`): what operators on call look at.
 
 Per-backend series (up, scrape age, pending work) are computed from the live pool at scrape time
-by a custom collector, so removed backends disappear with them. `sdxl_gateway_asyncio_tasks` counts
+by a custom collector, so removed backends disappear with them. The asyncio-tasks gauge counts
 the event loop's live tasks at scrape time (the soak test watches it for leaks).
 """
 
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sdxlpool.api import metric_names as m
 from sdxlpool.gateway.pool import BackendPool
 
 __all__ = ["GatewayMetrics", "OUTCOMES"]
@@ -33,10 +34,10 @@ class _PoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.monotonic()
         labels = ["backend", "gpu_model", "provider", "location"]
-        up = GaugeMetricFamily("sdxl_gateway_backend_up", "1 when the backend can take requests", labels=labels)
-        age = GaugeMetricFamily("sdxl_gateway_scrape_age_seconds",
+        up = GaugeMetricFamily(m.GATEWAY_BACKEND_UP, "1 when the backend can take requests", labels=labels)
+        age = GaugeMetricFamily(m.GATEWAY_SCRAPE_AGE_SECONDS,
                                 "Seconds since the backend's metrics were last scraped (-1: never)", labels=labels)
-        pending = GaugeMetricFamily("sdxl_gateway_backend_pending_steps",
+        pending = GaugeMetricFamily(m.GATEWAY_BACKEND_PENDING_STEPS,
                                     "Pending normalised steps: last scrape plus what the gateway sent since",
                                     labels=labels)
         for state in self.pool.states():
@@ -56,20 +57,20 @@ class GatewayMetrics:
     def __init__(self, pool: BackendPool) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("sdxl_gateway_requests", "Requests by GPU model that served them and outcome",
+        self.requests = Counter(m.GATEWAY_REQUESTS, "Requests by GPU model that served them and outcome",
                                 ["gpu_model", "outcome"], registry=r)
-        self.latency = Histogram("sdxl_gateway_request_seconds", "Wall seconds of a request through the gateway",
+        self.latency = Histogram(m.GATEWAY_REQUEST_SECONDS, "Wall seconds of a request through the gateway",
                                  ["gpu_model"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.attempts = Histogram("sdxl_gateway_attempts", "Workers tried per request", buckets=(1, 2, 3, 4, 6),
+        self.attempts = Histogram(m.GATEWAY_ATTEMPTS, "Workers tried per request", buckets=(1, 2, 3, 4, 6),
                                   registry=r)
-        self.failovers = Counter("sdxl_gateway_failovers", "Attempts abandoned on a worker, by worker",
+        self.failovers = Counter(m.GATEWAY_FAILOVERS, "Attempts abandoned on a worker, by worker",
                                  ["backend"], registry=r)
-        self.queue_depth = Gauge("sdxl_gateway_queue_depth", "Requests waiting at the gateway for a worker with room",
+        self.queue_depth = Gauge(m.GATEWAY_QUEUE_DEPTH, "Requests waiting at the gateway for a worker with room",
                                  registry=r)
-        self.inflight = Gauge("sdxl_gateway_inflight", "Requests being served by the gateway now", registry=r)
-        self.plugin_seconds = Histogram("sdxl_gateway_plugin_seconds", "Routing plugin latency", ["plugin"],
+        self.inflight = Gauge(m.GATEWAY_INFLIGHT, "Requests being served by the gateway now", registry=r)
+        self.plugin_seconds = Histogram(m.GATEWAY_PLUGIN_SECONDS, "Routing plugin latency", ["plugin"],
                                         buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2), registry=r)
-        self.asyncio_tasks = Gauge("sdxl_gateway_asyncio_tasks", "asyncio tasks alive in the gateway's event loop",
+        self.asyncio_tasks = Gauge(m.GATEWAY_ASYNCIO_TASKS, "asyncio tasks alive in the gateway's event loop",
                                    registry=r)
         loop = _running_loop()
         if loop is not None:  # created in the app's lifespan; /metrics is served from a worker thread

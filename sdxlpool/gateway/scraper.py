@@ -16,6 +16,7 @@ import time
 
 import httpx
 
+from sdxlpool.api.ports import METRICS_PATH
 from sdxlpool.gateway.backends import BackendState
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.worker_metrics import parse_worker_metrics
@@ -59,7 +60,7 @@ async def _probe_a1111(state: BackendState, client: httpx.AsyncClient, timeout: 
 async def _scrape(state: BackendState, client: httpx.AsyncClient, timeout: float) -> None:
     sent = time.monotonic()  # the metrics describe the worker as of about now, not as of the answer
     try:
-        response = await client.get(state.backend.url + "/metrics", timeout=timeout)
+        response = await client.get(state.backend.url + METRICS_PATH, timeout=timeout)
         response.raise_for_status()
         metrics = parse_worker_metrics(response.text)
     except (httpx.HTTPError, ValueError) as exc:

@@ -103,10 +103,9 @@ class GatewayService:
                 watch_file(settings.api_keys_file, load_api_keys, self._use_keys, settings.reload_interval)))
         if settings.kubernetes:
             from sdxlpool.gateway.discovery.kubernetes import watch_pods
-            from sdxlpool.operator.desired.names import label_value
 
             self._tasks.append(asyncio.create_task(
-                watch_pods(settings.namespace or "", label_value(settings.pool or ""), self.pool.update)))
+                watch_pods(settings.namespace or "", settings.pool or "", self.pool.update)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
 

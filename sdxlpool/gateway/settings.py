@@ -58,9 +58,12 @@ class GatewaySettings(BaseSettings):
     max_pixels: int = Field(2048 * 2048, ge=64 * 64)
     max_batch: int = Field(8, ge=1)
     max_prompt_chars: int = Field(2000, ge=1)
+    default_sampler: str = "DPM++ SDE Karras"
     default_steps: int = Field(25, ge=1)
+    default_cfg_scale: float = 7.0
     default_width: int = Field(1024, ge=64)
     default_height: int = Field(1024, ge=64)
+    default_refiner_switch_at: float = Field(0.8, ge=0, le=1)
 
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:
@@ -81,4 +84,6 @@ class GatewaySettings(BaseSettings):
 
     @property
     def defaults(self) -> GenerationDefaults:
-        return GenerationDefaults(steps=self.default_steps, width=self.default_width, height=self.default_height)
+        return GenerationDefaults(sampler=self.default_sampler, steps=self.default_steps,
+                                  cfg_scale=self.default_cfg_scale, width=self.default_width,
+                                  height=self.default_height, refiner_switch_at=self.default_refiner_switch_at)

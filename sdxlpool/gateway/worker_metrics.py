@@ -1,4 +1,4 @@
-"""A worker's /metrics text -> the numbers routing needs (the metric contract in DESIGN.md).
+"""A worker's /metrics text -> the numbers routing needs (the contract in :mod:`sdxlpool.api.metric_names`).
 
 Pure: a function of the text, no I/O. The scraper fetches the text; this parses it with
 prometheus_client's own parser and keeps only the contract's series:
@@ -21,17 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sdxlpool.api import metric_names as m
+
 __all__ = ["WorkerMetrics", "parse_worker_metrics", "REQUIRED_SERIES"]
 
-REQUIRED_SERIES = (
-    "sdxl_worker_queue_depth",
-    "sdxl_worker_inflight",
-    "sdxl_worker_pending_steps",
-    "sdxl_worker_step_seconds",
-    "sdxl_worker_ready",
-)
-_INFO = "sdxl_worker_info"
-_INFO_LABELS = ("gpu_model", "provider", "location", "model")
+REQUIRED_SERIES = m.WORKER_ROUTING_SERIES
 
 
 @dataclass(frozen=True)
@@ -64,19 +58,19 @@ def parse_worker_metrics(text: str) -> WorkerMetrics:
             for sample in family.samples:
                 if sample.name in REQUIRED_SERIES and sample.name not in values:
                     values[sample.name] = _sane(sample.value)
-                elif sample.name == _INFO and sample.value == 1 and not info:
-                    info = {key: sample.labels.get(key, "") for key in _INFO_LABELS}
+                elif sample.name == m.WORKER_INFO and sample.value == 1 and not info:
+                    info = {key: sample.labels.get(key, "") for key in m.WORKER_INFO_LABELS}
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise ValueError(f"worker metrics: not Prometheus text format ({exc})") from None
     missing = [name for name in REQUIRED_SERIES if name not in values]
     if missing:
         raise ValueError(f"worker metrics: not an sdxlpool worker, /metrics lacks {', '.join(missing)}")
     return WorkerMetrics(
-        queue_depth=values["sdxl_worker_queue_depth"],
-        inflight=values["sdxl_worker_inflight"],
-        pending_steps=values["sdxl_worker_pending_steps"],
-        step_seconds=values["sdxl_worker_step_seconds"],
-        ready=values["sdxl_worker_ready"] >= 0.5,
+        queue_depth=values[m.WORKER_QUEUE_DEPTH],
+        inflight=values[m.WORKER_INFLIGHT],
+        pending_steps=values[m.WORKER_PENDING_STEPS],
+        step_seconds=values[m.WORKER_STEP_SECONDS],
+        ready=values[m.WORKER_READY] >= 0.5,
         **info,
     )
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sdxlpool.api.ports import GATEWAY_PORT, HEALTH_PATH, LOCAL_WORKER_PORT, READY_PATH
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_up"]
@@ -30,9 +31,9 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         "a tiny random-weight model (created once). Crashed processes are restarted; Ctrl-C stops everything.")
     up.add_argument("pool", type=Path, metavar="POOL.yaml", help="an SDXLPool manifest, e.g. examples/local-pool.yaml")
     up.add_argument("--host", default="127.0.0.1", help="the gateway's address (default 127.0.0.1)")
-    up.add_argument("--port", type=int, default=8080, help="the gateway's port (default 8080)")
-    up.add_argument("--worker-port", type=int, default=7861, metavar="PORT",
-                    help="first worker port; the others follow (default 7861)")
+    up.add_argument("--port", type=int, default=GATEWAY_PORT, help=f"the gateway's port (default {GATEWAY_PORT})")
+    up.add_argument("--worker-port", type=int, default=LOCAL_WORKER_PORT, metavar="PORT",
+                    help=f"first worker port; the others follow (default {LOCAL_WORKER_PORT})")
     up.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="where workers run (auto: cuda when a GPU is visible, else cpu)")
     up.add_argument("--max-workers", type=int, metavar="N",
@@ -109,12 +110,12 @@ async def _run(plan: Any, log_dir: Path) -> None:
 
     (log_dir / "backends.yaml").write_text(yaml.safe_dump(plan.backends_file_entries(), sort_keys=False))
     processes = [
-        Supervised(w.name, w.argv, w.env, w.url + "/readyz", log_dir / f"{w.name}.log",
+        Supervised(w.name, w.argv, w.env, w.url + READY_PATH, log_dir / f"{w.name}.log",
                    describe=f"{w.name:<16} {w.gpu_model:<10} {w.provider}, {w.location}  {w.url}  [{w.device}]")
         for w in plan.workers
     ]
     gateway = plan.gateway
-    processes.append(Supervised("gateway", gateway.argv, gateway.env, gateway.url + "/healthz",
+    processes.append(Supervised("gateway", gateway.argv, gateway.env, gateway.url + HEALTH_PATH,
                                 log_dir / "gateway.log", describe=f"{'gateway':<16} {gateway.url}/"))
     supervisor = Supervisor(say)
     loop = asyncio.get_running_loop()

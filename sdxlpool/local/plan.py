@@ -4,7 +4,8 @@
         -> one `WorkerPlan` per replica: name "<gpu>-<n>", its own 127.0.0.1 port, the GPU label,
            provider and location users see, the device it runs on and its CPU threads
     spec.defaults / spec.limits / spec.gateway.rateLimit
-        -> the workers' and the gateway's flags, so requests are judged as in the cluster
+        -> the workers' and the gateway's flags, rendered by sdxlpool.api.pool_config exactly as
+           for the operator's pods and the Akash export, so requests are judged as in the cluster
     the workers
         -> the gateway's backends file (`backends_file_entries`)
 
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdxlpool.api.spec import SDXLPoolSpec
+from sdxlpool.api.pool_config import backend_entry, gateway_args, worker_args
+from sdxlpool.api.ports import GATEWAY_PORT, LOCAL_WORKER_PORT
+from sdxlpool.api.spec import GpuEntry, SDXLPoolSpec
 
 __all__ = ["Model", "WorkerPlan", "GatewayPlan", "LocalPlan", "plan_pool", "cap_replicas", "TINY_DEFAULT_SIDE"]
 
@@ -38,15 +41,18 @@ class Model:
 @dataclass(frozen=True)
 class WorkerPlan:
     name: str
-    gpu_model: str
+    entry: GpuEntry
     provider: str
     location: str
     port: int
     device: str
-    price_per_hour: float | None = None
     threads: int | None = None  # OMP/torch threads on a CPU; None: library default
     argv: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gpu_model(self) -> str:
+        return self.entry.model
 
     @property
     def url(self) -> str:
@@ -54,11 +60,7 @@ class WorkerPlan:
 
     def backend(self) -> dict[str, Any]:
         """This worker's entry in the gateway's backends file."""
-        entry: dict[str, Any] = {"name": self.name, "url": self.url, "gpu": self.gpu_model, "provider": self.provider,
-                                 "location": self.location, "type": "sdxlpool"}
-        if self.price_per_hour is not None:
-            entry["pricePerHour"] = self.price_per_hour
-        return entry
+        return backend_entry(self.entry, self.name, self.url, provider=self.provider, location=self.location)
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,8 @@ def plan_pool(
     cpu_count: int = 1,
     max_workers: int | None = None,
     host: str = "127.0.0.1",
-    port: int = 8080,
-    worker_port: int = 7861,
+    port: int = GATEWAY_PORT,
+    worker_port: int = LOCAL_WORKER_PORT,
     backends_file: Path,
     python: str = sys.executable,
 ) -> LocalPlan:
@@ -124,11 +126,12 @@ def plan_pool(
     if counts != wanted:
         notes.append(f"--max-workers {max_workers}: running {sum(counts)} of the spec's {sum(wanted)} workers")
     total = sum(counts)
-    width, height = spec.defaults.width, spec.defaults.height
-    if model.tiny and device == "cpu" and max(width, height) > TINY_DEFAULT_SIDE:
-        width = height = TINY_DEFAULT_SIDE
-        notes.append(f"tiny model on the CPU: default image size {width}x{height} instead of the spec's "
-                     f"{spec.defaults.width}x{spec.defaults.height}, so an image takes seconds (ask for more per request)")
+    defaults = spec.defaults
+    if model.tiny and device == "cpu" and max(defaults.width, defaults.height) > TINY_DEFAULT_SIDE:
+        defaults = defaults.model_copy(update={"width": TINY_DEFAULT_SIDE, "height": TINY_DEFAULT_SIDE})
+        notes.append(f"tiny model on the CPU: default image size {defaults.width}x{defaults.height} instead of the "
+                     f"spec's {spec.defaults.width}x{spec.defaults.height}, so an image takes seconds (ask for more "
+                     "per request)")
     threads = max(1, cpu_count // max(1, total)) if device == "cpu" else None
     if device == "cuda" and cuda_devices and total > cuda_devices:
         notes.append(f"{total} workers on {cuda_devices} GPU(s): they share them round-robin, each process with "
@@ -145,31 +148,12 @@ def plan_pool(
             worker_device = f"cuda:{index % cuda_devices}" if device == "cuda" and cuda_devices else device
             name = f"{entry.slug}-{n}"
             worker_port_n = worker_port + index
-            argv = (
-                python, "-m", "sdxlpool", "worker", "--model", str(model.base),
-                *(("--refiner", str(model.refiner)) if model.refiner else ()),
-                "--host", "127.0.0.1", "--port", str(worker_port_n), "--device", worker_device,
-                "--gpu-model", entry.model, "--provider", provider, "--location", location, "--worker-name", name,
-                "--max-steps", str(spec.limits.max_steps), "--max-pixels", str(spec.limits.max_pixels),
-                "--max-batch", str(spec.limits.max_batch), "--max-prompt-chars", str(spec.limits.max_prompt_chars),
-                "--default-sampler", spec.defaults.sampler, "--default-steps", str(spec.defaults.steps),
-                "--default-width", str(width), "--default-height", str(height),
-            )
+            args = worker_args(spec, entry, base=str(model.base), refiner=str(model.refiner) if model.refiner else None,
+                               host="127.0.0.1", port=worker_port_n, device=worker_device, provider=provider,
+                               location=location, name=name, defaults=defaults)
             env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
-            workers.append(WorkerPlan(name, entry.model, provider, location, worker_port_n, worker_device,
-                                      entry.price_per_hour, threads, argv, env))
+            workers.append(WorkerPlan(name, entry, provider, location, worker_port_n, worker_device, threads,
+                                      (python, "-m", "sdxlpool", *args), env))
 
-    rate = spec.gateway.rate_limit
-    gateway_argv = (python, "-m", "sdxlpool", "gateway", "--backends", str(backends_file), "--host", host,
-                    "--port", str(port), *(("--rate-limit", str(rate.requests_per_minute)) if rate else ()))
-    gateway_env = {
-        "SDXLPOOL_GATEWAY_MAX_STEPS": str(spec.limits.max_steps),
-        "SDXLPOOL_GATEWAY_MAX_PIXELS": str(spec.limits.max_pixels),
-        "SDXLPOOL_GATEWAY_MAX_BATCH": str(spec.limits.max_batch),
-        "SDXLPOOL_GATEWAY_MAX_PROMPT_CHARS": str(spec.limits.max_prompt_chars),
-        "SDXLPOOL_GATEWAY_DEFAULT_STEPS": str(spec.defaults.steps),
-        "SDXLPOOL_GATEWAY_DEFAULT_WIDTH": str(width),
-        "SDXLPOOL_GATEWAY_DEFAULT_HEIGHT": str(height),
-        **({"SDXLPOOL_GATEWAY_RATE_LIMIT_BURST": str(rate.burst)} if rate else {}),
-    }
-    return LocalPlan(workers, GatewayPlan(host, port, gateway_argv, gateway_env), notes)
+    args = gateway_args(spec, discovery=["--backends", str(backends_file)], host=host, port=port, defaults=defaults)
+    return LocalPlan(workers, GatewayPlan(host, port, (python, "-m", "sdxlpool", *args), {}), notes)

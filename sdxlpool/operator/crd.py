@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import GROUP, KIND, PLURAL, VERSION, SDXLPoolSpec
 
 __all__ = ["CRD_NAME", "SHORT_NAMES", "crd_manifest", "crd_yaml", "spec_schema", "status_schema", "structural"]
@@ -175,7 +176,7 @@ def crd_manifest() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": CRD_NAME,
-            "labels": {"app.kubernetes.io/name": "sdxlpool", "app.kubernetes.io/part-of": "sdxlpool"},
+            "labels": {lbl.NAME: "sdxlpool", lbl.PART_OF: "sdxlpool"},
         },
         "spec": {
             "group": GROUP,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sdxlpool._args import at_least, between
+from sdxlpool._args import add_generation_flags, at_least, between, generation_given
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_sim_worker"]
@@ -28,6 +28,7 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         "SDXL, for benchmarks and load tests: each request takes overhead + normalised steps x step seconds "
         "(one normalised step = one denoising step of one 1024x1024 image) and returns solid-colour PNGs that "
         "depend only on the request. Other worker settings come from SDXLPOOL_* environment variables.")
+    add_generation_flags(sim)
     sim.add_argument("--gpu-model", required=True, type=_name, metavar="NAME",
                      help="the GPU model to pretend to be, e.g. A100 (normalised as a real worker's)")
     sim.add_argument("--step-seconds", required=True, type=_seconds, metavar="S",
@@ -63,6 +64,7 @@ def run_sim_worker(args: argparse.Namespace) -> int:
     from sdxlpool.sim._settings import SimSettings
 
     given = {key: getattr(args, key) for key in _SETTINGS_KEYS if getattr(args, key, None) is not None}
+    given |= generation_given(args)
     if given.get("fail_rate", 0) + given.get("hang_rate", 0) > 1:
         raise ConfigError(f"--fail-rate + --hang-rate is {given['fail_rate'] + given['hang_rate']:g}; "
                           "at most 1 (a request either fails, hangs or runs)")

@@ -79,7 +79,7 @@ def test_pod_monitor_scrapes_every_worker_and_gateway_pod(helm: Path) -> None:
     operator_pod = only(template(helm), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert not selects(monitor["spec"]["selector"], operator_pod)
     # The relabelings read labels the operator really sets.
-    from sdxlpool.operator.desired import labels as lbl
+    from sdxlpool.api import labels as lbl
 
     sources = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
     assert sources == {"pool": [meta_label(lbl.POOL)], "component": [meta_label(lbl.COMPONENT)],

@@ -32,7 +32,7 @@ def flag(argv: tuple[str, ...], name: str) -> str:
 
 def test_the_example_pool_is_one_worker_per_gpu_model_with_its_labels() -> None:
     result = plan(port=9000, worker_port=7000)
-    assert [(w.name, w.gpu_model, w.provider, w.location, w.port, w.price_per_hour) for w in result.workers] == [
+    assert [(w.name, w.gpu_model, w.provider, w.location, w.port, w.entry.price_per_hour) for w in result.workers] == [
         ("a100-1", "A100", "Foundry Staking", "US-East", 7000, 1.10),
         ("rtx-4090-1", "RTX-4090", "Europlots", "EU-Central", 7001, 0.45),
         ("rtx-3090-1", "RTX-3090", "Akash Community", "US-West", 7002, 0.25),
@@ -48,7 +48,7 @@ def test_the_example_pool_is_one_worker_per_gpu_model_with_its_labels() -> None:
         "location": "US-East", "type": "sdxlpool", "pricePerHour": 1.10}
     gateway = result.gateway
     assert flag(gateway.argv, "--backends") == "/run/backends.yaml" and flag(gateway.argv, "--port") == "9000"
-    assert gateway.env["SDXLPOOL_GATEWAY_MAX_STEPS"] == "60" and gateway.url == "http://127.0.0.1:9000"
+    assert flag(gateway.argv, "--max-steps") == "60" and gateway.url == "http://127.0.0.1:9000"
 
 
 def test_replicas_names_and_consecutive_ports() -> None:
@@ -64,7 +64,7 @@ def test_tiny_model_on_cpu_asks_for_small_images_and_says_so() -> None:
     result = plan(model=TINY)
     side = str(TINY_DEFAULT_SIDE)
     assert flag(result.workers[0].argv, "--default-width") == side
-    assert result.gateway.env["SDXLPOOL_GATEWAY_DEFAULT_WIDTH"] == side
+    assert flag(result.gateway.argv, "--default-width") == side
     assert result.notes[0] == "model: tiny"
     assert any("tiny model on the CPU" in note and "1024x1024" in note for note in result.notes)
     on_gpu = plan(model=TINY, device="cuda", cuda_devices=1)

@@ -16,17 +16,16 @@ import pytest
 import yaml
 
 from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, parse_gpu_name
+from sdxlpool.api.labels import GPU_RESOURCE, label_value
+from sdxlpool.api.labels import NVIDIA_PRODUCT as NVIDIA_PRODUCT_LABEL
+from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.api.spec import PoolSpecError, SDXLPool, is_label_key, is_label_value, load_pool
 from sdxlpool.operator.desired import (
-    GPU_RESOURCE,
-    NVIDIA_PRODUCT_LABEL,
-    WORKER_PORT,
     DesiredState,
     canonical_product_label,
     child_name,
     desired_state,
     identity,
-    label_value,
 )
 
 KUBERNETES = "1.35"
@@ -182,7 +181,7 @@ def check_design(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert resources == {"requests": {"cpu": "4", "memory": "24Gi"}, "limits": {"memory": "32Gi", GPU_RESOURCE: "1"}}
     gateway = deployment(state, "demo-gateway")
     assert gateway["spec"]["replicas"] == 2
-    assert env_of(container(gateway))["SDXLPOOL_GATEWAY_RATE_LIMIT_PER_MINUTE"] == "60"
+    assert flag(container(gateway)["args"], "--rate-limit") == "60"
     # every node of examples/nodes.yaml is used by exactly one entry
     for n in nodes:
         users = [slug for slug in ("a100", "rtx-3090") if admitted(worker_of(state, slug), n["metadata"]["labels"])]
@@ -343,10 +342,11 @@ def check_extras(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     c = container(gateway)
     assert c["image"] == "ghcr.io/example/sdxlpool-gateway:0.1.0" and c["imagePullPolicy"] == "Always"
     assert c["resources"] == {"requests": {"cpu": "250m", "memory": "256Mi"}}
-    assert c["args"] == [
+    assert c["args"][:10] == [
         "gateway", "--kubernetes", "--namespace", "sdxl", "--pool", "demo", "--host", "0.0.0.0", "--port", "8080",
     ]  # fmt: skip
-    assert env_of(c)["SDXLPOOL_GATEWAY_RATE_LIMIT_BURST"] == "5"
+    assert flag(c["args"], "--rate-limit-burst") == "5"
+    assert not any(e["name"].startswith("SDXLPOOL_GATEWAY_") for e in c["env"])  # flags only: visible, checked
     service = next(s for s in state.of_kind("Service") if s["metadata"]["name"] == "demo-gateway")
     assert service["spec"]["type"] == "LoadBalancer"
     for dep in state.of_kind("Deployment"):
@@ -354,8 +354,11 @@ def check_extras(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     worker = worker_of(state, "l40s")
     assert container(worker)["resources"]["limits"] == {"cpu": "8", "memory": "48Gi", GPU_RESOURCE: "2"}
     assert container(worker)["resources"]["requests"] == {"cpu": "4", "memory": "32Gi", "ephemeral-storage": "20Gi"}
-    assert env_of(container(worker))["SDXLPOOL_DEFAULT_CFG_SCALE"] == "5.5"
-    assert env_of(container(worker))["SDXLPOOL_DEFAULT_REFINER_SWITCH_AT"] == "0.7"
+    assert flag(args_of(worker), "--default-cfg-scale") == "5.5"
+    assert flag(args_of(worker), "--default-refiner-switch-at") == "0.7"
+    # the gateway is told the same limits and defaults as every worker
+    for name in ("--max-steps", "--default-cfg-scale", "--default-width", "--default-sampler"):
+        assert flag(c["args"], name) == flag(args_of(worker), name), name
 
 
 def check_default_namespace(state: DesiredState, pool: SDXLPool, nodes: list) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from sdxlpool.api.labels import NAMESPACE_NAME as NAMESPACE_NAME_LABEL
+from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.api.spec import PoolSpecError, load_pool
-from sdxlpool.operator.desired import NAMESPACE_NAME_LABEL, WORKER_PORT, DesiredState, desired_state
+from sdxlpool.operator.desired import DesiredState, desired_state
 from sdxlpool.operator.desired.gateway import API_KEYS_PATH
 from tests.operator.test_desired_state import pod_spec, pool_data, restricted_violations
 

@@ -1,10 +1,10 @@
 """Kubernetes discovery: the workers of one SDXLPool are its ready worker pods.
 
 `backends_from_pods` (pure) turns pods into backends: those carrying the pool's worker selector
-(`sdxlpool.dev/pool`, `app.kubernetes.io/component: worker`; checked here again, since not every
-API server or emulator honours label selectors), Running, Ready, not being deleted, with a pod IP.
-GPU model, provider, location and price come from the pod template's labels and annotations that
-the operator writes.
+(:func:`sdxlpool.api.labels.selector`; checked here again, since not every API server or emulator
+honours label selectors), Running, Ready, not being deleted, with a pod IP. GPU model, provider,
+location and price come from the pod template's labels and annotations that the operator writes
+(the keys in :mod:`sdxlpool.api.labels`); the worker listens on :data:`sdxlpool.api.ports.WORKER_PORT`.
 
 `watch_pods` keeps that list current from a watch of the namespace's pods (in a thread: the
 Kubernetes client is synchronous), restarting the watch when the server ends it or it fails.
@@ -19,35 +19,35 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from sdxlpool.api import labels as lbl
+from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.gateway.backends import Backend
 
-__all__ = ["backends_from_pods", "watch_pods", "WORKER_PORT"]
+__all__ = ["backends_from_pods", "watch_pods"]
 
 log = logging.getLogger(__name__)
-WORKER_PORT = 7860
-_POOL, _COMPONENT, _GPU = "sdxlpool.dev/pool", "app.kubernetes.io/component", "sdxlpool.dev/gpu"
-_GPU_MODEL, _PROVIDER = "sdxlpool.dev/gpu-model", "sdxlpool.dev/provider"
-_LOCATION, _PRICE = "sdxlpool.dev/location", "sdxlpool.dev/price-per-hour"
 
 
-def backends_from_pods(pods: Iterable[Mapping[str, Any]], pool_label: str, port: int = WORKER_PORT) -> list[Backend]:
+def backends_from_pods(pods: Iterable[Mapping[str, Any]], pool: str, port: int = WORKER_PORT) -> list[Backend]:
+    """The ready workers of the SDXLPool named `pool` among `pods`."""
+    wanted = lbl.selector(pool, "worker")
     found = []
     for pod in pods:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        if labels.get(_POOL) != pool_label or labels.get(_COMPONENT) != "worker" or meta.get("deletionTimestamp"):
+        if any(labels.get(key) != value for key, value in wanted.items()) or meta.get("deletionTimestamp"):
             continue
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
         if status.get("phase") != "Running" or not ready or not status.get("podIP"):
             continue
-        price = annotations.get(_PRICE) or None
+        price = annotations.get(lbl.ANNOTATION_PRICE) or None
         try:
             found.append(Backend.from_mapping({
                 "name": meta["name"],
                 "url": f"http://{status['podIP']}:{port}",
-                "gpu": annotations.get(_GPU_MODEL) or labels.get(_GPU, ""),
-                "provider": annotations.get(_PROVIDER, ""),
-                "location": annotations.get(_LOCATION, ""),
+                "gpu": annotations.get(lbl.ANNOTATION_GPU_MODEL) or labels.get(lbl.GPU, ""),
+                "provider": annotations.get(lbl.ANNOTATION_PROVIDER, ""),
+                "location": annotations.get(lbl.ANNOTATION_LOCATION, ""),
                 **({"pricePerHour": float(price)} if price else {}),
             }))
         except (ValueError, KeyError) as exc:
@@ -55,7 +55,7 @@ def backends_from_pods(pods: Iterable[Mapping[str, Any]], pool_label: str, port:
     return sorted(found, key=lambda b: b.name)
 
 
-async def watch_pods(namespace: str, pool_label: str, apply: Callable[[list[Backend]], None],
+async def watch_pods(namespace: str, pool: str, apply: Callable[[list[Backend]], None],
                      kubeconfig: str | None = None) -> None:
     """Keep `apply`ing the pool's ready workers until cancelled."""
     from sdxlpool._kube import KubeError, connect
@@ -65,7 +65,7 @@ async def watch_pods(namespace: str, pool_label: str, apply: Callable[[list[Back
     kube = connect(kubeconfig)
 
     def publish(pods: Mapping[str, Mapping[str, Any]]) -> None:
-        loop.call_soon_threadsafe(apply, backends_from_pods(pods.values(), pool_label))
+        loop.call_soon_threadsafe(apply, backends_from_pods(pods.values(), pool))
 
     def run() -> None:
         while not stop.is_set():

@@ -6,24 +6,25 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sdxlpool.api.ports import HEALTH_PATH, METRICS_PATH, READY_PATH
 from sdxlpool.gateway.deps import GatewayDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(HEALTH_PATH)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.get(READY_PATH, responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
 def readyz(gateway: GatewayDep) -> JSONResponse:
     if not gateway.ready:
         return JSONResponse({"error": "not_ready", "detail": "no backend is up yet"}, status_code=503)
     return JSONResponse({"status": "ready", "backends": len(gateway.pool)})
 
 
-@router.get("/metrics", response_class=Response,
+@router.get(METRICS_PATH, response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format"}})
 def metrics(gateway: GatewayDep) -> Response:

@@ -1,8 +1,10 @@
 """The pool's gateway: ServiceAccount, Role (read the pool's pods), RoleBinding, Deployment.
 
 Pure. The gateway runs ``sdxlpool gateway --kubernetes --namespace NS --pool NAME --host 0.0.0.0
---port 8080`` (DESIGN.md) and discovers workers by watching pods with the labels of
-:func:`sdxlpool.operator.desired.labels.selector` (``sdxlpool.dev/pool``, component ``worker``).
+--port 8080`` plus the pool's rate limit, limits and defaults as flags
+(:func:`sdxlpool.api.pool_config.gateway_args`, shared with the Akash export and ``sdxlpool up``),
+and discovers workers by watching pods with the labels of :func:`sdxlpool.api.labels.selector`
+(``sdxlpool.dev/pool``, component ``worker``).
 RBAC cannot narrow ``list``/``watch`` to labelled pods, so the Role grants ``get``, ``list`` and
 ``watch`` on pods of the pool's namespace: nothing else, no wildcards.
 
@@ -10,20 +12,16 @@ With ``gateway.apiKeysSecret``, that Secret's key is mounted read-only (a Secret
 ``subPath``, so edits to the Secret reach the running pod) at ``/etc/sdxlpool/api-keys/keys.yaml``
 and passed as ``--api-keys``; the gateway re-reads the file when it changes. The operator never
 reads the Secret: only the kubelet does, so the operator needs no permission on Secrets.
-
-Settings without a DESIGN.md flag reach the gateway as environment variables (ignored by a
-gateway that does not know them):
-
-    SDXLPOOL_GATEWAY_RATE_LIMIT_PER_MINUTE, SDXLPOOL_GATEWAY_RATE_LIMIT_BURST   (gateway.rateLimit)
-    SDXLPOOL_GATEWAY_MAX_STEPS, ..._MAX_PIXELS, ..._MAX_BATCH, ..._MAX_PROMPT_CHARS   (spec.limits)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sdxlpool.api import labels as lbl
+from sdxlpool.api.pool_config import gateway_args
+from sdxlpool.api.ports import GATEWAY_PORT, HEALTH_PATH, READY_PATH
 from sdxlpool.api.spec import SDXLPoolSpec
-from sdxlpool.operator.desired import labels as lbl
 from sdxlpool.operator.desired.pods import (
     container_security_context,
     http_probe,
@@ -34,11 +32,10 @@ from sdxlpool.operator.desired.pods import (
     scratch_mount,
     scratch_volume,
 )
-from sdxlpool.operator.desired.services import GATEWAY_PORT
 
 __all__ = [
     "API_KEYS_PATH",
-    "gateway_args",
+    "gateway_container_args",
     "gateway_deployment",
     "gateway_role",
     "gateway_role_binding",
@@ -81,33 +78,11 @@ def gateway_role_binding(pool: str, namespace: str, name: str) -> dict[str, Any]
     }
 
 
-def gateway_args(pool: str, namespace: str, *, api_keys: bool = False) -> list[str]:
-    """Arguments after ``sdxlpool``: the ``gateway`` sub-command in Kubernetes discovery mode."""
-    args = [
-        "gateway", "--kubernetes", "--namespace", namespace, "--pool", pool,
-        "--host", "0.0.0.0", "--port", str(GATEWAY_PORT),
-    ]  # fmt: skip
-    if api_keys:
-        args += ["--api-keys", API_KEYS_PATH]
-    return args
-
-
-def _gateway_env(spec: SDXLPoolSpec) -> list[dict[str, str]]:
-    env = scratch_env()
-    limit = spec.gateway.rate_limit
-    if limit is not None:
-        env += [
-            {"name": "SDXLPOOL_GATEWAY_RATE_LIMIT_PER_MINUTE", "value": str(limit.requests_per_minute)},
-            {"name": "SDXLPOOL_GATEWAY_RATE_LIMIT_BURST", "value": str(limit.burst)},
-        ]
-    limits = spec.limits
-    env += [
-        {"name": "SDXLPOOL_GATEWAY_MAX_STEPS", "value": str(limits.max_steps)},
-        {"name": "SDXLPOOL_GATEWAY_MAX_PIXELS", "value": str(limits.max_pixels)},
-        {"name": "SDXLPOOL_GATEWAY_MAX_BATCH", "value": str(limits.max_batch)},
-        {"name": "SDXLPOOL_GATEWAY_MAX_PROMPT_CHARS", "value": str(limits.max_prompt_chars)},
-    ]
-    return env
+def gateway_container_args(pool: str, namespace: str, spec: SDXLPoolSpec) -> list[str]:
+    """Arguments after ``sdxlpool``: the ``gateway`` in Kubernetes discovery mode, with the pool's flags."""
+    keys = API_KEYS_PATH if spec.gateway.api_keys_secret is not None else None
+    return gateway_args(spec, discovery=["--kubernetes", "--namespace", namespace, "--pool", pool],
+                        host="0.0.0.0", port=GATEWAY_PORT, api_keys=keys)
 
 
 def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec) -> dict[str, Any]:
@@ -126,13 +101,13 @@ def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec)
         "image": gateway.image or spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["sdxlpool"],
-        "args": gateway_args(pool, namespace, api_keys=keys is not None),
-        "env": _gateway_env(spec),
+        "args": gateway_container_args(pool, namespace, spec),
+        "env": scratch_env(),
         "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
         "resources": resource_amounts(gateway.resources),
         "volumeMounts": mounts,
-        "readinessProbe": http_probe("/readyz", period=5, failures=3),
-        "livenessProbe": http_probe("/healthz", period=10, failures=3),
+        "readinessProbe": http_probe(READY_PATH, period=5, failures=3),
+        "livenessProbe": http_probe(HEALTH_PATH, period=10, failures=3),
         "securityContext": container_security_context(),
     }
     pod: dict[str, Any] = {

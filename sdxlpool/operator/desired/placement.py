@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, GpuName, akash_labels, parse_gpu_name
+from sdxlpool.api.labels import NVIDIA_PRODUCT, label_value
 from sdxlpool.api.spec import GpuEntry, Placement
-from sdxlpool.operator.desired.names import label_value
 
 __all__ = [
-    "NVIDIA_PRODUCT_LABEL",
     "EntryPlacement",
     "Reason",
     "canonical_product_label",
@@ -47,7 +46,6 @@ __all__ = [
     "place_entry",
 ]
 
-NVIDIA_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 Reason = Literal["Matched", "NoMatchingNodes"]
 
@@ -162,9 +160,9 @@ def _node_terms(wanted: GpuName, placement: Placement, labels: Mapping[str, str]
     """The affinity terms that admit this node for ``wanted``; none when it does not match."""
     scheme = placement.label_scheme
     if scheme == "nvidia":
-        value = labels.get(NVIDIA_PRODUCT_LABEL)
+        value = labels.get(NVIDIA_PRODUCT)
         if value is not None and _matches(wanted, value):
-            yield _term((NVIDIA_PRODUCT_LABEL, "In", value))
+            yield _term((NVIDIA_PRODUCT, "In", value))
     elif scheme == "akash":
         yield from _akash_terms(wanted, labels)
     else:
@@ -212,7 +210,7 @@ def _canonical_terms(entry: GpuEntry, placement: Placement) -> tuple[Term, ...]:
     """The affinity of an entry no node matches: its own GPU's canonical labels."""
     scheme = placement.label_scheme
     if scheme == "nvidia":
-        return (_term((NVIDIA_PRODUCT_LABEL, "In", canonical_product_label(entry.gpu))),)
+        return (_term((NVIDIA_PRODUCT, "In", canonical_product_label(entry.gpu))),)
     if scheme == "akash":  # the spec rejects MIG entries under akash, so this cannot raise
         return (_term(*((key, "Exists", None) for key in sorted(akash_labels(entry.model)))),)
     return (_term((placement.label_key(entry.slug), "Exists", None)),)
@@ -222,7 +220,7 @@ def _merge_terms(placement: Placement, terms: list[Term]) -> tuple[Term, ...]:
     """One ``In`` term for the nvidia scheme; otherwise the distinct terms, sorted."""
     if placement.label_scheme == "nvidia":
         values = sorted({value for term in terms for value in term["matchExpressions"][0]["values"]})
-        return (_term((NVIDIA_PRODUCT_LABEL, "In", *values)),)
+        return (_term((NVIDIA_PRODUCT, "In", *values)),)
     unique = {repr(term): term for term in terms}
     return tuple(unique[key] for key in sorted(unique))
 
@@ -250,7 +248,7 @@ def _term(*requirements: tuple[Any, ...]) -> Term:
 
 def _label_description(placement: Placement) -> str:
     if placement.label_scheme == "nvidia":
-        return f"{NVIDIA_PRODUCT_LABEL} label"
+        return f"{NVIDIA_PRODUCT} label"
     if placement.label_scheme == "akash":
         return f"{AKASH_GPU_LABEL_PREFIX}<model> label"
     return f"{placement.label_key_template} label"

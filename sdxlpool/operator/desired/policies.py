@@ -21,12 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import NetworkPolicySpec
-from sdxlpool.operator.desired import labels as lbl
 
-__all__ = ["NAMESPACE_NAME_LABEL", "disruption_budget", "worker_network_policy"]
-
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+__all__ = ["disruption_budget", "worker_network_policy"]
 """Set by Kubernetes (>= 1.22) on every namespace to its name: what selects one namespace."""
 
 
@@ -36,7 +34,7 @@ def worker_network_policy(pool: str, namespace: str, name: str, policy: NetworkP
     ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": lbl.selector(pool, "gateway")}}],
                                       "ports": ports}]
     if policy.monitoring_namespace:
-        monitoring = {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: policy.monitoring_namespace}}}
+        monitoring = {"namespaceSelector": {"matchLabels": {lbl.NAMESPACE_NAME: policy.monitoring_namespace}}}
         ingress.append({"from": [monitoring], "ports": ports})
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sdxlpool.api import labels as lbl
+from sdxlpool.api.ports import GATEWAY_PORT
 from sdxlpool.api.spec import GatewaySpec
-from sdxlpool.operator.desired import labels as lbl
 
-__all__ = ["GATEWAY_PORT", "gateway_service", "worker_service"]
-
-GATEWAY_PORT = 8080
+__all__ = ["gateway_service", "worker_service"]
 
 
 def worker_service(pool: str, namespace: str, name: str, port: int) -> dict[str, Any]:
@@ -33,7 +32,7 @@ def worker_service(pool: str, namespace: str, name: str, port: int) -> dict[str,
 
 
 def gateway_service(pool: str, namespace: str, name: str, gateway: GatewaySpec) -> dict[str, Any]:
-    """The gateway's Service, of the configured type, port 8080."""
+    """The gateway's Service, of the configured type, on the gateway's port."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.api.spec import PoolSpecError, SDXLPool
 from sdxlpool.operator.desired.gateway import (
     gateway_deployment,
@@ -25,7 +26,7 @@ from sdxlpool.operator.desired.names import child_name
 from sdxlpool.operator.desired.placement import EntryPlacement, place_entry
 from sdxlpool.operator.desired.policies import disruption_budget, worker_network_policy
 from sdxlpool.operator.desired.services import gateway_service, worker_service
-from sdxlpool.operator.desired.workers import WORKER_PORT, worker_deployment
+from sdxlpool.operator.desired.workers import worker_deployment
 
 __all__ = ["DEFAULT_NAMESPACE", "DesiredState", "desired_state", "identity"]
 

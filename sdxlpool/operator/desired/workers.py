@@ -10,8 +10,8 @@ Pure. What a worker pod gets, in the order the manifest lists it:
    cache volume, filled by init containers running ``hf download`` (huggingface_hub >= 1.0 in the
    worker image), token from the Secret as ``HF_TOKEN``, then mounted read-only by the worker;
 4. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
-   defaults and limits as flags (cfg scale and refiner switch, which have no flag, as
-   ``SDXLPOOL_DEFAULT_*`` variables), ``nvidia.com/gpu`` limit, probes, restricted security.
+   defaults and limits as flags (:func:`sdxlpool.api.pool_config.pod_worker_args`, shared with the
+   Akash export and ``sdxlpool up``), ``nvidia.com/gpu`` limit, probes, restricted security.
 
 Rollouts use ``maxSurge: 0``: a surge pod would need a spare GPU, which a GPU pool rarely has, so
 the rollout would hang; instead one pod at a time is replaced. ``progressDeadlineSeconds`` is an
@@ -20,11 +20,12 @@ hour because a first start downloads and loads many GB of weights.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
+from sdxlpool.api import labels as lbl
+from sdxlpool.api.pool_config import MODELS_DIR, hf_download_command, pod_worker_args
+from sdxlpool.api.ports import HEALTH_PATH, READY_PATH, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, HuggingFaceModelSource, SDXLPoolSpec
-from sdxlpool.operator.desired import labels as lbl
 from sdxlpool.operator.desired.placement import EntryPlacement
 from sdxlpool.operator.desired.pods import (
     TMP_DIR,
@@ -39,109 +40,24 @@ from sdxlpool.operator.desired.pods import (
 )
 
 __all__ = [
-    "GPU_RESOURCE",
     "GPU_TAINT_TOLERATION",
-    "HF_INCLUDE",
-    "MODELS_DIR",
     "STARTUP_SECONDS",
-    "WORKER_PORT",
-    "hf_download_command",
-    "hf_local_dir",
-    "worker_args",
     "worker_deployment",
 ]
 
-WORKER_PORT = 7860
-MODELS_DIR = "/models"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+GPU_TAINT_TOLERATION = {"key": lbl.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 STARTUP_SECONDS = 30 * 60
 """How long the startup probe lets a worker load its model before liveness checks begin."""
 _STARTUP_PERIOD = 10
-
-# What `hf download` fetches of a diffusers SDXL repo: configs, tokenizers and the default-precision
-# safetensors the worker loads. Left out: fp16/variant copies, ONNX/OpenVINO exports, .bin
-# pickles and the single-file checkpoints at the top of Stability's repos (about 4x the download).
-HF_INCLUDE = (
-    "model_index.json",
-    "*/*.json",
-    "*/*.txt",
-    "*/model.safetensors",
-    "*/model-*-of-*.safetensors",
-    "*/diffusion_pytorch_model.safetensors",
-    "*/diffusion_pytorch_model-*-of-*.safetensors",
-)
-
 _MODELS_VOLUME = "models"
 
 
-def hf_local_dir(repo: str, revision: str | None, models_dir: str = MODELS_DIR) -> str:
-    """Where a repo is downloaded in the cache volume: ``/models/huggingface/<rev>/<repo>``.
-
-    The revision is part of the path so pools sharing one cache PVC at different revisions do
-    not overwrite each other; the repo comes last so the worker names the model after it.
-    """
-    rev = (revision or "main").replace("/", "_")
-    return posixpath.join(models_dir, "huggingface", rev, repo)
-
-
-def hf_download_command(repo: str, revision: str | None, models_dir: str = MODELS_DIR) -> list[str]:
-    """``hf download`` of one repo into `hf_local_dir`, only the files the worker loads."""
-    command = ["hf", "download", repo, "--local-dir", hf_local_dir(repo, revision, models_dir)]
-    if revision:
-        command += ["--revision", revision]
-    for pattern in HF_INCLUDE:
-        command += ["--include", pattern]
-    return command
-
-
-def _volume_path(path: str, models_dir: str) -> str:
-    """A path inside the PVC, as mounted at /models (leading slashes and ``..`` cannot leave it)."""
-    return posixpath.join(models_dir, posixpath.normpath("/" + path).lstrip("/"))
-
-
-def _model_paths(spec: SDXLPoolSpec, models_dir: str) -> tuple[str, str | None]:
-    volume, hub = spec.model.volume, spec.model.hugging_face
-    if volume is not None:
-        refiner = _volume_path(volume.refiner_path, models_dir) if volume.refiner_path else None
-        return _volume_path(volume.base_path, models_dir), refiner
-    assert hub is not None  # ModelSource guarantees exactly one
-    refiner = hf_local_dir(hub.refiner_repo, hub.revision, models_dir) if hub.refiner_repo else None
-    return hf_local_dir(hub.repo, hub.revision, models_dir), refiner
-
-
-def worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, models_dir: str = MODELS_DIR) -> list[str]:
-    """Arguments after ``sdxlpool``: the ``worker`` sub-command and its flags (weights under `models_dir`)."""
-    base, refiner = _model_paths(spec, models_dir)
-    defaults, limits = spec.defaults, spec.limits
-    args = ["worker", "--model", base]
-    if refiner:
-        args += ["--refiner", refiner]
-    args += ["--host", "0.0.0.0", "--port", str(WORKER_PORT), "--device", "cuda", "--gpu-model", entry.model]
-    if entry.provider is not None:
-        args += ["--provider", entry.provider.name]
-        if entry.provider.location:
-            args += ["--location", entry.provider.location]
-    args += [
-        "--max-steps", str(limits.max_steps),
-        "--max-pixels", str(limits.max_pixels),
-        "--max-batch", str(limits.max_batch),
-        "--max-prompt-chars", str(limits.max_prompt_chars),
-        "--default-sampler", defaults.sampler,
-        "--default-steps", str(defaults.steps),
-        "--default-width", str(defaults.width),
-        "--default-height", str(defaults.height),
-    ]  # fmt: skip
-    return args
-
-
-def _worker_env(spec: SDXLPoolSpec) -> list[dict[str, Any]]:
+def _worker_env() -> list[dict[str, Any]]:
+    """The container's surroundings only: what the worker serves is in its flags (pool_config)."""
     return [
         *scratch_env(),
         {"name": "SDXLPOOL_CACHE", "value": f"{TMP_DIR}/sdxlpool"},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
-        {"name": "SDXLPOOL_DEFAULT_CFG_SCALE", "value": str(spec.defaults.cfg_scale)},
-        {"name": "SDXLPOOL_DEFAULT_REFINER_SWITCH_AT", "value": str(spec.defaults.refiner_switch_at)},
     ]
 
 
@@ -211,22 +127,22 @@ def worker_deployment(
 ) -> dict[str, Any]:
     """The worker Deployment of ``entry`` (named ``placement.deployment``)."""
     resources = resource_amounts(entry.resources)
-    resources.setdefault("limits", {})[GPU_RESOURCE] = str(entry.gpus_per_replica)
+    resources.setdefault("limits", {})[lbl.GPU_RESOURCE] = str(entry.gpus_per_replica)
     mount = {"name": _MODELS_VOLUME, "mountPath": MODELS_DIR, "readOnly": True}
     worker = {
         "name": "worker",
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["sdxlpool"],
-        "args": worker_args(spec, entry),
-        "env": _worker_env(spec),
+        "args": pod_worker_args(spec, entry, port=WORKER_PORT),
+        "env": _worker_env(),
         "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
         "resources": resources,
         "volumeMounts": [mount, scratch_mount()],
         # Startup waits for the model to load (/readyz); liveness starts only after it succeeds.
-        "startupProbe": http_probe("/readyz", period=_STARTUP_PERIOD, failures=STARTUP_SECONDS // _STARTUP_PERIOD),
-        "readinessProbe": http_probe("/readyz", period=5, failures=3),
-        "livenessProbe": http_probe("/healthz", period=20, failures=3, timeout=10),
+        "startupProbe": http_probe(READY_PATH, period=_STARTUP_PERIOD, failures=STARTUP_SECONDS // _STARTUP_PERIOD),
+        "readinessProbe": http_probe(READY_PATH, period=5, failures=3),
+        "livenessProbe": http_probe(HEALTH_PATH, period=20, failures=3, timeout=10),
         "securityContext": container_security_context(),
     }
     pod: dict[str, Any] = {

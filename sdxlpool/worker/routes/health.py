@@ -6,17 +6,23 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sdxlpool.api import metric_names as m
+from sdxlpool.api.ports import HEALTH_PATH, METRICS_PATH, READY_PATH
 from sdxlpool.worker.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
+# While the model loads, the registry does not exist yet: say so in the one series that matters.
+_NOT_READY_METRICS = (f"# HELP {m.WORKER_READY} 1 when the model is loaded\n# TYPE {m.WORKER_READY} gauge\n"
+                      f"{m.WORKER_READY} 0.0\n").encode()
 
-@router.get("/healthz")
+
+@router.get(HEALTH_PATH)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
+@router.get(READY_PATH, responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
 def readyz(state: StateDep) -> JSONResponse:
     service = state.service
     if service is None or not service.ready:
@@ -25,11 +31,11 @@ def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "model": service.checkpoints.current.title})
 
 
-@router.get("/metrics", response_class=Response,
+@router.get(METRICS_PATH, response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format"}})
 def metrics(state: StateDep) -> Response:
-    if state.service is None:  # still loading: say so in the one metric that exists already
-        body = b"# HELP sdxl_worker_ready 1 when the model is loaded\n# TYPE sdxl_worker_ready gauge\nsdxl_worker_ready 0.0\n"
+    if state.service is None:
+        body = _NOT_READY_METRICS
         return Response(body, media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(state.service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

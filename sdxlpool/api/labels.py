@@ -1,6 +1,10 @@
-"""Labels and annotations on every child: what selects it, and what the gateway reads from it.
+"""Labels and annotations: the one home of every key the operator writes and others read.
 
-Labels (values through :func:`~sdxlpool.operator.desired.names.label_value`)::
+Pure. The operator puts these on a pool's children; the gateway's Kubernetes discovery selects and
+describes workers by them; the Helm chart's monitoring selects by them; tests and tools import
+them from here. No other module spells a key.
+
+Labels (values through :func:`label_value`)::
 
     app.kubernetes.io/name: sdxlpool
     app.kubernetes.io/instance: <pool>
@@ -18,13 +22,20 @@ Worker pod templates also carry annotations, a contract with the gateway's Kuber
 ``sdxlpool.dev/location`` and ``sdxlpool.dev/price-per-hour`` (empty when the spec leaves them
 out, so removing a value from the spec removes it from the pods), plus the usual
 ``prometheus.io/scrape|port|path`` scrape hints.
+
+Keys of others that the operator reads or writes: ``nvidia.com/gpu.product`` (the node label GPU
+Feature Discovery sets, which placement matches; Akash's capability labels are in
+:mod:`sdxlpool.api.gpu`), ``nvidia.com/gpu`` (the device plugin's resource and taint) and
+``kubernetes.io/metadata.name`` (the namespace label NetworkPolicies select namespaces by).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Literal
 
-from sdxlpool.operator.desired.names import label_value
+from sdxlpool.api.ports import METRICS_PATH
 
 __all__ = [
     "ANNOTATION_GPU_MODEL",
@@ -33,21 +44,32 @@ __all__ = [
     "ANNOTATION_PROVIDER",
     "COMPONENT",
     "GPU",
+    "DIGEST_CHARS",
+    "GPU_RESOURCE",
     "INSTANCE",
     "MANAGED_BY",
     "MANAGER",
     "NAME",
+    "NAMESPACE_NAME",
+    "NVIDIA_PRODUCT",
     "POOL",
+    "PART_OF",
+    "SCRAPE",
+    "SCRAPE_PATH",
+    "SCRAPE_PORT",
     "Component",
     "child_labels",
+    "label_value",
     "scrape_annotations",
     "selector",
+    "short_digest",
 ]
 
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 MANAGED_BY = "app.kubernetes.io/managed-by"
+PART_OF = "app.kubernetes.io/part-of"
 POOL = "sdxlpool.dev/pool"
 GPU = "sdxlpool.dev/gpu"
 MANAGER = "sdxlpool-operator"
@@ -57,7 +79,42 @@ ANNOTATION_PROVIDER = "sdxlpool.dev/provider"
 ANNOTATION_LOCATION = "sdxlpool.dev/location"
 ANNOTATION_PRICE = "sdxlpool.dev/price-per-hour"
 
+# Other projects' keys.
+NVIDIA_PRODUCT = "nvidia.com/gpu.product"
+GPU_RESOURCE = "nvidia.com/gpu"
+NAMESPACE_NAME = "kubernetes.io/metadata.name"
+
+# Prometheus' conventional scrape hints (annotations, not labels: a pod's port is no selector).
+SCRAPE = "prometheus.io/scrape"
+SCRAPE_PORT = "prometheus.io/port"
+SCRAPE_PATH = "prometheus.io/path"
+
 Component = Literal["worker", "gateway"]
+
+_MAX_VALUE = 63
+DIGEST_CHARS = 8
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def short_digest(text: str) -> str:
+    """8 hex digits of the SHA-256 of ``text``: what names and values made valid are suffixed with."""
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value: ``+`` becomes ``_``; over 63 characters, cut and hashed.
+
+    Pool names (DNS subdomains, up to 253 characters) and GPU slugs are the inputs; both only
+    use characters a label value allows, except ``+`` in MIG profiles (``1g.10gb+me``), which
+    no slug otherwise contains, so the ``_`` keeps values distinct. The operator labels with it and
+    the gateway's discovery selects with it: both sides must agree on the value, hence one home.
+    """
+    value = text.replace("+", "_")
+    if len(value) <= _MAX_VALUE and _LABEL_VALUE.fullmatch(value):
+        return value
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "-", value)
+    head = clean[: _MAX_VALUE - DIGEST_CHARS - 1].strip("-_.")
+    return f"{head}-{short_digest(text)}" if head else short_digest(text)
 
 
 def selector(pool: str, component: Component, slug: str | None = None) -> dict[str, str]:
@@ -80,4 +137,4 @@ def child_labels(pool: str, component: Component | None = None, slug: str | None
 
 def scrape_annotations(port: int) -> dict[str, str]:
     """Prometheus' conventional pod annotations: scrape ``/metrics`` on ``port``."""
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+    return {SCRAPE: "true", SCRAPE_PORT: str(port), SCRAPE_PATH: METRICS_PATH}
