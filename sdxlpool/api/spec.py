@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from sdxlpool.api.gpu import GpuName, parse_gpu_name
+from sdxlpool.api.labels import GPU_RESOURCE
 from sdxlpool.errors import ConfigError
 
 __all__ = [
@@ -330,13 +331,13 @@ class GpuEntry(_SpecModel):
 
     model: str = Field(description="GPU model, any common spelling: A100, RTX-3090, NVIDIA-A100-SXM4-80GB.")
     replicas: int = Field(1, ge=0)
-    gpus_per_replica: int = Field(1, ge=1, description="nvidia.com/gpu per worker pod.")
+    gpus_per_replica: int = Field(1, ge=1, description=f"{GPU_RESOURCE} per worker pod.")
     resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
     node_selector: dict[str, LabelValue] = Field(
         default_factory=dict, description="Node labels a worker's node must carry, besides its GPU."
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Added to the toleration of the nvidia.com/gpu taint."
+        default_factory=list, description=f"Added to the toleration of the {GPU_RESOURCE} taint."
     )
     provider: GpuProvider | None = None
     price_per_hour: float | None = Field(None, ge=0)
