@@ -62,8 +62,9 @@ class GatewayMetrics:
                                  ["gpu_model"], buckets=_LATENCY_BUCKETS, registry=r)
         self.attempts = Histogram("sdxl_gateway_attempts", "Workers tried per request", buckets=(1, 2, 3, 4, 6),
                                   registry=r)
-        self.failovers = Counter("sdxl_gateway_failovers", "Attempts abandoned on a worker, by worker",
-                                 ["backend"], registry=r)
+        self.failovers = Counter("sdxl_gateway_failovers", "Attempts abandoned on a worker, by worker and reason"
+                                 " (hung, timeout, transport, bad_body, http_5xx, queue_full)",
+                                 ["backend", "reason"], registry=r)
         self.queue_depth = Gauge("sdxl_gateway_queue_depth", "Requests waiting at the gateway for a worker with room",
                                  registry=r)
         self.inflight = Gauge("sdxl_gateway_inflight", "Requests being served by the gateway now", registry=r)
