@@ -301,13 +301,13 @@ async def _watch_progress(transport: WorkerTransport, backend: BackendState, wat
         await asyncio.sleep(poll)
         answer = await transport.read_progress(backend.backend, timeout=poll * 2)
         state = answer.get("state", {}) if answer is not None else None
-        if isinstance(state, dict):
-            seen: tuple[Any, ...] = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
-        else:
+        if answer is None or not isinstance(state, dict):
             # No answer is no progress: a frozen process or a host gone silent (no RST) is hung
             # too. A dead worker fails the request itself, sooner.
             answer, state = {}, {}
-            seen = ("unreachable",)
+            seen: tuple[Any, ...] = ("unreachable",)
+        else:
+            seen = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
         if watch.listener is not None and _is_ours(state, backend, watch.task_id):
             step, steps = _steps(state)
             if steps and (step, steps) != reported:

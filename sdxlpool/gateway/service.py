@@ -33,7 +33,7 @@ from sdxlpool.gateway.routing import Scheduler, default_scheduler
 from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
-from sdxlpool.gateway.transport import HttpWorkerTransport
+from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
 
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
@@ -94,7 +94,7 @@ class GatewayService:
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits)
         # txt2img itself, whose answers are megabytes: aiohttp, read in one piece (_bulk.py).
         self.bulk_client = BulkClient(max_connections=max_connections, connect_timeout=settings.connect_timeout)
-        self.transport = HttpWorkerTransport(self.client, self.bulk_client)  # what the attempt loop sees of both
+        self.transport: WorkerTransport = HttpWorkerTransport(self.client, self.bulk_client)  # the loop's view of both
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,

@@ -204,10 +204,10 @@ async def test_failover(case: Case) -> None:
         assert state.inflight == 0
     kinds = dict(zip(case.tried[:len(case.failures)], case.failures, strict=True))
     for name, kind in kinds.items():
-        state = pool.get(name)
-        assert state is not None
-        assert state.circuit.failures == (1 if kind.worker_fault else 0), name
-        assert (state.refused_at is not None) == (kind is FailureKind.QUEUE_FULL), name
+        failed = pool.get(name)
+        assert failed is not None
+        assert failed.circuit.failures == (1 if kind.worker_fault else 0), name
+        assert (failed.refused_at is not None) == (kind is FailureKind.QUEUE_FULL), name
 
 
 @pytest.mark.parametrize(("first", "kind"), [("refuse", FailureKind.TRANSPORT), ("hang", FailureKind.HUNG),
