@@ -147,6 +147,8 @@ async def forward_txt2img(
     progress_poll: float = 0.25,
     explain_routing: bool = False,
 ) -> Forwarded:
+    """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
+    `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
     # 1. Fix the seed.
     body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
