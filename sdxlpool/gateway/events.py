@@ -13,6 +13,11 @@
                                          the same code and text as the HTTP error would carry
 
 Every event is a JSON object with `event` naming it. Pure functions: no I/O.
+
+The attempt loop (forward.py) knows nothing of these dicts: it reports typed records
+(attempts.py), and `stream_listener(sink)` is the one adapter that turns them into `assigned` and
+`progress` events. An `error` carries `routing` only when the request asked for it
+(`debug_routing`).
 """
 
 from __future__ import annotations
@@ -22,11 +27,26 @@ from collections.abc import Callable
 from typing import Any
 
 from sdxlpool.errors import RequestError
+from sdxlpool.gateway.attempts import AttemptStarted, ForwardEvent, ForwardListener, ProgressSeen
 from sdxlpool.gateway.backends import BackendState
 
-__all__ = ["EventSink", "queued", "assigned", "progress", "result", "done", "error", "placement"]
+__all__ = ["EventSink", "queued", "assigned", "progress", "result", "done", "error", "placement", "stream_listener"]
 
 EventSink = Callable[[dict[str, Any]], None]
+
+
+def stream_listener(sink: EventSink) -> ForwardListener:
+    """The attempt loop's records as the client's events: a worker took it -> `assigned`, a new
+    step of its job -> `progress`. A failed attempt is not an event: the next `assigned` (attempt
+    2, ...) shows the failover, an `error` the end."""
+
+    def listen(record: ForwardEvent) -> None:
+        if isinstance(record, AttemptStarted):
+            sink(assigned(record.state, record.attempt))
+        elif isinstance(record, ProgressSeen):
+            sink(progress(record.step, record.steps, record.fraction, record.eta_seconds))
+
+    return listen
 
 
 def queued(position: int) -> dict[str, Any]:
@@ -90,4 +110,7 @@ def error(exc: RequestError) -> dict[str, Any]:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         event["retry_after"] = retry_after
+    routing = getattr(exc, "routing", None)  # only when the request asked for it
+    if routing is not None:
+        event["routing"] = routing
     return event

@@ -7,17 +7,23 @@ Steps of `forward_txt2img`:
   2. per attempt (at most `max_attempts`, never the same worker twice):
      2a. ask the scheduler for the best worker not tried yet among the allowed GPU models
      2b. count the request against that worker at once (a burst between two scrapes spreads out)
-     2c. POST it, while a watchdog polls the worker's /progress: no progress for
-         `progress_deadline` seconds means a hung worker, and the attempt is abandoned
+     2c. send it, while a watchdog polls the worker's /progress: no progress for
+         `progress_deadline` seconds means a hung worker, and the attempt is abandoned (the
+         worker is interrupted in the background, the failover does not wait for it)
      2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
          timeout or hang -> mark the worker down (circuit breaker) and try the next one; a full
          worker queue (503 queue_full) -> try the next one, and when every worker tried was
          full, `WorkersFull` (the service answers 429 with Retry-After)
-  3. a client that goes away cancels the attempt and interrupts the job on the worker
+  3. a client that goes away cancels the attempt (closing the connection stops an sdxlpool
+     worker's job) and interrupts a plain A1111 server
 
-With an `on_event` listener (the WebSocket and streaming API), each attempt is named with A1111's
-`force_task_id`, announced as `assigned`, and the watchdog polls more often and reports the
-steps of *that* job (the worker's /progress names the running job) as `progress` events.
+The loop talks to workers only through a `WorkerTransport` (transport.py): the real one is HTTP, a
+test's is in memory. Each abandoned attempt becomes an `AttemptFailure` record (attempts.py) in
+`Forwarded.failures`. With a `listener` (the WebSocket and streaming API), each attempt is named
+with A1111's `force_task_id`, reported as `AttemptStarted`, and the watchdog polls more often and
+reports the steps of *that* job (the worker's /progress names the running job) as `ProgressSeen`;
+`events.stream_listener` turns those into the wire events. With `explain_routing`, every
+attempt's scheduler decision is kept, explained, in `Forwarded.routing` (or on the error raised).
 """
 
 from __future__ import annotations
@@ -29,41 +35,57 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from sdxlpool.api.generation import MAX_SEED
 from sdxlpool.errors import RequestError
-from sdxlpool.gateway import events
-from sdxlpool.gateway._bulk import BulkClient, BulkTimeout, BulkTransportError
+from sdxlpool.gateway.attempts import (
+    AttemptFailed,
+    AttemptFailure,
+    AttemptStarted,
+    FailureKind,
+    ForwardListener,
+    ProgressSeen,
+)
 from sdxlpool.gateway.backends import BackendState
-from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.pool import BackendPool
-from sdxlpool.gateway.routing import RouteRequest, Scheduler
+from sdxlpool.gateway.routing import Decision, RouteRequest, Scheduler
+from sdxlpool.gateway.transport import TransportFailure, TransportTimeout, WorkerTransport
 
-__all__ = ["Forwarded", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward_txt2img", "fix_seeds"]
+__all__ = ["Forwarded", "ForwardError", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward_txt2img",
+           "fix_seeds", "exhausted", "RoutingTrace"]
 
 log = logging.getLogger(__name__)
 
+RoutingTrace = list[dict[str, Any]]  # the explained decision of each attempt, in order
 
-class NoBackend(RequestError):
+
+class ForwardError(RequestError):
+    """A request the pool could not serve. `routing` holds each attempt's explained scheduler
+    decision when the caller asked for them (`X-SDXL-Debug-Routing`), else None."""
+
+    def __init__(self, detail: str, *, routing: RoutingTrace | None = None) -> None:
+        super().__init__(detail)
+        self.routing = routing
+
+
+class NoBackend(ForwardError):
     """No worker of the allowed GPU models is up (503)."""
 
     status = 503
     code = "no_backend"
 
 
-class AllAttemptsFailed(RequestError):
+class AllAttemptsFailed(ForwardError):
     """Every worker tried failed (502): the request was not lost silently, it failed loudly."""
 
     status = 502
     code = "all_attempts_failed"
 
 
-class WorkersFull(RequestError):
+class WorkersFull(ForwardError):
     """Every worker tried refused the request for a full queue (`--max-queue`): the service
     answers it as saturation, 429 with Retry-After, not as a failure."""
 
@@ -72,10 +94,9 @@ class WorkersFull(RequestError):
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, reason: str, *, worker_fault: bool = True, queue_full: bool = False) -> None:
-        super().__init__(reason)
-        self.worker_fault = worker_fault
-        self.queue_full = queue_full
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
 
 
 @dataclass
@@ -87,8 +108,9 @@ class Forwarded:
     content: bytes
     state: BackendState | None
     attempts: int
-    failures: list[str] = field(default_factory=list)
+    failures: list[AttemptFailure] = field(default_factory=list)
     queue_seconds: float = 0.0
+    routing: RoutingTrace | None = None  # with `explain_routing`: each attempt's explained decision
     _body: Any = field(default=None, repr=False)
 
     @property
@@ -117,66 +139,87 @@ async def forward_txt2img(
     allowed_gpus: tuple[str, ...],
     pool: BackendPool,
     scheduler: Scheduler,
-    client: httpx.AsyncClient,
-    bulk_client: BulkClient,
+    transport: WorkerTransport,
     max_attempts: int,
     attempt_timeout: float,
     progress_deadline: float,
-    on_event: EventSink | None = None,
+    listener: ForwardListener | None = None,
     progress_poll: float = 0.25,
+    explain_routing: bool = False,
 ) -> Forwarded:
-    """`client` watches and interrupts workers; `bulk_client` sends the txt2img requests
-    themselves, whose answers are megabytes (_bulk.py)."""
+    """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
+    `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
     # 1. Fix the seed.
     body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
     tried: set[str] = set()
-    failures: list[str] = []
-    all_full = True
+    failures: list[AttemptFailure] = []
+    routing: RoutingTrace | None = [] if explain_routing else None
     started = time.monotonic()
     for attempt in range(1, max_attempts + 1):
         # 2a. Choose.
         now = time.monotonic()
         decision = scheduler.schedule(
-            RouteRequest(cost=cost, allowed_gpus=allowed_gpus, exclude=frozenset(tried), now=now), pool.states()
-        )
+            RouteRequest(cost=cost, allowed_gpus=allowed_gpus, exclude=frozenset(tried), now=now), pool.states(),
+            explain=explain_routing)
+        if routing is not None:
+            routing.append(_explained(attempt, decision))
         if decision.state is None:
             if failures:
                 break
-            raise NoBackend(decision.reason or "no backend available")
+            raise NoBackend(decision.reason or "no backend available", routing=routing)
         state = decision.state
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
-        if on_event is None:
+        if listener is None:
             watch = _Watch(progress_deadline)
         else:
-            watch = _Watch(progress_deadline, task_id=f"sdxlpool-{request_id}-{attempt}", poll=progress_poll,
-                           on_event=on_event)
-            on_event(events.assigned(state, attempt))
+            watch = _Watch(progress_deadline, attempt=attempt, task_id=f"sdxlpool-{request_id}-{attempt}",
+                           poll=progress_poll, listener=listener)
+            listener(AttemptStarted(attempt, state))
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(client, bulk_client, state, body, attempt_timeout,
-                                                      watch)
+            status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch)
         except _AttemptFailed as exc:
-            failures.append(f"{state.backend.name}: {exc}")
-            all_full = all_full and exc.queue_full
-            if exc.queue_full:
-                state.record_full(time.monotonic())
-            if exc.worker_fault:
-                state.record_failure(time.monotonic())
-            log.warning("attempt %d on %s failed: %s", attempt, state.backend.name, exc)
+            failure = AttemptFailure(state.backend.name, attempt, exc.kind, exc.detail, time.monotonic() - now)
+            failures.append(failure)
+            _record_failure(state, failure)
+            log.warning("attempt %d on %s failed (%s): %s", attempt, failure.worker, failure.kind.value,
+                        failure.detail)
+            if listener is not None:
+                listener(AttemptFailed(failure))
             continue
         finally:
             state.complete(cost)
         # 2d. Done (success, or the client's own error, which another worker would repeat).
         if status < 400:
             state.record_success(time.monotonic())
-        return Forwarded(status, content, state, attempt, failures, queue_seconds=now - started, _body=payload)
-    tried_text = "; ".join(failures) or "none"
-    if failures and all_full:
-        raise WorkersFull(f"every worker tried has a full queue ({tried_text})")
-    raise AllAttemptsFailed(f"the request failed on every worker tried ({tried_text})")
+        return Forwarded(status, content, state, attempt, failures, queue_seconds=now - started, routing=routing,
+                         _body=payload)
+    raise exhausted(failures, routing)
+
+
+def exhausted(failures: Sequence[AttemptFailure], routing: RoutingTrace | None = None) -> ForwardError:
+    """The error for a request that failed on every worker tried: saturation when each of them
+    only had a full queue, a failure otherwise. The detail lists every worker and why."""
+    tried = "; ".join(str(failure) for failure in failures) or "none"
+    if failures and all(failure.kind is FailureKind.QUEUE_FULL for failure in failures):
+        return WorkersFull(f"every worker tried has a full queue ({tried})", routing=routing)
+    return AllAttemptsFailed(f"the request failed on every worker tried ({tried})", routing=routing)
+
+
+def _record_failure(state: BackendState, failure: AttemptFailure) -> None:
+    """Circuit-breaker bookkeeping: a full queue marks the worker busy, a fault marks it down."""
+    now = time.monotonic()
+    if failure.kind is FailureKind.QUEUE_FULL:
+        state.record_full(now)
+    if failure.kind.worker_fault:
+        state.record_failure(now)
+
+
+def _explained(attempt: int, decision: Decision) -> dict[str, Any]:
+    return {"attempt": attempt, **(decision.explained() or {})}
 
 
 @dataclass(frozen=True)
@@ -184,89 +227,95 @@ class _Watch:
     """How one attempt is watched: the hang deadline, and for a listener, its job's progress."""
 
     deadline: float
+    attempt: int = 0
     task_id: str | None = None  # sent as force_task_id, so /progress shows whether our job runs
     poll: float = 1.0
-    on_event: EventSink | None = None
+    listener: ForwardListener | None = None
 
 
 async def _attempt(
-    client: httpx.AsyncClient, bulk_client: BulkClient, state: BackendState, body: dict[str, Any],
-    timeout: float, watch: _Watch,
+    transport: WorkerTransport, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch,
 ) -> tuple[int, bytes, Any]:
-    """(status, body bytes, decoded body or None): a success is not decoded, only checked to be a
-    JSON object; errors are small and decoded, to tell a full queue from a broken worker."""
-    url = state.backend.url
+    """(status, body bytes, decoded body or None), or `_AttemptFailed` saying why not."""
+    backend = state.backend
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(bulk_client.post_json(url + "/sdapi/v1/txt2img", body, timeout=timeout))
-    watchdog = asyncio.ensure_future(_watch_progress(client, state, watch))
+    request = asyncio.ensure_future(transport.send_txt2img(backend, body, timeout=timeout))
+    watchdog = asyncio.ensure_future(_watch_progress(transport, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if request not in done:
             request.cancel()
-            _in_background(_interrupt(client, url))  # free the GPU, without making the failover wait for it
-            raise _AttemptFailed(f"no progress for {watch.deadline:g}s")
+            _in_background(transport.interrupt(backend))  # free the GPU, without making the failover wait for it
+            raise _AttemptFailed(FailureKind.HUNG, f"no progress for {watch.deadline:g}s")
         try:
             status, content = request.result()
-        except BulkTimeout as exc:
-            raise _AttemptFailed(f"timed out: {exc}") from exc
-        except BulkTransportError as exc:
-            raise _AttemptFailed(str(exc)) from exc
+        except TransportTimeout as exc:
+            raise _AttemptFailed(FailureKind.TIMEOUT, f"timed out: {exc}") from exc
+        except TransportFailure as exc:
+            raise _AttemptFailed(FailureKind.TRANSPORT, str(exc)) from exc
     except asyncio.CancelledError:
         # The client went away. Closing our connection makes an sdxlpool worker drop the queued job
         # or interrupt the running one (exactly ours); a plain A1111 server only knows /interrupt.
         request.cancel()
-        if state.backend.kind == "a1111":
-            await _interrupt(client, url)
+        if backend.kind == "a1111":
+            await transport.interrupt(backend)
         raise
     finally:
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watchdog
+    return _judge_answer(status, content)
+
+
+def _judge_answer(status: int, content: bytes) -> tuple[int, bytes, Any]:
+    """A worker's answer as (status, body bytes, decoded body or None), or `_AttemptFailed`.
+
+    A success is not decoded, only checked to be a JSON object (passthrough.py); errors are small
+    and decoded, to tell a full queue from a broken worker from the client's own mistake.
+    """
     if status < 400:
         if not (content.lstrip()[:1] == b"{" and content.rstrip()[-1:] == b"}"):
-            raise _AttemptFailed(f"HTTP {status} with a body that is not a JSON object")
+            raise _AttemptFailed(FailureKind.BAD_BODY, f"HTTP {status} with a body that is not a JSON object")
         return status, content, None
     try:
         payload = json.loads(content)
     except ValueError as exc:
-        raise _AttemptFailed(f"HTTP {status} with a body that is not JSON") from exc
+        raise _AttemptFailed(FailureKind.BAD_BODY, f"HTTP {status} with a body that is not JSON") from exc
     if status == 503 and isinstance(payload, dict) and payload.get("error") == "queue_full":
-        raise _AttemptFailed("queue full", worker_fault=False, queue_full=True)  # busy, not broken: try another
+        raise _AttemptFailed(FailureKind.QUEUE_FULL, "queue full")  # busy, not broken: try another
     if status >= 500:
-        raise _AttemptFailed(f"HTTP {status}: {payload.get('detail', '') if isinstance(payload, dict) else ''}")
+        detail = payload.get("detail", "") if isinstance(payload, dict) else ""
+        raise _AttemptFailed(FailureKind.HTTP_5XX, f"HTTP {status}: {detail}")
     return status, content, payload
 
 
-async def _watch_progress(client: httpx.AsyncClient, backend: BackendState, watch: _Watch) -> None:
+async def _watch_progress(transport: WorkerTransport, backend: BackendState, watch: _Watch) -> None:
     """Return when the worker has shown no progress for `watch.deadline` seconds (it is hung).
 
-    Meanwhile report our job's steps to `watch.on_event`, each change once.
+    Meanwhile report our job's steps to `watch.listener`, each change once.
     """
-    url = backend.backend.url
     poll = min(watch.poll, watch.deadline / 4)
     last: tuple[Any, ...] | None = None
     last_change = time.monotonic()
     reported: tuple[int, int] | None = None
     while True:
         await asyncio.sleep(poll)
-        try:
-            response = await client.get(url + "/sdapi/v1/progress", params={"skip_current_image": "true"},
-                                        timeout=poll * 2)
-            answer = response.json()
-            state = answer.get("state", {})
-            seen: tuple[Any, ...] = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
-        except (httpx.HTTPError, ValueError, AttributeError):
+        answer = await transport.read_progress(backend.backend, timeout=poll * 2)
+        state = answer.get("state", {}) if answer is not None else None
+        if answer is None or not isinstance(state, dict):
             # No answer is no progress: a frozen process or a host gone silent (no RST) is hung
             # too. A dead worker fails the request itself, sooner.
             answer, state = {}, {}
-            seen = ("unreachable",)
-        if watch.on_event is not None and _is_ours(state, backend, watch.task_id):
+            seen: tuple[Any, ...] = ("unreachable",)
+        else:
+            seen = (state.get("job"), state.get("job_no"), state.get("sampling_step"))
+        if watch.listener is not None and _is_ours(state, backend, watch.task_id):
             step, steps = _steps(state)
             if steps and (step, steps) != reported:
                 reported = (step, steps)
-                watch.on_event(events.progress(step, steps, float(answer.get("progress") or 0.0),
-                                               answer.get("eta_relative")))
+                watch.listener(ProgressSeen(watch.attempt, step, steps, float(answer.get("progress") or 0.0),
+                                            answer.get("eta_relative")))
         if seen != last:
             last, last_change = seen, time.monotonic()
         elif time.monotonic() - last_change >= watch.deadline:
@@ -298,8 +347,3 @@ def _in_background(work: Coroutine[Any, Any, None]) -> None:
     task = asyncio.ensure_future(work)
     _background.add(task)
     task.add_done_callback(_background.discard)
-
-
-async def _interrupt(client: httpx.AsyncClient, url: str) -> None:
-    with contextlib.suppress(httpx.HTTPError):
-        await client.post(url + "/sdapi/v1/interrupt", timeout=2)

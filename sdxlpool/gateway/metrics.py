@@ -63,8 +63,9 @@ class GatewayMetrics:
                                  ["gpu_model"], buckets=_LATENCY_BUCKETS, registry=r)
         self.attempts = Histogram(m.GATEWAY_ATTEMPTS, "Workers tried per request", buckets=(1, 2, 3, 4, 6),
                                   registry=r)
-        self.failovers = Counter(m.GATEWAY_FAILOVERS, "Attempts abandoned on a worker, by worker",
-                                 ["backend"], registry=r)
+        self.failovers = Counter(m.GATEWAY_FAILOVERS, "Attempts abandoned on a worker, by worker and reason"
+                                 " (hung, timeout, transport, bad_body, http_5xx, queue_full)",
+                                 ["backend", "reason"], registry=r)
         self.queue_depth = Gauge(m.GATEWAY_QUEUE_DEPTH, "Requests waiting at the gateway for a worker with room",
                                  registry=r)
         self.inflight = Gauge(m.GATEWAY_INFLIGHT, "Requests being served by the gateway now", registry=r)

@@ -26,15 +26,16 @@ from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
-from sdxlpool.gateway.forward import Forwarded, NoBackend, WorkersFull, forward_txt2img
+from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward_txt2img
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Scheduler, default_scheduler
 from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
+from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
 
-__all__ = ["GatewayService", "WorkerRejected", "parse_gpu_choice"]
+__all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ class WorkerRejected(RequestError):
         return cls(status, str(body.get("error") or "rejected"), str(body.get("detail") or f"HTTP {status}"))
 
 
+class WorkersSaturated(TooBusy):
+    """`WorkersFull` answered like the gateway's own saturation: 429 with Retry-After."""
+
+    def __init__(self, full: WorkersFull, retry_after: float) -> None:
+        super().__init__("saturated", full.detail, retry_after)
+        self.routing: RoutingTrace | None = full.routing
+
+
 class GatewayService:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -85,6 +94,7 @@ class GatewayService:
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits)
         # txt2img itself, whose answers are megabytes: aiohttp, read in one piece (_bulk.py).
         self.bulk_client = BulkClient(max_connections=max_connections, connect_timeout=settings.connect_timeout)
+        self.transport: WorkerTransport = HttpWorkerTransport(self.client, self.bulk_client)  # the loop's view of both
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
@@ -129,7 +139,10 @@ class GatewayService:
             state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
     async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
-                      api_key: str | None = None, on_event: EventSink | None = None) -> Forwarded:
+                      api_key: str | None = None, on_event: EventSink | None = None,
+                      debug_routing: bool = False) -> Forwarded:
+        """Admit and forward one request. `debug_routing`: keep every attempt's explained scheduler
+        decision (`Forwarded.routing`, or `routing` on the error raised)."""
         started = time.monotonic()
         self.metrics.inflight.inc()
         gpu = "none"
@@ -150,15 +163,16 @@ class GatewayService:
             try:
                 forwarded = await forward_txt2img(
                     body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool,
-                    scheduler=self.scheduler, client=self.client, bulk_client=self.bulk_client,
+                    scheduler=self.scheduler, transport=self.transport,
                     max_attempts=self.settings.max_attempts, attempt_timeout=self.settings.attempt_timeout,
-                    progress_deadline=self.settings.progress_deadline, on_event=on_event,
-                    progress_poll=self.settings.progress_poll,
+                    progress_deadline=self.settings.progress_deadline,
+                    listener=events.stream_listener(on_event) if on_event is not None else None,
+                    progress_poll=self.settings.progress_poll, explain_routing=debug_routing,
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
-                raise TooBusy("saturated", exc.detail, self.admission.retry_after(allowed, time.monotonic())) from None
+                raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None
             for failure in forwarded.failures:
-                self.metrics.failovers.labels(failure.split(":", 1)[0]).inc()
+                self.metrics.failovers.labels(failure.worker, failure.kind.value).inc()
             self.metrics.attempts.observe(forwarded.attempts)
             gpu = forwarded.state.backend.gpu if forwarded.state else "none"
             outcome = "success" if forwarded.status_code < 400 else "client_error"
@@ -185,18 +199,25 @@ class GatewayService:
             self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
 
     async def generate(self, raw: dict[str, Any], *, client: str = "", api_key: str | None = None,
-                       on_event: EventSink | None = None) -> dict[str, Any]:
-        """The native API: A1111 fields plus `gpus`; the result in `events.result`'s shape.
+                       on_event: EventSink | None = None, debug_routing: bool = False) -> dict[str, Any]:
+        """The native API: A1111 fields plus `gpus` (and `debug_routing`); the result in
+        `events.result`'s shape, plus `routing` when asked for (the field or `debug_routing`).
 
         A worker's own refusal (an unknown sampler, say) is raised as `WorkerRejected` with its
         status, code and detail, so every caller reports errors one way.
         """
         started = time.monotonic()
-        forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event)
+        raw = dict(raw)
+        debug_routing = _debug_routing_field(raw.pop("debug_routing", None)) or debug_routing
+        forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
+                                       debug_routing=debug_routing)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
-        return events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
-                             queue_seconds=forwarded.queue_seconds, total_seconds=time.monotonic() - started)
+        native = events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
+                               queue_seconds=forwarded.queue_seconds, total_seconds=time.monotonic() - started)
+        if forwarded.routing is not None:
+            native["routing"] = forwarded.routing
+        return native
 
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
@@ -209,6 +230,12 @@ class GatewayService:
             except (httpx.HTTPError, ValueError):
                 continue
         raise NoBackend("no worker answered")
+
+
+def _debug_routing_field(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise InvalidRequest("debug_routing", f"must be true or false, got {value!r}")
 
 
 def _validated(body: dict[str, Any]) -> Txt2ImgRequest:

@@ -3,6 +3,9 @@
 Both take a JSON object of A1111 txt2img fields plus `gpus` (allowed GPU models, preferred first)
 and report the events of `sdxlpool.gateway.events`.
 
+`X-SDXL-Debug-Routing: 1` (or `"debug_routing": true` in the body, or in a WebSocket request)
+adds every attempt's scheduler decision as `routing` to the result (and to an error).
+
 WebSocket protocol: the client sends one request object (optionally with an `id`, echoed in every
 event of that generation) and receives `queued`, `assigned`, `progress`..., then `done` or
 `error`; it may then send the next request on the same socket. `{"cancel": true}` while a
@@ -22,9 +25,11 @@ from fastapi import APIRouter, Body, Header, Request, WebSocket, WebSocketDiscon
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sdxlpool._http import until_disconnected
+from sdxlpool.errors import RequestError
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
 from sdxlpool.gateway.routes._client import result_headers
+from sdxlpool.gateway.routes._debug import error_with_routing, routing_of, wants_routing
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.streaming import Generation
 
@@ -39,14 +44,23 @@ async def generate(
     request: Request,
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     accept: str = Header(default="application/json"),
+    x_sdxl_debug_routing: str | None = Header(default=None),
 ) -> Any:
     """Generate; `Accept: application/x-ndjson` streams the events, one JSON object per line."""
     client = request.client.host if request.client else ""
     key = presented_key(request.headers, request.query_params)
+    debug_routing = wants_routing(x_sdxl_debug_routing)
     if NDJSON in accept:
-        generation = Generation(lambda sink: gateway.generate(body, client=client, api_key=key, on_event=sink))
+        generation = Generation(lambda sink: gateway.generate(body, client=client, api_key=key, on_event=sink,
+                                                              debug_routing=debug_routing))
         return StreamingResponse(_ndjson(generation), media_type=NDJSON)
-    native = await until_disconnected(request, gateway.generate(body, client=client, api_key=key))
+    try:
+        native = await until_disconnected(request, gateway.generate(body, client=client, api_key=key,
+                                                                    debug_routing=debug_routing))
+    except RequestError as exc:
+        if routing_of(exc) is not None:  # set only when asked for, by the header or the body field
+            return error_with_routing(exc)
+        raise
     return JSONResponse(native, headers=result_headers(native))
 
 

@@ -1,4 +1,8 @@
-"""POST /sdapi/v1/txt2img through the pool, with the placement in headers and `info`."""
+"""POST /sdapi/v1/txt2img through the pool, with the placement in headers and `info`.
+
+`X-SDXL-Debug-Routing: 1` adds every attempt's scheduler decision as `info.sdxlpool.routing`
+(routes/_debug.py).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 
 from sdxlpool._http import until_disconnected
+from sdxlpool.errors import RequestError
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
 from sdxlpool.gateway.forward import Forwarded
 from sdxlpool.gateway.passthrough import replace_info
 from sdxlpool.gateway.routes._client import placement_headers
+from sdxlpool.gateway.routes._debug import error_with_routing, routing_of, wants_routing
 
 router = APIRouter(prefix="/sdapi/v1", tags=["txt2img"])
 
@@ -24,10 +30,18 @@ async def txt2img(
     request: Request,
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     x_sdxl_gpu: str | None = Header(default=None),
+    x_sdxl_debug_routing: str | None = Header(default=None),
 ) -> Response:
     client = request.client.host if request.client else ""
-    forwarded = await until_disconnected(request, gateway.txt2img(
-        body, gpu_header=x_sdxl_gpu, client=client, api_key=presented_key(request.headers, request.query_params)))
+    debug_routing = wants_routing(x_sdxl_debug_routing)
+    try:
+        forwarded = await until_disconnected(request, gateway.txt2img(
+            body, gpu_header=x_sdxl_gpu, client=client, api_key=presented_key(request.headers, request.query_params),
+            debug_routing=debug_routing))
+    except RequestError as exc:
+        if debug_routing and routing_of(exc) is not None:
+            return error_with_routing(exc)
+        raise
     content, info = _with_gateway_view(forwarded)
     headers = placement_headers(forwarded.state, attempts=forwarded.attempts, queue_seconds=forwarded.queue_seconds,
                                 inference_seconds=info.get("sdxlpool", {}).get("inference_seconds"))
@@ -35,7 +49,8 @@ async def txt2img(
 
 
 def _with_gateway_view(forwarded: Forwarded) -> tuple[bytes, dict[str, Any]]:
-    """The worker's answer with attempts and gateway queue time added to `info.sdxlpool`."""
+    """The worker's answer with attempts, gateway queue time (and routing, when asked for) added
+    to `info.sdxlpool`."""
     if forwarded.status_code >= 400:
         return forwarded.content, {}
 
@@ -44,6 +59,8 @@ def _with_gateway_view(forwarded: Forwarded) -> tuple[bytes, dict[str, Any]]:
         if isinstance(placement, dict):
             placement["attempts"] = forwarded.attempts
             placement["gateway_queue_seconds"] = round(forwarded.queue_seconds, 4)
+            if forwarded.routing is not None:
+                placement["routing"] = forwarded.routing
 
     spliced = replace_info(forwarded.content, add)
     if spliced is not None:

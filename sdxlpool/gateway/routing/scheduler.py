@@ -8,16 +8,23 @@
     4. let the picker choose from the totals, and estimate the chosen backend's completion time
 
 Every plugin's wall time is reported to `on_plugin_seconds(name, seconds)` (the gateway feeds its
-`sdxl_gateway_plugin_seconds` histogram). Pure: no I/O; the only clock read is the timer used to
-measure plugins.
+`sdxl_gateway_plugin_seconds` histogram). No I/O; the only clock read is the timer used to measure
+plugins.
+
+Explaining a decision: `schedule(request, states, explain=True)` also records the candidates left
+after each filter, the weights and the picker (`Decision.explanation`, as a dict through
+`Decision.explained()`); so does DEBUG logging on this module's logger, which then logs every
+decision. Otherwise nothing extra is built: the hot path pays one `isEnabledFor` per run.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 from sdxlpool.api.gpu import display_name
@@ -27,9 +34,11 @@ from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, N
 from sdxlpool.gateway.routing.pickers import Best
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, Preference
-from sdxlpool.gateway.routing.types import Candidate, Decision, RouteRequest, Scored
+from sdxlpool.gateway.routing.types import Candidate, Decision, Explanation, FilterStep, RouteRequest, Scored
 
 __all__ = ["Scheduler", "default_scheduler"]
+
+log = logging.getLogger(__name__)
 
 
 class Scheduler:
@@ -57,7 +66,26 @@ class Scheduler:
         self.default_step_seconds = default_step_seconds
         self._timer = timer
 
-    def schedule(self, request: RouteRequest, states: Sequence[BackendState]) -> Decision:
+    def schedule(self, request: RouteRequest, states: Sequence[BackendState], *, explain: bool = False) -> Decision:
+        """The decision for `request`; with `explain` (or DEBUG logging here) it carries its explanation."""
+        if not (explain or log.isEnabledFor(logging.DEBUG)):
+            return self._run(request, states, None)
+        steps: list[FilterStep] = []
+        decision = self._run(request, states, steps)
+        candidates = tuple(state.backend.name for state in states)
+        reached_scorers = decision.emptied_by is None and bool(candidates)  # no filter ended the run
+        explanation = Explanation(
+            candidates=candidates, filters=tuple(steps),
+            weights={scorer.name: weight for scorer, weight in self.scorers} if reached_scorers else {},
+            picker=self.picker.name if reached_scorers else "")
+        decision = replace(decision, explanation=explanation)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("routing decision: %s", decision.explained())
+        return decision
+
+    def _run(self, request: RouteRequest, states: Sequence[BackendState], steps: list[FilterStep] | None
+             ) -> Decision:
+        """One run; each filter's survivors are appended to `steps` when it is given."""
         # 1. Snapshot.
         candidates = [Candidate.of(state, request.now) for state in states]
         everything = candidates
@@ -69,6 +97,8 @@ class Scheduler:
             started = self._timer()
             kept = plugin.filter(request, candidates)
             self._report(plugin.name, started)
+            if steps is not None:
+                steps.append(FilterStep(plugin.name, tuple(c.name for c in kept)))
             if not kept:
                 return _empty(plugin, request, candidates, everything)
             candidates = kept

@@ -5,6 +5,8 @@
     Scored        a candidate and its weighted total, what the picker chooses from
     Decision      the outcome: the chosen backend state (or None and why), its expected
                   completion time, and every plugin's scores
+    Explanation   only when asked for (`schedule(..., explain=True)`): the candidates left after
+                  each filter, the weights and the picker, for `Decision.explained()`
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sdxlpool.gateway.backends import Backend, BackendState
 from sdxlpool.gateway.worker_metrics import WorkerMetrics
 
-__all__ = ["RouteRequest", "Candidate", "Scored", "Decision"]
+__all__ = ["RouteRequest", "Candidate", "Scored", "Decision", "Explanation", "FilterStep"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,22 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class FilterStep:
+    filter: str  # the filter's name
+    kept: tuple[str, ...]  # the backends it left, by name (empty: it ended the run)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """How a run went, beyond what every `Decision` carries: built only when asked for."""
+
+    candidates: tuple[str, ...]  # every backend, before the filters
+    filters: tuple[FilterStep, ...]  # the filters that ran, in order
+    weights: Mapping[str, float] = field(default_factory=dict)  # scorer -> weight (empty: not reached)
+    picker: str = ""
+
+
+@dataclass(frozen=True)
 class Decision:
     state: BackendState | None  # the chosen backend; None: nothing could serve (see `reason`)
     expected_seconds: float | None = None  # expected completion on the chosen backend
@@ -89,3 +108,25 @@ class Decision:
     reason: str = ""  # why nothing was chosen
     emptied_by: str | None = None  # the filter that left no candidate
     gpu_models: tuple[str, ...] = ()  # GPU models tried (display names), for the 503 message
+    explanation: Explanation | None = None  # only with `schedule(..., explain=True)` or DEBUG logging
+
+    def explained(self) -> dict[str, Any] | None:
+        """The whole decision as a JSON-ready dict (None when it was not explained): the candidates
+        after each filter, the filter that emptied the set, every score per scorer, the weights,
+        the weighted totals and the pick."""
+        why = self.explanation
+        if why is None:
+            return None
+        return {
+            "candidates": list(why.candidates),
+            "filters": [{"filter": step.filter, "kept": list(step.kept)} for step in why.filters],
+            "emptied_by": self.emptied_by,
+            "scores": {scorer: {name: round(value, 6) for name, value in by_backend.items()}
+                       for scorer, by_backend in self.scores.items()},
+            "weights": dict(why.weights),
+            "totals": {name: round(value, 6) for name, value in self.totals.items()},
+            "picker": why.picker,
+            "picked": self.state.backend.name if self.state is not None else None,
+            "expected_seconds": None if self.expected_seconds is None else round(self.expected_seconds, 4),
+            "reason": self.reason or None,
+        }

@@ -1,0 +1,90 @@
+"""How the attempt loop talks to one worker: the `WorkerTransport` protocol and its HTTP class.
+
+The loop (forward.py) needs three things from a worker, and nothing else:
+
+    send_txt2img(backend, body, timeout)  -> (status, body bytes)   the request itself
+    read_progress(backend, timeout)       -> /progress answer, or None when there is no answer
+    interrupt(backend)                                              stop its running job
+
+`HttpWorkerTransport` is the real one: aiohttp for the txt2img POST, whose answer is megabytes
+(`_bulk.py`: read in one piece, never decoded here), httpx for the small /progress and /interrupt.
+Tests give the loop an in-memory fake instead (tests/gateway/test_forward_seam.py), the way httpx
+takes a `MockTransport`.
+
+A send that gets no answer raises `TransportTimeout` (the attempt timeout passed) or
+`TransportFailure` (refused, reset, closed mid-answer); any answer, 5xx included, is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import httpx
+
+from sdxlpool.gateway._bulk import BulkClient, BulkTimeout, BulkTransportError
+from sdxlpool.gateway.backends import Backend
+
+__all__ = ["WorkerTransport", "HttpWorkerTransport", "TransportError", "TransportTimeout", "TransportFailure"]
+
+TXT2IMG_PATH = "/sdapi/v1/txt2img"
+PROGRESS_PATH = "/sdapi/v1/progress"
+INTERRUPT_PATH = "/sdapi/v1/interrupt"
+_INTERRUPT_TIMEOUT_SECONDS = 2.0
+
+
+class TransportError(Exception):
+    """The worker gave no answer to a txt2img."""
+
+
+class TransportTimeout(TransportError):
+    """No answer within the attempt timeout."""
+
+
+class TransportFailure(TransportError):
+    """Refused, reset or closed before the whole answer arrived."""
+
+
+class WorkerTransport(Protocol):
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
+        """POST `body` to the worker's txt2img; its status and body bytes as received."""
+        ...
+
+    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+        """The worker's /progress JSON object (without the current image); None: no answer."""
+        ...
+
+    async def interrupt(self, backend: Backend) -> None:
+        """Ask the worker to stop the job it runs; never raises (best effort)."""
+        ...
+
+
+class HttpWorkerTransport:
+    """`client` (httpx) watches and interrupts; `bulk` (aiohttp) sends the txt2img requests. Both
+    are owned, and closed, by the caller (the gateway service also scrapes with `client`)."""
+
+    def __init__(self, client: httpx.AsyncClient, bulk: BulkClient) -> None:
+        self._client = client
+        self._bulk = bulk
+
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
+        try:
+            return await self._bulk.post_json(backend.url + TXT2IMG_PATH, body, timeout=timeout)
+        except BulkTimeout as exc:
+            raise TransportTimeout(str(exc)) from exc
+        except BulkTransportError as exc:
+            raise TransportFailure(str(exc)) from exc
+
+    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+        try:
+            response = await self._client.get(backend.url + PROGRESS_PATH, params={"skip_current_image": "true"},
+                                              timeout=timeout)
+            answer = response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    async def interrupt(self, backend: Backend) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client.post(backend.url + INTERRUPT_PATH, timeout=_INTERRUPT_TIMEOUT_SECONDS)

@@ -1,0 +1,323 @@
+"""The failover loop over an in-memory `WorkerTransport`: no sockets, deadlines of a few ms.
+
+Each case scripts what every worker does with a request (answer, refuse, hang, ...) and checks
+what the loop made of it: the answer, the error, the workers tried in order, the failure records,
+the seeds sent, interrupts and cancellations. The real-process versions of the same behaviour are
+in test_gateway_sim.py, test_gateway_http.py and test_native_api.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdxlpool.gateway import events
+from sdxlpool.gateway.admission import TooBusy
+from sdxlpool.gateway.attempts import (
+    AttemptFailed,
+    AttemptFailure,
+    AttemptStarted,
+    FailureKind,
+    ForwardEvent,
+    ProgressSeen,
+)
+from sdxlpool.gateway.backends import Backend, BackendKind
+from sdxlpool.gateway.forward import AllAttemptsFailed, Forwarded, NoBackend, WorkersFull, forward_txt2img
+from sdxlpool.gateway.pool import BackendPool
+from sdxlpool.gateway.routing import default_scheduler
+from sdxlpool.gateway.routing.testing import fake_state
+from sdxlpool.gateway.service import GatewayService
+from sdxlpool.gateway.settings import GatewaySettings
+from sdxlpool.gateway.transport import TransportFailure, TransportTimeout
+
+DEADLINE = 0.04  # the hang deadline: a hung fake is given up on after ~40 ms
+POLL = 0.01
+CASE_SECONDS = 0.5  # each case ends well inside this, or the loop waited for something it should not
+
+ANSWERS = {
+    "ok": (200, json.dumps({"images": ["aW1n"], "parameters": {}, "info": "{}"}).encode()),
+    "5xx": (500, b'{"error": "internal", "detail": "CUDA error: device-side assert"}'),
+    "full": (503, b'{"error": "queue_full", "detail": "the queue is full"}'),
+    "4xx": (404, b'{"error": "not_found", "detail": "unknown sampler: Nope"}'),
+    "bad_body": (200, b"<html>proxy error</html>"),
+}
+
+
+@dataclass
+class FakeTransport:
+    """Workers by name, each doing one thing with every request:
+
+    ok, 5xx, full, 4xx, bad_body   answer at once (ANSWERS)
+    refuse, timeout                raise the transport's errors
+    hang                           never answer, /progress frozen
+    slow                           never answer, /progress moving (runs until cancelled)
+    steps                          answer ok after a few /progress polls that show our job moving
+    """
+
+    behaviours: Mapping[str, str]
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    polls: Counter[str] = field(default_factory=Counter)
+
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
+        self.sent.append((backend.name, dict(body)))
+        behaviour = self.behaviours[backend.name]
+        if behaviour == "refuse":
+            raise TransportFailure("ClientConnectorError: connection refused")
+        if behaviour == "timeout":
+            raise TransportTimeout("TimeoutError")
+        if behaviour == "steps":
+            while self.polls[backend.name] < 3:
+                await asyncio.sleep(POLL / 2)
+            return ANSWERS["ok"]
+        if behaviour in ("hang", "slow"):
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled.append(backend.name)
+                raise
+        return ANSWERS[behaviour]
+
+    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+        self.polls[backend.name] += 1
+        job = next((body.get("force_task_id") for name, body in reversed(self.sent) if name == backend.name), None)
+        step = 0 if self.behaviours[backend.name] == "hang" else self.polls[backend.name]
+        return {"progress": step / 10, "eta_relative": 1.0,
+                "state": {"job": job, "job_no": 0, "job_count": 1, "sampling_step": step, "sampling_steps": 10}}
+
+    async def interrupt(self, backend: Backend) -> None:
+        self.interrupted.append(backend.name)
+
+    def tried(self) -> list[str]:
+        return [name for name, _ in self.sent]
+
+
+def pool_of(workers: list[tuple[str, str]], kind: BackendKind = "sdxlpool", pool: BackendPool | None = None
+            ) -> BackendPool:
+    """Workers in the scheduler's order of preference: each a little slower than the one before."""
+    now = time.monotonic()
+    made = [fake_state(name, step_seconds=0.1 * (i + 1), scraped_at=now, kind=kind)
+            for i, (name, _) in enumerate(workers)]
+    pool = BackendPool() if pool is None else pool  # (an empty pool is falsy)
+    pool.update(state.backend for state in made)
+    for state in made:
+        live = pool.get(state.name)
+        assert live is not None
+        live.metrics, live.scraped_at = state.metrics, state.scraped_at
+    return pool
+
+
+async def forward(transport: FakeTransport, pool: BackendPool, *, max_attempts: int = 3,
+                  body: dict[str, Any] | None = None, **kwargs: Any) -> Forwarded:
+    return await forward_txt2img(
+        body or {"prompt": "x", "seed": -1}, cost=10, allowed_gpus=(), pool=pool, scheduler=default_scheduler(),
+        transport=transport, max_attempts=max_attempts, attempt_timeout=1.0, progress_deadline=DEADLINE,
+        progress_poll=POLL, **kwargs)
+
+
+async def settle(condition: Any) -> None:
+    """Let background tasks (the interrupt of a hung worker) run: a few loop turns, no real wait."""
+    for _ in range(20):
+        if condition():
+            return
+        await asyncio.sleep(0)
+
+
+@dataclass(frozen=True)
+class Case:
+    workers: list[tuple[str, str]]  # (name, behaviour), in the scheduler's order of preference
+    tried: list[str]  # the workers the request was sent to, in order
+    failures: list[FailureKind]  # the kinds of the abandoned attempts, in order
+    status: int | None = 200  # the answer's status, None when an error is raised
+    error: type[Exception] | None = None
+    interrupted: list[str] = field(default_factory=list)
+    max_attempts: int = 3
+
+
+CASES = [
+    pytest.param(Case([("a", "ok"), ("b", "ok")], tried=["a"], failures=[]), id="first-worker-answers"),
+    pytest.param(Case([("a", "refuse"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.TRANSPORT]),
+                 id="refused-then-success-elsewhere"),
+    pytest.param(Case([("a", "timeout"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.TIMEOUT]),
+                 id="timeout-then-success"),
+    pytest.param(Case([("a", "hang"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.HUNG],
+                      interrupted=["a"]), id="hang-then-interrupt-and-success"),
+    pytest.param(Case([("a", "5xx"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.HTTP_5XX]),
+                 id="5xx-then-success"),
+    pytest.param(Case([("a", "bad_body"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.BAD_BODY]),
+                 id="bad-body-then-success"),
+    pytest.param(Case([("a", "full"), ("b", "ok")], tried=["a", "b"], failures=[FailureKind.QUEUE_FULL]),
+                 id="full-then-success"),
+    pytest.param(Case([("a", "4xx"), ("b", "ok")], tried=["a"], failures=[], status=404),
+                 id="client-4xx-passed-through-without-failover"),
+    pytest.param(Case([("a", "full"), ("b", "full"), ("c", "full")], tried=["a", "b", "c"],
+                      failures=[FailureKind.QUEUE_FULL] * 3, status=None, error=WorkersFull), id="all-workers-full"),
+    pytest.param(Case([("a", "full"), ("b", "refuse")], tried=["a", "b"],
+                      failures=[FailureKind.QUEUE_FULL, FailureKind.TRANSPORT], status=None, error=AllAttemptsFailed),
+                 id="full-and-broken-is-a-failure-not-saturation"),
+    pytest.param(Case([("a", "refuse"), ("b", "5xx"), ("c", "ok")], tried=["a", "b"],
+                      failures=[FailureKind.TRANSPORT, FailureKind.HTTP_5XX], status=None, error=AllAttemptsFailed,
+                      max_attempts=2), id="max-attempts-respected"),
+    pytest.param(Case([("a", "refuse"), ("b", "refuse")], tried=["a", "b"], failures=[FailureKind.TRANSPORT] * 2,
+                      status=None, error=AllAttemptsFailed, max_attempts=5),
+                 id="never-the-same-worker-twice"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_failover(case: Case) -> None:
+    transport = FakeTransport(dict(case.workers))
+    pool = pool_of(case.workers)
+    started = time.monotonic()
+    if case.error is None:
+        forwarded = await forward(transport, pool, max_attempts=case.max_attempts)
+        assert forwarded.status_code == case.status
+        assert forwarded.state is not None and forwarded.state.name == case.tried[-1]
+        assert forwarded.attempts == len(case.tried)
+        failures = forwarded.failures
+    else:
+        with pytest.raises(case.error) as raised:
+            await forward(transport, pool, max_attempts=case.max_attempts)
+        failures = []
+        for worker in case.tried:  # the error names every worker tried and why
+            assert f"{worker}: " in raised.value.detail  # type: ignore[attr-defined]
+    assert time.monotonic() - started < CASE_SECONDS
+    assert transport.tried() == case.tried
+    assert len(set(transport.tried())) == len(transport.tried())  # never the same worker twice
+    if case.error is None:
+        assert [f.kind for f in failures] == case.failures
+        assert [(f.worker, f.attempt) for f in failures] == [(worker, i) for i, worker in
+                                                             enumerate(case.tried[:len(failures)], start=1)]
+    await settle(lambda: transport.interrupted == case.interrupted)
+    assert transport.interrupted == case.interrupted
+    # Every dispatch was completed, and only real faults opened a circuit.
+    for state in pool.states():
+        assert state.inflight == 0
+    kinds = dict(zip(case.tried[:len(case.failures)], case.failures, strict=True))
+    for name, kind in kinds.items():
+        failed = pool.get(name)
+        assert failed is not None
+        full = kind is FailureKind.QUEUE_FULL  # busy, not broken: the circuit stays closed
+        assert (failed.circuit.failures, failed.refused_at is not None) == ((0, True) if full else (1, False)), name
+
+
+@pytest.mark.parametrize(("first", "kind"), [("refuse", FailureKind.TRANSPORT), ("hang", FailureKind.HUNG),
+                                             ("5xx", FailureKind.HTTP_5XX)])
+async def test_a_retry_asks_for_the_same_image(first: str, kind: FailureKind) -> None:
+    """`seed: -1` is fixed once, before the first attempt: the second worker gets the same seeds."""
+    transport = FakeTransport({"a": first, "b": "ok"})
+    forwarded = await forward(transport, pool_of([("a", first), ("b", "ok")]),
+                              body={"prompt": "x", "seed": -1, "subseed": -1})
+    assert forwarded.failures[0].kind is kind
+    (name_a, body_a), (name_b, body_b) = transport.sent
+    assert (name_a, name_b) == ("a", "b")
+    assert body_a["seed"] == body_b["seed"] and body_a["seed"] >= 0
+    assert body_a["subseed"] == body_b["subseed"] and body_a["subseed"] >= 0
+
+
+@pytest.mark.parametrize(("kind", "interrupted"), [pytest.param("sdxlpool", [], id="sdxlpool-closing-is-enough"),
+                                                   pytest.param("a1111", ["a"], id="a1111-gets-an-interrupt")])
+async def test_a_client_gone_mid_attempt_cancels_it(kind: BackendKind, interrupted: list[str]) -> None:
+    transport = FakeTransport({"a": "slow", "b": "ok"})
+    pool = pool_of([("a", "slow"), ("b", "ok")], kind=kind)
+    if kind == "a1111":  # no metrics to rank by: make "a" the obvious choice
+        b = pool.get("b")
+        assert b is not None
+        b.dispatch(1000, time.monotonic())
+    task = asyncio.ensure_future(forward(transport, pool))
+    await settle(lambda: transport.polls["a"] >= 1)
+    while transport.polls["a"] < 2:  # running, and showing progress: not hung
+        await asyncio.sleep(POLL)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert transport.tried() == ["a"]  # no failover for a client that left
+    assert transport.cancelled == ["a"]
+    assert transport.interrupted == interrupted
+    a = pool.get("a")
+    assert a is not None and a.inflight == 0 and a.circuit.failures == 0
+
+
+@asynccontextmanager
+async def gateway_service(tmp_path: Path, workers: list[tuple[str, str]]) -> AsyncIterator[GatewayService]:
+    """The gateway's service over fake workers, not started (no file watching, no scrapes). Made in
+    the test's own event loop."""
+    service = GatewayService(GatewaySettings(backends_file=tmp_path / "unused.yaml", default_width=128,
+                                             default_height=128, progress_deadline=DEADLINE))
+    pool_of(workers, pool=service.pool)
+    service.transport = FakeTransport(dict(workers))
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+async def test_all_workers_full_is_answered_as_saturation_with_retry_after(tmp_path: Path) -> None:
+    """The service turns `WorkersFull` into the gateway's own 429, with a Retry-After."""
+    async with gateway_service(tmp_path, [("a", "full"), ("b", "full")]) as service:
+        with pytest.raises(TooBusy) as raised:
+            await service.txt2img({"prompt": "x", "steps": 10}, gpu_header=None)
+    assert (raised.value.status, raised.value.code) == (429, "saturated")
+    assert raised.value.retry_after >= 1
+    assert "a: queue full" in raised.value.detail and "b: queue full" in raised.value.detail
+    assert service.metrics.registry.get_sample_value(
+        "sdxl_gateway_requests_total", {"gpu_model": "none", "outcome": "saturated"}) == 1
+
+
+async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> None:
+    async with gateway_service(tmp_path, [("a", "hang"), ("b", "refuse"), ("c", "ok")]) as service:
+        forwarded = await service.txt2img({"prompt": "x", "steps": 10}, gpu_header=None)
+    assert forwarded.state is not None and forwarded.state.name == "c"
+    counted = {(s.labels["backend"], s.labels["reason"]): s.value
+               for metric in service.metrics.registry.collect() if metric.name == "sdxl_gateway_failovers"
+               for s in metric.samples if s.name.endswith("_total")}
+    assert counted == {("a", "hung"): 1.0, ("b", "transport"): 1.0}
+
+
+async def test_no_backend_before_any_attempt() -> None:
+    transport = FakeTransport({"a": "ok"})
+    with pytest.raises(NoBackend, match="gpu_allowed"):
+        await forward_txt2img({"prompt": "x"}, cost=10, allowed_gpus=("h100",), pool=pool_of([("a", "ok")]),
+                              scheduler=default_scheduler(), transport=transport, max_attempts=3,
+                              attempt_timeout=1.0, progress_deadline=DEADLINE)
+    assert transport.sent == []
+
+
+async def test_the_listener_hears_each_attempt_and_the_progress_of_its_own_job() -> None:
+    transport = FakeTransport({"a": "refuse", "b": "steps"})
+    heard: list[ForwardEvent] = []
+    forwarded = await forward(transport, pool_of([("a", "refuse"), ("b", "steps")]), listener=heard.append)
+    assert forwarded.state is not None and forwarded.state.name == "b"
+    started = [(r.attempt, r.state.name) for r in heard if isinstance(r, AttemptStarted)]
+    failed = [r.failure for r in heard if isinstance(r, AttemptFailed)]
+    progress = [r for r in heard if isinstance(r, ProgressSeen)]
+    assert started == [(1, "a"), (2, "b")]
+    assert [(f.worker, f.attempt, f.kind) for f in failed] == [("a", 1, FailureKind.TRANSPORT)]
+    assert progress and all(p.attempt == 2 and p.steps == 10 for p in progress)
+    assert [p.step for p in progress] == sorted({p.step for p in progress})  # each step once, in order
+    # Each attempt names its job, so the progress of another job is never reported as ours.
+    assert [body["force_task_id"].rsplit("-", 1)[1] for _, body in transport.sent] == ["1", "2"]
+
+
+def test_the_stream_adapter_makes_the_wire_events() -> None:
+    state = fake_state("w", "A100")
+    sent: list[dict[str, Any]] = []
+    listen = events.stream_listener(sent.append)
+    listen(AttemptStarted(2, state))
+    listen(ProgressSeen(2, step=3, steps=10, fraction=0.31234, eta_seconds=1.23456))
+    listen(AttemptFailed(AttemptFailure("w", 2, FailureKind.HUNG, "no progress for 0.04s", 0.05)))  # not an event
+    assert sent == [
+        {"event": "assigned", "gpu_model": "a100", "gpu_name": "A100", "provider": "provider-w", "location": "rack-w",
+         "worker": "w", "attempt": 2},
+        {"event": "progress", "step": 3, "steps": 10, "progress": 0.3123, "eta_seconds": 1.235},
+    ]
