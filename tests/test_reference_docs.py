@@ -8,6 +8,7 @@ keeps the hand-written prose around the generated part, and its `--check` exits 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -83,3 +84,11 @@ def test_check_exits_1_naming_the_stale_page_and_the_command(copy_root: Path) ->
     assert done.returncode == 1
     assert "docs/reference/metrics.md" in done.stderr and "python -m sdxlpool._reference" in done.stderr
     assert "-| `sdxl_worker_readyish` |" in done.stdout
+
+
+def test_pages_do_not_depend_on_the_shell_environment(copy_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's SDXLPOOL_* variables would change the apps' settings (or make them invalid)."""
+    monkeypatch.setenv("SDXLPOOL_MAX_STEPS", "3")  # below the default steps: WorkerSettings refuses it
+    monkeypatch.setenv("SDXLPOOL_GATEWAY_MAX_ATTEMPTS", "7")
+    assert stale_pages(copy_root) == {}
+    assert os.environ["SDXLPOOL_MAX_STEPS"] == "3"  # and put back afterwards

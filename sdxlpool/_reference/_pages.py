@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +44,22 @@ def splice(current: str | None, page: Page, generated: str) -> str:
     return f"# {page.title}\n\n{page.intro.strip()}\n\n{block}"
 
 
+@contextmanager
+def _without_settings_from_environment() -> Iterator[None]:
+    """The pages describe the code, not this shell: SDXLPOOL_* variables are hidden while rendering."""
+    saved = {key: os.environ.pop(key) for key in list(os.environ) if key.startswith("SDXLPOOL_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def _expected(root: Path, page: Page) -> tuple[str | None, str]:
     path = root / page.path
     current = path.read_text(encoding="utf-8") if path.is_file() else None
-    return current, splice(current, page, page.render(root))
+    with _without_settings_from_environment():
+        generated = page.render(root)
+    return current, splice(current, page, generated)
 
 
 def write_pages(root: Path) -> list[Path]:

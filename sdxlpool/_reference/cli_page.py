@@ -49,7 +49,7 @@ def summaries() -> dict[str, str]:
 
 
 def _format(parser: argparse.ArgumentParser) -> str:
-    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=WIDTH)  # type: ignore[assignment]
+    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=WIDTH)  # type: ignore[assignment,unused-ignore]
     if hasattr(parser, "color"):  # Python 3.14+: no ANSI colours in the page
         parser.color = False
     return parser.format_help().rstrip() + "\n"

@@ -42,8 +42,8 @@ def apps() -> dict[str, Any]:
 
     # Settings need a model path and a discovery source; the files are never opened before start-up.
     return {
-        "worker": create_worker(WorkerSettings(models=[Path("sd_xl_base_1.0.safetensors")])),
-        "gateway": create_gateway(GatewaySettings(backends_file=Path("backends.yaml"))),
+        "worker": create_worker(WorkerSettings.model_validate({"models": [Path("sd_xl_base_1.0.safetensors")]})),
+        "gateway": create_gateway(GatewaySettings.model_validate({"backends_file": Path("backends.yaml")})),
     }
 
 
@@ -119,5 +119,5 @@ def _undocumented_routes(routes: Iterable[Any]) -> Iterator[tuple[str, str, str]
         elif isinstance(route, APIWebSocketRoute):
             yield "WebSocket", route.path, _cell(_first_sentence(route.endpoint.__doc__ or "") or route.name)
         elif isinstance(route, APIRoute) and not route.include_in_schema:
-            methods = ", ".join(sorted(route.methods))
+            methods = ", ".join(sorted(route.methods or ()))
             yield methods, route.path, _cell(_first_sentence(route.endpoint.__doc__ or "") or route.name)

@@ -62,11 +62,11 @@ def registries() -> Iterator[dict[str, Any]]:
     from sdxlpool.gateway.settings import GatewaySettings
     from sdxlpool.sim import SimSettings, create_sim_app
 
-    worker = create_sim_app(SimSettings(gpu_model="A100", step_seconds=0, warmup=False))
+    worker = create_sim_app(SimSettings.model_validate({"gpu_model": "A100", "step_seconds": 0, "warmup": False}))
     with tempfile.TemporaryDirectory(prefix="sdxlpool-reference-") as folder:
         backends = Path(folder) / "backends.yaml"
         backends.write_text("backends:\n  - {name: w1, url: 'http://127.0.0.1:9', gpu: A100}\n", encoding="utf-8")
-        gateway = create_gateway(GatewaySettings(backends_file=backends))
+        gateway = create_gateway(GatewaySettings.model_validate({"backends_file": backends}))
         with TestClient(worker), TestClient(gateway):
             service = _wait_for(lambda: worker.state.worker.service)  # loads in the background
             _wait_for(lambda: len(gateway.state.gateway.pool))
