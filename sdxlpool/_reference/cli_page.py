@@ -1,23 +1,34 @@
-"""docs/reference/cli.md: every command's full ``--help``, from the real parser in ``sdxlpool/cli.py``."""
+"""docs/reference/cli.md: every command's full ``--help``, from the real parser in ``sdxlpool/cli.py``,
+and the settings each server also reads from the environment, from its pydantic-settings model."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["INTRO", "PYTHON_STAMP", "render", "help_texts", "summaries"]
+__all__ = ["INTRO", "PYTHON_STAMP", "SETTINGS", "render", "help_texts", "summaries", "settings_rows"]
 
 INTRO = """\
 The console script `sdxlpool` has one sub-command per part of the system. Every command has
 `--help`; a bad argument or a user error (a missing file, a busy port, an invalid pool) prints one
 line `sdxlpool COMMAND: error: ...` on stderr and exits 2, never a traceback. Flags of `worker`,
 `sim-worker` and `gateway` override their `SDXLPOOL_*` / `SDXLPOOL_GATEWAY_*` environment variables
-(the worker's limits and defaults are listed in the README's "Limits, defaults and environment
-variables").
+(listed at the end of this page).
 
-Below is each command's `--help`, exactly as the code prints it."""
+Below is each command's `--help`, exactly as the code prints it, then every setting the servers
+also take from the environment."""
+
+# command -> its settings model; the sim-worker's lists only what it adds to the worker's.
+SETTINGS = {
+    "worker": "sdxlpool.worker.settings:WorkerSettings",
+    "sim-worker": "sdxlpool.sim._settings:SimSettings",
+    "gateway": "sdxlpool.gateway.settings:GatewaySettings",
+}
 
 WIDTH = 100  # help is wrapped as on a 100-column terminal, whatever terminal regenerates the page
 # argparse's layout changes between Python versions (3.13 prints `-o, --output FILE`): the page says
@@ -62,7 +73,49 @@ def render(root: Path) -> str:
               for name, text in summaries().items()]
     for name, text in texts.items():
         lines += ["", f"## {name}", "", "```text", text.rstrip(), "```"]
+    lines += ["", "## Settings from the environment", "",
+              "A flag wins over its variable. Lists are JSON (`SDXLPOOL_MODELS='[\"/m/base.safetensors\"]'`), "
+              "booleans `true`/`false`."]
+    base: dict[str, tuple[str, str, str, str]] = {}
+    for command, where in SETTINGS.items():
+        rows = settings_rows(where)
+        if command == "sim-worker":
+            rows = [row for row in rows if base.get(row[0]) != row]
+            lines += ["", f"### {command} (where it differs from the worker)"]
+        else:
+            lines += ["", f"### {command}"]
+        lines += ["", "| variable | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"| `{variable}` | {kind} | {default} | {meaning} |" for variable, kind, default, meaning in rows]
+        if command == "worker":
+            base = {row[0]: row for row in rows}
     return "\n".join(lines) + "\n"
+
+
+def settings_rows(where: str) -> list[tuple[str, str, str, str]]:
+    """(variable, type, default, meaning) for each field of a pydantic-settings model ("module:Class")."""
+    module, name = where.split(":")
+    model: Any = getattr(importlib.import_module(module), name)
+    prefix = model.model_config.get("env_prefix", "")
+    rows = []
+    for field_name, field in model.model_fields.items():
+        if field.is_required():
+            default = "required"
+        else:
+            value = field.default_factory() if field.default_factory is not None else field.default
+            default = "" if value is None else f"`{json.dumps(value, default=str)}`"
+        rows.append((f"{prefix}{field_name}".upper(), _cell(_type_name(field.annotation)), _cell(default),
+                     _cell(field.description or "")))
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("pathlib.", "").replace("typing.", "")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _anchor(name: str) -> str:
