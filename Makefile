@@ -40,8 +40,9 @@ docs:  ## regenerate docs/reference/*.md from the code (CLI, HTTP, metrics, CRD)
 docs-check:  ## fail when a reference page is stale
 	$(PYTHON) -m sdxlpool._reference --check
 
-crd:  ## regenerate crds/sdxlpools.sdxlpool.dev.yaml from sdxlpool/api/spec.py, then the CRD page
+crd:  ## regenerate the SDXLPool CRD from sdxlpool/api/spec.py (crds/ and the chart's copy), then the pages
 	$(PYTHON) -m sdxlpool.operator.crd > crds/sdxlpools.sdxlpool.dev.yaml
+	cp crds/sdxlpools.sdxlpool.dev.yaml charts/sdxlpool/crds/sdxlpools.sdxlpool.dev.yaml
 	$(PYTHON) -m sdxlpool._reference
 
 test-fast:  ## unit tests of the pure parts (seconds); ARGS="-k routing" narrows them

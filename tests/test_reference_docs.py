@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,43 @@ def test_pages_do_not_depend_on_the_shell_environment(copy_root: Path, monkeypat
     monkeypatch.setenv("SDXLPOOL_GATEWAY_MAX_ATTEMPTS", "7")
     assert stale_pages(copy_root) == {}
     assert os.environ["SDXLPOOL_MAX_STEPS"] == "3"  # and put back afterwards
+
+
+# -- links between the documents ------------------------------------------------------------------
+
+DOCUMENTS = ["README.md", "CONTRIBUTING.md", "CHANGELOG.md", "docs/architecture.md", *[p.path for p in PAGES]]
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", _prose(markdown), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_relative_links_and_anchors_resolve(document: str) -> None:
+    source = ROOT / document
+    broken = []
+    text = re.sub(r"`[^`\n]*`", "", _prose(source.read_text()))  # code spans hold regexes, not links
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto: not checked here
+        path, _, anchor = target.partition("#")
+        resolved = (source.parent / path).resolve() if path else source
+        if not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved.read_text()):
+            broken.append(f"{target}: no heading with that anchor")
+    assert not broken, f"{document}: " + "; ".join(broken)
+
+
+def test_the_readme_first_command_names_no_path_of_this_machine() -> None:
+    first = re.search(r"```sh\n(.+?)```", (ROOT / "README.md").read_text(), re.DOTALL)[1]
+    assert "scripts/install.sh" in first and (ROOT / "scripts" / "install.sh").is_file()
+    assert not re.search(r"(^|\s)/(opt|work|home|root|tmp)/", first), first
