@@ -1,4 +1,4 @@
-"""A worker's /metrics text -> the numbers routing needs (the metric contract: docs/reference/metrics.md).
+"""A worker's /metrics text -> the numbers routing needs (the metric contract in DESIGN.md).
 
 Pure: a function of the text, no I/O. The scraper fetches the text; this parses it with
 prometheus_client's own parser and keeps only the contract's series:

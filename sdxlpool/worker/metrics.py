@@ -1,4 +1,4 @@
-"""The worker's Prometheus metrics. The names are a contract with the gateway (docs/reference/metrics.md).
+"""The worker's Prometheus metrics. The names are a contract with the gateway (DESIGN.md).
 
 Gauges are computed from the job queue at scrape time (`set_function`), never pushed, so a scrape
 always sees the queue exactly as it is, with no window where two updates disagree. Each app gets its

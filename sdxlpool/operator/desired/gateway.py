@@ -1,7 +1,7 @@
 """The pool's gateway: ServiceAccount, Role (read the pool's pods), RoleBinding, Deployment.
 
 Pure. The gateway runs ``sdxlpool gateway --kubernetes --namespace NS --pool NAME --host 0.0.0.0
---port 8080`` (docs/reference/cli.md) and discovers workers by watching pods with the labels of
+--port 8080`` (DESIGN.md) and discovers workers by watching pods with the labels of
 :func:`sdxlpool.operator.desired.labels.selector` (``sdxlpool.dev/pool``, component ``worker``).
 RBAC cannot narrow ``list``/``watch`` to labelled pods, so the Role grants ``get``, ``list`` and
 ``watch`` on pods of the pool's namespace: nothing else, no wildcards.
@@ -11,7 +11,7 @@ With ``gateway.apiKeysSecret``, that Secret's key is mounted read-only (a Secret
 and passed as ``--api-keys``; the gateway re-reads the file when it changes. The operator never
 reads the Secret: only the kubelet does, so the operator needs no permission on Secrets.
 
-Settings without a command-line flag reach the gateway as environment variables (ignored by a
+Settings without a DESIGN.md flag reach the gateway as environment variables (ignored by a
 gateway that does not know them):
 
     SDXLPOOL_GATEWAY_RATE_LIMIT_PER_MINUTE, SDXLPOOL_GATEWAY_RATE_LIMIT_BURST   (gateway.rateLimit)
