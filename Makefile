@@ -30,7 +30,7 @@ install:  ## .venv with torch (the build for this machine) and sdxlpool editable
 	bash scripts/install.sh --test
 
 lint:  ## ruff, import-linter layer contracts, mypy (as CI)
-	$(BIN)ruff check sdxlpool tests benchmarks reliability
+	$(BIN)ruff check sdxlpool tests benchmarks reliability scripts
 	$(BIN)lint-imports
 	$(BIN)mypy sdxlpool
 
