@@ -23,11 +23,15 @@ line `sdxlpool COMMAND: error: ...` on stderr and exits 2, never a traceback. Fl
 Below is each command's `--help`, exactly as the code prints it, then every setting the servers
 also take from the environment."""
 
-# command -> its settings model; the sim-worker's lists only what it adds to the worker's.
+# command -> its settings model ("module:Class"); the sim-worker's lists only what differs from the
+# worker's. A model whose module does not exist (yet) is left out: the page then shows no section.
 SETTINGS = {
     "worker": "sdxlpool.worker.settings:WorkerSettings",
     "sim-worker": "sdxlpool.sim._settings:SimSettings",
     "gateway": "sdxlpool.gateway.settings:GatewaySettings",
+    "operator": "sdxlpool.operator.settings:OperatorSettings",
+    "generate": "sdxlpool.client._settings:ClientSettings",
+    "every command": "sdxlpool._settings:LogSettings",
 }
 
 WIDTH = 100  # help is wrapped as on a 100-column terminal, whatever terminal regenerates the page
@@ -79,33 +83,45 @@ def render(root: Path) -> str:
     base: dict[str, tuple[str, str, str, str]] = {}
     for command, where in SETTINGS.items():
         rows = settings_rows(where)
+        if rows is None:
+            continue
         if command == "sim-worker":
             rows = [row for row in rows if base.get(row[0]) != row]
             lines += ["", f"### {command} (where it differs from the worker)"]
         else:
             lines += ["", f"### {command}"]
         lines += ["", "| variable | type | default | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{variable}` | {kind} | {default} | {meaning} |" for variable, kind, default, meaning in rows]
+        lines += [f"| {variable} | {kind} | {default} | {meaning} |" for variable, kind, default, meaning in rows]
         if command == "worker":
             base = {row[0]: row for row in rows}
     return "\n".join(lines) + "\n"
 
 
-def settings_rows(where: str) -> list[tuple[str, str, str, str]]:
-    """(variable, type, default, meaning) for each field of a pydantic-settings model ("module:Class")."""
+def settings_rows(where: str) -> list[tuple[str, str, str, str]] | None:
+    """(variable, type, default, meaning) per field of a pydantic-settings model; None when there is none."""
     module, name = where.split(":")
-    model: Any = getattr(importlib.import_module(module), name)
+    try:
+        model: Any = getattr(importlib.import_module(module), name)
+    except (ModuleNotFoundError, AttributeError):
+        return None
     prefix = model.model_config.get("env_prefix", "")
     rows = []
     for field_name, field in model.model_fields.items():
+        variable = " / ".join(f"`{name}`" for name in _variables(field)) or f"`{prefix}{field_name}`".upper()
         if field.is_required():
             default = "required"
         else:
             value = field.default_factory() if field.default_factory is not None else field.default
             default = "" if value is None else f"`{json.dumps(value, default=str)}`"
-        rows.append((f"{prefix}{field_name}".upper(), _cell(_type_name(field.annotation)), _cell(default),
-                     _cell(field.description or "")))
+        rows.append((variable, _cell(_type_name(field.annotation)), _cell(default), _cell(field.description or "")))
     return rows
+
+
+def _variables(field: Any) -> list[str]:
+    """The variables a field's validation alias names (pydantic-settings then ignores the prefix)."""
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", [alias] if alias is not None else [])
+    return [choice for choice in choices if isinstance(choice, str)]
 
 
 def _type_name(annotation: Any) -> str:
