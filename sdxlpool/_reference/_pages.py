@@ -22,15 +22,14 @@ END = "<!-- END GENERATED -->"
 class Page:
     path: str  # relative to the repository root
     title: str
-    intro: str  # the prose a new page starts with; afterwards the page's own prose is kept
     render: Callable[[Path], str]  # repository root -> the generated Markdown
 
 
 PAGES = (
-    Page("docs/reference/cli.md", "Command line", cli_page.INTRO, cli_page.render),
-    Page("docs/reference/http.md", "HTTP APIs", http_page.INTRO, http_page.render),
-    Page("docs/reference/metrics.md", "Prometheus metrics", metrics_page.INTRO, metrics_page.render),
-    Page("docs/reference/crd.md", "The SDXLPool custom resource", crd_page.INTRO, crd_page.render),
+    Page("docs/reference/cli.md", "Command line", cli_page.render),
+    Page("docs/reference/http.md", "HTTP APIs", http_page.render),
+    Page("docs/reference/metrics.md", "Prometheus metrics", metrics_page.render),
+    Page("docs/reference/crd.md", "The SDXLPool custom resource", crd_page.render),
 )
 
 
@@ -41,7 +40,9 @@ def splice(current: str | None, page: Page, generated: str) -> str:
         head, rest = current.split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
         return head + block + tail.lstrip("\n")
-    return f"# {page.title}\n\n{page.intro.strip()}\n\n{block}"
+    # A new page gets a placeholder; the prose around the markers is then the page's own, edited there.
+    intro = "Generated from the code; how the parts fit together: [the architecture](../architecture.md)."
+    return f"# {page.title}\n\n{intro}\n\n{block}"
 
 
 @contextmanager

@@ -11,17 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INTRO", "PYTHON_STAMP", "SETTINGS", "render", "help_texts", "summaries", "settings_rows"]
+__all__ = ["PYTHON_STAMP", "SETTINGS", "render", "help_texts", "summaries", "settings_rows"]
 
-INTRO = """\
-The console script `sdxlpool` has one sub-command per part of the system. Every command has
-`--help`; a bad argument or a user error (a missing file, a busy port, an invalid pool) prints one
-line `sdxlpool COMMAND: error: ...` on stderr and exits 2, never a traceback. Flags of `worker`,
-`sim-worker` and `gateway` override their `SDXLPOOL_*` / `SDXLPOOL_GATEWAY_*` environment variables
-(listed at the end of this page).
-
-Below is each command's `--help`, exactly as the code prints it, then every setting the servers
-also take from the environment."""
 
 # command -> its settings model ("module:Class"); the sim-worker's lists only what differs from the
 # worker's. A model whose module does not exist (yet) is left out: the page then shows no section.

@@ -13,24 +13,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["INTRO", "CRD_FILE", "render", "fields"]
+__all__ = ["CRD_FILE", "render", "fields"]
 
 CRD_FILE = "crds/sdxlpools.sdxlpool.dev.yaml"
 
-INTRO = """\
-An `SDXLPool` (group `sdxlpool.dev`, version `v1alpha1`, short name `sdxl`) says which GPU models
-serve a pool, how many replicas of each, which image and weights, the limits and defaults its
-workers apply and whether it gets a gateway. The operator turns it into one Deployment per GPU
-model, a worker Service and the gateway, and reports what it found in `status`
-([the architecture](../architecture.md#the-operators-reconcile) has the loop). `sdxlpool up` and
-`sdxlpool sdl` read the same YAML. A complete example: `examples/pool.yaml`.
-
-What a schema cannot say (exactly one model source, no GPU model twice after name normalisation,
-defaults within limits, a GPU name the normaliser knows) is checked by the operator and reported as
-a `Degraded` condition naming the field, and by `sdxlpool render` / `up` / `sdl` as a one-line
-error.
-
-In the tables, `a.b[]` is an item of the list `a.b` and `a.b{}` a value of the map `a.b`."""
 
 _QUANTITY = "x-kubernetes-int-or-string"
 

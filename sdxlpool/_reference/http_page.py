@@ -11,26 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INTRO", "render", "apps"]
-
-INTRO = """\
-Two HTTP services, both FastAPI apps. The **worker** (`sdxlpool worker`, and `sdxlpool sim-worker`,
-which is the same app with a timing model in place of the GPU) speaks the AUTOMATIC1111 REST API.
-The **gateway** (`sdxlpool gateway`) answers the same txt2img contract for the whole pool, plus
-the native API (`/v1/generate`, the WebSocket `/v1/ws`), the pool's state and the web page.
-
-Conventions on both:
-
-- Errors are JSON `{"error": code, "detail": text}`; a 422 names the field; 429 and 503 carry
-  `Retry-After`. The status codes each route can answer are listed below.
-- The gateway's answers carry where the image was made: `X-SDXL-GPU-Model`, `X-SDXL-Provider`,
-  `X-SDXL-Location`, `X-SDXL-Worker`, `X-SDXL-Inference-Seconds`, `X-SDXL-Queue-Seconds`,
-  `X-SDXL-Attempts` (and the same in `info.sdxlpool`). The request header `X-SDXL-GPU` (or the
-  `gpus` field) names the allowed GPU models, preferred first.
-- Each running service also serves its OpenAPI document at `/openapi.json` and a browsable version
-  at `/docs`: the request and response schemas field by field.
-
-How a request travels through the gateway is in [the architecture](../architecture.md)."""
+__all__ = ["render", "apps"]
 
 
 def apps() -> dict[str, Any]:

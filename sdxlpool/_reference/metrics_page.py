@@ -16,20 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INTRO", "MetricRow", "render", "registries", "rows"]
-
-INTRO = """\
-Both services serve `GET /metrics` in the Prometheus text format. The worker's series are a
-contract with the gateway, which scrapes every worker (`--scrape-interval`, 0.1 s) and routes on
-`sdxl_worker_pending_steps` x `sdxl_worker_step_seconds`, `sdxl_worker_ready` and the queue; they
-are also what alerts and dashboards (the Helm chart's `monitoring.*`) use. The gateway's
-`sdxl_gateway_*` series are for the people on call.
-
-A normalised step is one denoising iteration of one 1024x1024 image. `*_created` series are
-switched off. Histograms are exported as `NAME_bucket{le=...}`, `NAME_sum` and `NAME_count`.
-
-The names live in one module (see [where each contract lives](../architecture.md#where-each-contract-lives));
-the table below is read from the running apps' registries."""
+__all__ = ["MetricRow", "render", "registries", "rows"]
 
 
 @dataclass(frozen=True)
