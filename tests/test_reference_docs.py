@@ -67,13 +67,15 @@ def test_a_new_crd_field_makes_the_crd_page_stale_and_prose_survives(copy_root: 
     crd.write_text(crd.read_text().replace(
         "              image:\n", "              brandNewField:\n                type: string\n              image:\n", 1))
     page = copy_root / "docs" / "reference" / "crd.md"
-    page.write_text(page.read_text().replace("# The SDXLPool custom resource", "# The SDXLPool custom resource\n\nOur own note."))
+    page.write_text(page.read_text().replace("# The SDXLPool custom resource", "# The SDXLPool custom resource\n\nOur own note.")
+                    + "\n## After the table\n\nA closing note.\n")
     assert list(stale_pages(copy_root)) == ["docs/reference/crd.md"]
 
     subprocess.run([sys.executable, "-m", "sdxlpool._reference", "--root", str(copy_root)], check=True,
                    capture_output=True)
     text = page.read_text()
     assert "`spec.brandNewField`" in text and "Our own note." in text
+    assert text.endswith("<!-- END GENERATED -->\n\n## After the table\n\nA closing note.\n")
     assert stale_pages(copy_root) == {}
 
 

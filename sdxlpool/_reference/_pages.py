@@ -38,8 +38,8 @@ def splice(current: str | None, page: Page, generated: str) -> str:
     block = f"{BEGIN}\n\n{generated.strip()}\n\n{END}\n"
     if current is not None and BEGIN in current and END in current:
         head, rest = current.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        return head + block + tail.lstrip("\n")
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        return head + block + ("\n" + tail if tail else "")
     # A new page gets a placeholder; the prose around the markers is then the page's own, edited there.
     intro = "Generated from the code; how the parts fit together: [the architecture](../architecture.md)."
     return f"# {page.title}\n\n{intro}\n\n{block}"
