@@ -1,6 +1,6 @@
 """The `sdxlpool` console script, run for real as a subprocess.
 
-Covers the command-line contract of DESIGN.md: every command has `--help`; a user error exits 2 with
+Covers the command-line contract (docs/reference/cli.md): every command has `--help`; a user error exits 2 with
 one line on stderr and no traceback; `tiny-model --single-file` writes both layouts; and a worker
 serving single-file checkpoints answers txt2img with the same pixels as the in-process worker on the
 diffusers folders (same tiny weights: both are written from the default seed 0), then stops cleanly

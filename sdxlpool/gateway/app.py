@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import Field
 
+from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.api.a1111 import Txt2ImgRequest
@@ -36,7 +37,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             await app.state.gateway.close()
 
-    app = FastAPI(title="sdxlpool gateway", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="sdxlpool gateway", version=__version__, lifespan=lifespan,
                   description="One A1111-compatible endpoint in front of a pool of SDXL workers")
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     if settings.cors_origins:

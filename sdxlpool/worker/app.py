@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.worker.engine import Engine
@@ -36,7 +37,7 @@ def create_app(
         finally:
             await app.state.worker.close()
 
-    app = FastAPI(title="sdxlpool worker", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="sdxlpool worker", version=__version__, lifespan=lifespan,
                   description="AUTOMATIC1111-compatible SDXL API on diffusers")
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     install_error_handlers(app)

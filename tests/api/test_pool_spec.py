@@ -1,4 +1,4 @@
-"""SDXLPool spec: defaults, the DESIGN.md example, and one field-named message per mistake."""
+"""SDXLPool spec: defaults, the documented example pool, and one field-named message per mistake."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sdxlpool.api.spec import (
 )
 from sdxlpool.errors import ConfigError
 
-DESIGN_EXAMPLE = """
+EXAMPLE_POOL = """
 apiVersion: sdxlpool.dev/v1alpha1
 kind: SDXLPool
 metadata: {name: demo, namespace: sdxl}
@@ -106,7 +106,7 @@ def test_minimal_without_api_version_and_kind() -> None:
 
 
 def test_design_example() -> None:
-    pool = pool_from_yaml(DESIGN_EXAMPLE)
+    pool = pool_from_yaml(EXAMPLE_POOL)
     assert pool.metadata == {"name": "demo", "namespace": "sdxl"}
     spec = pool.spec
     assert spec.image_pull_policy == "Always"
@@ -129,7 +129,7 @@ def test_design_example() -> None:
 
 
 def test_dump_round_trips_with_camel_case() -> None:
-    pool = pool_from_yaml(DESIGN_EXAMPLE)
+    pool = pool_from_yaml(EXAMPLE_POOL)
     dumped = pool.model_dump(by_alias=True, exclude_none=True)
     assert dumped["spec"]["gpus"][0]["gpusPerReplica"] == 1
     assert dumped["spec"]["model"]["huggingFace"]["tokenSecret"] == {"name": "hf-token", "key": "token"}

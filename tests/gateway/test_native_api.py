@@ -1,6 +1,6 @@
 """The native API in front of sim-workers: POST /v1/generate (JSON and NDJSON) and WebSocket /v1/ws.
 
-Events (DESIGN.md): queued -> assigned {gpu_model, provider, location} -> progress {step, steps}
+Events (docs/reference/http.md, sdxlpool/gateway/events.py): queued -> assigned {gpu_model, provider, location} -> progress {step, steps}
 from the worker's /progress -> done {image, timings} or error.
 """
 

@@ -1,7 +1,7 @@
 """kmock's KubernetesEmulator with the gaps filled that a kopf operator runs into.
 
 kmock 0.8 keeps objects as plain JSON and merges patches into them, which is most of what an
-operator needs. What it leaves out, and this subclass adds (DESIGN.md, "Test substrate"):
+operator needs. What it leaves out, and this subclass adds (CONTRIBUTING.md, "How the tests are organised"):
 
 * metadata a real API server stamps: uid, resourceVersion (bumped on every write),
   creationTimestamp, generation (bumped when a write touches `spec`), namespace;

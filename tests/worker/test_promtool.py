@@ -3,7 +3,7 @@
 promtool parses the exposition format and lints it (names, units, counter suffixes, HELP text), so a
 clean run means a real Prometheus scrapes the worker without complaint. It is checked idle, while a
 job runs (gauges mid-flight) and after (the histogram has an observation). The metric names and
-types are DESIGN.md's contract with the gateway.
+types are the contract with the gateway (docs/reference/metrics.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ServerThread
 
-# DESIGN.md, "Worker metrics": name -> type.
+# docs/reference/metrics.md, the worker's table: name -> type.
 CONTRACT = {
     "sdxl_worker_queue_depth": "gauge",
     "sdxl_worker_inflight": "gauge",

@@ -11,7 +11,7 @@ __all__ = ["placement_headers", "result_headers"]
 
 def placement_headers(state: BackendState | None, *, attempts: int, queue_seconds: float,
                       inference_seconds: Any) -> dict[str, str]:
-    """X-SDXL-* response headers (DESIGN.md): where the request ran and how long it took."""
+    """X-SDXL-* response headers (docs/reference/http.md): where the request ran and how long it took."""
     if state is None:
         return {"X-SDXL-Attempts": str(attempts)}
     backend = state.backend
