@@ -27,7 +27,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
-from sdxlpool.client._cli import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
+from sdxlpool.client._defaults import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
 from sdxlpool.errors import SDXLPoolError
 
 __all__ = ["generate", "Result", "websocket_url", "ClientError", "GatewayError", "GatewayUnreachable",
