@@ -60,7 +60,7 @@ def test_python_m_sdxlpool_sim_runs_without_the_cli() -> None:
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "sdxlpool.sim", "--gpu-model", "A100",
                            "--step-seconds", "soon"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "python -m sdxlpool.sim sim-worker: error: argument --step-seconds: not a number: 'soon'" in done.stderr
+    assert "sdxlpool sim-worker: error: argument --step-seconds: not a number: 'soon' (see --help)" in done.stderr
     assert "sdxlpool.cli" not in done.stderr  # -X importtime lists every module loaded
 
 
