@@ -44,7 +44,9 @@ import time
 from pathlib import Path
 
 import httpx
-from _local import wait_ready
+
+from sdxlpool.testing.processes import wait_ready
+from sdxlpool.testing.stats import percentile
 
 HOST = "127.0.0.1"
 PATH = "/sdapi/v1/txt2img"
@@ -342,16 +344,10 @@ async def run_httpx(url: str, body: bytes, connections: int, duration: float) ->
         elapsed = time.monotonic() - started
     ms = sorted(1000 * x for x in latencies)
     return {"requests_per_s": round(len(latencies) / elapsed, 2), "requests": len(latencies), "non_2xx": failures,
-            "socket_errors": 0, "latency_ms": {f"p{p}": round(_pct(ms, p), 3) for p in (50, 90, 99)}}
+            "socket_errors": 0, "latency_ms": {f"p{p}": round(percentile(ms, p), 3) for p in (50, 90, 99)}}
 
 
 # --- report -------------------------------------------------------------------------------------------
-
-
-def _pct(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    index = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
 
 
 def summarise(args: argparse.Namespace, latency: dict[str, list[float]], throughput: dict[int, dict[str, dict]],
@@ -360,7 +356,7 @@ def summarise(args: argparse.Namespace, latency: dict[str, list[float]], through
     for name, values in latency.items():
         ms = sorted(1000 * v for v in values)
         stats[name] = {"n": len(ms), "mean": round(statistics.fmean(ms), 3), "min": round(ms[0], 3),
-                       **{f"p{p}": round(_pct(ms, p), 3) for p in (50, 95, 99)}}
+                       **{f"p{p}": round(percentile(ms, p), 3) for p in (50, 95, 99)}}
     added = {name: {k: round(stats[name][k] - stats["direct"][k], 3) for k in ("p50", "p95", "p99", "mean")}
              for name in ("gateway", "nginx")}
     nginx_p50 = added["nginx"]["p50"]

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
-from _local import wait_ready
+
+from sdxlpool.testing.processes import wait_ready
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 

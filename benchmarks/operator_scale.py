@@ -1,7 +1,7 @@
 """Operator scale: 100 pools x 4 GPU models brought to their children, and API calls at rest.
 
 The real operator (kopf, in-process) against the Kubernetes emulator on 127.0.0.1 (the test
-substrate of tests/operator). It measures:
+substrate of tests/operator, `sdxlpool.testing`). It measures:
 
 * convergence: from creating N pools at once until every pool has all its Deployments (one per GPU
   model + the gateway) and a status reporting every GPU model;
@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the emulator substrate
-
 GPUS = ["A100", "RTX-3090", "L40S", "H100"]
 NODES = {"gpu-a100": "NVIDIA-A100-SXM4-80GB", "gpu-3090": "NVIDIA-GeForce-RTX-3090",
          "gpu-l40s": "NVIDIA-L40S", "gpu-h100": "NVIDIA-H100-80GB-HBM3"}
@@ -45,8 +43,8 @@ def main() -> int:
     os.environ["SDXLPOOL_OPERATOR_RESYNC_SECONDS"] = str(args.resync_seconds)
 
     from sdxlpool._kube import connect
-    from tests.operator.conftest import OperatorThread
-    from tests.operator.emulator import EmulatorThread
+    from sdxlpool.testing.emulator import EmulatorThread
+    from sdxlpool.testing.operator import OperatorThread
 
     with EmulatorThread(Path(tempfile.mkdtemp(prefix="operator-scale-"))) as emulator:
         kube = connect(str(emulator.kubeconfig))

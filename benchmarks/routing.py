@@ -54,12 +54,14 @@ from typing import Any
 import httpx
 import psutil
 import yaml
-from _local import free_port as _free_port
-from _local import percentile as _pct
-from _local import poisson_arrivals, wait_ready
-from _local import spawn as _spawn
-from _local import stop as _stop
-from _local import wait_scraped as _wait_scraped
+
+from sdxlpool.testing.ports import free_port as _free_port
+from sdxlpool.testing.processes import spawn as _spawn
+from sdxlpool.testing.processes import stop as _stop
+from sdxlpool.testing.processes import wait_ready
+from sdxlpool.testing.processes import wait_scraped as _wait_scraped
+from sdxlpool.testing.stats import percentile as _pct
+from sdxlpool.testing.stats import poisson_arrivals
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FILTERS = ["gpu_allowed", "not_tried", "available", {"type": "freshness", "staleAfter": 2.0}]

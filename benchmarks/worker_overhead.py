@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from _local import wait_ready
+
+from sdxlpool.testing.processes import wait_ready
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 

@@ -41,17 +41,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
-from reliability._harness import (  # noqa: E402
-    KEEPALIVE_EXPIRY,
-    LocalPool,
-    Tally,
-    WorkerSpec,
-    percentile,
-    poisson_arrivals,
-    send,
-    write_report,
-)
+from sdxlpool.testing.pool import KEEPALIVE_EXPIRY, LocalPool, Tally, WorkerSpec, send, write_report
+from sdxlpool.testing.stats import percentile, poisson_arrivals
 
 STEPS, SIZE = 40, 512  # 40 Euler steps at 512x512 = 10 normalised steps a request
 QUEUE_DEADLINE, ATTEMPT_TIMEOUT, MAX_ATTEMPTS = 10.0, 20.0, 3

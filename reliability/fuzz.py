@@ -34,8 +34,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reliability._harness import LocalPool, WorkerSpec, free_port, spawn, stop, wait_ready  # noqa: E402
+from sdxlpool.testing.pool import LocalPool, WorkerSpec
+from sdxlpool.testing.ports import free_port
+from sdxlpool.testing.processes import spawn, stop, wait_ready
 
 __all__ = ["FuzzResult", "schemathesis_run", "start_worker", "main"]
 

@@ -1,6 +1,6 @@
 """Operator faults: the real operator SIGKILLed mid-reconcile, again and again; the pools converge.
 
-The Kubernetes emulator of tests/operator runs in this process on 127.0.0.1; the operator is the
+The Kubernetes emulator (`sdxlpool.testing.emulator`) runs in this process on 127.0.0.1; the operator is the
 real CLI, `python -m sdxlpool operator --standalone`, a separate process logged in through a
 kubeconfig, so it can be SIGKILLed like a pod whose node vanished. Several pools live side by
 side: valid ones with several GPU entries (and nodes for every model), and one whose spec passes
@@ -65,9 +65,8 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the emulator substrate
-
-from tests.operator.emulator import EmulatorThread, GapFillingEmulator  # noqa: E402
+from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
+from sdxlpool.testing.stats import percentile
 
 NS = "faults"
 OPERATOR_TOKEN = "operator-under-test"  # tells the operator's requests from this script's
@@ -257,9 +256,9 @@ def findings(objects: list[dict[str, Any]], *, children_only: bool = False) -> l
     orphaned children): how many writes a reconcile needs from here."""
     import kopf
 
+    from sdxlpool.api.labels import GPU, POOL, label_value
     from sdxlpool.api.spec import PoolSpecError, load_pool
     from sdxlpool.operator.desired import desired_state
-    from sdxlpool.api.labels import GPU, POOL, label_value
     from sdxlpool.operator.drift import drift_patch
 
     pools = [o for o in objects if o["kind"] == POOL_API[1]]
@@ -642,11 +641,6 @@ def _describe(plan: Plan) -> str:
     return " ".join(parts)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
-
-
 def run(*, rounds: int, seed: int, workdir: Path, plans: list[Plan] | None = None, timeout: float = 900.0,
         converge_timeout: float = 60.0, resync_seconds: float = 3600.0, verbose: bool = True) -> dict[str, Any]:
     """Run the rounds; the summary says what happened (`converged` False: see `problems`)."""
@@ -702,7 +696,7 @@ def run(*, rounds: int, seed: int, workdir: Path, plans: list[Plan] | None = Non
         "seconds_to_converge_after_last_restart": {
             "p50": round(statistics.median(seconds), 2) if seconds else None,
             "max": round(max(seconds), 2) if seconds else None,
-            "p90": round(percentile(seconds, 0.9), 2) if seconds else None,
+            "p90": round(percentile(seconds, 90), 2) if seconds else None,
         },
         "seconds_to_ready_after_replicas_up": round(final[0], 2),
         "converged": not problems and len(results) == len(plans),

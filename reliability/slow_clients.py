@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reliability._harness import LocalPool, WorkerSpec, percentile  # noqa: E402
+from sdxlpool.testing.pool import LocalPool, WorkerSpec
+from sdxlpool.testing.stats import percentile
 
 HEADERS = b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 4000
 

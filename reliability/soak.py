@@ -33,19 +33,17 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
-from reliability._harness import (  # noqa: E402
+from sdxlpool.testing.pool import (
     KEEPALIVE_EXPIRY,
     GatewaySample,
     LocalPool,
     Tally,
     WorkerSpec,
-    percentile,
     sample_gateway,
     send,
-    slope_per_1000,
     write_report,
 )
+from sdxlpool.testing.stats import percentile, slope_per_1000
 
 BODY = {"prompt": "soak", "steps": 1, "width": 64, "height": 64, "sampler_name": "Euler"}
 

@@ -1,20 +1,51 @@
-"""Argparse pieces shared by the sub-commands, so a flag reads the same everywhere.
+"""Argparse pieces shared by every command line, so a flag or a bad value reads the same everywhere.
 
-Value types: each returns a function for `add_argument(type=...)` that raises
-`argparse.ArgumentTypeError` with the rule it broke ("must be 1 or more, got 0"); argparse turns
-that into the one-line exit 2. The generation flags: the pool's limits and defaults, the same on
-`worker`, `sim-worker` and `gateway` (the table is `sdxlpool.api.pool_config.GENERATION_FLAGS`).
+`Parser` and `run_handler` are what `sdxlpool` (cli.py) and `python -m sdxlpool.sim` both run on:
+a bad flag, or a handler's ConfigError, prints one line `PROG: error: ...` and exits 2.
+
+The value types (`number`, `at_least`, ...) each return a function for `add_argument(type=...)` that
+raises `argparse.ArgumentTypeError` with the rule it broke ("must be 1 or more, got 0"); argparse
+turns that into the one-line exit 2. The generation flags: the pool's limits and defaults, the same
+on `worker`, `sim-worker` and `gateway` (the table is `sdxlpool.api.pool_config.GENERATION_FLAGS`).
 Nothing heavy is imported: the CLI builds every parser before any command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import os
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["number", "at_least", "more_than", "between", "add_generation_flags", "generation_given"]
+from sdxlpool.errors import ConfigError
+
+__all__ = ["Parser", "run_handler", "number", "at_least", "more_than", "between",
+           "add_generation_flags", "generation_given"]
+
+
+class Parser(argparse.ArgumentParser):
+    """Exits 2 with `PROG: error: MESSAGE (see --help)` on a bad flag (argparse's default prints the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_handler(args: argparse.Namespace, prog: str) -> int:
+    """Run the sub-command's `args.handler` with logging set up (SDXLPOOL_LOG_LEVEL, default INFO).
+
+    A ConfigError becomes one line `PROG: error: ...` on stderr and exit status 2; Ctrl-C exits 130."""
+    logging.basicConfig(level=os.environ.get("SDXLPOOL_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def number(text: str, kind: type) -> Any:

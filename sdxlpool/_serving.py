@@ -46,7 +46,7 @@ def _with_header_deadline(timeout: float) -> type:
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
-    class HeaderDeadline(Base):  # type: ignore[misc, valid-type]
+    class HeaderDeadline(Base):
         _deadline: Any = None
         _upgraded = False
 

@@ -12,19 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from sdxlpool import __version__
-from sdxlpool._args import add_generation_flags, generation_given
+from sdxlpool._args import Parser, add_generation_flags, generation_given, run_handler
 from sdxlpool._files import read_text
 from sdxlpool.errors import ConfigError
 
 __all__ = ["main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,21 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=os.environ.get("SDXLPOOL_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.handler(args)
-    except ConfigError as exc:
-        print(f"sdxlpool {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_handler(args, f"sdxlpool {args.command}")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sdxlpool", description="Serve SDXL from a pool of mixed NVIDIA GPUs.")
+    parser = Parser(prog="sdxlpool", description="Serve SDXL from a pool of mixed NVIDIA GPUs.")
     parser.add_argument("--version", action="version", version=f"sdxlpool {__version__}")
-    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
 
     worker = commands.add_parser("worker", help="run an AUTOMATIC1111-compatible SDXL worker",
                                  description="Serve the A1111 REST API on diffusers SDXL, with Prometheus metrics. "

@@ -25,7 +25,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import TinyModel, free_port, start_worker
+from sdxlpool.testing.ports import free_port
+from tests.conftest import TinyModel, start_worker
 from tests.worker.imaging import decode, pixels
 
 SCRIPT = Path(sys.executable).with_name("sdxlpool")

@@ -10,18 +10,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sdxlpool._lazy import lazy_attributes
 from sdxlpool.akash._cli import add_parser, run_sdl
+
+if TYPE_CHECKING:
+    from sdxlpool.akash.sdl import AkashError, PriceRule, render_backends, render_sdl
 
 __all__ = ["AkashError", "PriceRule", "add_parser", "render_backends", "render_sdl", "run_sdl"]
 
-_LAZY = ("AkashError", "PriceRule", "render_backends", "render_sdl")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from sdxlpool.akash import sdl
-
-        return getattr(sdl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {name: "sdxlpool.akash.sdl"
+                                         for name in ("AkashError", "PriceRule", "render_backends", "render_sdl")})

@@ -19,8 +19,9 @@ handler (both import only the standard library); `generate`, `Result` and the er
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sdxlpool._lazy import lazy_attributes
 from sdxlpool.client._cli import add_parser, run_generate
 
 if TYPE_CHECKING:
@@ -37,12 +38,4 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "run_generate", "generate", "Result", "websocket_url", "ClientError", "GatewayError",
            "GatewayUnreachable", "GatewayTimeout"]
 
-_LAZY = {name: "sdxlpool.client._ws" for name in __all__[2:]}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_attributes(__name__, {name: "sdxlpool.client._ws" for name in __all__[2:]})

@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdxlpool._args import at_least, between, more_than
+from sdxlpool.client._defaults import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_generate", "progress_line", "ProgressView", "Reporter", "summary_lines",
            "png_size", "error_line", "DEFAULT_GATEWAY", "GATEWAY_ENV", "API_KEY_ENV"]
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
-GATEWAY_ENV = "SDXLPOOL_GATEWAY_URL"
-API_KEY_ENV = "SDXLPOOL_API_KEY"
 DEFAULT_TIMEOUT = 600.0
 BAR_WIDTH = 24
 _PROG = "sdxlpool generate"

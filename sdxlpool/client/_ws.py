@@ -27,7 +27,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
-from sdxlpool.client._cli import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
+from sdxlpool.client._defaults import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
 from sdxlpool.errors import SDXLPoolError
 
 __all__ = ["generate", "Result", "websocket_url", "ClientError", "GatewayError", "GatewayUnreachable",
@@ -107,8 +107,8 @@ class Result:
             raise ClientError("the gateway's result holds an image that is not valid base64") from None
         if not images:
             raise ClientError("the gateway's result holds no image")
-        timings = event.get("timings") if isinstance(event.get("timings"), dict) else {}
-        info = event.get("info") if isinstance(event.get("info"), dict) else {}
+        timings = given if isinstance(given := event.get("timings"), dict) else {}
+        info = given if isinstance(given := event.get("info"), dict) else {}
         seed = event.get("seed")
         return cls(
             images=images, seed=seed if isinstance(seed, int) else None,

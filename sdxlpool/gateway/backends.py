@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from sdxlpool.api.gpu import display_name, normalize_gpu_name
@@ -103,7 +103,7 @@ class Backend:
             gpu=gpu,
             provider=str(entry.get("provider") or "").strip(),
             location=str(entry.get("location") or "").strip(),
-            kind=kind,
+            kind=cast(BackendKind, kind),  # one of the two: checked above
             price_per_hour=float(price) if price is not None else None,
         )
 

@@ -61,7 +61,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 # -- indexes: what the operator knows without asking the API server ------------------------------
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def pools(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _plain(body)}
 
 
@@ -80,10 +80,10 @@ def _child_index(api_version: str, kind: str) -> None:
     group, _, version = api_version.rpartition("/")
     plural = _PLURALS[kind]
 
-    def index(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    def index(namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, labels.get(POOL_LABEL, "")): _plain(body)}
 
-    def changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    def changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
         pool = kwargs["pools"].get((namespace, labels.get(POOL_LABEL, "")))
         for body in pool or ():
             _sync(body, memo, kwargs)
@@ -150,7 +150,8 @@ def _sync(body: Mapping[str, Any], memo: kopf.Memo, indexes: Mapping[str, Any]) 
                 raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=10) from exc
             raise
     if result.changes:
-        kopf.info(dict(body), reason="Synced", message=", ".join(result.changes)[:1000])
+        # kopf reads any mapping here; its annotation asks for its own Body view of one
+        kopf.info(dict(body), reason="Synced", message=", ".join(result.changes)[:1000])  # type: ignore[arg-type]
 
 
 def _current_pool(indexes: Mapping[str, Any], key: tuple[str, str]) -> Mapping[str, Any] | None:

@@ -74,7 +74,7 @@ def sync_pool(
     name, namespace = meta["name"], meta["namespace"]
     generation = int(meta.get("generation") or 1)
     previous = last_status or pool_body.get("status") or None
-    now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # 1. Validate.
     try:
@@ -92,7 +92,8 @@ def sync_pool(
     owner_checked = False
     for child in desired.children:
         # 3. Adopt.
-        kopf.append_owner_reference(child, owner=pool_body)
+        # kopf reads any mapping as the owner; its annotation asks for its own Body view of one
+        kopf.append_owner_reference(child, owner=pool_body)  # type: ignore[arg-type]
         key = (child["apiVersion"], child["kind"])
         child_name = child["metadata"]["name"]
         label = f"{child['kind']}/{child_name}"

@@ -137,12 +137,14 @@ def _ready_total(parts: Sequence[EntryObservation]) -> int:
 def _condition(kind: str, status: str, reason: str, message: str, generation: int,
                previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     before = next((c for c in (previous or {}).get("conditions") or [] if c.get("type") == kind), None)
-    changed = before is None or before.get("status") != status
+    since = now  # a new condition, or one whose status changes, moves now
+    if before is not None and before.get("status") == status:
+        since = before.get("lastTransitionTime", now)
     return {
         "type": kind,
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": now if changed else before.get("lastTransitionTime", now),
+        "lastTransitionTime": since,
         "observedGeneration": generation,
     }

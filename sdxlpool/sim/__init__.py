@@ -29,8 +29,9 @@ use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sdxlpool._lazy import lazy_attributes
 from sdxlpool.sim._cli import add_parser, run_sim_worker
 
 if TYPE_CHECKING:
@@ -40,17 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "run_sim_worker", "SimSettings", "SimEngine", "SimulatedDeviceError", "create_sim_app"]
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "SimSettings": "sdxlpool.sim._settings",
     "SimEngine": "sdxlpool.sim._engine",
     "SimulatedDeviceError": "sdxlpool.sim._engine",
     "create_sim_app": "sdxlpool.sim._app",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_LAZY[name]), name)
+})

@@ -1,7 +1,11 @@
-"""`python -m sdxlpool.sim FLAGS`: the same as `sdxlpool sim-worker FLAGS`, for benchmarks and tests."""
+"""`python -m sdxlpool.sim FLAGS`: `sdxlpool sim-worker FLAGS` (same flags, messages and exit codes),
+without loading the whole CLI."""
 
 import sys
 
-from sdxlpool.cli import main
+from sdxlpool._args import Parser, run_handler
+from sdxlpool.sim._cli import add_parser
 
-sys.exit(main(["sim-worker", *sys.argv[1:]]))
+parser = Parser(prog="sdxlpool")
+add_parser(parser.add_subparsers(dest="command", parser_class=Parser))
+sys.exit(run_handler(parser.parse_args(["sim-worker", *sys.argv[1:]]), "sdxlpool sim-worker"))

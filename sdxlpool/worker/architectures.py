@@ -142,7 +142,7 @@ _UNET_REFINER = {
 _TINY_TEXT = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
               "projection_dim": 32}
 _TINY_TEXT_2 = {**_TINY_TEXT, "hidden_size": 48, "intermediate_size": 53, "projection_dim": 48}
-_TINY = {
+_TINY: dict[str, dict[str, Any]] = {
     "vae": {"block_out_channels": [8, 16, 16, 16], "norm_num_groups": 8, "sample_size": 128},
     "text_encoder": _TINY_TEXT,
     "text_encoder_2": _TINY_TEXT_2,

@@ -16,9 +16,12 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdxlpool.errors import InvalidRequest, NotFound
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 __all__ = ["SAMPLERS", "SCHEDULES", "Sampler", "Schedule", "SamplerChoice", "resolve_sampler"]
 
@@ -56,7 +59,7 @@ class Sampler:
     brownian: bool = False  # noise from a seeded Brownian tree (DPM++ SDE)
 
     @cached_property
-    def diffusers_class(self) -> type:
+    def diffusers_class(self) -> type[SchedulerMixin]:
         import diffusers
 
         return getattr(diffusers, self.scheduler_class)

@@ -29,7 +29,7 @@ from PIL import Image
 
 from sdxlpool.api.pool_config import GENERATION_FLAGS, gateway_args, generation_args, worker_args
 from sdxlpool.api.spec import load_spec
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 from tests.polling import wait_for
 
 POOL = """

@@ -24,7 +24,7 @@ import yaml
 from PIL import Image
 
 from sdxlpool.gateway.api_keys import hash_key, new_key
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 from tests.gateway.conftest import start_gateway, write_backends
 from tests.polling import metrics, wait_for
 

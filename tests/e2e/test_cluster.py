@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.operator.conftest import OperatorThread, eventually
+from sdxlpool.testing.operator import OperatorThread
+from tests.operator.conftest import eventually
 from tests.operator.test_operator_emulator import POOL, affinity_values, condition
 
 KUBECONFIG = os.environ.get("SDXLPOOL_E2E_KUBECONFIG")

@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ServerThread, TinyModel, free_port
+from sdxlpool.testing.ports import free_port
+from tests.conftest import ServerThread, TinyModel
 from tests.operator.conftest import emulator, kube  # noqa: F401 - the Kubernetes emulator, for discovery tests
 
 

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from sdxlpool.gateway.discovery.kubernetes import backends_from_pods
-from tests.conftest import ServerThread, free_port
+from sdxlpool.testing.ports import free_port
+from tests.conftest import ServerThread
 from tests.operator.conftest import eventually
 
 NS = "sdxl"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 from tests.gateway.conftest import body, start_gateway, write_backends
 
 FILTERS = ["gpu_allowed", "not_tried", "available", {"type": "freshness", "staleAfter": 2.0}]

@@ -13,7 +13,7 @@ import pytest
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway.backends import Backend
 from sdxlpool.gateway.transport import HttpWorkerTransport, TransportFailure, TransportTimeout
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 from tests.gateway.conftest import body
 
 

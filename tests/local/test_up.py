@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "local-pool.yaml"
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.operator.emulator import EmulatorThread
+from sdxlpool.testing.emulator import EmulatorThread
+from sdxlpool.testing.operator import OperatorThread
 
 os.environ.setdefault("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "2")  # the safety-net timer, fast in tests
 
@@ -21,43 +19,6 @@ os.environ.setdefault("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "2")  # the safety-net
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorThread]:
     with EmulatorThread(tmp_path_factory.mktemp("kube")) as server:
         yield server
-
-
-class OperatorThread:
-    """`kopf.operator()` with sdxlpool's handlers, in a thread, logged in through a kubeconfig."""
-
-    def __init__(self, kubeconfig: Path, **options: Any) -> None:
-        self.kubeconfig = kubeconfig
-        self.options = {"clusterwide": True, "standalone": True, **options}
-        self.stop_flag = threading.Event()
-        self.ready_flag = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True, name="kopf-operator")
-
-    def _run(self) -> None:
-        import kopf
-
-        import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers
-
-        try:
-            asyncio.run(kopf.operator(stop_flag=self.stop_flag, ready_flag=self.ready_flag, **self.options))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-    def __enter__(self) -> OperatorThread:
-        os.environ["KUBECONFIG"] = str(self.kubeconfig)
-        self.thread.start()
-        if not self.ready_flag.wait(30):
-            raise TimeoutError(f"operator not ready: {self.error!r}")
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop_flag.set()
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

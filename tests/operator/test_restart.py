@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from tests.operator.conftest import OperatorThread, eventually
+from sdxlpool.testing.operator import OperatorThread
+from tests.operator.conftest import eventually
 from tests.operator.test_operator_emulator import NS, POOL, deployments, node
 
 

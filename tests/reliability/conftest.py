@@ -12,7 +12,8 @@ import pytest
 import uvicorn
 
 from sdxlpool._serving import server_config
-from tests.conftest import ServerThread, free_port
+from sdxlpool.testing.ports import free_port
+from tests.conftest import ServerThread
 from tests.gateway.conftest import write_backends
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reliability._harness import LocalPool, WorkerSpec
 from reliability.chaos import ChaosConfig, run_chaos, violations
+from sdxlpool.testing.pool import LocalPool, WorkerSpec
 
 
 @pytest.mark.parametrize("mode", ["kill", "hang"])

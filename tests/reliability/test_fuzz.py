@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reliability._harness import stop
 from reliability.fuzz import FuzzResult, schemathesis_run, start_worker
+from sdxlpool.testing.processes import stop
 from tests.conftest import ServerThread, TinyModel
 from tests.reliability.conftest import backend, gateway
 

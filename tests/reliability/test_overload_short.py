@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from reliability._harness import LocalPool, Outcome, WorkerSpec, send
 from reliability.overload import OverloadConfig, run_overload, violations
+from sdxlpool.testing.pool import LocalPool, Outcome, WorkerSpec, send
 
 
 def test_overload_sheds_with_429_and_bounds_latency_and_memory(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ def test_prompts_are_logged_when_enabled(caplog: pytest.LogCaptureFixture) -> No
 
 def test_the_cli_server_has_no_access_log_and_caps_websocket_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     from sdxlpool._serving import serve
-    from tests.conftest import free_port
+    from sdxlpool.testing.ports import free_port
 
     seen: list[uvicorn.Config] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: seen.append(self.config))

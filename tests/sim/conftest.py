@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ServerThread, free_port
+from sdxlpool.testing.ports import free_port
+from tests.conftest import ServerThread
 from tests.polling import metrics, wait_for  # noqa: F401 - shared by the tests here
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from sdxlpool.errors import ConfigError
 from sdxlpool.sim import add_parser, run_sim_worker
-from tests.conftest import free_port
+from sdxlpool.testing.ports import free_port
 from tests.sim.conftest import wait_for
 
 HEAVY = ("torch", "diffusers", "transformers")

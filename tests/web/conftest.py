@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ServerThread, TinyModel, free_port
+from sdxlpool.testing.ports import free_port
+from tests.conftest import ServerThread, TinyModel
 from tests.gateway.conftest import WorkerProcess, start_gateway, write_backends
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -69,7 +69,7 @@ def _list(config: Mapping[str, Any], key: str) -> list[Any]:
 def _build(section: str, index: int | None, entry: Any, types: dict[str, type], *, weighted: bool = False,
            extra: Mapping[str, Any] | None = None) -> tuple[Any, float]:
     where = f"routing.{section}" + (f"[{index}]" if index is not None else "")
-    spec = {"type": entry} if isinstance(entry, str) else entry
+    spec: Mapping[str, Any] = {"type": entry} if isinstance(entry, str) else entry
     if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
         raise ValueError(f"{where}: expected a plugin type name or a mapping with 'type'")
     kind = spec["type"]

@@ -182,8 +182,10 @@ def _akash_terms(wanted: GpuName, labels: Mapping[str, str]) -> Iterator[Term]:
             found[kind].add(value)
     for model, found in sorted(models.items()):
         base = AKASH_GPU_LABEL_PREFIX + model
-        for ram in sorted(found["ram"]) or [None]:
-            for interface in sorted(found["interface"]) or [None]:
+        rams: list[str | None] = [*sorted(found["ram"])] or [None]
+        interfaces: list[str | None] = [*sorted(found["interface"])] or [None]
+        for ram in rams:
+            for interface in interfaces:
                 text = " ".join(part for part in (model, ram, interface) if part)
                 if not _matches(wanted, text):
                     continue

@@ -1,17 +1,14 @@
-"""Local processes for the benchmark and reliability scripts: sim-workers and a gateway on 127.0.0.1.
+"""sdxlpool commands (sim-workers, workers, a gateway) as child processes on 127.0.0.1.
 
-Shared by `benchmarks/*.py` (run as `python benchmarks/NAME.py`, so importable as `_local`) and
-`reliability/*.py` (which put this folder on `sys.path`). Every child runs in its own process
-group, so `stop` takes its children too; `spawn` starts it, `wait_ready` and `wait_scraped` wait
-until it serves.
+Used by the benchmarks, the reliability scripts and `pool.LocalPool`. Every child runs in its own
+process group, so `stop` takes its children too; `spawn` starts it, `wait_ready` and `wait_scraped`
+wait until it serves.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -19,13 +16,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["free_port", "spawn", "stop", "wait_ready", "wait_scraped", "percentile", "poisson_arrivals"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["spawn", "stop", "wait_ready", "wait_scraped"]
 
 
 def spawn(command: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
@@ -76,24 +67,3 @@ def wait_scraped(url: str, count: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not scrape all {count} backends")
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Percentile with linear interpolation between closest ranks (numpy's default); None when empty."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(sorted_values) - 1)
-    return round(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low), 4)
-
-
-def poisson_arrivals(rng: random.Random, rate: float, count: int, seconds: float) -> list[float]:
-    """Open-loop Poisson arrival offsets (seconds), at most `count`, all before `seconds`."""
-    arrivals, t = [], 0.0
-    while len(arrivals) < count:
-        t += rng.expovariate(rate)
-        if t >= seconds:
-            break
-        arrivals.append(t)
-    return arrivals

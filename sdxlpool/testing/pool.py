@@ -1,9 +1,8 @@
-"""What the reliability scripts share: a local pool (sim-workers + gateway as processes), a client
-that sorts every answer into one outcome, and samples of the gateway process.
+"""A local pool (sim-workers + gateway as processes), a client that sorts every answer into one
+outcome, and samples of the gateway process: what the reliability scripts and their tests share.
 
-The process helpers themselves (spawn, stop, wait_ready, ...) are benchmarks/_local.py's; this
-module puts that folder on `sys.path`. Everything listens on 127.0.0.1; every child runs in its own
-process group and `LocalPool.close` stops them all (a SIGSTOPped one gets SIGCONT first).
+Everything listens on 127.0.0.1; every child runs in its own process group (`processes.spawn`) and
+`LocalPool.close` stops them all (a SIGSTOPped one gets SIGCONT first).
 
 Outcomes of one request, as the client sees it:
 
@@ -34,20 +33,11 @@ import httpx
 import psutil
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _local import (  # noqa: E402
-    free_port,
-    percentile,
-    poisson_arrivals,
-    spawn,
-    stop,
-    wait_ready,
-    wait_scraped,
-)
+from sdxlpool.testing.ports import free_port
+from sdxlpool.testing.processes import spawn, stop, wait_ready, wait_scraped
 
-__all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample", "sample_gateway", "free_port",
-           "spawn", "stop", "wait_ready", "wait_scraped",
-           "poisson_arrivals", "slope_per_1000", "percentile", "machine", "KEEPALIVE_EXPIRY"]
+__all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample", "sample_gateway", "machine",
+           "write_report", "KEEPALIVE_EXPIRY"]
 
 # The client drops an idle kept-alive connection before uvicorn does (its timeout_keep_alive is 5 s):
 # at equal timeouts a request sent on a connection the server is closing gets a ReadError.
@@ -230,16 +220,6 @@ async def sample_gateway(process: psutil.Process, client: httpx.AsyncClient, url
         return GatewaySample(requests, process.memory_info().rss / 2**20, process.num_fds(), process.num_threads(),
                              int(float(tasks.group(1))) if tasks else None,
                              int(float(inflight.group(1))) if inflight else None)
-
-
-def slope_per_1000(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys over xs, scaled to per 1000 of x (0 with fewer than 2 points)."""
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
 
 
 def machine() -> str:

@@ -99,11 +99,20 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: Any) -> Any:
         # Real list responses say what they list; typed and dynamic clients rely on it.
         payload = await super()._serve_list(request)
+        assert isinstance(payload, dict)  # kmock answers a list with the JSON object it builds
         payload["metadata"] = {"resourceVersion": str(self._latest)}  # where a watch goes on from
         resource = request.resource
         group_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
         info = RESOURCES.get(f"{group_version}/{resource.plural}", {})
         return {"apiVersion": group_version, "kind": f"{info.get('kind', 'Object')}List", **payload}
+
+    # kmock's own filters for a list or watch, private (name-mangled, hence invisible to type checkers):
+    # a watch that replays objects must match them exactly as kmock's list does.
+    def _kmock_check(self, *args: Any, **kwargs: Any) -> bool:
+        return self._KubernetesEmulator__check(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def _kmock_objects(self, *args: Any, **kwargs: Any) -> Any:
+        return self._KubernetesEmulator__get_objs(*args, **kwargs)  # type: ignore[attr-defined]
 
     async def _serve_watch(self, request: Any) -> Any:
         # kmock sends a new watch the existing objects first and subscribes it to changes only
@@ -122,15 +131,15 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                       for (resource, namespace, name), (version, raw) in sorted(self._tombstones.items(),
                                                                                  key=lambda item: item[1][0])
                       if since.isdigit() and version > int(since) and resource == request.resource
-                      and self._KubernetesEmulator__check(request, resource, namespace, name, strict=False)]
-            existing = [obj for obj in self._KubernetesEmulator__get_objs(request, strict=False) if not obj.deleted]
+                      and self._kmock_check(request, resource, namespace, name, strict=False)]
+            existing = [obj for obj in self._kmock_objects(request, strict=False) if not obj.deleted]
             events += [{"type": "ADDED", "object": obj.raw} for obj in existing]
         try:
             for event in events:
                 yield event
             async for event in bus.stream(since=marker):
                 meta = event.get("object", {}).get("metadata", {})
-                if self._KubernetesEmulator__check(request, request.resource, meta.get("namespace"),
+                if self._kmock_check(request, request.resource, meta.get("namespace"),
                                                    meta.get("name"), strict=False):
                     yield event
         finally:
@@ -160,7 +169,7 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                 deleted_raw = stored.raw if stored is not None else None
         response = await super()._handle(request)
         if deleted_uid is not None and response.status < 300:
-            if self._find(request) is None:  # gone, not just marked (finalizers)
+            if self._find(request) is None and deleted_raw is not None:  # gone, not just marked (finalizers)
                 self._bury((request.resource, request.namespace, request.name), deleted_raw)
             await self._collect_garbage(deleted_uid)
         if request.action == enums.action.CREATE and response.status < 300 and isinstance(request.data, dict):
@@ -273,7 +282,7 @@ def _merge_patched(target: Any, patch: Any) -> Any:
 
 
 def _now() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EmulatorThread:

@@ -1,0 +1,14 @@
+"""Free ports on 127.0.0.1 for servers started by tests, benchmarks and reliability scripts."""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["free_port"]
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (the kernel's pick; a race with other binders is possible)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
