@@ -63,19 +63,10 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--provider", help="provider name shown to users")
     worker.add_argument("--location", help="location shown to users")
     worker.add_argument("--worker-name", help="this worker's name (default host:port)")
-    for flag, kind, text in (
-        ("--max-steps", int, "largest steps value accepted"),
-        ("--max-pixels", int, "largest width x height accepted"),
-        ("--max-batch", int, "most images per request (batch_size x n_iter)"),
-        ("--max-prompt-chars", int, "longest prompt accepted"),
-        ("--max-queue", int, "requests that may wait behind the running one; more get 503"),
-        ("--max-body-bytes", int, "largest request body accepted; larger get 413 (default 1048576)"),
-        ("--default-sampler", str, "sampler when a request names none"),
-        ("--default-steps", int, "steps when a request gives none"),
-        ("--default-width", int, "width when a request gives none"),
-        ("--default-height", int, "height when a request gives none"),
-    ):
-        worker.add_argument(flag, type=kind, help=text)
+    _add_generation_flags(worker)
+    worker.add_argument("--max-queue", type=int, help="requests that may wait behind the running one; more get 503")
+    worker.add_argument("--max-body-bytes", type=int,
+                        help="largest request body accepted; larger get 413 (default 1048576)")
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
     worker.add_argument("--log-prompts", action="store_const", const=True,
@@ -111,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                          help="let browser pages from this origin call the API (repeat for several; default: none, "
                               "CORS closed)")
+    _add_generation_flags(gateway)  # the pool's limits and defaults, as its workers have them
     gateway.set_defaults(handler=_gateway)
 
     api_key = commands.add_parser(
@@ -176,6 +168,35 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_generation_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-* and --default-*: one flag per `GenerationSettings` field, shared by worker and gateway."""
+    from sdxlpool._settings import GenerationSettings
+
+    for name, info in GenerationSettings.model_fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=info.annotation, metavar="VALUE",  # type: ignore[arg-type]
+                            help=f"{info.description} (default {info.default})")
+
+
+def _generation_given(args: argparse.Namespace) -> dict[str, object]:
+    from sdxlpool._settings import GenerationSettings
+
+    return {name: getattr(args, name) for name in GenerationSettings.model_fields if getattr(args, name) is not None}
+
+
+def _settings_error(exc: Exception, flags: dict[str, str] | None = None) -> ConfigError:
+    """One line naming the flag (or, for a rule across settings, the settings) for a settings error."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):  # pydantic_settings.SettingsError: a variable that does not parse
+        return ConfigError(f"environment: {exc}")
+    err = exc.errors()[0]
+    message = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a rule across settings: its message names them
+        return ConfigError(message)
+    where = str(err["loc"][0])
+    return ConfigError(f"{(flags or {}).get(where, '--' + where.replace('_', '-'))}: {message}")
+
+
 def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; a worker never calls a hub
     from pydantic import ValidationError
@@ -183,23 +204,19 @@ def _worker(args: argparse.Namespace) -> int:
 
     from sdxlpool.worker.settings import WorkerSettings
 
-    keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_steps",
-            "max_pixels", "max_batch", "max_prompt_chars", "max_queue", "max_body_bytes", "default_sampler",
-            "default_steps", "default_width", "default_height", "warmup", "refiner", "log_prompts")
-    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
+            "max_body_bytes", "warmup", "refiner", "log_prompts")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | _generation_given(args)
     if args.model:
         given["models"] = args.model
     try:
         settings = WorkerSettings(**given)
-    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
-        raise ConfigError(f"environment: {exc}") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = str(err["loc"][0]) if err["loc"] else "settings"
-        flag = "--model" if where == "models" else "--" + where.replace("_", "-")
-        message = "is required (an SDXL base: diffusers folder or .safetensors file)" if err["type"] == "missing" \
-            else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{flag}: {message}") from None
+        if exc.errors()[0]["type"] == "missing":
+            raise ConfigError("--model: is required (an SDXL base: diffusers folder or .safetensors file)") from None
+        raise _settings_error(exc, {"models": "--model"}) from None
+    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
+        raise _settings_error(exc) from None
     _check_model_paths(settings)
 
     from sdxlpool._serving import serve
@@ -229,6 +246,7 @@ def _check_model_paths(settings: object) -> None:
 
 def _gateway(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from sdxlpool._memory import keep_large_buffers
     from sdxlpool._serving import serve
@@ -245,18 +263,12 @@ def _gateway(args: argparse.Namespace) -> int:
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
         "rate_limit_per_minute": args.rate_limit, "api_keys_file": args.api_keys,
         "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
-    }.items() if value is not None}
+    }.items() if value is not None} | _generation_given(args)
     try:
         settings = GatewaySettings(**given)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a rule across flags: its message names them
-            raise ConfigError(message) from None
-        where = str(err["loc"][0])
-        flag = {"backends_file": "--backends", "routing_file": "--routing", "api_keys_file": "--api-keys",
-                "rate_limit_per_minute": "--rate-limit"}.get(where, "--" + where.replace("_", "-"))
-        raise ConfigError(f"{flag}: {message}") from None
+    except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_GATEWAY_* that does not parse
+        raise _settings_error(exc, {"backends_file": "--backends", "routing_file": "--routing",
+                                    "api_keys_file": "--api-keys", "rate_limit_per_minute": "--rate-limit"}) from None
     # httpx logs every request at INFO: a line per scrape (10 a second per worker) buries the rest.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     if settings.backends_file is not None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
-from sdxlpool.api.generation import GenerationDefaults, RequestLimits
+from sdxlpool._settings import GenerationSettings
 
 __all__ = ["GatewaySettings"]
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(GenerationSettings):
+    """Input limits and request defaults (`max_*`, `default_*`: a pool's spec.limits and spec.defaults,
+    whole, as on its workers) come from `GenerationSettings`, checked before any routing."""
+
     model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid")
 
     backends_file: Path | None = None
@@ -53,15 +56,6 @@ class GatewaySettings(BaseSettings):
     # CORS: closed by default (no CORS headers); browser pages from these origins may call the API.
     cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example"]; "*" = any')
 
-    # Input limits, as on the workers (the pool's spec.limits): checked before any routing.
-    max_steps: int = Field(150, ge=1)
-    max_pixels: int = Field(2048 * 2048, ge=64 * 64)
-    max_batch: int = Field(8, ge=1)
-    max_prompt_chars: int = Field(2000, ge=1)
-    default_steps: int = Field(25, ge=1)
-    default_width: int = Field(1024, ge=64)
-    default_height: int = Field(1024, ge=64)
-
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:
         if self.kubernetes and (not self.namespace or not self.pool):
@@ -74,11 +68,3 @@ class GatewaySettings(BaseSettings):
             raise ValueError("--cost-weight applies to the default routing; with --routing, set the cost"
                              " scorer's weight in that file")
         return self
-
-    @property
-    def limits(self) -> RequestLimits:
-        return RequestLimits(self.max_steps, self.max_pixels, self.max_batch, self.max_prompt_chars)
-
-    @property
-    def defaults(self) -> GenerationDefaults:
-        return GenerationDefaults(steps=self.default_steps, width=self.default_width, height=self.default_height)
