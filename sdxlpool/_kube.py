@@ -14,12 +14,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from sdxlpool.errors import UpstreamError
+
 __all__ = ["KubeClient", "KubeError", "connect"]
 
 _MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeError(Exception):
+class KubeError(UpstreamError):
     """An API call failed. `status` is the HTTP status (0 when no answer came back)."""
 
     def __init__(self, status: int, message: str) -> None:

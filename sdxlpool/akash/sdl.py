@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from sdxlpool.api.gpu import akash_model_name
 from sdxlpool.api.spec import GpuEntry, ResourceAmounts, SDXLPool, SDXLPoolSpec
+from sdxlpool.errors import ConfigError
 from sdxlpool.operator.desired.services import GATEWAY_PORT
 from sdxlpool.operator.desired.workers import WORKER_PORT, hf_download_command, worker_args
 
@@ -78,7 +79,7 @@ BACKENDS_PATH = "/tmp/sdxlpool/backends.yaml"
 Layout = Literal["shared", "per-gpu"]
 
 
-class AkashError(ValueError):
+class AkashError(ConfigError, ValueError):
     """A pool (or option) that cannot be expressed as an Akash deployment; the message says why."""
 
 
