@@ -9,12 +9,15 @@ gateway): `max_steps` is `SDXLPOOL_MAX_STEPS` on a worker, `SDXLPOOL_GATEWAY_MAX
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings
+import logging
+import os
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool.api.generation import GenerationDefaults, RequestLimits
 
-__all__ = ["GenerationSettings", "defaults_over_limits"]
+__all__ = ["GenerationSettings", "LogSettings", "defaults_over_limits", "variable_named"]
 
 _LIMITS, _DEFAULTS = RequestLimits(), GenerationDefaults()
 
@@ -67,3 +70,27 @@ class GenerationSettings(BaseSettings):
             height=self.default_height,
             refiner_switch_at=self.default_refiner_switch_at,
         )
+
+
+class LogSettings(BaseSettings):
+    """$SDXLPOOL_LOG_LEVEL: how much every command logs (DEBUG, INFO, WARNING, ERROR)."""
+
+    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_")
+
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return level
+
+
+def variable_named(name: str) -> str | None:
+    """The value of an environment variable whose *name* the user gives at run time (e.g.
+    `sdxlpool sdl --hf-token-env VAR`), None when unset or empty. The one read of the environment
+    outside a Settings class: a class declares its fields up front and cannot know this name,
+    and the point of such a flag is that the secret never appears on a command line."""
+    return os.environ.get(name) or None

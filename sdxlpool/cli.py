@@ -32,15 +32,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=os.environ.get("SDXLPOOL_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return args.handler(args)
     except ConfigError as exc:
         print(f"sdxlpool {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _log_level() -> str:
+    from pydantic import ValidationError
+
+    from sdxlpool._settings import LogSettings
+
+    try:
+        return LogSettings().log_level
+    except ValidationError as exc:
+        raise ConfigError(f"$SDXLPOOL_LOG_LEVEL: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -138,13 +148,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "a worker Service and the pool's gateway. Uses in-cluster credentials, else the kubeconfig.")
     operator.add_argument("--namespace", action="append", metavar="NS",
                           help="watch only this namespace (repeat for several; default: all namespaces)")
-    operator.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, $KUBECONFIG)")
-    operator.add_argument("--peering", default="sdxlpool", metavar="NAME",
+    operator.add_argument("--kubeconfig", type=Path,
+                          help="kubeconfig file (default: $SDXLPOOL_KUBECONFIG, $KUBECONFIG, else in-cluster)")
+    operator.add_argument("--peering", metavar="NAME",
                           help="kopf peering object shared by the operator's replicas (default sdxlpool)")
     operator.add_argument("--priority", type=int, metavar="N",
                           help="peering priority: the highest live replica works, others stand by "
                                "(default: random, so replicas never tie)")
-    operator.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    operator.add_argument("--standalone", action="store_true", default=None, help="no peering: for a single replica")
     operator.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
     operator.set_defaults(handler=_operator)
 
@@ -305,34 +316,31 @@ def _api_key(args: argparse.Namespace) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     import asyncio
-    import random
 
-    if args.kubeconfig is not None:
-        if not args.kubeconfig.is_file():
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
-        os.environ["KUBECONFIG"] = os.environ["SDXLPOOL_KUBECONFIG"] = str(args.kubeconfig)
-    import kopf
     import kubernetes
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers with kopf
     from sdxlpool._kube import connect
+    from sdxlpool.operator.handlers import run_operator
+    from sdxlpool.operator.settings import OperatorSettings
 
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
+    given = {key: value for key, value in {
+        "namespaces": args.namespace, "kubeconfig": str(args.kubeconfig) if args.kubeconfig else None,
+        "peering": args.peering, "priority": args.priority, "standalone": args.standalone or None,
+        "liveness": args.liveness,
+    }.items() if value is not None}
     try:
-        connect(str(args.kubeconfig) if args.kubeconfig else None)
+        settings = OperatorSettings(**given)
+    except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_OPERATOR_* that does not parse
+        raise _settings_error(exc, {"namespaces": "--namespace"}) from None
+    try:
+        connect(settings.kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as exc:
         raise ConfigError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})") from None
-
-    asyncio.run(kopf.operator(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        standalone=args.standalone,
-        # A peering name makes kopf require the peering objects; standalone never has them, and
-        # kopf would pause forever waiting, handling nothing.
-        peering_name=None if args.standalone else args.peering,
-        # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
-        priority=args.priority if args.priority is not None else random.randint(1, 2**30),
-        liveness_endpoint=args.liveness,
-    ))
+    asyncio.run(run_operator(settings))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ import pytest
 
 from tests.operator.emulator import EmulatorThread
 
-os.environ.setdefault("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "2")  # the safety-net timer, fast in tests
+RESYNC_SECONDS = 2.0  # the safety-net timer, fast in tests
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +23,35 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorThrea
 
 
 class OperatorThread:
-    """`kopf.operator()` with sdxlpool's handlers, in a thread, logged in through a kubeconfig."""
+    """`run_operator` (kopf with sdxlpool's handlers) in a thread, logged in through a kubeconfig.
 
-    def __init__(self, kubeconfig: Path, **options: Any) -> None:
-        self.kubeconfig = kubeconfig
-        self.options = {"clusterwide": True, "standalone": True, **options}
+    `settings` override `OperatorSettings` fields (resync_seconds, namespaces, ...) over its
+    SDXLPOOL_OPERATOR_* variables; the defaults here suit tests: standalone, fast retries. `memo` is
+    the operator's own, to look at what it keeps per pool."""
+
+    def __init__(self, kubeconfig: Path, **settings: Any) -> None:
+        import kopf
+
+        from sdxlpool.operator.settings import OperatorSettings
+
+        self.settings = OperatorSettings(**{"kubeconfig": str(kubeconfig), "standalone": True,
+                                            "retry_seconds": 0.2, **settings})
+        self.memo = kopf.Memo()
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True, name="kopf-operator")
 
     def _run(self) -> None:
-        import kopf
-
-        import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers
+        from sdxlpool.operator.handlers import run_operator
 
         try:
-            asyncio.run(kopf.operator(stop_flag=self.stop_flag, ready_flag=self.ready_flag, **self.options))
+            asyncio.run(run_operator(self.settings, memo=self.memo, stop_flag=self.stop_flag,
+                                     ready_flag=self.ready_flag))
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
     def __enter__(self) -> OperatorThread:
-        os.environ["KUBECONFIG"] = str(self.kubeconfig)
         self.thread.start()
         if not self.ready_flag.wait(30):
             raise TimeoutError(f"operator not ready: {self.error!r}")
@@ -62,7 +68,7 @@ class OperatorThread:
 
 @pytest.fixture(scope="module")
 def operator(emulator: EmulatorThread) -> Iterator[OperatorThread]:
-    with OperatorThread(emulator.kubeconfig) as running:
+    with OperatorThread(emulator.kubeconfig, resync_seconds=RESYNC_SECONDS) as running:
         yield running
 
 
