@@ -195,7 +195,9 @@ def _generation_given(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _settings_error(exc: Exception, flags: dict[str, str] | None = None) -> ConfigError:
-    """One line naming the flag (or, for a rule across settings, the settings) for a settings error."""
+    """One line naming the flag (or, for a rule across settings, the settings) for a settings error.
+    `flags` maps a field to its flag when that is not --field-name, or to its $VARIABLE when it has
+    no flag."""
     from pydantic import ValidationError
 
     if not isinstance(exc, ValidationError):  # pydantic_settings.SettingsError: a variable that does not parse
@@ -335,7 +337,9 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         settings = OperatorSettings(**given)
     except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_OPERATOR_* that does not parse
-        raise _settings_error(exc, {"namespaces": "--namespace"}) from None
+        raise _settings_error(exc, {"namespaces": "--namespace", **{
+            field: f"$SDXLPOOL_OPERATOR_{field.upper()}"
+            for field in ("resync_seconds", "workers", "retry_seconds", "retry_max_seconds")}}) from None
     try:
         connect(settings.kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as exc:

@@ -167,6 +167,26 @@ def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[s
     assert_user_error(sdxlpool("gateway", *args, env=env), *mentions)
 
 
+@pytest.mark.parametrize(
+    ("variables", "args", "mentions"),
+    [
+        ({"SDXLPOOL_LOG_LEVEL": "chatty"}, ["render", "pool.yaml"], ["$SDXLPOOL_LOG_LEVEL", "chatty"]),
+        ({"SDXLPOOL_OPERATOR_RESYNC_SECONDS": "0"}, ["operator", "--standalone"],
+         ["$SDXLPOOL_OPERATOR_RESYNC_SECONDS", "greater than 0"]),
+        ({"SDXLPOOL_OPERATOR_WORKERS": "many"}, ["operator"], ["$SDXLPOOL_OPERATOR_WORKERS"]),
+        ({"SDXLPOOL_GATEWAY_DEFAULT_STEPS": "200"}, ["gateway", "--backends", "b.yaml"],
+         ["default_steps 200", "max_steps 150"]),
+    ],
+    ids=["log-level", "operator-resync", "operator-workers", "gateway-default-over-limit"],
+)
+def test_bad_environment_variables(env: dict[str, str], tmp_path: Path, variables: dict[str, str],
+                                   args: list[str], mentions: list[str]) -> None:
+    (tmp_path / "b.yaml").write_text("backends: []")
+    result = subprocess.run([str(SCRIPT), *args], env={**env, **variables}, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert_user_error(result, *mentions)
+
+
 def test_text_file_named_safetensors(env: dict[str, str], tmp_path: Path) -> None:
     fake = tmp_path / "x.safetensors"
     fake.write_text("these are not the weights you are looking for\n" * 20)

@@ -106,7 +106,8 @@ class GatewayService:
             from sdxlpool.operator.desired.names import label_value
 
             self._tasks.append(asyncio.create_task(
-                watch_pods(settings.namespace or "", label_value(settings.pool or ""), self.pool.update)))
+                watch_pods(settings.namespace or "", label_value(settings.pool or ""), self.pool.update,
+                           kubeconfig=settings.kubeconfig)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
 

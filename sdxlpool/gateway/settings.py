@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
@@ -17,12 +17,14 @@ class GatewaySettings(GenerationSettings):
     """Input limits and request defaults (`max_*`, `default_*`: a pool's spec.limits and spec.defaults,
     whole, as on its workers) come from `GenerationSettings`, checked before any routing."""
 
-    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid", populate_by_name=True)
 
     backends_file: Path | None = None
     kubernetes: bool = False
     namespace: str | None = None
     pool: str | None = None
+    # Kubernetes discovery's credentials: in a pod its service account; elsewhere this kubeconfig.
+    kubeconfig: str | None = Field(None, validation_alias=AliasChoices("SDXLPOOL_GATEWAY_KUBECONFIG", "KUBECONFIG"))
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 

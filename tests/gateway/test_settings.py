@@ -70,3 +70,13 @@ def test_defaults_outside_limits_are_refused_naming_the_field(monkeypatch: pytes
     with pytest.raises(ValidationError) as caught:
         GatewaySettings(backends_file=BACKENDS)
     assert message in str(caught.value)
+
+
+def test_kubernetes_discovery_reads_its_kubeconfig_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handed to the discovery's client, not read from the environment at connect time."""
+    monkeypatch.setenv("KUBECONFIG", "/from/kubeconfig")
+    discovery = {"kubernetes": True, "namespace": "ns", "pool": "demo"}
+    assert GatewaySettings(**discovery).kubeconfig == "/from/kubeconfig"
+    monkeypatch.setenv("SDXLPOOL_GATEWAY_KUBECONFIG", "/from/gateway")
+    assert GatewaySettings(**discovery).kubeconfig == "/from/gateway"
+    assert GatewaySettings(**discovery, kubeconfig="/from/argument").kubeconfig == "/from/argument"
