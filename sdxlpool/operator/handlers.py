@@ -153,7 +153,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.kube = connect(memo.settings.kubeconfig)
 
 
-def pools(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def pools(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _plain(body)}
 
 
@@ -166,10 +166,10 @@ def _watch_children(registry: kopf.OperatorRegistry, api_version: str, kind: str
     group, _, version = api_version.rpartition("/")
     plural = _PLURALS[kind]
 
-    def index(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    def index(namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, labels.get(POOL_LABEL, "")): _plain(body)}
 
-    def changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    def changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
         pool = kwargs["pools"].get((namespace, labels.get(POOL_LABEL, "")))
         for body in pool or ():
             _sync(body, memo, kwargs)
@@ -186,11 +186,11 @@ def pool_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     _sync(_plain(body), memo, kwargs)
 
 
-def pool_event(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+def pool_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # No finalizer (deleting a pool must not wait for the operator): the watch's DELETED event is
     # the one sure sign that a pool is gone, and its state goes with it.
-    if kwargs.get("type") == "DELETED":
-        memo.pools.forget((namespace, name))
+    if type == "DELETED":
+        memo.pools.forget((namespace or "", name))
 
 
 def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
