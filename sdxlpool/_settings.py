@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool.api.generation import GenerationDefaults, RequestLimits
+from sdxlpool.errors import ConfigError
 
-__all__ = ["GenerationSettings", "LogSettings", "defaults_over_limits", "variable_named"]
+__all__ = ["GenerationSettings", "LogSettings", "defaults_over_limits", "settings_error", "variable_named"]
 
 _LIMITS, _DEFAULTS = RequestLimits(), GenerationDefaults()
 
@@ -94,3 +95,17 @@ def variable_named(name: str) -> str | None:
     outside a Settings class: a class declares its fields up front and cannot know this name,
     and the point of such a flag is that the secret never appears on a command line."""
     return os.environ.get(name) or None
+
+
+def settings_error(exc: Exception, flags: dict[str, str] | None = None) -> ConfigError:
+    """One line naming the flag (or, for a rule across settings, the settings) for a settings error.
+    `flags` maps a field to its flag when that is not --field-name, or to its $VARIABLE when it has
+    no flag."""
+    if not isinstance(exc, ValidationError):  # pydantic_settings.SettingsError: a variable that does not parse
+        return ConfigError(f"environment: {exc}")
+    err = exc.errors()[0]
+    message = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a rule across settings: its message names them
+        return ConfigError(message)
+    where = str(err["loc"][0])
+    return ConfigError(f"{(flags or {}).get(where, '--' + where.replace('_', '-'))}: {message}")

@@ -194,27 +194,12 @@ def _generation_given(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in GenerationSettings.model_fields if getattr(args, name) is not None}
 
 
-def _settings_error(exc: Exception, flags: dict[str, str] | None = None) -> ConfigError:
-    """One line naming the flag (or, for a rule across settings, the settings) for a settings error.
-    `flags` maps a field to its flag when that is not --field-name, or to its $VARIABLE when it has
-    no flag."""
-    from pydantic import ValidationError
-
-    if not isinstance(exc, ValidationError):  # pydantic_settings.SettingsError: a variable that does not parse
-        return ConfigError(f"environment: {exc}")
-    err = exc.errors()[0]
-    message = err["msg"].removeprefix("Value error, ")
-    if not err["loc"]:  # a rule across settings: its message names them
-        return ConfigError(message)
-    where = str(err["loc"][0])
-    return ConfigError(f"{(flags or {}).get(where, '--' + where.replace('_', '-'))}: {message}")
-
-
 def _worker(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; a worker never calls a hub
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from sdxlpool._settings import settings_error
     from sdxlpool.worker.settings import WorkerSettings
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
@@ -227,9 +212,9 @@ def _worker(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         if exc.errors()[0]["type"] == "missing":
             raise ConfigError("--model: is required (an SDXL base: diffusers folder or .safetensors file)") from None
-        raise _settings_error(exc, {"models": "--model"}) from None
+        raise settings_error(exc, {"models": "--model"}) from None
     except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
-        raise _settings_error(exc) from None
+        raise settings_error(exc) from None
     _check_model_paths(settings)
 
     from sdxlpool._serving import serve
@@ -263,6 +248,7 @@ def _gateway(args: argparse.Namespace) -> int:
 
     from sdxlpool._memory import keep_large_buffers
     from sdxlpool._serving import serve
+    from sdxlpool._settings import settings_error
     from sdxlpool.gateway.api_keys import load_api_keys
     from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
@@ -280,7 +266,7 @@ def _gateway(args: argparse.Namespace) -> int:
     try:
         settings = GatewaySettings(**given)
     except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_GATEWAY_* that does not parse
-        raise _settings_error(exc, {"backends_file": "--backends", "routing_file": "--routing",
+        raise settings_error(exc, {"backends_file": "--backends", "routing_file": "--routing",
                                     "api_keys_file": "--api-keys", "rate_limit_per_minute": "--rate-limit"}) from None
     # httpx logs every request at INFO: a line per scrape (10 a second per worker) buries the rest.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
@@ -324,6 +310,7 @@ def _operator(args: argparse.Namespace) -> int:
     from pydantic_settings import SettingsError
 
     from sdxlpool._kube import connect
+    from sdxlpool._settings import settings_error
     from sdxlpool.operator.handlers import run_operator
     from sdxlpool.operator.settings import OperatorSettings
 
@@ -337,7 +324,7 @@ def _operator(args: argparse.Namespace) -> int:
     try:
         settings = OperatorSettings(**given)
     except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_OPERATOR_* that does not parse
-        raise _settings_error(exc, {"namespaces": "--namespace", **{
+        raise settings_error(exc, {"namespaces": "--namespace", **{
             field: f"$SDXLPOOL_OPERATOR_{field.upper()}"
             for field in ("resync_seconds", "workers", "retry_seconds", "retry_max_seconds")}}) from None
     try:
