@@ -192,3 +192,22 @@ def test_each_operator_gets_the_resync_interval_of_its_settings() -> None:
 
     assert timer_intervals(OperatorSettings(resync_seconds=2)) == [2]
     assert timer_intervals(OperatorSettings(resync_seconds=300)) == [300]
+
+
+def test_a_rejection_keeps_what_was_reported_and_says_why() -> None:
+    from sdxlpool.operator.status import rejected_status
+
+    before = {"observedGeneration": 1, "summary": "1/2", "gpus": [{"model": "A100", "ready": 1}], "conditions": [
+        {"type": "Ready", "status": "False", "reason": "RollingOut", "message": "", "lastTransitionTime": "t0",
+         "observedGeneration": 1},
+        {"type": "Degraded", "status": "False", "reason": "AsExpected", "message": "", "lastTransitionTime": "t0",
+         "observedGeneration": 1}]}
+    status = rejected_status(generation=2, message="the Kubernetes API refused a change: 403: forbidden",
+                             previous=before, now="t1")
+    assert status["summary"] == "1/2" and status["gpus"] == before["gpus"] and status["observedGeneration"] == 2
+    degraded = condition({"status": status}, "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["lastTransitionTime"]) == ("True", "Rejected", "t1")
+    assert "403: forbidden" in degraded["message"]
+    assert condition({"status": status}, "Ready") == before["conditions"][0]
+    # Reported again, unchanged: the same status, so nothing is written.
+    assert rejected_status(generation=2, message=degraded["message"], previous=status, now="t2") == status
