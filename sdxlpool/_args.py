@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -37,15 +36,26 @@ def run_handler(args: argparse.Namespace, prog: str) -> int:
     """Run the sub-command's `args.handler` with logging set up (SDXLPOOL_LOG_LEVEL, default INFO).
 
     A ConfigError becomes one line `PROG: error: ...` on stderr and exit status 2; Ctrl-C exits 130."""
-    logging.basicConfig(level=os.environ.get("SDXLPOOL_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        logging.basicConfig(level=_log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return args.handler(args)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _log_level() -> str:
+    """$SDXLPOOL_LOG_LEVEL, checked (pydantic-settings loads only when a command runs, not for --help)."""
+    from pydantic import ValidationError
+
+    from sdxlpool._settings import LogSettings
+
+    try:
+        return LogSettings().log_level
+    except ValidationError as exc:
+        raise ConfigError(f"$SDXLPOOL_LOG_LEVEL: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def number(text: str, kind: type) -> Any:

@@ -14,12 +14,14 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["KubeClient", "KubeError", "connect"]
+from sdxlpool.errors import UpstreamError
+
+__all__ = ["KubeClient", "KubeError", "client_configuration", "connect"]
 
 _MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeError(Exception):
+class KubeError(UpstreamError):
     """An API call failed. `status` is the HTTP status (0 when no answer came back)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -122,13 +124,18 @@ def _reason(exc: Any) -> str:
 
 
 def connect(kubeconfig: str | None = None) -> KubeClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
-    import os
-
+    """A client with `client_configuration(kubeconfig)`'s credentials."""
     import kubernetes
 
-    # Read $KUBECONFIG now: the client library reads it once, when first imported.
-    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    return KubeClient(kubernetes.client.ApiClient(client_configuration(kubeconfig)))
+
+
+def client_configuration(kubeconfig: str | None = None) -> Any:
+    """The official client's Configuration: this kubeconfig file when given (the caller's settings
+    read $KUBECONFIG and friends), else in-cluster credentials in a pod, else the library's default
+    kubeconfig ($KUBECONFIG as the process started with, or ~/.kube/config)."""
+    import kubernetes
+
     configuration = kubernetes.client.Configuration()
     try:
         if kubeconfig is not None:
@@ -136,4 +143,4 @@ def connect(kubeconfig: str | None = None) -> KubeClient:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return KubeClient(kubernetes.client.ApiClient(configuration))
+    return configuration

@@ -22,6 +22,8 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sdxlpool.errors import RequestError
+
 __all__ = ["RequestLimits", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_BODY_TIMEOUT"]
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # prompts are capped at a few thousand characters: 1 MiB is generous
@@ -29,13 +31,15 @@ DEFAULT_BODY_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0  # the rest of an over-cap body is read (and dropped) this long before closing
 
 
-class _Rejected(HTTPException):
-    """Raised from `receive`: FastAPI lets an HTTPException through its body parsing, so the app's
-    own handler (`sdxlpool._http`) answers it; if nothing does, the middleware answers it itself."""
+class _Rejected(HTTPException, RequestError):
+    """Raised from `receive`. It must stay an HTTPException: FastAPI's body parsing turns any other
+    exception into a 400 "error parsing the body" and lets only HTTPException through, so the app's
+    own handler (`sdxlpool._http`) answers it; if nothing does, the middleware answers it itself.
+    It is a RequestError too (a request that cannot be served as asked), with the same status."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(status, detail, headers={"Connection": "close"})
-        self.code = code
+        HTTPException.__init__(self, status, detail, headers={"Connection": "close"})
+        self.status, self.code = status, code
 
 
 class RequestLimits:

@@ -127,13 +127,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "a worker Service and the pool's gateway. Uses in-cluster credentials, else the kubeconfig.")
     operator.add_argument("--namespace", action="append", metavar="NS",
                           help="watch only this namespace (repeat for several; default: all namespaces)")
-    operator.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, $KUBECONFIG)")
-    operator.add_argument("--peering", default="sdxlpool", metavar="NAME",
+    operator.add_argument("--kubeconfig", type=Path,
+                          help="kubeconfig file (default: $SDXLPOOL_KUBECONFIG, $KUBECONFIG, else in-cluster)")
+    operator.add_argument("--peering", metavar="NAME",
                           help="kopf peering object shared by the operator's replicas (default sdxlpool)")
     operator.add_argument("--priority", type=int, metavar="N",
                           help="peering priority: the highest live replica works, others stand by "
                                "(default: random, so replicas never tie)")
-    operator.add_argument("--standalone", action="store_true", help="no peering: for a single replica")
+    operator.add_argument("--standalone", action="store_true", default=None, help="no peering: for a single replica")
     operator.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
     operator.set_defaults(handler=_operator)
 
@@ -162,6 +163,7 @@ def _worker(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from sdxlpool._settings import settings_error
     from sdxlpool.worker.settings import WorkerSettings
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
@@ -171,15 +173,12 @@ def _worker(args: argparse.Namespace) -> int:
         given["models"] = args.model
     try:
         settings = WorkerSettings(**given)
-    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
-        raise ConfigError(f"environment: {exc}") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = str(err["loc"][0]) if err["loc"] else "settings"
-        flag = "--model" if where == "models" else "--" + where.replace("_", "-")
-        message = "is required (an SDXL base: diffusers folder or .safetensors file)" if err["type"] == "missing" \
-            else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{flag}: {message}") from None
+        if exc.errors()[0]["type"] == "missing":
+            raise ConfigError("--model: is required (an SDXL base: diffusers folder or .safetensors file)") from None
+        raise settings_error(exc, {"models": "--model"}) from None
+    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
+        raise settings_error(exc) from None
     _check_model_paths(settings)
 
     from sdxlpool._serving import serve
@@ -209,9 +208,11 @@ def _check_model_paths(settings: object) -> None:
 
 def _gateway(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from sdxlpool._memory import keep_large_buffers
     from sdxlpool._serving import serve
+    from sdxlpool._settings import settings_error
     from sdxlpool.gateway.api_keys import load_api_keys
     from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
@@ -228,15 +229,9 @@ def _gateway(args: argparse.Namespace) -> int:
     }.items() if value is not None} | generation_given(args)
     try:
         settings = GatewaySettings(**given)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a rule across flags: its message names them
-            raise ConfigError(message) from None
-        where = str(err["loc"][0])
-        flag = {"backends_file": "--backends", "routing_file": "--routing", "api_keys_file": "--api-keys",
-                "rate_limit_per_minute": "--rate-limit"}.get(where, "--" + where.replace("_", "-"))
-        raise ConfigError(f"{flag}: {message}") from None
+    except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_GATEWAY_* that does not parse
+        raise settings_error(exc, {"backends_file": "--backends", "routing_file": "--routing",
+                                    "api_keys_file": "--api-keys", "rate_limit_per_minute": "--rate-limit"}) from None
     # httpx logs every request at INFO: a line per scrape (10 a second per worker) buries the rest.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     if settings.backends_file is not None:
@@ -273,34 +268,34 @@ def _api_key(args: argparse.Namespace) -> int:
 
 def _operator(args: argparse.Namespace) -> int:
     import asyncio
-    import random
 
-    if args.kubeconfig is not None:
-        if not args.kubeconfig.is_file():
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
-        os.environ["KUBECONFIG"] = os.environ["SDXLPOOL_KUBECONFIG"] = str(args.kubeconfig)
-    import kopf
     import kubernetes
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    import sdxlpool.operator.handlers  # noqa: F401 - registers the handlers with kopf
     from sdxlpool._kube import connect
+    from sdxlpool._settings import settings_error
+    from sdxlpool.operator.handlers import run_operator
+    from sdxlpool.operator.settings import OperatorSettings
 
+    if args.kubeconfig is not None and not args.kubeconfig.is_file():
+        raise ConfigError(f"--kubeconfig {args.kubeconfig}: no such file")
+    given = {key: value for key, value in {
+        "namespaces": args.namespace, "kubeconfig": str(args.kubeconfig) if args.kubeconfig else None,
+        "peering": args.peering, "priority": args.priority, "standalone": args.standalone or None,
+        "liveness": args.liveness,
+    }.items() if value is not None}
     try:
-        connect(str(args.kubeconfig) if args.kubeconfig else None)
+        settings = OperatorSettings(**given)
+    except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_OPERATOR_* that does not parse
+        raise settings_error(exc, {"namespaces": "--namespace", **{
+            field: f"$SDXLPOOL_OPERATOR_{field.upper()}"
+            for field in ("resync_seconds", "workers", "retry_seconds", "retry_max_seconds")}}) from None
+    try:
+        connect(settings.kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as exc:
         raise ConfigError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})") from None
-
-    asyncio.run(kopf.operator(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        standalone=args.standalone,
-        # A peering name makes kopf require the peering objects; standalone never has them, and
-        # kopf would pause forever waiting, handling nothing.
-        peering_name=None if args.standalone else args.peering,
-        # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
-        priority=args.priority if args.priority is not None else random.randint(1, 2**30),
-        liveness_endpoint=args.liveness,
-    ))
+    asyncio.run(run_operator(settings))
     return 0
 
 

@@ -118,9 +118,10 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *mentions: str) 
         (["worker", "--refiner", "{dir}/base", "--model", "{dir}/base"], ["--refiner", "base", "--model"]),
         (["worker", "--model", "{dir}/base", "--max-steps", "0"], ["--max-steps"]),
         (["worker", "--model", "{dir}/base", "--device", "tpu"], ["--device"]),
+        (["worker", "--model", "{dir}/base", "--default-steps", "200"], ["default_steps 200", "max_steps 150"]),
     ],
     ids=["unknown-command", "port-not-int", "no-model", "missing-path", "refiner-as-base", "base-as-refiner",
-         "max-steps-0", "device-tpu"],
+         "max-steps-0", "device-tpu", "default-steps-over-limit"],
 )
 def test_bad_arguments(env: dict[str, str], cli_model: Path, args: list[str], mentions: list[str]) -> None:
     args = [a.format(dir=cli_model) for a in args]
@@ -150,9 +151,14 @@ def test_bad_limits_without_model(env: dict[str, str], args: list[str]) -> None:
         (["--backends", "{dir}/b.yaml", "--api-keys", "{dir}/k.yaml"],
          {"b.yaml": "backends: []", "k.yaml": "keys: [{name: a, sha256: not-a-hash}]"}, ["k.yaml", "keys[0]", "sha256"]),
         (["--backends", "{dir}/b.yaml", "--rate-limit", "-5"], {"b.yaml": "backends: []"}, ["--rate-limit"]),
+        (["--backends", "{dir}/b.yaml", "--max-pixels", "262144"], {"b.yaml": "backends: []"},
+         ["default_width x default_height", "max_pixels 262144"]),
+        (["--backends", "{dir}/b.yaml", "--default-refiner-switch-at", "2"], {"b.yaml": "backends: []"},
+         ["--default-refiner-switch-at"]),
     ],
     ids=["no-discovery", "missing-backends", "bad-backend-url", "unknown-picker", "bad-scorer-parameter",
-         "routing-and-cost-weight", "negative-cost-weight", "bad-api-key-entry", "negative-rate-limit"],
+         "routing-and-cost-weight", "negative-cost-weight", "bad-api-key-entry", "negative-rate-limit",
+         "default-size-over-limit", "refiner-switch-over-1"],
 )
 def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[str], files: dict[str, str],
                                mentions: list[str]) -> None:
@@ -160,6 +166,26 @@ def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[s
         (tmp_path / name).write_text(text)
     args = [a.format(dir=tmp_path) for a in args]
     assert_user_error(sdxlpool("gateway", *args, env=env), *mentions)
+
+
+@pytest.mark.parametrize(
+    ("variables", "args", "mentions"),
+    [
+        ({"SDXLPOOL_LOG_LEVEL": "chatty"}, ["render", "pool.yaml"], ["$SDXLPOOL_LOG_LEVEL", "chatty"]),
+        ({"SDXLPOOL_OPERATOR_RESYNC_SECONDS": "0"}, ["operator", "--standalone"],
+         ["$SDXLPOOL_OPERATOR_RESYNC_SECONDS", "greater than 0"]),
+        ({"SDXLPOOL_OPERATOR_WORKERS": "many"}, ["operator"], ["$SDXLPOOL_OPERATOR_WORKERS"]),
+        ({"SDXLPOOL_GATEWAY_DEFAULT_STEPS": "200"}, ["gateway", "--backends", "b.yaml"],
+         ["default_steps 200", "max_steps 150"]),
+    ],
+    ids=["log-level", "operator-resync", "operator-workers", "gateway-default-over-limit"],
+)
+def test_bad_environment_variables(env: dict[str, str], tmp_path: Path, variables: dict[str, str],
+                                   args: list[str], mentions: list[str]) -> None:
+    (tmp_path / "b.yaml").write_text("backends: []")
+    result = subprocess.run([str(SCRIPT), *args], env={**env, **variables}, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert_user_error(result, *mentions)
 
 
 def test_text_file_named_safetensors(env: dict[str, str], tmp_path: Path) -> None:

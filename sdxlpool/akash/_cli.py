@@ -71,12 +71,12 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
 
 
 def run_sdl(args: argparse.Namespace) -> int:
-    import os
     import sys
 
     import yaml
 
     from sdxlpool._files import read_text
+    from sdxlpool._settings import variable_named
     from sdxlpool.akash.sdl import AkashError, PriceRule, render_backends, render_sdl
     from sdxlpool.api.spec import PoolSpecError, pool_from_yaml
     from sdxlpool.errors import ConfigError
@@ -99,8 +99,8 @@ def run_sdl(args: argparse.Namespace) -> int:
     uris = _load_uris(args.uris) if args.uris is not None else None
     token = None
     if args.hf_token_env:
-        token = os.environ.get(args.hf_token_env)
-        if not token:
+        token = variable_named(args.hf_token_env)  # a name given at run time: no Settings field can hold it
+        if token is None:
             raise ConfigError(f"--hf-token-env: environment variable {args.hf_token_env} is not set")
     try:
         price = PriceRule(denom=args.price_denom, blocks_per_hour=args.blocks_per_hour, akt_usd=args.akt_usd,

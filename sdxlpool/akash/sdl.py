@@ -45,6 +45,7 @@ from sdxlpool.api.gpu import akash_model_name
 from sdxlpool.api.pool_config import backend_entry, gateway_args, hf_download_command, pod_worker_args
 from sdxlpool.api.ports import GATEWAY_PORT, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, ResourceAmounts, SDXLPool, SDXLPoolSpec
+from sdxlpool.errors import ConfigError
 
 __all__ = [
     "DENOMS",
@@ -77,7 +78,7 @@ BACKENDS_PATH = "/tmp/sdxlpool/backends.yaml"
 Layout = Literal["shared", "per-gpu"]
 
 
-class AkashError(ValueError):
+class AkashError(ConfigError, ValueError):
     """A pool (or option) that cannot be expressed as an Akash deployment; the message says why."""
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -78,7 +77,7 @@ def run_generate(args: argparse.Namespace) -> int:
     gateway = _gateway_url(args.gateway)
     width, height = _dimensions(args)
     output = _output(args.output)
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    api_key = args.api_key if args.api_key is not None else _environment().api_key or None
 
     # 2. Generate, showing progress on stderr.
     from sdxlpool.client._ws import ClientError, generate
@@ -291,13 +290,19 @@ def _is_tty(stream: IO[str]) -> bool:
 # --- checks: flag values (argparse) and rules across flags (ConfigError) ------------------------
 
 
+def _environment() -> Any:
+    from sdxlpool.client._settings import ClientSettings  # pydantic-settings: only when the command runs
+
+    return ClientSettings()
+
+
 def _gateway_url(flag: str | None) -> str:
     from sdxlpool.client._ws import websocket_url
 
     if flag is not None:
         source, value = "--gateway", flag
-    elif os.environ.get(GATEWAY_ENV):
-        source, value = f"${GATEWAY_ENV}", os.environ[GATEWAY_ENV]
+    elif environment := _environment().gateway_url:
+        source, value = f"${GATEWAY_ENV}", environment
     else:
         return DEFAULT_GATEWAY
     try:

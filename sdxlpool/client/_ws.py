@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
-from sdxlpool.client._defaults import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
+from sdxlpool.client._defaults import DEFAULT_GATEWAY
+from sdxlpool.client._settings import ClientSettings
 from sdxlpool.errors import SDXLPoolError
 
 __all__ = ["generate", "Result", "websocket_url", "ClientError", "GatewayError", "GatewayUnreachable",
@@ -170,8 +170,9 @@ def generate(
     Raises a `ClientError` (see the module docstring) when no image comes back.
     """
     # 1. Where to, and what.
-    gateway = gateway or os.environ.get(GATEWAY_ENV) or DEFAULT_GATEWAY
-    api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    environment = ClientSettings()
+    gateway = gateway or environment.gateway_url or DEFAULT_GATEWAY
+    api_key = api_key if api_key is not None else environment.api_key or None
     url = websocket_url(gateway)
     options = {"negative_prompt": negative_prompt, "sampler_name": sampler, "steps": steps, "cfg_scale": cfg_scale,
                "width": width, "height": height, "seed": seed, "refiner_switch_at": refiner_switch_at}

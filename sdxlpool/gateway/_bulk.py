@@ -21,12 +21,14 @@ from typing import Any
 
 import aiohttp
 
+from sdxlpool.errors import UpstreamError
+
 __all__ = ["BulkClient", "BulkError", "BulkTimeout", "BulkTransportError"]
 
 _READ_BUFFER_BYTES = 8 * 1024 * 1024  # above a 1024x1024 PNG in base64 with its JSON around it
 
 
-class BulkError(Exception):
+class BulkError(UpstreamError):
     """The request did not get an answer."""
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdxlpool.api.generation import MAX_SEED
-from sdxlpool.errors import RequestError
+from sdxlpool.errors import RequestError, UpstreamError
 from sdxlpool.gateway.attempts import (
     AttemptFailed,
     AttemptFailure,
@@ -93,7 +93,7 @@ class WorkersFull(ForwardError):
     code = "saturated"
 
 
-class _AttemptFailed(Exception):
+class _AttemptFailed(UpstreamError):
     def __init__(self, kind: FailureKind, detail: str) -> None:
         super().__init__(detail)
         self.kind, self.detail = kind, detail

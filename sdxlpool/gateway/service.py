@@ -115,7 +115,8 @@ class GatewayService:
             from sdxlpool.gateway.discovery.kubernetes import watch_pods
 
             self._tasks.append(asyncio.create_task(
-                watch_pods(settings.namespace or "", settings.pool or "", self.pool.update)))
+                watch_pods(settings.namespace or "", settings.pool or "", self.pool.update,
+                           kubeconfig=settings.kubeconfig)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
 

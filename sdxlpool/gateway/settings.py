@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
-from sdxlpool.api.generation import GenerationDefaults, RequestLimits
+from sdxlpool._settings import GenerationSettings
 
 __all__ = ["GatewaySettings"]
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid")
+class GatewaySettings(GenerationSettings):
+    """Input limits and request defaults (`max_*`, `default_*`: a pool's spec.limits and spec.defaults,
+    whole, as on its workers) come from `GenerationSettings`, checked before any routing."""
+
+    model_config = SettingsConfigDict(env_prefix="SDXLPOOL_GATEWAY_", extra="forbid", populate_by_name=True)
 
     backends_file: Path | None = None
     kubernetes: bool = False
     namespace: str | None = None
     pool: str | None = None
+    # Kubernetes discovery's credentials: in a pod its service account; elsewhere this kubeconfig.
+    kubeconfig: str | None = Field(None, validation_alias=AliasChoices("SDXLPOOL_GATEWAY_KUBECONFIG", "KUBECONFIG"))
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 
@@ -53,18 +58,6 @@ class GatewaySettings(BaseSettings):
     # CORS: closed by default (no CORS headers); browser pages from these origins may call the API.
     cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example"]; "*" = any')
 
-    # Input limits, as on the workers (the pool's spec.limits): checked before any routing.
-    max_steps: int = Field(150, ge=1)
-    max_pixels: int = Field(2048 * 2048, ge=64 * 64)
-    max_batch: int = Field(8, ge=1)
-    max_prompt_chars: int = Field(2000, ge=1)
-    default_sampler: str = "DPM++ SDE Karras"
-    default_steps: int = Field(25, ge=1)
-    default_cfg_scale: float = 7.0
-    default_width: int = Field(1024, ge=64)
-    default_height: int = Field(1024, ge=64)
-    default_refiner_switch_at: float = Field(0.8, ge=0, le=1)
-
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:
         if self.kubernetes and (not self.namespace or not self.pool):
@@ -77,13 +70,3 @@ class GatewaySettings(BaseSettings):
             raise ValueError("--cost-weight applies to the default routing; with --routing, set the cost"
                              " scorer's weight in that file")
         return self
-
-    @property
-    def limits(self) -> RequestLimits:
-        return RequestLimits(self.max_steps, self.max_pixels, self.max_batch, self.max_prompt_chars)
-
-    @property
-    def defaults(self) -> GenerationDefaults:
-        return GenerationDefaults(sampler=self.default_sampler, steps=self.default_steps,
-                                  cfg_scale=self.default_cfg_scale, width=self.default_width,
-                                  height=self.default_height, refiner_switch_at=self.default_refiner_switch_at)

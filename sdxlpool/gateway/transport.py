@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from sdxlpool.errors import UpstreamError
 from sdxlpool.gateway._bulk import BulkClient, BulkTimeout, BulkTransportError
 from sdxlpool.gateway.backends import Backend
 
@@ -34,7 +35,7 @@ INTERRUPT_PATH = "/sdapi/v1/interrupt"
 _INTERRUPT_TIMEOUT_SECONDS = 2.0
 
 
-class TransportError(Exception):
+class TransportError(UpstreamError):
     """The worker gave no answer to a txt2img."""
 
 

@@ -11,8 +11,10 @@ Layers, lowest first (each may import only those below it; kopf's ``architecture
     sdxlpool._kube               the one module that talks to the API server (shared with the gateway).
     sdxlpool.operator.reconcile  one sync pass of a pool: validate, render, adopt, create or
                                  patch, prune, report; the I/O shell around the pure layers.
+    sdxlpool.operator.settings   ``OperatorSettings`` (SDXLPOOL_OPERATOR_*), built once by the CLI.
     sdxlpool.operator.handlers   thin kopf handlers: watches, indexes and timers that all end in
-                                 ``reconcile.sync_pool``.
+                                 ``reconcile.sync_pool``; ``run_operator(settings)`` registers
+                                 them for those settings and runs kopf.
 
 Importing this package imports nothing, so ``sdxlpool render`` and the tests of the pure layers
 do not load kopf.

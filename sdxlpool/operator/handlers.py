@@ -3,80 +3,168 @@
 What the operator watches, and why:
 
 * SDXLPools: created, resumed after an operator restart, spec changed -> sync now; a timer
-  re-syncs each pool now and then as a safety net (drift kopf may have missed).
+  re-syncs each pool every `resync_seconds` as a safety net (drift kopf may have missed).
 * Its children (Deployments, Services, ServiceAccounts, Roles, RoleBindings, NetworkPolicies,
   PodDisruptionBudgets labelled as ours):
   kept in kopf indexes, so a sync reads them from memory; any change or deletion of one syncs its
   pool, which repairs a child edited or deleted by hand and refreshes status from the Deployment.
 * Nodes: their GPU labels, in an index; when they change, pools re-place their Deployments.
 
-Retrying: an API error that may pass (409, 429, 5xx, no answer) is a `kopf.TemporaryError` with a
-delay; an invalid spec is not an error at all: it is reported as a Degraded condition and waits for
-the next edit. Handlers are sync functions (kopf runs them in threads); one lock per pool keeps two
-reactions to the same pool from interleaving.
+Configuration: one `OperatorSettings`, handed in by `run_operator` (the CLI's and the tests' one
+way in): the handlers are registered on a registry built for those settings (the timer's
+interval), and read the rest from the operator's memo. Nothing is read at import time.
+
+Retrying, as kopf's examples/03-exceptions: an API error that may pass (409 conflict, 429, 5xx, no
+answer) is a `kopf.TemporaryError` whose delay doubles with each retry (`retry_seconds` up to
+`retry_max_seconds`); one that will not pass by itself (400/422 an invalid object, 403 forbidden,
+404 a kind the API server does not serve) is a `kopf.PermanentError`, and the pool's status says
+why (Degraded, reason Rejected) until a spec change or the resync timer tries again. An invalid
+spec is not an error at all: it is reported as a Degraded condition and waits for the next edit.
+
+State per pool (a lock, so two reactions to the same pool never interleave; the status last
+written) lives in the operator's memo (`PoolStates`) and is dropped when the pool is deleted.
+Handlers are sync functions (kopf runs them in threads, `workers` of them).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import random
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from sdxlpool._kube import KubeError, connect
+from sdxlpool._kube import KubeError, client_configuration, connect
 from sdxlpool.api.spec import GROUP, PLURAL, VERSION
-from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED_BY, POOL_LABEL, sync_pool
+from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED_BY, POOL_LABEL, report_rejection, sync_pool
+from sdxlpool.operator.settings import OperatorSettings
 
-RESYNC_SECONDS = float(os.environ.get("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "300"))
+__all__ = ["PoolState", "PoolStates", "build_registry", "run_operator"]
+
+PoolKey = tuple[str, str]  # (namespace, name)
 _MANAGED = {MANAGED_BY[0]: MANAGED_BY[1]}
 _GPU_LABEL_PREFIXES = ("nvidia.com/gpu", "akash.network/capabilities.gpu")
-_locks: dict[tuple[str, str], threading.Lock] = {}
-# The status this process last wrote per pool: the pools index lags behind our own writes, and
-# comparing with a stale copy would rewrite the same status again and again.
-_written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-_locks_guard = threading.Lock()
+_PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
+            "Service": "services", "NetworkPolicy": "networkpolicies",
+            "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments"}
 
 
-@kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # In a pod: the service account. Elsewhere: $KUBECONFIG, read now (kopf's default login goes
-    # through the kubernetes library, which reads it once, at its first import).
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+@dataclass
+class PoolState:
+    """What this operator keeps about one pool between two reactions."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # The status this process last wrote, and for which pool uid: the pools index lags behind our
+    # own writes, and comparing with a stale copy would rewrite the same status again and again.
+    written_uid: str = ""
+    written: dict[str, Any] | None = None
 
 
-@kopf.on.startup()
+class PoolStates:
+    """Every pool's `PoolState`, in the operator's memo (each resource's memo is a shallow copy of
+    it, so all handlers share this one object); a deleted pool's entry is forgotten."""
+
+    def __init__(self) -> None:
+        self._states: dict[PoolKey, PoolState] = {}
+        self._guard = threading.Lock()
+
+    def of(self, key: PoolKey) -> PoolState:
+        with self._guard:
+            return self._states.setdefault(key, PoolState())
+
+    def forget(self, key: PoolKey) -> None:
+        with self._guard:
+            self._states.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        with self._guard:
+            return key in self._states
+
+
+async def run_operator(settings: OperatorSettings, *, memo: kopf.Memo | None = None, **embedding: Any) -> None:
+    """Run the operator with these settings until stopped. `memo` (the operator's, given to every
+    handler) may be passed in to look at its state; `embedding`: kopf's stop_flag, ready_flag."""
+    memo = memo if memo is not None else kopf.Memo()
+    memo.settings = settings
+    memo.pools = PoolStates()
+    await kopf.operator(
+        registry=build_registry(settings),
+        memo=memo,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=settings.standalone,
+        # A peering name makes kopf require the peering objects; standalone never has them, and
+        # kopf would pause forever waiting, handling nothing.
+        peering_name=None if settings.standalone else settings.peering,
+        # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
+        priority=settings.priority if settings.priority is not None else random.randint(1, 2**30),
+        liveness_endpoint=settings.liveness,
+        **embedding,
+    )
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """Every handler below, registered for one operator (its timer's interval from `settings`)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(configure)
+    # Indexes: what the operator knows without asking the API server.
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry)(pools)
+    kopf.index("", "v1", "nodes", registry=registry)(gpu_nodes)
+    for api_version, kind in CHILD_KINDS:
+        _watch_children(registry, api_version, kind)
+    # Reactions.
+    kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)(pool_changed)
+    kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)(pool_changed)
+    kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)(pool_changed)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds, initial_delay=settings.resync_seconds,
+               idle=None, registry=registry)(pool_resync)
+    kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(pool_event)
+    kopf.on.event("", "v1", "nodes", registry=registry)(node_changed)
+    return registry
+
+
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    kubeconfig = memo.settings.kubeconfig
+    if kubeconfig is None:  # in a pod: the service account; elsewhere ~/.kube/config
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    # The kubeconfig the settings name, read by the client library (as `_kube.connect` reads it).
+    configuration = client_configuration(kubeconfig)
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization") or ""
+    scheme, _, token = header.rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
+        username=configuration.username or None, password=configuration.password or None,
+        scheme=scheme or None, token=token or None, certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file)
+
+
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Our bookkeeping annotations live under our own domain, not kopf.zalando.org.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="sdxlpool.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="sdxlpool.dev", key="last-handled-configuration")
     settings.posting.level = 30  # WARNING: only events a user should see land on their SDXLPool
-    settings.execution.max_workers = int(os.environ.get("SDXLPOOL_OPERATOR_WORKERS", "8"))
-    memo.kube = connect(os.environ.get("SDXLPOOL_KUBECONFIG") or None)
+    settings.execution.max_workers = memo.settings.workers
+    memo.kube = connect(memo.settings.kubeconfig)
 
 
 # -- indexes: what the operator knows without asking the API server ------------------------------
 
-@kopf.index(GROUP, VERSION, PLURAL)
 def pools(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _plain(body)}
 
 
-@kopf.index("", "v1", "nodes")
 def gpu_nodes(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     gpu_labels = {k: v for k, v in labels.items() if k.startswith(_GPU_LABEL_PREFIXES)}
     return {None: {"metadata": {"name": name, "labels": gpu_labels}}}
 
 
-_PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
-            "Service": "services", "NetworkPolicy": "networkpolicies",
-            "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments"}
-
-
-def _child_index(api_version: str, kind: str) -> None:
+def _watch_children(registry: kopf.OperatorRegistry, api_version: str, kind: str) -> None:
     group, _, version = api_version.rpartition("/")
     plural = _PLURALS[kind]
 
@@ -88,31 +176,28 @@ def _child_index(api_version: str, kind: str) -> None:
         for body in pool or ():
             _sync(body, memo, kwargs)
 
-    kopf.index(group, version, plural, labels=_MANAGED, id=f"children_{plural}")(index)
-    kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child_{plural}_changed")(changed)
+    kopf.index(group, version, plural, labels=_MANAGED, id=f"children_{plural}", registry=registry)(index)
+    kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child_{plural}_changed", registry=registry)(changed)
 
 
-for _api_version, _kind in CHILD_KINDS:
-    _child_index(_api_version, _kind)
-
-
-# -- reactions -------------------------------------------------------------------------------------
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def pool_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     _sync(_plain(body), memo, kwargs)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
 def pool_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     _sync(_plain(body), memo, kwargs)
 
 
-@kopf.on.event("", "v1", "nodes")
+def pool_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    # No finalizer (deleting a pool must not wait for the operator): the watch's DELETED event is
+    # the one sure sign that a pool is gone, and its state goes with it.
+    if type == "DELETED":
+        memo.pools.forget((namespace or "", name))
+
+
 def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
-    # Only a change in GPU labels moves placement; heartbeats and other churn are ignored.
+    # Only a change in GPU labels moves placement; heartbeats and other churn are ignored. The
+    # fingerprint lives in the node's own memo, which kopf drops with the node.
     fingerprints: dict[str, str] = memo.setdefault("node_gpu_labels", {})
     gpu_labels = json.dumps({k: v for k, v in labels.items() if k.startswith(_GPU_LABEL_PREFIXES)}, sort_keys=True)
     event_type = kwargs.get("type")
@@ -128,41 +213,46 @@ def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any)
 
 # -- the one path every reaction takes -------------------------------------------------------------
 
-def _sync(body: Mapping[str, Any], memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
+def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
-    with _lock_for(key):
-        fresh = _current_pool(indexes, key) or body  # the index may hold a newer version than an event
-        nodes = [node for bodies in indexes["gpu_nodes"].values() for node in bodies]
+    states: PoolStates = memo.pools
+    state = states.of(key)
+    with state.lock:
+        fresh = _current_pool(kwargs, key) or body  # the index may hold a newer version than an event
+        nodes = [node for bodies in kwargs["gpu_nodes"].values() for node in bodies]
         children = {
             kind: {child["metadata"]["name"]: child
-                   for child in indexes[f"children_{_PLURALS[kind[1]]}"].get(key, ())}
+                   for child in kwargs[f"children_{_PLURALS[kind[1]]}"].get(key, ())}
             for kind in CHILD_KINDS
         }
         uid = fresh["metadata"].get("uid", "")
-        written_uid, written = _written.get(key, ("", None))
+        last_status = state.written if state.written_uid == uid else None
         try:
-            result = sync_pool(memo.kube, fresh, nodes=nodes, children=children,
-                               last_status=written if written_uid == uid else None)
-            _written[key] = (uid, result.status)
+            result = sync_pool(memo.kube, fresh, nodes=nodes, children=children, last_status=last_status)
+            state.written_uid, state.written = uid, result.status
         except KubeError as exc:
-            if exc.retryable:
-                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=10) from exc
-            raise
+            if exc.retryable:  # 409, 429, 5xx, no answer: it may pass
+                delay = memo.settings.retry_delay(int(kwargs.get("retry") or 0))
+                raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=delay) from exc
+            message = f"the Kubernetes API refused a change: {exc}"
+            try:
+                state.written_uid, state.written = uid, report_rejection(memo.kube, fresh, message, last_status)
+            except KubeError as status_exc:  # e.g. forbidden to write status too: kopf logs both
+                message += f" (and the status could not be written: {status_exc})"
+            raise kopf.PermanentError(message) from exc
+        finally:
+            if _current_pool(kwargs, key) is None:  # deleted meanwhile: keep nothing of it
+                states.forget(key)
     if result.changes:
         # kopf reads any mapping here; its annotation asks for its own Body view of one
         kopf.info(dict(body), reason="Synced", message=", ".join(result.changes)[:1000])  # type: ignore[arg-type]
 
 
-def _current_pool(indexes: Mapping[str, Any], key: tuple[str, str]) -> Mapping[str, Any] | None:
+def _current_pool(indexes: Mapping[str, Any], key: PoolKey) -> Mapping[str, Any] | None:
     for body in indexes["pools"].get(key, ()):
         return body
     return None
-
-
-def _lock_for(key: tuple[str, str]) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,15 @@ from typing import Any
 from sdxlpool._kube import KubeClient, KubeError
 from sdxlpool.api.spec import PoolSpecError, load_pool
 from sdxlpool.operator.drift import drift_patch
-from sdxlpool.operator.status import EntryObservation, invalid_spec_status, observe_deployment, pool_status
+from sdxlpool.operator.status import (
+    EntryObservation,
+    invalid_spec_status,
+    observe_deployment,
+    pool_status,
+    rejected_status,
+)
 
-__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "MANAGED_BY", "POOL_LABEL"]
+__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "report_rejection", "MANAGED_BY", "POOL_LABEL"]
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "sdxlpool-operator")
 POOL_LABEL = "sdxlpool.dev/pool"
@@ -74,7 +80,7 @@ def sync_pool(
     name, namespace = meta["name"], meta["namespace"]
     generation = int(meta.get("generation") or 1)
     previous = last_status or pool_body.get("status") or None
-    now = datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = _now()
 
     # 1. Validate.
     try:
@@ -142,6 +148,21 @@ def sync_pool(
     result.status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=previous, now=now)
     result.status_written = _write_status(kube, pool_body, result.status, previous)
     return result
+
+
+def report_rejection(kube: KubeClient, pool_body: Mapping[str, Any], message: str,
+                     last_status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The API server refused a change for good: say so in the pool's status (Degraded, Rejected).
+    Returns the status reported; a status write that fails too is left to the caller's log."""
+    previous = last_status or pool_body.get("status") or None
+    generation = int(pool_body["metadata"].get("generation") or 1)
+    status = rejected_status(generation=generation, message=message, previous=previous, now=_now())
+    _write_status(kube, pool_body, status, previous)
+    return status
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pool_exists(kube: KubeClient, pool_body: Mapping[str, Any]) -> bool:

@@ -6,7 +6,8 @@ flips, so re-reporting the same state writes nothing.
 
     Ready        every GPU model (and the gateway, when enabled) has all its replicas ready
     Progressing  a rollout is under way: replicas are being created, updated or started
-    Degraded     something needs a human: an invalid spec, no node for a GPU model, a failed rollout
+    Degraded     something needs a human: an invalid spec, no node for a GPU model, a failed rollout,
+                 a change the API server refuses for good (invalid object, forbidden)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EntryObservation", "observe_deployment", "pool_status", "invalid_spec_status"]
+__all__ = ["EntryObservation", "observe_deployment", "pool_status", "invalid_spec_status", "rejected_status"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,18 @@ def invalid_spec_status(*, generation: int, problems: Sequence[str], previous: M
             _condition("Progressing", "False", "InvalidSpec", "", generation, previous, now),
             _condition("Degraded", "True", "InvalidSpec", message, generation, previous, now),
         ],
+    }
+
+
+def rejected_status(*, generation: int, message: str, previous: Mapping[str, Any] | None,
+                    now: str) -> dict[str, Any]:
+    """The API server refused a change for good (an invalid child, forbidden): Degraded with its reason.
+    What was reported of the pool's replicas stays; only Degraded says why it cannot go on."""
+    kept = [c for c in (previous or {}).get("conditions") or [] if c.get("type") != "Degraded"]
+    return {
+        **(previous or {}),
+        "observedGeneration": generation,
+        "conditions": [*kept, _condition("Degraded", "True", "Rejected", message, generation, previous, now)],
     }
 
 

@@ -61,6 +61,7 @@ def run_sim_worker(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from sdxlpool._settings import settings_error
     from sdxlpool.sim._settings import SimSettings
 
     given = {key: getattr(args, key) for key in _SETTINGS_KEYS if getattr(args, key, None) is not None}
@@ -70,12 +71,8 @@ def run_sim_worker(args: argparse.Namespace) -> int:
                           "at most 1 (a request either fails, hangs or runs)")
     try:
         settings = SimSettings(**given)
-    except SettingsError as exc:  # an SDXLPOOL_* variable that does not parse
-        raise ConfigError(f"environment: {exc}") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        message = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {message}" if err["loc"] else message) from None
+    except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_* variable that does not parse
+        raise settings_error(exc) from None
     from sdxlpool._serving import serve
     from sdxlpool.sim._app import create_sim_app
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from sdxlpool.api.generation import GenerationParams
+from sdxlpool.errors import SDXLPoolError
 from sdxlpool.sim._catalog import sim_iterations, sim_schedules
 from sdxlpool.sim._png import solid_png
 from sdxlpool.sim._settings import SIM_CHECKPOINT, SimSettings
@@ -41,7 +42,7 @@ _REFERENCE_PIXELS = 1024 * 1024
 _HANG_POLL_SECONDS = 3600.0  # a hung job wakes only when interrupted
 
 
-class SimulatedDeviceError(RuntimeError):
+class SimulatedDeviceError(SDXLPoolError, RuntimeError):
     """The failure `--fail-rate` injects, standing for a CUDA error in the middle of a job."""
 
 

@@ -69,7 +69,7 @@ def served(kube) -> bool:
 
 @pytest.fixture(scope="module")
 def operator(cluster) -> Iterator[OperatorThread]:
-    with OperatorThread(Path(KUBECONFIG or ""), clusterwide=False, namespaces=[NS]) as running:
+    with OperatorThread(Path(KUBECONFIG or ""), namespaces=[NS]) as running:
         yield running
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 from sdxlpool.testing.emulator import EmulatorThread
 from sdxlpool.testing.operator import OperatorThread
 
-os.environ.setdefault("SDXLPOOL_OPERATOR_RESYNC_SECONDS", "2")  # the safety-net timer, fast in tests
+RESYNC_SECONDS = 2.0  # the safety-net timer, fast in tests
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorThrea
 
 @pytest.fixture(scope="module")
 def operator(emulator: EmulatorThread) -> Iterator[OperatorThread]:
-    with OperatorThread(emulator.kubeconfig) as running:
+    with OperatorThread(emulator.kubeconfig, resync_seconds=RESYNC_SECONDS) as running:
         yield running
 
 

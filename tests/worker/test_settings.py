@@ -45,3 +45,46 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_inconsistent_settings_are_refused(overrides: dict, field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         WorkerSettings(models=[Path("m")], **overrides)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "read"),
+    [
+        ("SDXLPOOL_MAX_PIXELS", "2097152", lambda s: s.limits.max_pixels == 2097152),
+        ("SDXLPOOL_MAX_BATCH", "2", lambda s: s.limits.max_batch == 2),
+        ("SDXLPOOL_DEFAULT_SAMPLER", "Euler a", lambda s: s.defaults.sampler == "Euler a"),
+        ("SDXLPOOL_DEFAULT_CFG_SCALE", "5.5", lambda s: s.defaults.cfg_scale == 5.5),
+        ("SDXLPOOL_DEFAULT_WIDTH", "512", lambda s: s.defaults.width == 512),
+        ("SDXLPOOL_DEFAULT_HEIGHT", "768", lambda s: s.defaults.height == 768),
+        ("SDXLPOOL_DEFAULT_REFINER_SWITCH_AT", "0.6", lambda s: s.defaults.refiner_switch_at == 0.6),
+        ("SDXLPOOL_MAX_QUEUE", "3", lambda s: s.max_queue == 3),
+    ],
+)
+def test_every_documented_variable_is_read(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+                                           read: object) -> None:
+    """The names the operator, `up` and the SDL export render for a worker (SDXLPOOL_*) still work."""
+    monkeypatch.setenv(variable, value)
+    assert read(WorkerSettings(models=[Path("m")]))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_steps": 20}, "default_steps 25 is over max_steps 20"),
+        ({"max_pixels": 512 * 512}, "default_width x default_height (1024x1024 = 1048576) is over max_pixels 262144"),
+        ({"default_height": 2048, "max_pixels": 1024 * 1024}, "default_width x default_height"),
+    ],
+)
+def test_defaults_over_limits_are_refused_naming_the_fields(overrides: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        WorkerSettings(models=[Path("m")], **overrides)
+    assert message in str(caught.value)
+
+
+def test_cache_dir_follows_its_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from sdxlpool.worker.settings import default_cache_dir
+
+    monkeypatch.setenv("SDXLPOOL_CACHE", str(tmp_path / "cache"))
+    assert default_cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("SDXLPOOL_CACHE")
+    assert default_cache_dir() == Path.home() / ".cache" / "sdxlpool"
