@@ -78,7 +78,7 @@ class LogSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SDXLPOOL_")
 
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="how much every command logs: DEBUG, INFO, WARNING, ERROR")
 
     @field_validator("log_level")
     @classmethod
