@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.processes import wait_ready
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
@@ -163,7 +164,7 @@ class WorkerProcess:
             "inference_seconds_mean": round(statistics.mean(self.inference[2:]), 4),
             "load_and_warmup_seconds": round(self.ready_seconds, 1),
             "step_seconds_metric": next(float(line.split()[-1]) for line in metrics.splitlines()
-                                        if line.startswith("sdxl_worker_step_seconds ")),
+                                        if line.startswith(f"{mn.WORKER_STEP_SECONDS} ")),
         }
 
     def stop(self) -> None:

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sdxlpool.api import labels as lbl
+
 GPUS = ["A100", "RTX-3090", "L40S", "H100"]
 NODES = {"gpu-a100": "NVIDIA-A100-SXM4-80GB", "gpu-3090": "NVIDIA-GeForce-RTX-3090",
          "gpu-l40s": "NVIDIA-L40S", "gpu-h100": "NVIDIA-H100-80GB-HBM3"}
@@ -50,7 +52,7 @@ def main() -> int:
         kube = connect(str(emulator.kubeconfig))
         for name, product in NODES.items():
             kube.create({"apiVersion": "v1", "kind": "Node",
-                         "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}}})
+                         "metadata": {"name": name, "labels": {lbl.NVIDIA_PRODUCT: product}}})
         with OperatorThread(emulator.kubeconfig):
             started = time.perf_counter()
             for i in range(args.pools):

@@ -55,6 +55,7 @@ import httpx
 import psutil
 import yaml
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.ports import free_port as _free_port
 from sdxlpool.testing.processes import spawn as _spawn
 from sdxlpool.testing.processes import stop as _stop
@@ -75,7 +76,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 SPEEDS = {"fast": ("H100", 0.01), "medium": ("A100", 0.025), "slow": ("RTX-3090", 0.06)}  # GPU, s per step
 POOL = ("fast", "fast", "medium", "medium", "slow", "slow", "slow", "slow")
 SIZE = 1024  # 1024x1024: one step is one normalised step
-PENDING = re.compile(r"^sdxl_worker_pending_steps\s+(\S+)$", re.M)
+PENDING = re.compile(rf"^{mn.WORKER_PENDING_STEPS}\s+(\S+)$", re.M)
 
 
 @dataclass

@@ -65,6 +65,7 @@ from typing import Any
 
 import yaml
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
 from sdxlpool.testing.stats import percentile
 
@@ -452,7 +453,7 @@ class Run:
     def create_world(self) -> None:
         for name, product in NODES.items():
             self.kube.create({"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": name, "labels": {"nvidia.com/gpu.product": product, "kubernetes.io/os": "linux"}}})
+                "name": name, "labels": {lbl.NVIDIA_PRODUCT: product, "kubernetes.io/os": "linux"}}})
         for name, gpus in VALID_POOLS.items():
             self.kube.create(pool_manifest(name, gpus))
         self.kube.create(pool_manifest(INVALID_POOL, [("banana", 1), ("A100", 1)]))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sdxlpool._reference import PAGES, REGENERATE, cli_page, stale_pages, write_pages
+from sdxlpool.api import metric_names as mn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def test_a_new_crd_field_makes_the_crd_page_stale_and_prose_survives(copy_root: 
 
 def test_check_exits_1_naming_the_stale_page_and_the_command(copy_root: Path) -> None:
     page = copy_root / "docs" / "reference" / "metrics.md"
-    page.write_text(page.read_text().replace("| `sdxl_worker_ready` |", "| `sdxl_worker_readyish` |"))
+    page.write_text(page.read_text().replace(f"| `{mn.WORKER_READY}` |", "| `sdxl_worker_readyish` |"))
     done = subprocess.run([sys.executable, "-m", "sdxlpool._reference", "--check", "--root", str(copy_root)],
                           capture_output=True, text=True)
     assert done.returncode == 1

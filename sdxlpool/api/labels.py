@@ -51,6 +51,7 @@ __all__ = [
     "MANAGER",
     "NAME",
     "NAMESPACE_NAME",
+    "NODE_GPU_LABEL_PREFIXES",
     "NVIDIA_PRODUCT",
     "POOL",
     "PART_OF",
@@ -83,6 +84,8 @@ ANNOTATION_PRICE = "sdxlpool.dev/price-per-hour"
 NVIDIA_PRODUCT = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
+NODE_GPU_LABEL_PREFIXES = ("nvidia.com/gpu", "akash.network/capabilities.gpu")
+"""Node labels that say which GPU a node has: a change of one may re-place a pool's workers."""
 
 # Prometheus' conventional scrape hints (annotations, not labels: a pod's port is no selector).
 SCRAPE = "prometheus.io/scrape"

@@ -38,15 +38,14 @@ from typing import Any
 import kopf
 
 from sdxlpool._kube import KubeError, client_configuration, connect
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import GROUP, PLURAL, VERSION
-from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED_BY, POOL_LABEL, report_rejection, sync_pool
+from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED, report_rejection, sync_pool
 from sdxlpool.operator.settings import OperatorSettings
 
 __all__ = ["PoolState", "PoolStates", "build_registry", "run_operator"]
 
 PoolKey = tuple[str, str]  # (namespace, name)
-_MANAGED = {MANAGED_BY[0]: MANAGED_BY[1]}
-_GPU_LABEL_PREFIXES = ("nvidia.com/gpu", "akash.network/capabilities.gpu")
 _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings",
             "Service": "services", "NetworkPolicy": "networkpolicies",
             "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments"}
@@ -160,7 +159,7 @@ def pools(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[A
 
 
 def gpu_nodes(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-    gpu_labels = {k: v for k, v in labels.items() if k.startswith(_GPU_LABEL_PREFIXES)}
+    gpu_labels = {k: v for k, v in labels.items() if k.startswith(lbl.NODE_GPU_LABEL_PREFIXES)}
     return {None: {"metadata": {"name": name, "labels": gpu_labels}}}
 
 
@@ -169,15 +168,15 @@ def _watch_children(registry: kopf.OperatorRegistry, api_version: str, kind: str
     plural = _PLURALS[kind]
 
     def index(namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {(namespace, labels.get(POOL_LABEL, "")): _plain(body)}
+        return {(namespace, labels.get(lbl.POOL, "")): _plain(body)}
 
     def changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
-        pool = kwargs["pools"].get((namespace, labels.get(POOL_LABEL, "")))
+        pool = kwargs["pools"].get((namespace, labels.get(lbl.POOL, "")))
         for body in pool or ():
             _sync(body, memo, kwargs)
 
-    kopf.index(group, version, plural, labels=_MANAGED, id=f"children_{plural}", registry=registry)(index)
-    kopf.on.event(group, version, plural, labels=_MANAGED, id=f"child_{plural}_changed", registry=registry)(changed)
+    kopf.index(group, version, plural, labels=MANAGED, id=f"children_{plural}", registry=registry)(index)
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"child_{plural}_changed", registry=registry)(changed)
 
 
 def pool_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -199,7 +198,7 @@ def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any)
     # Only a change in GPU labels moves placement; heartbeats and other churn are ignored. The
     # fingerprint lives in the node's own memo, which kopf drops with the node.
     fingerprints: dict[str, str] = memo.setdefault("node_gpu_labels", {})
-    gpu_labels = json.dumps({k: v for k, v in labels.items() if k.startswith(_GPU_LABEL_PREFIXES)}, sort_keys=True)
+    gpu_labels = json.dumps({k: v for k, v in labels.items() if k.startswith(lbl.NODE_GPU_LABEL_PREFIXES)}, sort_keys=True)
     event_type = kwargs.get("type")
     if event_type == "DELETED":
         gpu_labels = ""

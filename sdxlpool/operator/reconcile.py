@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdxlpool._kube import KubeClient, KubeError
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import PoolSpecError, load_pool
 from sdxlpool.operator.drift import drift_patch
 from sdxlpool.operator.status import (
@@ -29,10 +30,10 @@ from sdxlpool.operator.status import (
     rejected_status,
 )
 
-__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "report_rejection", "MANAGED_BY", "POOL_LABEL"]
+__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "report_rejection", "MANAGED"]
 
-MANAGED_BY = ("app.kubernetes.io/managed-by", "sdxlpool-operator")
-POOL_LABEL = "sdxlpool.dev/pool"
+MANAGED = {lbl.MANAGED_BY: lbl.MANAGER}
+"""The label every child carries: what the operator's indexes and watches select."""
 # What the operator creates, in the order it applies them (RBAC before what uses it).
 CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "ServiceAccount"),
@@ -200,7 +201,7 @@ def _replicas(children: Iterable[Mapping[str, Any]], deployment: str) -> int:
 def _gateway_deployment(children: Iterable[Mapping[str, Any]]) -> str | None:
     for child in children:
         if child["kind"] == "Deployment" and child["metadata"].get("labels", {}).get(
-                "app.kubernetes.io/component") == "gateway":
+                lbl.COMPONENT) == "gateway":
             return child["metadata"]["name"]
     return None
 
@@ -223,6 +224,6 @@ def _list_children(kube: KubeClient, namespace: str, pool: str) -> dict[tuple[st
     for key in CHILD_KINDS:
         for body in kube.list(*key, namespace=namespace):
             labels = body.get("metadata", {}).get("labels") or {}
-            if labels.get(POOL_LABEL) == pool and labels.get(MANAGED_BY[0]) == MANAGED_BY[1]:
+            if labels.get(lbl.POOL) == pool and labels.get(lbl.MANAGED_BY) == lbl.MANAGER:
                 found.setdefault(key, {})[body["metadata"]["name"]] = body
     return found

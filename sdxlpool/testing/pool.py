@@ -33,6 +33,7 @@ import httpx
 import psutil
 import yaml
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready, wait_scraped
 
@@ -43,8 +44,8 @@ __all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample
 # at equal timeouts a request sent on a connection the server is closing gets a ReadError.
 KEEPALIVE_EXPIRY = 2.0
 OUTCOMES = ("ok", "rejected", "clear_error", "unclear", "timeout", "transport")
-_TASKS = re.compile(r"^sdxl_gateway_asyncio_tasks\s+(\S+)$", re.M)
-_INFLIGHT = re.compile(r"^sdxl_gateway_inflight\s+(\S+)$", re.M)
+_TASKS = re.compile(rf"^{mn.GATEWAY_ASYNCIO_TASKS}\s+(\S+)$", re.M)
+_INFLIGHT = re.compile(rf"^{mn.GATEWAY_INFLIGHT}\s+(\S+)$", re.M)
 
 
 @dataclass

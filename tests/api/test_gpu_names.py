@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdxlpool.api.gpu import (
+    AKASH_GPU_LABEL_PREFIX,
     GpuName,
     akash_labels,
     akash_model_name,
@@ -14,7 +15,7 @@ from sdxlpool.api.gpu import (
     parse_gpu_name,
 )
 
-AKASH = "akash.network/capabilities.gpu.vendor.nvidia.model."
+AKASH = AKASH_GPU_LABEL_PREFIX
 
 # (input, slug, form factor, mig profile)
 PARSE_CASES = [

@@ -144,14 +144,19 @@ def test_a_512_pool_serves_requests_without_a_size_behind_the_rendered_gateway(r
             assert too_big.status_code == 422 and "262144" in too_big.json()["detail"], too_big.text
 
 
-def test_every_generation_flag_is_a_setting_of_the_worker_the_sim_and_the_gateway() -> None:
+def test_the_generation_flags_are_exactly_the_shared_settings() -> None:
+    """The flag table (what a pool hands its processes) and GenerationSettings (what they validate)
+    name the same fields, and every process that serves requests has them all."""
+    from sdxlpool._settings import GenerationSettings
     from sdxlpool.gateway.settings import GatewaySettings
     from sdxlpool.sim import SimSettings
     from sdxlpool.worker.settings import WorkerSettings
 
+    assert [f.field for f in GENERATION_FLAGS] == list(GenerationSettings.model_fields)
+    for flag in GENERATION_FLAGS:
+        assert GenerationSettings.model_fields[flag.field].annotation is flag.kind, flag.field
     for settings in (WorkerSettings, SimSettings, GatewaySettings):
-        missing = [f.field for f in GENERATION_FLAGS if f.field not in settings.model_fields]
-        assert not missing, f"{settings.__name__} lacks {missing}"
+        assert issubclass(settings, GenerationSettings), settings.__name__
 
 
 def test_workers_and_gateway_get_the_same_limits_and_defaults_everywhere() -> None:

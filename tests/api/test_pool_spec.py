@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import (
     API_VERSION,
     PoolSpecError,
@@ -368,8 +369,8 @@ INVALID_CASES = [
         id="quantity-negative",
     ),
     pytest.param(
-        _gpu(resources={"requests": {"nvidia.com/gpu": 1}}),
-        "spec.gpus[0].resources.requests.nvidia.com/gpu: unknown field",
+        _gpu(resources={"requests": {lbl.GPU_RESOURCE: 1}}),
+        f"spec.gpus[0].resources.requests.{lbl.GPU_RESOURCE}: unknown field",
         id="resources-gpu-key",
     ),
     pytest.param(
@@ -542,7 +543,7 @@ def test_operator_fields() -> None:
 @pytest.mark.parametrize(
     ("key", "valid"),
     [("zone", True), ("example.com/zone", True), ("a/b/c", False), ("Example.com/x", False), ("x" * 64, False),
-     ("example.com/", False), ("bad key", False), ("nvidia.com/gpu.product", True)],
+     ("example.com/", False), ("bad key", False), (lbl.NVIDIA_PRODUCT, True)],
 )
 def test_is_label_key(key: str, valid: bool) -> None:
     from sdxlpool.api.spec import is_label_key

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from sdxlpool.api import labels as lbl
 from tests.chart.conftest import CHART, HERE, NAMESPACE, RELEASE, ROOT, VALUES_FILES, run_helm, template
 from tests.chart.prometheus_operator import validate_custom_resource
 
@@ -215,7 +216,7 @@ def test_example_pool_names_its_secrets(helm: Path) -> None:
             for env in container.get("env", []):
                 assert "value" in env or env["valueFrom"]["secretKeyRef"]["name"] == "hf-token", env
                 assert not ("TOKEN" in env["name"] and "value" in env), env
-    gateway = next(d for d in state.of_kind("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"]
+    gateway = next(d for d in state.of_kind("Deployment") if d["metadata"]["labels"][lbl.COMPONENT]
                    == "gateway")
     volumes = gateway["spec"]["template"]["spec"]["volumes"]
     assert {"secretName": "gateway-api-keys", "items": [{"key": "keys.yaml", "path": "keys.yaml"}],

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sdxlpool.api import labels as lbl
+from sdxlpool.api import metric_names as mn
 from tests.chart.conftest import CHART, HERE, ROOT, template
 
 MONITORING = HERE / "values-monitoring.yaml"
@@ -74,12 +76,11 @@ def test_pod_monitor_scrapes_every_worker_and_gateway_pod(helm: Path) -> None:
         assert selects(monitor["spec"]["selector"], pod["metadata"]["labels"]), name
         ports = [port["name"] for container in pod["spec"]["containers"] for port in container["ports"]]
         assert endpoint["port"] in ports, name
-        assert pod["metadata"]["annotations"]["prometheus.io/path"] == endpoint["path"]
+        assert pod["metadata"]["annotations"][lbl.SCRAPE_PATH] == endpoint["path"]
     # The operator's own pods and anything unlabelled are left alone.
     operator_pod = only(template(helm), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert not selects(monitor["spec"]["selector"], operator_pod)
     # The relabelings read labels the operator really sets.
-    from sdxlpool.api import labels as lbl
 
     sources = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
     assert sources == {"pool": [meta_label(lbl.POOL)], "component": [meta_label(lbl.COMPONENT)],
@@ -135,7 +136,7 @@ def test_network_policy_default_admits_the_default_monitoring_namespace() -> Non
     conventionally runs, and what NOTES.txt tells the user."""
     (policy,) = [c for c in operator_children() if c["kind"] == "NetworkPolicy"]
     peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
+    assert {"namespaceSelector": {"matchLabels": {lbl.NAMESPACE_NAME: "monitoring"}}} in peers
 
 
 # -- alerts ----------------------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def used_metric_names(expr: str) -> set[str]:
 
 def test_every_metric_in_rules_and_dashboard_is_exported(helm: Path) -> None:
     exported = exported_series()
-    assert {"sdxl_gateway_requests_total", "sdxl_worker_ready", "sdxl_gateway_request_seconds_bucket"} <= exported
+    assert {f"{mn.GATEWAY_REQUESTS}_total", mn.WORKER_READY, f"{mn.GATEWAY_REQUEST_SECONDS}_bucket"} <= exported
     exprs = [(rule["alert"], rule["expr"]) for group in rule_groups(helm)["groups"] for rule in group["rules"]]
     exprs += dashboard_queries()
     used: set[str] = set()
@@ -257,8 +258,8 @@ def test_every_metric_in_rules_and_dashboard_is_exported(helm: Path) -> None:
         assert not missing, f"{where}: {sorted(missing)} not exported by sdxlpool/gateway/metrics.py or worker/metrics.py"
         used |= names
     # The alerts and panels the issue names rest on these.
-    assert {"sdxl_gateway_failovers_total", "sdxl_gateway_queue_depth", "sdxl_worker_inflight",
-            "sdxl_gateway_scrape_age_seconds", "sdxl_worker_info"} <= used
+    assert {f"{mn.GATEWAY_FAILOVERS}_total", mn.GATEWAY_QUEUE_DEPTH, mn.WORKER_INFLIGHT,
+            mn.GATEWAY_SCRAPE_AGE_SECONDS, mn.WORKER_INFO} <= used
 
 
 def test_the_metric_name_check_catches_a_typo() -> None:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.gateway.api_keys import hash_key, new_key
 from sdxlpool.testing.ports import free_port
 from tests.gateway.conftest import start_gateway, write_backends
@@ -234,7 +235,7 @@ def test_ctrl_c_cancels_the_job_and_exits_130(sims, tmp_path: Path) -> None:
                 line = process.stderr.readline()
                 assert line, f"no progress line; stderr so far: {seen}"
                 seen.append(line)
-            assert metrics(worker)["sdxl_worker_inflight"] == 1
+            assert metrics(worker)[mn.WORKER_INFLIGHT] == 1
             process.send_signal(signal.SIGINT)
             stdout, stderr = process.communicate(timeout=15)
         finally:
@@ -245,15 +246,15 @@ def test_ctrl_c_cancels_the_job_and_exits_130(sims, tmp_path: Path) -> None:
         assert "Traceback" not in stderr and stdout == ""
         assert not list(tmp_path.glob("*.png"))
         started = time.monotonic()
-        wait_for(lambda: metrics(worker)["sdxl_worker_inflight"] == 0, timeout=10)
+        wait_for(lambda: metrics(worker)[mn.WORKER_INFLIGHT] == 0, timeout=10)
         assert time.monotonic() - started < 5  # stopped, not run to the end
-        assert metrics(worker)['sdxl_worker_requests_total{outcome=cancelled}'] == 1
+        assert metrics(worker)[f'{mn.WORKER_REQUESTS}_total{{outcome=cancelled}}'] == 1
 
         # --timeout: gives up on one line, and the job is cancelled too.
         late = generate("x", "--gateway", gateway.url, "--steps", "100", "--size", "1024x1024", "--timeout", "1",
                         "-q", cwd=tmp_path)
         assert_one_line_error(late, 1, "no result after 1 s")
-        wait_for(lambda: metrics(worker)['sdxl_worker_requests_total{outcome=cancelled}'] == 2, timeout=10)
+        wait_for(lambda: metrics(worker)[f'{mn.WORKER_REQUESTS}_total{{outcome=cancelled}}'] == 2, timeout=10)
 
 
 # --- the Python API, in-process -------------------------------------------------------------------

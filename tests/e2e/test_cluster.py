@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.testing.operator import OperatorThread
 from tests.operator.conftest import eventually
 from tests.operator.test_operator_emulator import POOL, affinity_values, condition
@@ -48,12 +49,12 @@ def cluster(kube) -> Iterator[str]:
     if kube.get("v1", "Namespace", NS) is None:
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     node = kube.list("v1", "Node")[-1]["metadata"]["name"]
-    kube.patch("v1", "Node", node, {"metadata": {"labels": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}}})
+    kube.patch("v1", "Node", node, {"metadata": {"labels": {lbl.NVIDIA_PRODUCT: "NVIDIA-A100-SXM4-80GB"}}})
     try:
         yield node
     finally:
         kube.delete("v1", "Namespace", NS)
-        kube.patch("v1", "Node", node, {"metadata": {"labels": {"nvidia.com/gpu.product": None}}})
+        kube.patch("v1", "Node", node, {"metadata": {"labels": {lbl.NVIDIA_PRODUCT: None}}})
 
 
 def served(kube) -> bool:
@@ -75,7 +76,7 @@ def operator(cluster) -> Iterator[OperatorThread]:
 
 def deployments(kube, pool: str = "demo") -> dict:
     return {d["metadata"]["name"]: d for d in kube.list("apps/v1", "Deployment", NS)
-            if d["metadata"].get("labels", {}).get("sdxlpool.dev/pool") == pool}
+            if d["metadata"].get("labels", {}).get(lbl.POOL) == pool}
 
 
 def test_pool_lifecycle_on_a_real_cluster(operator, kube) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.gateway import events
 from sdxlpool.gateway.admission import TooBusy
 from sdxlpool.gateway.attempts import (
@@ -271,7 +272,7 @@ async def test_all_workers_full_is_answered_as_saturation_with_retry_after(tmp_p
     assert raised.value.retry_after >= 1
     assert "a: queue full" in raised.value.detail and "b: queue full" in raised.value.detail
     assert service.metrics.registry.get_sample_value(
-        "sdxl_gateway_requests_total", {"gpu_model": "none", "outcome": "saturated"}) == 1
+        f"{mn.GATEWAY_REQUESTS}_total", {"gpu_model": "none", "outcome": "saturated"}) == 1
 
 
 async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> None:
@@ -279,7 +280,7 @@ async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> Non
         forwarded = await service.txt2img({"prompt": "x", "steps": 10}, gpu_header=None)
     assert forwarded.state is not None and forwarded.state.name == "c"
     counted = {(s.labels["backend"], s.labels["reason"]): s.value
-               for metric in service.metrics.registry.collect() if metric.name == "sdxl_gateway_failovers"
+               for metric in service.metrics.registry.collect() if metric.name == mn.GATEWAY_FAILOVERS
                for s in metric.samples if s.name.endswith("_total")}
     assert counted == {("a", "hung"): 1.0, ("b", "transport"): 1.0}
 

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from tests.gateway.conftest import start_gateway, write_backends
 from tests.worker.imaging import pixels
 
@@ -82,7 +83,7 @@ def test_concurrent_requests_all_complete_and_are_counted(gateway) -> None:
         thread.join(120)
     assert results == [200] * 4
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert 'sdxl_gateway_requests_total{gpu_model="a100' in metrics
+    assert f'{mn.GATEWAY_REQUESTS}_total{{gpu_model="a100' in metrics
 
 
 def test_pool_endpoints_and_backends_view(gateway) -> None:
@@ -92,8 +93,8 @@ def test_pool_endpoints_and_backends_view(gateway) -> None:
     assert {b["name"] for b in view} == {"a100-1", "a100-2", "rtx-1"}
     assert all(b["available"] and b["ready"] and b["stepSeconds"] > 0 for b in view)
     metrics = httpx.get(gateway.url + "/metrics").text
-    assert 'sdxl_gateway_backend_up{backend="rtx-1"' in metrics
-    assert "sdxl_gateway_requests_total" in metrics
+    assert f'{mn.GATEWAY_BACKEND_UP}{{backend="rtx-1"' in metrics
+    assert f"{mn.GATEWAY_REQUESTS}_total" in metrics
 
 
 def test_backends_file_reload(gateway, workers) -> None:
@@ -128,7 +129,7 @@ def test_a_worker_killed_mid_request_fails_over_with_the_same_seed(workers, tiny
         deadline = time.monotonic() + 30
         while victim is None and time.monotonic() < deadline:
             for worker in (a, b):
-                if "sdxl_worker_inflight 1.0" in httpx.get(worker.url + "/metrics", timeout=2).text:
+                if f"{mn.WORKER_INFLIGHT} 1.0" in httpx.get(worker.url + "/metrics", timeout=2).text:
                     victim = worker
             time.sleep(0.05)
         assert victim is not None, "no worker started the request"

@@ -7,6 +7,7 @@ import re
 
 from prometheus_client import generate_latest
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
 
@@ -15,7 +16,7 @@ TASKS = re.compile(rb"^sdxl_gateway_asyncio_tasks\s+(\S+)$", re.M)
 
 def tasks_gauge(metrics: GatewayMetrics) -> float:
     match = TASKS.search(generate_latest(metrics.registry))
-    assert match, "sdxl_gateway_asyncio_tasks missing"
+    assert match, f"{mn.GATEWAY_ASYNCIO_TASKS} missing"
     return float(match.group(1))
 
 

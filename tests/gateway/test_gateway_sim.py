@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from tests.gateway.conftest import body, start_gateway, write_backends
 
 
@@ -46,7 +47,7 @@ def test_a_hung_worker_hits_the_progress_deadline_and_the_request_fails_over(sim
         assert response.headers["X-SDXL-Attempts"] == "2" and response.headers["X-SDXL-Worker"] == "good"
         assert 2.0 <= elapsed < 20
         hung = httpx.get(sims[0].url + "/metrics").text
-        assert "sdxl_worker_inflight 0.0" in hung  # the gateway interrupted the hung job
+        assert f"{mn.WORKER_INFLIGHT} 0.0" in hung  # the gateway interrupted the hung job
 
 
 @pytest.mark.parametrize("sims", [[("broken", 0.001, "--fail-rate", "1"), ("good", 0.05)]], indirect=True)
@@ -85,12 +86,12 @@ def test_a_client_that_goes_away_stops_its_job_on_the_worker(sims, tmp_path) -> 
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             metrics = httpx.get(sims[0].url + "/metrics").text
-            if "sdxl_worker_inflight 0.0" in metrics:
+            if f"{mn.WORKER_INFLIGHT} 0.0" in metrics:
                 break
             time.sleep(0.1)
         else:
             pytest.fail("the worker kept generating for a client that left")
-        assert 'sdxl_worker_requests_total{outcome="cancelled"} 1.0' in metrics
+        assert f'{mn.WORKER_REQUESTS}_total{{outcome="cancelled"}} 1.0' in metrics
 
 
 @pytest.mark.parametrize("sims", [[("plain-a", 0.05), ("plain-b", 0.05)]], indirect=True)

@@ -8,6 +8,7 @@ import sys
 import httpx
 import pytest
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.gateway.discovery.kubernetes import backends_from_pods
 from sdxlpool.testing.ports import free_port
 from tests.conftest import ServerThread
@@ -21,10 +22,10 @@ def pod(name: str, *, pool: str = "demo", component: str = "worker", ready: bool
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS,
-                     "labels": {"sdxlpool.dev/pool": pool, "app.kubernetes.io/component": component,
-                                "sdxlpool.dev/gpu": "a100"},
-                     "annotations": {"sdxlpool.dev/gpu-model": gpu_model, "sdxlpool.dev/provider": "Foundry",
-                                     "sdxlpool.dev/location": "US-East", "sdxlpool.dev/price-per-hour": "1.1"},
+                     "labels": {lbl.POOL: pool, lbl.COMPONENT: component,
+                                lbl.GPU: "a100"},
+                     "annotations": {lbl.ANNOTATION_GPU_MODEL: gpu_model, lbl.ANNOTATION_PROVIDER: "Foundry",
+                                     lbl.ANNOTATION_LOCATION: "US-East", lbl.ANNOTATION_PRICE: "1.1"},
                      **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})},
         "status": {"phase": phase, "podIP": ip,
                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from sdxlpool.api import metric_names as mn
 from tests.gateway.conftest import body, start_gateway, write_backends
 from tests.gateway.ws import websocket
 from tests.polling import wait_for
@@ -47,9 +48,9 @@ def assert_png(image: str) -> None:
 
 def inflight(url: str) -> float:
     for line in httpx.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith("sdxl_worker_inflight "):
+        if line.startswith(f"{mn.WORKER_INFLIGHT} "):
             return float(line.split()[1])
-    raise AssertionError("no sdxl_worker_inflight")
+    raise AssertionError(f"no {mn.WORKER_INFLIGHT}")
 
 
 @pytest.mark.parametrize("sims", [TWO_MODELS], indirect=True)
@@ -144,7 +145,7 @@ def test_closing_the_websocket_stops_the_job_on_the_worker(sims, tmp_path) -> No
         started = time.monotonic()
         wait_for(lambda: inflight(sims[0].url) == 0, timeout=10)
         assert time.monotonic() - started < 5
-        assert 'sdxl_worker_requests_total{outcome="cancelled"} 1.0' in httpx.get(sims[0].url + "/metrics").text
+        assert f'{mn.WORKER_REQUESTS}_total{{outcome="cancelled"}} 1.0' in httpx.get(sims[0].url + "/metrics").text
 
 
 @pytest.mark.parametrize("sims", [[("broken", 0.001, "--fail-rate", "1", "--gpu-model", "RTX-3090"),

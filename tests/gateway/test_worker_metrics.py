@@ -7,6 +7,7 @@ import math
 import httpx
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.gateway.worker_metrics import REQUIRED_SERIES, WorkerMetrics, parse_worker_metrics
 
@@ -38,12 +39,12 @@ def _text(**values: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-INFO = ('# TYPE sdxl_worker_info gauge\n'
-        'sdxl_worker_info{gpu_model="a100-80gb",location="US-East, rack \\"7\\"",model="sdxl-base",'
+INFO = (f'# TYPE {mn.WORKER_INFO} gauge\n'
+        f'{mn.WORKER_INFO}{{gpu_model="a100-80gb",location="US-East, rack \\"7\\"",model="sdxl-base",'
         'provider="Foundry Staking"} 1.0\n')
-OTHER = ('# TYPE sdxl_worker_requests counter\nsdxl_worker_requests_total{outcome="success"} 12.0\n'
-         '# TYPE sdxl_worker_inference_seconds histogram\nsdxl_worker_inference_seconds_bucket{le="+Inf"} 12.0\n'
-         'sdxl_worker_inference_seconds_count 12.0\nsdxl_worker_inference_seconds_sum 30.0\n')
+OTHER = (f'# TYPE {mn.WORKER_REQUESTS} counter\n{mn.WORKER_REQUESTS}_total{{outcome="success"}} 12.0\n'
+         f'# TYPE {mn.WORKER_INFERENCE_SECONDS} histogram\n{mn.WORKER_INFERENCE_SECONDS}_bucket{{le="+Inf"}} 12.0\n'
+         f'{mn.WORKER_INFERENCE_SECONDS}_count 12.0\n{mn.WORKER_INFERENCE_SECONDS}_sum 30.0\n')
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_parse(text: str, expected: WorkerMetrics) -> None:
         pytest.param("<html><body>502 Bad Gateway</body></html>", "not Prometheus text format", id="html"),
         pytest.param('{"detail": "Not Found"}', "not Prometheus text format", id="json-404-of-a-plain-a1111"),
         pytest.param("\n".join(line for line in _text().splitlines() if "step_seconds" not in line),
-                     "lacks sdxl_worker_step_seconds", id="missing-one-series"),
+                     f"lacks {mn.WORKER_STEP_SECONDS}", id="missing-one-series"),
         pytest.param("process_cpu_seconds_total 3.0\n", "not an sdxlpool worker", id="some-other-exporter"),
     ],
 )

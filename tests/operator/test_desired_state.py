@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, parse_gpu_name
 from sdxlpool.api.labels import GPU_RESOURCE, label_value
 from sdxlpool.api.labels import NVIDIA_PRODUCT as NVIDIA_PRODUCT_LABEL
@@ -137,7 +138,7 @@ def check_minimal(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     placement = state.placements["a100"]
     assert (placement.model, placement.slug, placement.deployment) == ("A100", "a100", "demo-a100")
     assert placement.reason == "NoMatchingNodes" and placement.matched_nodes == ()
-    assert "no node carries a nvidia.com/gpu.product label matching A100" in placement.message
+    assert f"no node carries a {lbl.NVIDIA_PRODUCT} label matching A100" in placement.message
     dep = worker_of(state, "a100")
     # Pending rather than misplaced: the canonical product value stands in for real nodes' values.
     assert terms(dep) == [
@@ -154,8 +155,8 @@ def check_minimal(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "sdxl-weights", "readOnly": True}
     assert "initContainers" not in pod_spec(dep)
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["sdxlpool.dev/gpu-model"] == "A100"
-    assert annotations["sdxlpool.dev/provider"] == annotations["sdxlpool.dev/price-per-hour"] == ""
+    assert annotations[lbl.ANNOTATION_GPU_MODEL] == "A100"
+    assert annotations[lbl.ANNOTATION_PROVIDER] == annotations[lbl.ANNOTATION_PRICE] == ""
     assert "nodeSelector" not in pod_spec(dep) and "imagePullSecrets" not in pod_spec(dep)
 
 
@@ -164,7 +165,7 @@ def check_design(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert a100.reason == rtx.reason == "Matched"
     assert a100.matched_nodes == ("gpu-a100-pcie-1", "gpu-a100-sxm-1")
     assert rtx.matched_nodes == ("gpu-3090-1",)
-    assert a100.message.startswith("2 nodes carry a nvidia.com/gpu.product label matching A100: ")
+    assert a100.message.startswith(f"2 nodes carry a {lbl.NVIDIA_PRODUCT} label matching A100: ")
     dep = worker_of(state, "a100")
     assert dep["metadata"]["name"] == "demo-a100" and dep["spec"]["replicas"] == 2
     assert terms(dep)[0]["matchExpressions"][0]["values"] == ["NVIDIA-A100-PCIE-40GB", "NVIDIA-A100-SXM4-80GB"]
@@ -173,10 +174,10 @@ def check_design(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     args = args_of(dep)
     assert (flag(args, "--provider"), flag(args, "--location")) == ("Foundry Staking", "US-East")
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["sdxlpool.dev/provider"] == "Foundry Staking"
-    assert annotations["sdxlpool.dev/location"] == "US-East"
-    assert annotations["sdxlpool.dev/price-per-hour"] == "1.1"
-    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "7860"
+    assert annotations[lbl.ANNOTATION_PROVIDER] == "Foundry Staking"
+    assert annotations[lbl.ANNOTATION_LOCATION] == "US-East"
+    assert annotations[lbl.ANNOTATION_PRICE] == "1.1"
+    assert annotations[lbl.SCRAPE] == "true" and annotations[lbl.SCRAPE_PORT] == "7860"
     resources = container(dep)["resources"]
     assert resources == {"requests": {"cpu": "4", "memory": "24Gi"}, "limits": {"memory": "32Gi", GPU_RESOURCE: "1"}}
     gateway = deployment(state, "demo-gateway")
@@ -239,12 +240,12 @@ def check_mig(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     name = mig.deployment
     assert re.fullmatch(r"demo-a100-40gb-mig-1g-5gb-[0-9a-f]{8}", name), name
     dep = worker_of(state, slug)
-    assert dep["metadata"]["labels"]["sdxlpool.dev/gpu"] == slug
-    assert dep["spec"]["selector"]["matchLabels"]["sdxlpool.dev/gpu"] == slug
+    assert dep["metadata"]["labels"][lbl.GPU] == slug
+    assert dep["spec"]["selector"]["matchLabels"][lbl.GPU] == slug
     assert state.placements["a100-40gb"].matched_nodes == ("whole-node",)  # a whole GPU never lands on a slice
     plus = state.placements["a100-40gb-mig-1g.10gb+me"]
     assert plus.reason == "NoMatchingNodes"
-    assert worker_of(state, "a100-40gb-mig-1g.10gb+me")["metadata"]["labels"]["sdxlpool.dev/gpu"] == (
+    assert worker_of(state, "a100-40gb-mig-1g.10gb+me")["metadata"]["labels"][lbl.GPU] == (
         "a100-40gb-mig-1g.10gb_me"
     )
 
@@ -306,7 +307,7 @@ def check_merged(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     spec = pod_spec(dep)
     assert spec["nodeSelector"] == {"example.com/pool": "sdxl"}
     assert spec["tolerations"] == [
-        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": lbl.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
         {"key": "dedicated", "operator": "Equal", "value": "sdxl", "effect": "NoSchedule"},
         {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
     ]
@@ -324,7 +325,7 @@ def check_long_name(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert len(set(names)) == 4 and names.count(child_name(name, "gateway")) == 6
     assert all(len(n) <= 63 and re.search(r"-[0-9a-f]{8}$", n) for n in names), names
     labels = worker_of(state, "a100")["metadata"]["labels"]
-    assert len(labels["sdxlpool.dev/pool"]) <= 63 and labels["sdxlpool.dev/pool"] == labels["app.kubernetes.io/instance"]
+    assert len(labels[lbl.POOL]) <= 63 and labels[lbl.POOL] == labels[lbl.INSTANCE]
     assert worker_of(state, "a100")["metadata"]["name"] != worker_of(state, "rtx-3090")["metadata"]["name"]
     gateway = deployment(state, child_name(name, "gateway"))
     assert flag(args_of(gateway), "--pool") == name  # the gateway is told the real name
@@ -453,7 +454,7 @@ CASES = {
                     "nodeSelector": {"example.com/pool": "sdxl"},
                     "tolerations": [
                         {"key": "dedicated", "operator": "Equal", "value": "sdxl", "effect": "NoSchedule"},
-                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": lbl.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
                         {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
                     ],
                 },
@@ -530,10 +531,10 @@ def test_names_labels_namespace(case: tuple[str, DesiredState, SDXLPool, list]) 
         assert metadata["namespace"] == namespace
         assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", metadata["name"]) and len(metadata["name"]) <= 63
         labels = metadata["labels"]
-        assert labels["app.kubernetes.io/name"] == "sdxlpool"
-        assert labels["app.kubernetes.io/managed-by"] == "sdxlpool-operator"
-        assert labels["sdxlpool.dev/pool"] == label_value(pool.metadata["name"])
-        assert labels["app.kubernetes.io/component"] in ("worker", "gateway")
+        assert labels[lbl.NAME] == "sdxlpool"
+        assert labels[lbl.MANAGED_BY] == "sdxlpool-operator"
+        assert labels[lbl.POOL] == label_value(pool.metadata["name"])
+        assert labels[lbl.COMPONENT] in ("worker", "gateway")
         assert all(is_label_key(k) and is_label_value(v) for k, v in labels.items())
     assert len({identity(c) for c in state.children}) == len(state.children)
 
@@ -543,7 +544,7 @@ def test_apply_order(case: tuple[str, DesiredState, SDXLPool, list]) -> None:
     order = ["ServiceAccount", "Role", "RoleBinding", "Service", "NetworkPolicy", "PodDisruptionBudget", "Deployment"]
     ranks = [order.index(c["kind"]) for c in state.children]
     assert ranks == sorted(ranks)
-    workers = [d for d in state.of_kind("Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"]
+    workers = [d for d in state.of_kind("Deployment") if d["metadata"]["labels"][lbl.COMPONENT] == "worker"]
     assert [d["metadata"]["name"] for d in workers] == [p.deployment for p in state.placements.values()]
     assert list(state.placements) == [entry.slug for entry in pool.spec.gpus]
 
@@ -557,9 +558,9 @@ def test_selectors_select_the_right_pods(case: tuple[str, DesiredState, SDXLPool
         assert chosen == [dep["metadata"]["name"]]  # no two Deployments fight over pods
     for service in state.of_kind("Service"):
         selector = service["spec"]["selector"]
-        component = service["metadata"]["labels"]["app.kubernetes.io/component"]
+        component = service["metadata"]["labels"][lbl.COMPONENT]
         for labels in pods.values():
-            assert (selector.items() <= labels.items()) == (labels["app.kubernetes.io/component"] == component)
+            assert (selector.items() <= labels.items()) == (labels[lbl.COMPONENT] == component)
         if component == "worker":
             assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is False
             assert service["spec"]["ports"] == [{"name": "http", "port": WORKER_PORT, "targetPort": "http", "protocol": "TCP"}]
@@ -572,12 +573,12 @@ def test_workers(case: tuple[str, DesiredState, SDXLPool, list]) -> None:
         dep = deployment(state, placement.deployment)
         spec = pod_spec(dep)
         worker = container(dep, "worker")
-        assert dep["metadata"]["labels"]["sdxlpool.dev/gpu"] == label_value(entry.slug)
+        assert dep["metadata"]["labels"][lbl.GPU] == label_value(entry.slug)
         assert dep["spec"]["replicas"] == entry.replicas
         assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
         assert flag(worker["args"], "--gpu-model") == entry.model
         assert worker["resources"]["limits"][GPU_RESOURCE] == str(entry.gpus_per_replica)
-        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert {"key": lbl.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
         startup = worker["startupProbe"]
         assert startup["httpGet"]["path"] == "/readyz"
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60
@@ -628,7 +629,7 @@ def test_gateway_rbac_is_read_only(case: tuple[str, DesiredState, SDXLPool, list
             {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": account["metadata"]["namespace"]}
         ]
     for dep in state.of_kind("Deployment"):
-        if dep["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway":
+        if dep["metadata"]["labels"][lbl.COMPONENT] == "gateway":
             assert pod_spec(dep)["serviceAccountName"] == state.of_kind("ServiceAccount")[0]["metadata"]["name"]
 
 

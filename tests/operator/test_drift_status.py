@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sdxlpool.api import labels as lbl
 from sdxlpool.operator.drift import drift_patch, is_subset
 from sdxlpool.operator.status import EntryObservation, invalid_spec_status, observe_deployment, pool_status
 
@@ -14,7 +15,7 @@ from sdxlpool.operator.status import EntryObservation, invalid_spec_status, obse
         pytest.param({"a": 1}, {"a": 1, "b": 2}, True, id="server-added-defaults"),
         pytest.param({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2], "c": 0}}, True, id="nested"),
         pytest.param({"a": [1, 2]}, {"a": [1, 2, 3]}, False, id="list-length"),
-        pytest.param({"limits": {"nvidia.com/gpu": 1}}, {"limits": {"nvidia.com/gpu": "1"}}, True, id="quantity"),
+        pytest.param({"limits": {lbl.GPU_RESOURCE: 1}}, {"limits": {lbl.GPU_RESOURCE: "1"}}, True, id="quantity"),
         pytest.param({"a": True}, {"a": 1}, False, id="bool-is-not-int"),
         pytest.param({"a": 1}, {}, False, id="missing"),
         pytest.param({"a": [{"n": 1}]}, {"a": [{"n": 1, "x": 2}]}, True, id="list-of-maps-subset"),

@@ -19,6 +19,7 @@ from kmock._internal import enums
 from tests.operator.emulator import EmulatorThread, GapFillingEmulator
 
 from sdxlpool._kube import KubeError
+from sdxlpool.api import labels as lbl
 from sdxlpool.operator.settings import OperatorSettings
 from tests.operator.conftest import OperatorThread, eventually
 from tests.operator.test_operator_emulator import NS, POOL, condition, deployments, get_pool, node
@@ -53,7 +54,7 @@ class RefusingEmulator(GapFillingEmulator):
             return None
         if request.resource.plural != "deployments":
             return None
-        pool = request.data.get("metadata", {}).get("labels", {}).get("sdxlpool.dev/pool")
+        pool = request.data.get("metadata", {}).get("labels", {}).get(lbl.POOL)
         return pool if pool in ("flaky", "rejected") else None
 
 

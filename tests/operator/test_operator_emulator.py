@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sdxlpool.api import labels as lbl
 from tests.operator.conftest import eventually
 
 NS = "sdxl"
@@ -35,12 +36,12 @@ POOL = {
 
 def node(name: str, product: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product, "kubernetes.io/os": "linux"}}}
+            "metadata": {"name": name, "labels": {lbl.NVIDIA_PRODUCT: product, "kubernetes.io/os": "linux"}}}
 
 
 def deployments(kube, pool: str = "demo") -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in kube.list("apps/v1", "Deployment", NS)
-            if d["metadata"].get("labels", {}).get("sdxlpool.dev/pool") == pool}
+            if d["metadata"].get("labels", {}).get(lbl.POOL) == pool}
 
 
 def affinity_values(deployment: dict[str, Any]) -> set[str]:
@@ -144,11 +145,11 @@ def test_children_edited_or_deleted_by_hand_are_repaired(pool, kube) -> None:
 
 def test_network_policy_and_budgets_are_kept(pool, kube) -> None:
     policy = eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS))
-    assert policy["spec"]["podSelector"]["matchLabels"] == {"sdxlpool.dev/pool": "demo",
-                                                            "app.kubernetes.io/component": "worker"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == {lbl.POOL: "demo",
+                                                            lbl.COMPONENT: "worker"}
     assert policy["metadata"]["ownerReferences"][0]["name"] == "demo"
     budgets = eventually(lambda: {b["metadata"]["name"]: b for b in kube.list("policy/v1", "PodDisruptionBudget", NS)
-                                  if b["metadata"].get("labels", {}).get("sdxlpool.dev/pool") == "demo"}
+                                  if b["metadata"].get("labels", {}).get(lbl.POOL) == "demo"}
                          .keys() == {"demo-a100", "demo-rtx-3090", "demo-gateway"})
     assert budgets
     # Deleted or loosened by hand: put back.
@@ -161,7 +162,7 @@ def test_network_policy_and_budgets_are_kept(pool, kube) -> None:
     spec["networkPolicy"] = {"enabled": True, "monitoringNamespace": "observability"}
     kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": spec}, NS)
     eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS)["spec"]["ingress"][1][
-        "from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "observability"})
+        "from"][0]["namespaceSelector"]["matchLabels"] == {lbl.NAMESPACE_NAME: "observability"})
     spec["networkPolicy"] = {"enabled": False}
     kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": spec}, NS)
     eventually(lambda: kube.get("networking.k8s.io/v1", "NetworkPolicy", "demo-workers", NS) is None)

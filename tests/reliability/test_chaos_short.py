@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from reliability.chaos import ChaosConfig, run_chaos, violations
+from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.pool import LocalPool, WorkerSpec
 
 
@@ -34,7 +35,7 @@ def test_chaos_loses_no_request_and_keeps_seeds(mode: str, tmp_path: Path) -> No
         assert summary["failed_over_ok"] >= 1, summary
 
 
-INFLIGHT = re.compile(r"^sdxl_worker_inflight\s+(\S+)$", re.M)
+INFLIGHT = re.compile(rf"^{mn.WORKER_INFLIGHT}\s+(\S+)$", re.M)
 
 
 def test_a_stopped_worker_is_given_up_after_the_progress_deadline(tmp_path: Path) -> None:

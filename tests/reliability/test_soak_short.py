@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reliability.soak import SoakConfig, run_soak, violations
+from sdxlpool.api import metric_names as mn
 
 
 def test_soak_has_no_growth_in_memory_fds_or_tasks(tmp_path: Path) -> None:
@@ -20,5 +21,5 @@ def test_soak_has_no_growth_in_memory_fds_or_tasks(tmp_path: Path) -> None:
     summary = run_soak(config, tmp_path, say=lambda _: None)
     assert summary["ok"] == summary["sent"] == 1000, summary
     assert summary["samples"] >= 10, summary
-    assert summary["tasks_per_1000"] is not None, "sdxl_gateway_asyncio_tasks missing from the gateway's /metrics"
+    assert summary["tasks_per_1000"] is not None, f"{mn.GATEWAY_ASYNCIO_TASKS} missing from the gateway's /metrics"
     assert violations(summary) == [], summary

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.sim import SimEngine, SimSettings
 from tests.sim.conftest import Background, info_of, metrics, running_sim, wait_for
 
@@ -23,19 +24,19 @@ def test_fail_rate_one_answers_500_json_and_keeps_serving() -> None:
             assert body["error"] == "internal" and "SimulatedDeviceError" in body["detail"]
         assert httpx.get(sim.url + "/readyz").status_code == 200
         after = metrics(sim.url)
-        assert after["sdxl_worker_requests_total{outcome=error}"] == 2
-        assert after["sdxl_worker_inflight"] == 0 and after["sdxl_worker_pending_steps"] == 0
+        assert after[f"{mn.WORKER_REQUESTS}_total{{outcome=error}}"] == 2
+        assert after[mn.WORKER_INFLIGHT] == 0 and after[mn.WORKER_PENDING_STEPS] == 0
 
 
 def test_hang_rate_one_never_progresses_until_interrupted_or_abandoned() -> None:
     with running_sim(step_seconds=0.01, hang_rate=1.0) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
         hung = Background(sim.url, JOB)
-        wait_for(lambda: metrics(sim.url)["sdxl_worker_inflight"] == 1)
+        wait_for(lambda: metrics(sim.url)[mn.WORKER_INFLIGHT] == 1)
         time.sleep(0.4)  # 4x the time the job would take
         assert hung.thread.is_alive()
         progress = client.get("/sdapi/v1/progress").json()
         assert progress["progress"] == 0 and progress["state"]["sampling_step"] == 0
-        assert metrics(sim.url)["sdxl_worker_pending_steps"] == 10  # nothing done
+        assert metrics(sim.url)[mn.WORKER_PENDING_STEPS] == 10  # nothing done
         assert client.post("/sdapi/v1/interrupt").json() == {"interrupted": True}
         response = hung.result(timeout=5)
         assert response.status_code == 200
@@ -45,10 +46,10 @@ def test_hang_rate_one_never_progresses_until_interrupted_or_abandoned() -> None
         impatient = Background(sim.url, {**JOB, "seed": 2}, timeout=0.3)
         impatient.thread.join(5)
         assert isinstance(impatient.error, httpx.TimeoutException)
-        wait_for(lambda: metrics(sim.url)["sdxl_worker_inflight"] == 0, timeout=5)
+        wait_for(lambda: metrics(sim.url)[mn.WORKER_INFLIGHT] == 0, timeout=5)
         after = metrics(sim.url)
-        assert after["sdxl_worker_requests_total{outcome=cancelled}"] == 1
-        assert after["sdxl_worker_pending_steps"] == 0
+        assert after[f"{mn.WORKER_REQUESTS}_total{{outcome=cancelled}}"] == 1
+        assert after[mn.WORKER_PENDING_STEPS] == 0
 
 
 def _fates(seed: int, *, fail_rate: float = 0.3, hang_rate: float = 0.2, warmup: bool = False) -> list[str]:

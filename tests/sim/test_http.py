@@ -19,6 +19,7 @@ from PIL import Image
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
 from tests.conftest import ServerThread
 from tests.sim.conftest import Background, info_of, metrics, running_sim, wait_for
@@ -69,7 +70,7 @@ def test_a_request_takes_the_modelled_time(timed_sim: ServerThread, body: dict, 
     assert expected * 0.7 <= wall <= expected * 1.3 + 0.1  # + HTTP and PNG work
     # The worker's own estimate follows the model: step_seconds plus the overhead spread over a job's
     # steps (the most for the 2-step warm-up it started from).
-    step_seconds = metrics(timed_sim.url)["sdxl_worker_step_seconds"]
+    step_seconds = metrics(timed_sim.url)[mn.WORKER_STEP_SECONDS]
     assert STEP * 0.7 <= step_seconds <= (STEP + OVERHEAD / 2) * 1.3
 
 
@@ -175,35 +176,35 @@ def test_metrics_before_during_and_after_jobs_and_the_queue_bound() -> None:
         text = httpx.get(url + "/metrics").text
         assert _shapes(text) == _shapes(generate_latest(real.registry).decode())  # names, types, labels
         before = metrics(url)
-        assert before["sdxl_worker_ready"] == 1
-        assert before["sdxl_worker_queue_depth"] == before["sdxl_worker_inflight"] == 0
-        assert before["sdxl_worker_pending_steps"] == 0
-        assert 0.04 * 0.7 <= before["sdxl_worker_step_seconds"] <= 0.04 * 1.3  # measured by the warm-up
-        assert 'sdxl_worker_info{gpu_model=a100,location=Lab, 127.0.0.1,model=sim-sdxl-base [' in ",".join(before)
+        assert before[mn.WORKER_READY] == 1
+        assert before[mn.WORKER_QUEUE_DEPTH] == before[mn.WORKER_INFLIGHT] == 0
+        assert before[mn.WORKER_PENDING_STEPS] == 0
+        assert 0.04 * 0.7 <= before[mn.WORKER_STEP_SECONDS] <= 0.04 * 1.3  # measured by the warm-up
+        assert f'{mn.WORKER_INFO}{{gpu_model=a100,location=Lab, 127.0.0.1,model=sim-sdxl-base [' in ",".join(before)
 
         first = Background(url, job)
-        during = wait_for(lambda: (m := metrics(url))["sdxl_worker_inflight"] == 1 and m)
-        assert during["sdxl_worker_queue_depth"] == 0
-        assert 0 < during["sdxl_worker_pending_steps"] <= 20
-        later = wait_for(lambda: (m := metrics(url))["sdxl_worker_pending_steps"]
-                         < during["sdxl_worker_pending_steps"] - 2 and m)  # falls step by step
-        assert later["sdxl_worker_inflight"] == 1
+        during = wait_for(lambda: (m := metrics(url))[mn.WORKER_INFLIGHT] == 1 and m)
+        assert during[mn.WORKER_QUEUE_DEPTH] == 0
+        assert 0 < during[mn.WORKER_PENDING_STEPS] <= 20
+        later = wait_for(lambda: (m := metrics(url))[mn.WORKER_PENDING_STEPS]
+                         < during[mn.WORKER_PENDING_STEPS] - 2 and m)  # falls step by step
+        assert later[mn.WORKER_INFLIGHT] == 1
 
         second = Background(url, {**job, "steps": 5, "seed": 2})
-        queued = wait_for(lambda: (m := metrics(url))["sdxl_worker_queue_depth"] == 1 and m)
-        assert 5 <= queued["sdxl_worker_pending_steps"] <= 25
+        queued = wait_for(lambda: (m := metrics(url))[mn.WORKER_QUEUE_DEPTH] == 1 and m)
+        assert 5 <= queued[mn.WORKER_PENDING_STEPS] <= 25
         rejected = httpx.post(url + "/sdapi/v1/txt2img", json=job, timeout=10)  # max_queue=1: one waits already
         assert rejected.status_code == 503
         assert rejected.json()["error"] == "queue_full" and int(rejected.headers["Retry-After"]) >= 1
 
         assert first.result().status_code == 200 and second.result().status_code == 200
         after = metrics(url)
-        assert after["sdxl_worker_queue_depth"] == after["sdxl_worker_inflight"] == 0
-        assert after["sdxl_worker_pending_steps"] == 0
-        outcome = "sdxl_worker_requests_total{outcome=%s}"
+        assert after[mn.WORKER_QUEUE_DEPTH] == after[mn.WORKER_INFLIGHT] == 0
+        assert after[mn.WORKER_PENDING_STEPS] == 0
+        outcome = f"{mn.WORKER_REQUESTS}_total{{outcome=%s}}"
         assert after[outcome % "success"] - before[outcome % "success"] == 2
         assert after[outcome % "rejected"] - before[outcome % "rejected"] == 1
-        assert after["sdxl_worker_inference_seconds_count"] - before["sdxl_worker_inference_seconds_count"] == 2
+        assert after[f"{mn.WORKER_INFERENCE_SECONDS}_count"] - before[f"{mn.WORKER_INFERENCE_SECONDS}_count"] == 2
 
 
 def test_progress_and_interrupt() -> None:
@@ -224,8 +225,8 @@ def test_progress_and_interrupt() -> None:
         assert info["interrupted"] is True and 2 <= info["sdxlpool"]["steps_done"] < 40
         assert png(response.json()["images"][0]).size == (1024, 1024)
         after = metrics(sim.url)
-        assert after["sdxl_worker_requests_total{outcome=interrupted}"] == 1
-        assert after["sdxl_worker_pending_steps"] == 0
+        assert after[f"{mn.WORKER_REQUESTS}_total{{outcome=interrupted}}"] == 1
+        assert after[mn.WORKER_PENDING_STEPS] == 0
         assert client.get("/sdapi/v1/progress").json()["progress"] == 0
 
 

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from sdxlpool.api import metric_names as mn
 from tests.polling import metrics
 from tests.web.conftest import API_KEY, CHROMIUM
 
@@ -95,7 +96,7 @@ def generate(page: Page, **fields: str) -> None:
 
 
 def requests_served(url: str) -> float:
-    return sum(v for k, v in metrics(url).items() if k.startswith("sdxl_worker_requests_total"))
+    return sum(v for k, v in metrics(url).items() if k.startswith(f"{mn.WORKER_REQUESTS}_total"))
 
 
 def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway, pool_workers) -> None:

@@ -18,18 +18,19 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sdxlpool.api import metric_names as mn
 from tests.conftest import ServerThread
 
 # docs/reference/metrics.md, the worker's table: name -> type.
 CONTRACT = {
-    "sdxl_worker_queue_depth": "gauge",
-    "sdxl_worker_inflight": "gauge",
-    "sdxl_worker_pending_steps": "gauge",
-    "sdxl_worker_step_seconds": "gauge",
-    "sdxl_worker_ready": "gauge",
-    "sdxl_worker_info": "gauge",
-    "sdxl_worker_requests_total": "counter",
-    "sdxl_worker_inference_seconds": "histogram",
+    mn.WORKER_QUEUE_DEPTH: "gauge",
+    mn.WORKER_INFLIGHT: "gauge",
+    mn.WORKER_PENDING_STEPS: "gauge",
+    mn.WORKER_STEP_SECONDS: "gauge",
+    mn.WORKER_READY: "gauge",
+    mn.WORKER_INFO: "gauge",
+    f"{mn.WORKER_REQUESTS}_total": "counter",
+    mn.WORKER_INFERENCE_SECONDS: "histogram",
 }
 LONG_JOB = {"prompt": "slow", "sampler_name": "Euler", "width": 256, "height": 256, "steps": 30, "seed": 1}
 
@@ -78,18 +79,18 @@ def assert_contract(text: str) -> dict[str, list]:
     for name, kind in CONTRACT.items():
         assert declared_type(text, name) == kind, f"{name}: TYPE {declared_type(text, name)}, want {kind}"
     found = samples(text)
-    for name in ("sdxl_worker_queue_depth", "sdxl_worker_inflight", "sdxl_worker_pending_steps",
-                 "sdxl_worker_step_seconds", "sdxl_worker_ready", "sdxl_worker_info"):
+    for name in (mn.WORKER_QUEUE_DEPTH, mn.WORKER_INFLIGHT, mn.WORKER_PENDING_STEPS,
+                 mn.WORKER_STEP_SECONDS, mn.WORKER_READY, mn.WORKER_INFO):
         assert len(found.get(name, [])) == 1, name
-    (info,) = found["sdxl_worker_info"]
+    (info,) = found[mn.WORKER_INFO]
     assert info.value == 1
     assert set(info.labels) == {"gpu_model", "provider", "location", "model"}
     assert info.labels["gpu_model"] == "rtx-3090"  # the shared worker's "RTX 3090", normalised
-    outcomes = {s.labels["outcome"] for s in found["sdxl_worker_requests_total"]}
+    outcomes = {s.labels["outcome"] for s in found[f"{mn.WORKER_REQUESTS}_total"]}
     assert {"success", "error"} <= outcomes
     for suffix in ("_bucket", "_sum", "_count"):
-        assert found.get("sdxl_worker_inference_seconds" + suffix), suffix
-    assert found["sdxl_worker_inference_seconds_bucket"][-1].labels["le"] == "+Inf"
+        assert found.get(mn.WORKER_INFERENCE_SECONDS + suffix), suffix
+    assert found[f"{mn.WORKER_INFERENCE_SECONDS}_bucket"][-1].labels["le"] == "+Inf"
     return found
 
 
@@ -102,8 +103,8 @@ def test_idle_busy_and_after_scrapes_pass_promtool(worker: ServerThread, promtoo
     idle = scrape(worker)
     assert_promtool_clean(promtool, idle)
     found = assert_contract(idle)
-    assert value(found, "sdxl_worker_ready") == 1
-    assert value(found, "sdxl_worker_inflight") == 0
+    assert value(found, mn.WORKER_READY) == 1
+    assert value(found, mn.WORKER_INFLIGHT) == 0
 
     result: dict[str, httpx.Response | Exception] = {}
 
@@ -116,13 +117,13 @@ def test_idle_busy_and_after_scrapes_pass_promtool(worker: ServerThread, promtoo
     job = threading.Thread(target=run, daemon=True)
     job.start()
     deadline = time.monotonic() + 30
-    while "sdxl_worker_inflight 1.0" not in (busy := scrape(worker)):
+    while f"{mn.WORKER_INFLIGHT} 1.0" not in (busy := scrape(worker)):
         assert job.is_alive(), f"the job ended before it was seen running: {result.get('response')!r}"
-        assert time.monotonic() < deadline, "sdxl_worker_inflight never reached 1"
+        assert time.monotonic() < deadline, f"{mn.WORKER_INFLIGHT} never reached 1"
         time.sleep(0.02)
     assert_promtool_clean(promtool, busy)
     found = assert_contract(busy)
-    assert value(found, "sdxl_worker_pending_steps") > 0
+    assert value(found, mn.WORKER_PENDING_STEPS) > 0
 
     job.join(timeout=120)
     response = result.get("response")
@@ -130,5 +131,5 @@ def test_idle_busy_and_after_scrapes_pass_promtool(worker: ServerThread, promtoo
     after = scrape(worker)
     assert_promtool_clean(promtool, after)
     found = assert_contract(after)
-    assert value(found, "sdxl_worker_inflight") == 0
-    assert value(found, "sdxl_worker_inference_seconds_count") >= 1
+    assert value(found, mn.WORKER_INFLIGHT) == 0
+    assert value(found, f"{mn.WORKER_INFERENCE_SECONDS}_count") >= 1

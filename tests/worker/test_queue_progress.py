@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from tests.conftest import ServerThread, TinyModel, start_worker
 from tests.polling import metrics, wait_for  # noqa: F401 - shared by the tests here
 from tests.worker.imaging import decode
@@ -55,26 +56,26 @@ def job_cost(body: dict) -> float:
 def test_metrics_before_during_and_after_jobs_and_queue_bound(busy_worker: ServerThread) -> None:
     url = busy_worker.url
     before = metrics(url)
-    assert before["sdxl_worker_ready"] == 1
-    assert before["sdxl_worker_queue_depth"] == 0 and before["sdxl_worker_inflight"] == 0
-    assert before["sdxl_worker_pending_steps"] == 0
-    assert before["sdxl_worker_step_seconds"] > 0  # measured by the start-up warm-up
-    info = [k for k in before if k.startswith("sdxl_worker_info{")]
-    assert info == ["sdxl_worker_info{gpu_model=rtx-3090,location=Lab, 127.0.0.1,model=tiny/base [" +
+    assert before[mn.WORKER_READY] == 1
+    assert before[mn.WORKER_QUEUE_DEPTH] == 0 and before[mn.WORKER_INFLIGHT] == 0
+    assert before[mn.WORKER_PENDING_STEPS] == 0
+    assert before[mn.WORKER_STEP_SECONDS] > 0  # measured by the start-up warm-up
+    info = [k for k in before if k.startswith(f"{mn.WORKER_INFO}{{")]
+    assert info == [f"{mn.WORKER_INFO}{{gpu_model=rtx-3090,location=Lab, 127.0.0.1,model=tiny/base [" +
                     info[0].split("[")[1]]
 
     first = Background(url, LONG_JOB)
-    during = wait_for(lambda: (m := metrics(url))["sdxl_worker_inflight"] == 1 and m)
-    assert during["sdxl_worker_queue_depth"] == 0
-    assert 0 < during["sdxl_worker_pending_steps"] <= job_cost(LONG_JOB)
+    during = wait_for(lambda: (m := metrics(url))[mn.WORKER_INFLIGHT] == 1 and m)
+    assert during[mn.WORKER_QUEUE_DEPTH] == 0
+    assert 0 < during[mn.WORKER_PENDING_STEPS] <= job_cost(LONG_JOB)
     # Pending work shrinks with every denoising step, not only when the job ends.
-    later = wait_for(lambda: (m := metrics(url))["sdxl_worker_pending_steps"] < during["sdxl_worker_pending_steps"] and m)
-    assert later["sdxl_worker_inflight"] == 1
+    later = wait_for(lambda: (m := metrics(url))[mn.WORKER_PENDING_STEPS] < during[mn.WORKER_PENDING_STEPS] and m)
+    assert later[mn.WORKER_INFLIGHT] == 1
 
     second_body = {**LONG_JOB, "steps": 10, "seed": 2}
     second = Background(url, second_body)
-    queued = wait_for(lambda: (m := metrics(url))["sdxl_worker_queue_depth"] == 1 and m)
-    running_left = queued["sdxl_worker_pending_steps"] - job_cost(second_body)
+    queued = wait_for(lambda: (m := metrics(url))[mn.WORKER_QUEUE_DEPTH] == 1 and m)
+    running_left = queued[mn.WORKER_PENDING_STEPS] - job_cost(second_body)
     assert 0 <= running_left <= job_cost(LONG_JOB)
 
     # max_queue=1: a third request while one waits is turned away, with a hint when to retry.
@@ -85,12 +86,12 @@ def test_metrics_before_during_and_after_jobs_and_queue_bound(busy_worker: Serve
 
     assert first.result().status_code == 200 and second.result().status_code == 200
     after = metrics(url)
-    assert after["sdxl_worker_queue_depth"] == 0 and after["sdxl_worker_inflight"] == 0
-    assert after["sdxl_worker_pending_steps"] == 0
-    outcome = "sdxl_worker_requests_total{outcome=%s}"
+    assert after[mn.WORKER_QUEUE_DEPTH] == 0 and after[mn.WORKER_INFLIGHT] == 0
+    assert after[mn.WORKER_PENDING_STEPS] == 0
+    outcome = f"{mn.WORKER_REQUESTS}_total{{outcome=%s}}"
     assert after[outcome % "success"] - before[outcome % "success"] == 2
     assert after[outcome % "rejected"] - before[outcome % "rejected"] == 1
-    assert after["sdxl_worker_inference_seconds_count"] - before["sdxl_worker_inference_seconds_count"] == 2
+    assert after[f"{mn.WORKER_INFERENCE_SECONDS}_count"] - before[f"{mn.WORKER_INFERENCE_SECONDS}_count"] == 2
 
 
 def test_progress_and_fast_endpoints_while_generating(busy_worker: ServerThread) -> None:
@@ -156,18 +157,18 @@ def test_interrupt_returns_the_image_so_far(busy_worker: ServerThread) -> None:
     assert 2 <= info["sdxlpool"]["steps_done"] < 60
     assert decode(response.json()["images"][0]).size == (256, 256)
     after = metrics(url)
-    key = "sdxl_worker_requests_total{outcome=interrupted}"
+    key = f"{mn.WORKER_REQUESTS}_total{{outcome=interrupted}}"
     assert after[key] - before[key] == 1
-    assert after["sdxl_worker_pending_steps"] == 0
+    assert after[mn.WORKER_PENDING_STEPS] == 0
 
 
 def test_a_client_that_goes_away_loses_its_queue_place(busy_worker: ServerThread) -> None:
     url = busy_worker.url
     running = Background(url, LONG_JOB)
-    wait_for(lambda: metrics(url)["sdxl_worker_inflight"] == 1)
+    wait_for(lambda: metrics(url)[mn.WORKER_INFLIGHT] == 1)
     impatient = Background(url, {**LONG_JOB, "seed": 9}, timeout=0.5)  # gives up while queued
     impatient.thread.join(10)
     assert isinstance(impatient.error, httpx.TimeoutException)
-    wait_for(lambda: metrics(url)["sdxl_worker_queue_depth"] == 0)
-    assert metrics(url)["sdxl_worker_inflight"] == 1  # the first job is unaffected
+    wait_for(lambda: metrics(url)[mn.WORKER_QUEUE_DEPTH] == 0)
+    assert metrics(url)[mn.WORKER_INFLIGHT] == 1  # the first job is unaffected
     assert running.result().status_code == 200
