@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from kmock._internal import enums
-from tests.operator.emulator import EmulatorThread, GapFillingEmulator
 
 from sdxlpool._kube import KubeError
 from sdxlpool.api import labels as lbl
 from sdxlpool.operator.settings import OperatorSettings
+from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
 from tests.operator.conftest import OperatorThread, eventually
 from tests.operator.test_operator_emulator import NS, POOL, condition, deployments, get_pool, node
 
