@@ -27,7 +27,8 @@ SCANNED = ("sdxlpool", "tests", "benchmarks", "reliability", "scripts")
 # deliberately wrong name (a typo a test feeds a checker) is no copy of a contract and passes.
 _NAMES = sorted((v for k, v in vars(metric_names).items() if k.isupper() and isinstance(v, str)), key=len,
                 reverse=True)
-METRIC = re.compile(r"\b(?:%s)(?:_total|_bucket|_sum|_count|_created)?\b" % "|".join(map(re.escape, _NAMES)))
+_ALTERNATIVES = "|".join(map(re.escape, _NAMES))
+METRIC = re.compile(rf"\b(?:{_ALTERNATIVES})(?:_total|_bucket|_sum|_count|_created)?\b")
 LABEL = re.compile(
     r"\b(?:sdxlpool\.dev/(?!v\d)[a-z0-9.-]+|app\.kubernetes\.io/[a-z-]+|prometheus\.io/[a-z-]+"
     r"|nvidia\.com/gpu(?:\.[a-z]+)?|kubernetes\.io/metadata\.name|akash\.network/capabilities[a-z0-9./-]*)"
