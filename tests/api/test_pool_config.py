@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from PIL import Image
 from sdxlpool.api.pool_config import GENERATION_FLAGS, gateway_args, generation_args, worker_args
 from sdxlpool.api.spec import load_spec
 from sdxlpool.testing.ports import free_port
-from tests.polling import wait_for
+from sdxlpool.testing.processes import spawn, stop, wait_ready
 
 POOL = """
 apiVersion: sdxlpool.dev/v1alpha1
@@ -97,25 +96,15 @@ def listening_here(args: list[str], backends: Path, port: int) -> list[str]:
 def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """`sdxlpool ARGS` (which must include `--port`) until the block ends; yields its URL once ready."""
     url = f"http://127.0.0.1:{args[args.index('--port') + 1]}"
-    proc = subprocess.Popen([sys.executable, "-m", "sdxlpool", *args], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-
-    def ready() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            return httpx.get(url + "/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    child = spawn([sys.executable, "-m", "sdxlpool", *args], log, env)
     try:
-        wait_for(ready, timeout=90, interval=0.1)
+        try:
+            wait_ready(url, child, timeout=90)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{exc}: {log.read_text()[-3000:]}") from None
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(child)
 
 
 @pytest.mark.parametrize("render", [rendered_by_operator, rendered_for_akash], ids=["operator", "akash-sdl"])
