@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from sdxlpool.testing.ports import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Skeleton configs and checkpoint hashes go to a throwaway folder, not the user's ~/.cache.
@@ -38,12 +39,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     base, refiner = write_tiny_model(tmp_path_factory.mktemp("tiny", numbered=False))
     other, _ = write_tiny_model(tmp_path_factory.mktemp("tiny-b", numbered=False), seed=1)
     return TinyModel(base, refiner, other)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:
