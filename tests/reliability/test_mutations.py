@@ -1,0 +1,57 @@
+"""The mutation records stay runnable: every patch in reliability/mutations/ parses, applies to the
+tree as it is, and names tests that exist; and the runner tells a caught mutation from a survivor.
+
+Running every mutation takes minutes (`python reliability/mutations.py`); CI runs the cheap one
+end to end and checks the rest apply, so a refactor that moves the mutated code is noticed here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sdxlpool.testing.mutations import all_mutations, applies, load, run
+
+ROOT = Path(__file__).resolve().parents[2]
+MUTATIONS = all_mutations(ROOT)
+
+
+def test_there_are_mutations_for_the_claims() -> None:
+    assert len(MUTATIONS) >= 2
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
+def test_each_mutation_applies_and_names_existing_tests(mutation) -> None:
+    assert applies(mutation, ROOT) is None, f"{mutation.patch.name} no longer applies: regenerate it"
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                *mutation.tests], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert collected.returncode == 0, f"{mutation.name}: its tests do not collect:\n{collected.stdout[-2000:]}"
+
+
+def test_a_caught_mutation_is_reported_caught() -> None:
+    cheap = next(m for m in MUTATIONS if m.name == "contracts-label-spelled-in-discovery")
+    assert run(cheap, ROOT, baseline=False, timeout=300) == "caught"
+
+
+def test_a_mutation_the_tests_survive_is_reported(tmp_path: Path) -> None:
+    """A change no test can see (a comment) must come back SURVIVED, or the runner proves nothing."""
+    name = "sdxlpool/api/ports.py"
+    before = (ROOT / name).read_text().splitlines(keepends=True)
+    after = [line.replace("WORKER_PORT = 7860\n", "WORKER_PORT = 7860  # harmless\n") for line in before]
+    assert after != before, "could not make the harmless change"
+    diff = f"diff --git a/{name} b/{name}\n" + "".join(difflib.unified_diff(before, after, f"a/{name}", f"b/{name}"))
+    patch = tmp_path / "harmless.patch"
+    patch.write_text("claim: nothing\ntest: tests/test_contract_homes.py::test_no_contract_name_is_spelled_outside_its_home\n"
+                     + diff)
+    assert run(load(patch), ROOT, baseline=False, timeout=300) == "SURVIVED"
+
+
+def test_a_file_without_its_headers_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.patch"
+    bad.write_text("claim: something\ndiff --git a/x b/x\n")
+    with pytest.raises(ValueError, match="bad.patch: no test"):
+        load(bad)
