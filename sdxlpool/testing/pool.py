@@ -38,7 +38,7 @@ from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready, wait_scraped
 
 __all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample", "sample_gateway", "machine",
-           "write_report", "KEEPALIVE_EXPIRY"]
+           "write_report", "code_version", "KEEPALIVE_EXPIRY"]
 
 # The client drops an idle kept-alive connection before uvicorn does (its timeout_keep_alive is 5 s):
 # at equal timeouts a request sent on a connection the server is closing gets a ReadError.
@@ -230,8 +230,37 @@ def machine() -> str:
 
 
 def write_report(out: Path | None, **results: Any) -> None:
-    """A script's `--out` JSON: when, where and how it ran, then its results."""
+    """A script's `--out` JSON: when, where and how it ran, from which commit, then its results.
+
+    `commit` is the full HEAD of the git repository the script runs from and `clean` says whether its
+    tracked files match HEAD (untracked files, such as the results being written, do not count); both
+    are null outside a git checkout. They come last, so a script cannot overwrite them."""
     if out is None:
         return
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-                               "command": " ".join(["python", *sys.argv]), **results}, indent=2) + "\n")
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+                              "command": " ".join(["python", *sys.argv]), **results}
+    report.update(code_version(_script_dir()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def code_version(directory: Path) -> dict[str, Any]:
+    """{"commit": full HEAD sha, "clean": no change to tracked files} of the git checkout holding
+    `directory`; None for both when it is not in one (or git is missing). Read-only git calls:
+    `--no-optional-locks` keeps `git status` from refreshing the index while a benchmark runs."""
+    git = ["git", "--no-optional-locks", "-C", str(directory)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--verify", "HEAD"], capture_output=True, text=True, timeout=30)
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "clean": None}
+    if head.returncode != 0 or status.returncode != 0:
+        return {"commit": None, "clean": None}
+    return {"commit": head.stdout.strip(), "clean": status.stdout.strip() == ""}
+
+
+def _script_dir() -> Path:
+    """Where the running script lives (`python benchmarks/x.py` from anywhere), else the working directory."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    return script.resolve().parent if script is not None and script.is_file() else Path.cwd()

@@ -1,0 +1,78 @@
+"""Every benchmark script runs in CI in its smoke mode, so none can rot between measurements.
+
+Each `benchmarks/*.py` (not `_private.py`) is found on disk, run as `python SCRIPT --smoke --out
+TMP.json` in its own process (tiny sizes, seconds), and must exit 0 and write a results JSON with
+its own fields plus where it came from (sdxlpool.testing.pool.write_report: date, machine,
+command, commit, clean). A new script fails here until it has a `--smoke` mode and a FIELDS entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+PROVENANCE = ("date", "machine", "command", "commit", "clean")
+# The result fields each script's JSON must carry (the ones docs/benchmarks.md quotes).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "gateway_overhead": ("setup", "latency_ms", "added_latency_ms", "gateway_added_over_nginx_added_p50",
+                         "throughput", "requests_per_s", "gateway_over_nginx_requests_per_s",
+                         "gateway_rss_kib_after", "goal", "load_average_1min"),
+    "routing": ("pool", "steps", "size", "capacity_rps", "requests_per_cell", "max_seconds", "seed", "profiles",
+                "wall_seconds", "cells", "summary"),
+    "up_first_image": ("runs",),
+    "operator_scale": ("pools", "seconds_to_converge", "api_calls_per_pool_per_minute_at_rest"),
+    "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
+    "gpu_sdxl": ("diffusers", "worker"),
+}
+# TODO(merge of issue 13): these get --smoke on the operator and worker branches; drop this then.
+AWAITING_MERGE = {"operator_scale", "worker_overhead", "gpu_sdxl"}
+TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
+
+
+def _head() -> str | None:
+    """This checkout's full HEAD, None when the tests do not run from a git checkout."""
+    done = subprocess.run(["git", "--no-optional-locks", "-C", str(ROOT), "rev-parse", "--verify", "HEAD"],
+                          capture_output=True, text=True, timeout=30)
+    head = done.stdout.strip()
+    return head if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", head) else None
+
+
+def _param(script: Path) -> Any:
+    marks = [pytest.mark.xfail(strict=False, reason=f"{script.name} gets --smoke on another issue-13 branch "
+                                                    "(operator/worker); remove at the merge")] \
+        if script.stem in AWAITING_MERGE else []
+    return pytest.param(script, id=script.stem, marks=marks)
+
+
+def test_the_scripts_are_found() -> None:
+    """Discovery itself: the known scripts are there (a broken glob must not pass with nothing to run)."""
+    assert {"routing", "gateway_overhead", "up_first_image"} <= {p.stem for p in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", [_param(p) for p in SCRIPTS])
+def test_smoke_run_writes_its_results(script: Path, tmp_path: Path) -> None:
+    assert script.stem in FIELDS, f"{script.name}: list the result fields its JSON must carry in FIELDS"
+    out = tmp_path / f"{script.stem}.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT_S)
+    output = (done.stdout + done.stderr)[-4000:]
+    assert done.returncode == 0, f"{script.name} --smoke exited {done.returncode}:\n{output}"
+    assert out.is_file(), f"{script.name} --smoke wrote no {out.name}:\n{output}"
+    report = json.loads(out.read_text())
+    missing = [f for f in (*PROVENANCE, *FIELDS[script.stem]) if f not in report]
+    assert not missing, f"{script.name}: results JSON lacks {missing}; it has {sorted(report)}"
+    head = _head()
+    assert report["commit"] == head, f"{script.name}: commit {report['commit']!r}, the checkout is at {head!r}"
+    assert isinstance(report["clean"], bool) if head else report["clean"] is None
+    assert "--smoke" in report["command"]
