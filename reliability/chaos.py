@@ -4,8 +4,9 @@
                                 [--progress-deadline 2] [--out FILE]
 
 A pool of `--workers` sim-workers behind one gateway gets Poisson arrivals at `--load` x the pool's
-capacity for `--seconds` (at most `--max-requests`), each a txt2img with a concrete seed. Meanwhile
-a chaos monkey, every 2-5 s (random), picks a worker and:
+capacity for `--seconds` (at most `--max-requests`), each a txt2img with its own prompt
+("chaos N"); three in four ask for `seed: -1`, the rest for a concrete seed. Meanwhile a chaos
+monkey, every 2-5 s (random), picks a worker and:
 
   kill   SIGKILLs it and starts it again on the same port 0.5-2 s later;
   hang   SIGSTOPs it for 5-10 s, well past the gateway's --progress-deadline, then SIGCONTs it;
@@ -20,7 +21,12 @@ Invariants, per mode (all counted, and checked by tests/reliability/test_chaos_s
                attempts x (progress deadline + 1 s + service) + 3 s, `attempts` being the workers
                it tried (X-SDXL-Attempts): a hung worker is given up after the progress deadline,
                not when it comes back or after the attempt timeout;
-  seeds 0      every 200 returns the seed it was sent in `info`, also after a failover.
+  seeds 0      every 200 returns in `info` the seed its first attempt was sent, also after a failover:
+               the workers log each job's seed and prompt (--log-prompts), so every attempt a worker
+               received is on record, and all of a request's attempts must carry one seed, the one
+               it returned (and the client's own, when it sent one). `seed: -1` requests are the
+               ones a gateway that drew a seed per attempt would get wrong; `seed_checked` counts
+               those that failed over with their first attempt on record.
 
 Bounded: arrivals stop after `--seconds` or `--max-requests`; answers are awaited at most the
 client timeout. 127.0.0.1 only; every child process is stopped in `finally`.
@@ -41,7 +47,17 @@ from typing import Any
 
 import httpx
 
-from sdxlpool.testing.pool import KEEPALIVE_EXPIRY, LocalPool, Tally, WorkerSpec, send, write_report
+from sdxlpool.testing.pool import (
+    JOB_LOG_ENV,
+    KEEPALIVE_EXPIRY,
+    LocalPool,
+    Outcome,
+    Tally,
+    WorkerSpec,
+    seeds_sent,
+    send,
+    write_report,
+)
 from sdxlpool.testing.stats import percentile, poisson_arrivals
 
 STEPS, SIZE = 40, 512  # 40 Euler steps at 512x512 = 10 normalised steps a request
@@ -82,7 +98,7 @@ class ChaosConfig:
 def run_chaos(config: ChaosConfig, workdir: Path, say: Any = print) -> dict[str, Any]:
     """One mode's run: start the pool, drive the load under chaos, return the summary."""
     rng = random.Random(config.seed)
-    workers = [WorkerSpec(f"w{i + 1}", "A100", config.step_seconds) for i in range(config.workers)]
+    workers = [WorkerSpec(f"w{i + 1}", "A100", config.step_seconds, env=JOB_LOG_ENV) for i in range(config.workers)]
     if config.mode == "hang":
         workers[-1].args = ("--hang-rate", "0.1", "--seed", str(config.seed))
     env = {"SDXLPOOL_GATEWAY_QUEUE_DEADLINE": str(QUEUE_DEADLINE),
@@ -91,10 +107,23 @@ def run_chaos(config: ChaosConfig, workdir: Path, say: Any = print) -> dict[str,
     with LocalPool(workdir, workers, gateway_args=gateway_args, gateway_env=env) as pool:
         say(f"[{config.mode}] pool of {config.workers} up; {config.load:.0%} of {config.capacity:.1f} req/s "
             f"for {config.seconds:g}s")
-        return asyncio.run(_drive(config, pool, rng))
+        tally, answered, events, wall = asyncio.run(_drive(config, pool, rng))
+        pool.close()  # every worker stopped: its log is complete
+        record = seeds_sent(*(pool.worker_log(w) for w in workers))
+    return _summary(config, tally, events, wall, _seed_checks(answered, record))
 
 
-async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random) -> dict[str, Any]:
+def prompt_of(i: int) -> str:
+    return f"chaos {i}"
+
+
+def asks_random_seed(i: int) -> bool:
+    """Three requests in four send `seed: -1`: the gateway fixes the seed, and must keep it."""
+    return i % 4 != 0
+
+
+async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random
+                 ) -> tuple[Tally, dict[str, Outcome], list[str], float]:
     arrivals = poisson_arrivals(rng, config.load * config.capacity, config.max_requests, config.seconds)
     tally = Tally()
     events: list[str] = []
@@ -104,10 +133,13 @@ async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random) -> di
         start = time.monotonic()
         monkey = asyncio.create_task(_monkey(config, pool, rng, start + (arrivals[-1] if arrivals else 0), events))
 
+        answered: dict[str, Outcome] = {}
+
         async def one(i: int) -> None:
-            body = {"prompt": "chaos", "steps": STEPS, "width": SIZE, "height": SIZE, "sampler_name": "Euler",
-                    "seed": 1_000_000 + i}
-            tally.add(await send(client, pool.url, body, config.client_timeout))
+            body = {"prompt": prompt_of(i), "steps": STEPS, "width": SIZE, "height": SIZE, "sampler_name": "Euler",
+                    "seed": -1 if asks_random_seed(i) else 1_000_000 + i}
+            answered[body["prompt"]] = outcome = await send(client, pool.url, body, config.client_timeout)
+            tally.add(outcome)
 
         tasks = []
         for i, offset in enumerate(arrivals):
@@ -117,7 +149,7 @@ async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random) -> di
         await monkey
         await asyncio.gather(*tasks)
         wall = time.monotonic() - start
-    return _summary(config, tally, events, wall)
+    return tally, answered, events, wall
 
 
 async def _monkey(config: ChaosConfig, pool: LocalPool, rng: random.Random, until: float, events: list[str]) -> None:
@@ -140,10 +172,33 @@ async def _monkey(config: ChaosConfig, pool: LocalPool, rng: random.Random, unti
             pool.signal_worker(worker, signal.SIGCONT)
 
 
-def _summary(config: ChaosConfig, tally: Tally, events: list[str], wall: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SeedChecks:
+    """Each 200's seed judged against the workers' record of what its attempts were sent."""
+
+    kept: set[int]  # id() of the 200s whose every attempt on record carried the seed they returned
+    checked: int  # `seed: -1` 200s that failed over with their first attempt on record (2+ records)
+
+
+def seed_kept(outcome: Outcome, recorded: list[int]) -> bool:
+    """Every attempt on record was sent one seed, the one the answer returned (and the client's own)."""
+    return (bool(recorded) and set(recorded) == {outcome.seed_returned}
+            and outcome.seed_sent in (None, outcome.seed_returned))
+
+
+def _seed_checks(answered: dict[str, Outcome], record: dict[str, list[int]]) -> SeedChecks:
+    ok = {prompt: o for prompt, o in answered.items() if o.kind == "ok"}
+    kept = {id(o) for prompt, o in ok.items() if seed_kept(o, record.get(prompt, []))}
+    checked = sum(1 for prompt, o in ok.items()
+                  if o.seed_sent is None and o.attempts > 1 and len(record.get(prompt, [])) >= 2)
+    return SeedChecks(kept, checked)
+
+
+def _summary(config: ChaosConfig, tally: Tally, events: list[str], wall: float, seeds: SeedChecks
+             ) -> dict[str, Any]:
     ok = [o for o in tally.outcomes if o.kind == "ok"]
     failed_over = [o for o in ok if o.attempts > 1]
-    wrong_seed = [o for o in ok if o.seed_returned != o.seed_sent]
+    wrong_seed = [o for o in ok if id(o) not in seeds.kept]
     in_gateway = sorted(o.seconds - o.queue_seconds for o in ok)
     late = [o for o in ok if o.seconds - o.queue_seconds > config.late_after(o.attempts)] if config.mode == "hang" \
         else []
@@ -155,9 +210,9 @@ def _summary(config: ChaosConfig, tally: Tally, events: list[str], wall: float) 
         "client_timeout": config.client_timeout, "late_after": round(config.late_after(1), 2),
         "chaos_events": len(events), "sent": tally.sent, **tally.kinds(), "errors": tally.codes(),
         "lost": tally.lost, "hung": tally.count("timeout"), "late": len(late),
-        "failed_over_ok": len(failed_over), "failed_over_seed_ok": sum(1 for o in failed_over
-                                                                      if o.seed_returned == o.seed_sent),
-        "wrong_seed": len(wrong_seed),
+        "failed_over_ok": len(failed_over), "failed_over_seed_ok": sum(1 for o in failed_over if id(o) in seeds.kept),
+        "wrong_seed": len(wrong_seed), "random_seed_sent": sum(1 for o in tally.outcomes if o.seed_sent is None),
+        "seed_checked": seeds.checked,
         "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
         "max": round(latencies[-1], 3) if latencies else None,
         "max_in_gateway": round(in_gateway[-1], 3) if in_gateway else None,
@@ -179,7 +234,8 @@ def line(s: dict[str, Any]) -> str:
     return (f"[{s['mode']}] {s['chaos_events']} chaos events; sent {s['sent']}: ok {s['ok']}, clear errors "
             f"{s['clear_error'] + s['rejected']} {s['errors'] or ''}, lost {s['lost']}, hung {s['hung']}, "
             f"late {s['late']} (> {s['late_after']}s a worker tried); failed over and ok {s['failed_over_ok']} "
-            f"(seed kept {s['failed_over_seed_ok']}), wrong seed {s['wrong_seed']}; p50 {s['p50']}s p99 "
+            f"(seed kept {s['failed_over_seed_ok']}; seed -1 with the first attempt on record {s['seed_checked']}), "
+            f"wrong seed {s['wrong_seed']}; p50 {s['p50']}s p99 "
             f"{s['p99']}s max {s['max']}s (in gateway {s['max_in_gateway']}s); {s['wall_seconds']}s")
 
 

@@ -38,7 +38,7 @@ from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready, wait_scraped
 
 __all__ = ["WorkerSpec", "LocalPool", "Outcome", "Tally", "send", "GatewaySample", "sample_gateway", "machine",
-           "write_report", "code_version", "KEEPALIVE_EXPIRY"]
+           "write_report", "code_version", "KEEPALIVE_EXPIRY", "JOB_LOG_ENV", "seeds_sent"]
 
 # The client drops an idle kept-alive connection before uvicorn does (its timeout_keep_alive is 5 s):
 # at equal timeouts a request sent on a connection the server is closing gets a ReadError.
@@ -47,6 +47,23 @@ OUTCOMES = ("ok", "rejected", "clear_error", "unclear", "timeout", "transport")
 _TASKS = re.compile(rf"^{mn.GATEWAY_ASYNCIO_TASKS}\s+(\S+)$", re.M)
 _INFLIGHT = re.compile(rf"^{mn.GATEWAY_INFLIGHT}\s+(\S+)$", re.M)
 
+# A worker (or sim-worker) run with this environment logs one line per job it is sent, with the seed
+# it will render (its own draw only when it was sent -1) and the prompt (sdxlpool/worker/service.py):
+# a record, on the worker's side, of what each attempt of the gateway asked for.
+JOB_LOG_ENV = {"SDXLPOOL_LOG_LEVEL": "INFO", "SDXLPOOL_LOG_PROMPTS": "true"}
+_JOB_LINE = re.compile(r"job: seed (\d+), \d+ steps, \d+x\d+, prompt '([^'\\]*)'")
+
+
+def seeds_sent(*logs: Path) -> dict[str, list[int]]:
+    """The seeds the jobs in these worker logs were sent, by prompt, in each log's order (a log
+    that does not exist yet holds no job). Prompts must be plain: no quotes or backslashes."""
+    seeds: dict[str, list[int]] = {}
+    for log in logs:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for seed, prompt in _JOB_LINE.findall(text):
+            seeds.setdefault(prompt, []).append(int(seed))
+    return seeds
+
 
 @dataclass
 class WorkerSpec:
@@ -54,6 +71,7 @@ class WorkerSpec:
     gpu: str
     step_seconds: float
     args: tuple[str, ...] = ()  # more sim-worker flags, e.g. ("--hang-rate", "0.2")
+    env: dict[str, str] = field(default_factory=dict)  # more environment, e.g. JOB_LOG_ENV
     port: int = 0
     process: subprocess.Popen | None = None
 
@@ -106,7 +124,11 @@ class LocalPool:
         """(Re)start `w` on its port; returns at once (the gateway notices when it is ready)."""
         w.process = spawn([sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", w.gpu,
                            "--step-seconds", str(w.step_seconds), "--port", str(w.port), "--worker-name", w.name,
-                           *w.args], self.workdir / f"{w.name}.log")
+                           *w.args], self.worker_log(w), env=w.env)
+
+    def worker_log(self, w: WorkerSpec) -> Path:
+        """`w`'s stdout and stderr, appended to across restarts."""
+        return self.workdir / f"{w.name}.log"
 
     def signal_worker(self, w: WorkerSpec, sig: signal.Signals) -> None:
         if w.process is not None and w.process.poll() is None:

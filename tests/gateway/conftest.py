@@ -1,4 +1,7 @@
-"""Real tiny-model workers as processes (so a test can SIGKILL one) and a real gateway in front."""
+"""Real tiny-model workers as processes (so a test can SIGKILL one) and a real gateway in front.
+
+Workers and sim-workers log each job's seed and prompt (`--log-prompts`, `JOB_LOG_ENV`): a failover
+test reads there what the first attempt was sent (`first_attempt_seed`)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
+from sdxlpool.testing.pool import JOB_LOG_ENV, seeds_sent
 from sdxlpool.testing.ports import free_port
 from tests.conftest import ServerThread, TinyModel
 from tests.operator.conftest import emulator, kube  # noqa: F401 - the Kubernetes emulator, for discovery tests
+from tests.worker.imaging import pixels
 
 
 class WorkerProcess:
@@ -27,11 +33,12 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sdxlpool", "worker", "--model", str(tiny.base), "--port", str(self.port),
              "--gpu-model", gpu, "--provider", f"provider-{name}", "--location", f"rack-{name}",
-             "--worker-name", name, "--default-width", "128", "--default-height", "128", "--device", "cpu"],
+             "--worker-name", name, "--default-width", "128", "--default-height", "128", "--device", "cpu",
+             "--log-prompts"],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT,
             # One torch thread each: three processes of two busy-waiting OpenMP threads on a 2-core
             # machine slow every one of them down many times over.
-            env={**os.environ, "SDXLPOOL_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"},
+            env={**os.environ, **JOB_LOG_ENV, "OMP_NUM_THREADS": "1"},
         )
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -96,14 +103,16 @@ def start_gateway(backends_file: Path, **overrides) -> ServerThread:
 class Sim:
     """A `sdxlpool sim-worker` process; `extra` flags come last, so `--gpu-model X` there wins."""
 
-    def __init__(self, name: str, step_seconds: float, *extra: str) -> None:
+    def __init__(self, name: str, step_seconds: float, *extra: str, log_dir: Path | None = None) -> None:
         self.name, self.port = name, free_port()
         self.gpu = extra[extra.index("--gpu-model") + 1] if "--gpu-model" in extra else "A100"
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{name}.log" if log_dir is not None else None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", "A100", "--step-seconds",
              str(step_seconds), "--port", str(self.port), "--worker-name", name, "--seed", "1", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=self.log.open("w") if self.log else subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            env={**os.environ, **JOB_LOG_ENV})
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -125,8 +134,9 @@ class Sim:
 
 
 @pytest.fixture
-def sims(request) -> Iterator[list[Sim]]:
-    started = [Sim(*spec) for spec in request.param]
+def sims(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Sim]]:
+    logs = tmp_path_factory.mktemp("sim-logs")
+    started = [Sim(*spec, log_dir=logs) for spec in request.param]
     try:
         for sim in started:
             sim.wait_ready()
@@ -138,3 +148,22 @@ def sims(request) -> Iterator[list[Sim]]:
 
 def body(**extra) -> dict:
     return {"prompt": "x", "steps": 10, "width": 1024, "height": 1024, "sampler_name": "Euler", **extra}
+
+
+def first_attempt_seed(first_worker_log: Path, prompt: str) -> int:
+    """The seed the first worker tried was sent for `prompt` (the only job with it in its log), by
+    that worker's own record: what a failover must keep."""
+    recorded = seeds_sent(first_worker_log).get(prompt)
+    assert recorded is not None and len(recorded) == 1, (prompt, recorded, first_worker_log.read_text()[-2000:])
+    return recorded[0]
+
+
+def assert_failover_kept_the_seed(request: dict, seed: int, image: str, first_worker_log: Path,
+                                  survivor_url: str) -> None:
+    """A failed-over answer (its `seed` and `image`) is the first attempt's: `seed` is the one the
+    first worker tried was sent, and the survivor, called directly with it, makes the same pixels."""
+    sent = first_attempt_seed(first_worker_log, request["prompt"])
+    assert seed == sent, f"the survivor rendered seed {seed}, the first attempt was sent {sent}"
+    direct = httpx.post(survivor_url + "/sdapi/v1/txt2img", json={**request, "seed": sent}, timeout=120)
+    assert direct.status_code == 200, direct.text
+    assert np.array_equal(pixels(image), pixels(direct.json()["images"][0]))

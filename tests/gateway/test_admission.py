@@ -8,8 +8,10 @@ import time
 import httpx
 import pytest
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.gateway.admission import RateLimiter, TokenBucket, TooBusy
 from tests.gateway.conftest import body, start_gateway, write_backends
+from tests.polling import metrics, wait_for
 
 
 def test_token_bucket_grants_a_burst_then_refills_at_its_rate() -> None:
@@ -45,7 +47,7 @@ def test_rate_limited_client_gets_429_with_retry_after(sims, tmp_path) -> None:
 @pytest.mark.parametrize("sims", [[("slow", 0.5)]], indirect=True)
 def test_saturation_queues_briefly_then_sheds_with_429(sims, tmp_path) -> None:
     path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
-    with start_gateway(path, backlog_seconds=1.0, queue_size=1, queue_deadline=1.0) as gateway:
+    with start_gateway(path, backlog_seconds=1.0, queue_size=1, queue_deadline=3.0) as gateway:
         gateway.wait_ready()
         results: dict[str, httpx.Response] = {}
 
@@ -54,13 +56,13 @@ def test_saturation_queues_briefly_then_sheds_with_429(sims, tmp_path) -> None:
 
         first = threading.Thread(target=send, args=("first", 1))  # 10 steps x 0.5 s: the worker is full
         first.start()
-        time.sleep(0.5)
-        waiting = threading.Thread(target=send, args=("waiting", 2))  # waits in the gateway queue
+        wait_for(lambda: metrics(sims[0].url).get(mn.WORKER_INFLIGHT) == 1, timeout=20)
+        waiting = threading.Thread(target=send, args=("waiting", 2))  # waits in the gateway queue (3 s deadline)
         waiting.start()
-        time.sleep(0.3)
+        wait_for(lambda: metrics(gateway.url).get(mn.GATEWAY_QUEUE_DEPTH) == 1, timeout=20)
         started = time.monotonic()
-        send("overflow", 3)  # the queue (size 1) is taken: shed at once
-        assert time.monotonic() - started < 0.5
+        send("overflow", 3)  # the queue (size 1) is taken: shed at once, not after the queue deadline
+        assert time.monotonic() - started < 1.5
         waiting.join(30)
         first.join(60)
     assert results["first"].status_code == 200

@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing.testing import fake_state
 from tests.gateway.conftest import body, start_gateway, write_backends
 from tests.gateway.ws import websocket
+from tests.polling import wait_for
 
 
 def write_keys(path: Path, entries: list[dict]) -> Path:
@@ -70,6 +72,15 @@ def test_api_key_command_prints_an_entry_the_gateway_accepts(tmp_path: Path) -> 
     assert (caller.identity, caller.rate_per_minute, caller.priority) == ("key:studio", 30.0, 2)
 
 
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Let the event loop run until `condition()` holds (TimeoutError after `timeout` seconds)."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 async def test_a_higher_priority_waiter_is_admitted_first() -> None:
     pool = BackendPool()
     full = fake_state("w", pending_steps=1000, step_seconds=0.1, scraped_at=time.monotonic())
@@ -85,12 +96,12 @@ async def test_a_higher_priority_waiter_is_admitted_first() -> None:
         state.metrics = dataclasses.replace(state.metrics, pending_steps=1000)  # it took the room
 
     low = asyncio.create_task(wait("low", 0))
-    await asyncio.sleep(0.1)
+    await until(lambda: admission.waiting == 1)
     high = asyncio.create_task(wait("high", 5))
-    await asyncio.sleep(0.1)
-    assert admission.waiting == 2 and order == []
+    await until(lambda: admission.waiting == 2)
+    assert order == []
     state.metrics = dataclasses.replace(state.metrics, pending_steps=0)  # room for one
-    await asyncio.sleep(0.3)
+    await until(lambda: order)
     assert order == ["high"]
     state.metrics = dataclasses.replace(state.metrics, pending_steps=0)
     await asyncio.wait_for(asyncio.gather(low, high), 2)
@@ -107,7 +118,7 @@ async def test_a_waiter_for_a_busy_model_does_not_block_another_model() -> None:
         live.metrics, live.scraped_at = fake.metrics, fake.scraped_at
     admission = Admission(pool, backlog_seconds=1.0, queue_size=10, queue_deadline=5.0)
     blocked = asyncio.create_task(admission.admit(("a100",), 9))
-    await asyncio.sleep(0.1)
+    await until(lambda: admission.waiting == 1)
     assert await asyncio.wait_for(admission.admit(("rtx-3090",), 0), 1) == 0.0
     blocked.cancel()
 
@@ -149,8 +160,5 @@ def test_gateway_with_keys(sims, tmp_path: Path) -> None:
             assert ws.until_final()[-1]["event"] == "done"
         # Keys are re-read when the file changes: revoke studio.
         write_keys(keys, [{"name": "hobby", "sha256": hash_key(hobby)}])
-        deadline = time.monotonic() + 5
-        while post(Authorization=f"Bearer {studio}").status_code != 401:
-            assert time.monotonic() < deadline, "the revoked key still works"
-            time.sleep(0.2)
+        wait_for(lambda: post(Authorization=f"Bearer {studio}").status_code == 401, timeout=15, interval=0.2)
         assert 'outcome="unauthorized"' in httpx.get(gateway.url + "/metrics", timeout=10).text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from sdxlpool.api import metric_names as mn
+from sdxlpool.api.generation import MAX_SEED
 from sdxlpool.gateway import events
 from sdxlpool.gateway.admission import TooBusy
 from sdxlpool.gateway.attempts import (
@@ -32,7 +34,14 @@ from sdxlpool.gateway.attempts import (
     ProgressSeen,
 )
 from sdxlpool.gateway.backends import Backend, BackendKind
-from sdxlpool.gateway.forward import AllAttemptsFailed, Forwarded, NoBackend, WorkersFull, forward_txt2img
+from sdxlpool.gateway.forward import (
+    AllAttemptsFailed,
+    Forwarded,
+    NoBackend,
+    WorkersFull,
+    fix_seeds,
+    forward_txt2img,
+)
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import default_scheduler
 from sdxlpool.gateway.routing.testing import fake_state
@@ -224,6 +233,36 @@ async def test_a_retry_asks_for_the_same_image(first: str, kind: FailureKind) ->
     assert (name_a, name_b) == ("a", "b")
     assert body_a["seed"] == body_b["seed"] and body_a["seed"] >= 0
     assert body_a["subseed"] == body_b["subseed"] and body_a["subseed"] >= 0
+
+
+NOT_A_SEED = [pytest.param(-1, id="minus-one"), pytest.param(None, id="missing"), pytest.param(-7, id="negative"),
+              pytest.param(True, id="bool"), pytest.param(False, id="bool-false"), pytest.param(1.5, id="float"),
+              pytest.param("12", id="string")]
+
+
+@pytest.mark.parametrize("value", NOT_A_SEED)
+@pytest.mark.parametrize(("key", "other"), [("seed", "subseed"), ("subseed", "seed")])
+def test_fix_seeds_draws_a_concrete_seed_for_anything_but_one(value: Any, key: str, other: str) -> None:
+    """-1, missing, negative, a bool or any other type: drawn here, once, in A1111's range."""
+    body = {"prompt": "x", other: 5, **({} if value is None else {key: value})}
+    given = dict(body)
+    fixed = fix_seeds(body, random.Random(1))
+    assert fixed[key] == random.Random(1).randint(0, MAX_SEED)  # the draw itself, not a constant
+    assert type(fixed[key]) is int and 0 <= fixed[key] <= MAX_SEED
+    assert fixed[other] == 5  # a concrete one is kept
+    assert body == given  # the caller's body is not changed
+
+
+@pytest.mark.parametrize("value", [0, 1, 1234, MAX_SEED])
+def test_fix_seeds_keeps_a_concrete_seed_and_subseed(value: int) -> None:
+    assert fix_seeds({"prompt": "x", "seed": value, "subseed": value}, random.Random(1)) == {
+        "prompt": "x", "seed": value, "subseed": value}
+
+
+def test_fix_seeds_draws_seed_and_subseed_independently() -> None:
+    fixed = fix_seeds({"seed": -1, "subseed": -1}, random.Random(1))
+    assert fixed["seed"] != fixed["subseed"]
+    assert len({fix_seeds({"seed": -1})["seed"] for _ in range(5)}) > 1  # a fresh draw per request
 
 
 @pytest.mark.parametrize(("kind", "interrupted"), [pytest.param("sdxlpool", [], id="sdxlpool-closing-is-enough"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -9,7 +10,8 @@ import httpx
 import pytest
 
 from sdxlpool.api import metric_names as mn
-from tests.gateway.conftest import body, start_gateway, write_backends
+from tests.gateway.conftest import assert_failover_kept_the_seed, body, start_gateway, write_backends
+from tests.polling import wait_for
 
 
 def burst(gateway, count: int) -> list[str]:
@@ -36,32 +38,44 @@ def test_a_burst_spreads_over_workers_of_equal_speed(sims, tmp_path) -> None:
 
 @pytest.mark.parametrize("sims", [[("hung", 0.001, "--hang-rate", "1"), ("good", 0.05)]], indirect=True)
 def test_a_hung_worker_hits_the_progress_deadline_and_the_request_fails_over(sims, tmp_path) -> None:
+    hung, good = sims
     path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
     with start_gateway(path, progress_deadline=2.0) as gateway:
         gateway.wait_ready()
+        request = body(prompt="hung, then failed over", seed=-1)
         started = time.monotonic()
-        response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=5), timeout=60)
+        response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=request, timeout=60)
         elapsed = time.monotonic() - started
         assert response.status_code == 200, response.text
-        # The hung worker looked fastest, so it was tried first; the deadline moved the request on.
+        # The hung worker looked fastest, so it was tried first; the deadline moved the request on,
+        # with the seed the hung attempt was sent.
         assert response.headers["X-SDXL-Attempts"] == "2" and response.headers["X-SDXL-Worker"] == "good"
         assert 2.0 <= elapsed < 20
-        hung = httpx.get(sims[0].url + "/metrics").text
-        assert f"{mn.WORKER_INFLIGHT} 0.0" in hung  # the gateway interrupted the hung job
+        answer = response.json()
+        assert_failover_kept_the_seed(request, json.loads(answer["info"])["seed"], answer["images"][0], hung.log,
+                                      good.url)
+        # The gateway interrupted the hung job (in the background, after it failed over).
+        wait_for(lambda: f"{mn.WORKER_INFLIGHT} 0.0" in httpx.get(hung.url + "/metrics").text, timeout=10)
 
 
 @pytest.mark.parametrize("sims", [[("broken", 0.001, "--fail-rate", "1"), ("good", 0.05)]], indirect=True)
 def test_a_failing_worker_is_skipped_and_marked_down(sims, tmp_path) -> None:
+    broken, good = sims
     path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
     with start_gateway(path) as gateway:
         gateway.wait_ready()
-        first = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=1), timeout=60)
+        request = body(prompt="failed, then failed over", seed=-1)
+        first = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=request, timeout=60)
         assert first.status_code == 200 and first.headers["X-SDXL-Worker"] == "good"
         assert first.headers["X-SDXL-Attempts"] == "2"
         view = {b["name"]: b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]}
         assert view["broken"]["available"] is False  # circuit open: the next request goes straight to good
         second = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=2), timeout=60)
         assert second.headers["X-SDXL-Attempts"] == "1" and second.headers["X-SDXL-Worker"] == "good"
+    # (Checked last: the circuit of "broken" reopens for a trial after a while.)
+    answer = first.json()
+    assert_failover_kept_the_seed(request, json.loads(answer["info"])["seed"], answer["images"][0], broken.log,
+                                  good.url)
 
 
 @pytest.mark.parametrize("sims", [[("only", 0.05)]], indirect=True)
@@ -70,7 +84,9 @@ def test_all_workers_down_is_503(sims, tmp_path) -> None:
     with start_gateway(path) as gateway:
         gateway.wait_ready()
         sims[0].stop()
-        time.sleep(0.5)  # a few failed scrapes open the circuit
+        # A few failed scrapes open the circuit.
+        wait_for(lambda: not httpx.get(gateway.url + "/v1/backends").json()["backends"][0]["available"],
+                 timeout=10)
         response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(), timeout=30)
         assert response.status_code == 503, response.text
         assert response.json()["error"] == "no_backend"
@@ -83,14 +99,8 @@ def test_a_client_that_goes_away_stops_its_job_on_the_worker(sims, tmp_path) -> 
         gateway.wait_ready()
         with pytest.raises(httpx.TimeoutException):  # 10 steps x 0.5 s: the client gives up after 1 s
             httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=3), timeout=1.0)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            metrics = httpx.get(sims[0].url + "/metrics").text
-            if f"{mn.WORKER_INFLIGHT} 0.0" in metrics:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the worker kept generating for a client that left")
+        wait_for(lambda: f"{mn.WORKER_INFLIGHT} 0.0" in httpx.get(sims[0].url + "/metrics").text, timeout=10)
+        metrics = httpx.get(sims[0].url + "/metrics").text
         assert f'{mn.WORKER_REQUESTS}_total{{outcome="cancelled"}} 1.0' in metrics
 
 
@@ -105,10 +115,5 @@ def test_plain_a1111_backends_are_balanced_by_the_gateways_own_in_flight_count(s
         served = burst(gateway, 4)
         assert sorted(served) == ["plain-a", "plain-a", "plain-b", "plain-b"]
         sims[0].stop()  # a dead plain server is noticed by its progress probe
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            view = {b["name"]: b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]}
-            if not view["plain-a"]["available"]:
-                break
-            time.sleep(0.1)
-        assert not view["plain-a"]["available"]
+        wait_for(lambda: not next(b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]
+                                  if b["name"] == "plain-a")["available"], timeout=10)

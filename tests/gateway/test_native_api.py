@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from sdxlpool.api import metric_names as mn
-from tests.gateway.conftest import body, start_gateway, write_backends
+from tests.gateway.conftest import assert_failover_kept_the_seed, body, start_gateway, write_backends
 from tests.gateway.ws import websocket
 from tests.polling import wait_for
 
@@ -151,14 +151,19 @@ def test_closing_the_websocket_stops_the_job_on_the_worker(sims, tmp_path) -> No
 @pytest.mark.parametrize("sims", [[("broken", 0.001, "--fail-rate", "1", "--gpu-model", "RTX-3090"),
                                    ("good", 0.02)]], indirect=True)
 def test_websocket_shows_the_failover(sims, tmp_path) -> None:
-    """The preferred model's worker fails: a second `assigned` names the worker that took over."""
+    """The preferred model's worker fails: a second `assigned` names the worker that took over, which
+    made the image of the seed the first attempt was sent (`seed: -1`, fixed by the gateway)."""
+    broken, good = sims
     path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    request = body(prompt="failed over", seed=-1)
     with connected(path) as (gateway, ws):
-        ws.send(body(seed=9, gpus=["RTX-3090", "A100"]))
+        ws.send({**request, "gpus": ["RTX-3090", "A100"]})
         events = ws.until_final()
         assigned = [(e["worker"], e["attempt"]) for e in events if e["event"] == "assigned"]
         assert assigned == [("broken", 1), ("good", 2)]
-        assert events[-1]["event"] == "done" and events[-1]["attempts"] == 2 and events[-1]["seed"] == 9
+        done = events[-1]
+        assert done["event"] == "done" and done["attempts"] == 2
+    assert_failover_kept_the_seed(request, done["seed"], done["image"], broken.log, good.url)
 
 
 @pytest.mark.parametrize("sims", [[("only", 0.02)]], indirect=True)

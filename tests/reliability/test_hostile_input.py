@@ -41,7 +41,7 @@ def test_ten_megabyte_prompt_is_413_by_content_length(target: str) -> None:
     assert response.json()["error"] == "body_too_large"
     assert str(DEFAULT_MAX_BODY_BYTES) in response.json()["detail"]
     assert response.headers["connection"] == "close"  # the unread rest of the body is never read
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20  # answered, not stuck (the client gives up at 30 s)
 
 
 def test_chunked_body_over_the_cap_is_413_as_it_streams(target: str) -> None:
@@ -126,7 +126,8 @@ def test_a_stalled_body_is_408_and_the_server_goes_on(tmp_path) -> None:
             answer = _read_all(stalled)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b'"body_timeout"' in answer
-        assert 0.9 < time.monotonic() - started < 5
+        # At the 1 s body deadline, not at the client socket's 10 s (margin for a loaded 2-core machine).
+        assert 0.9 < time.monotonic() - started < 8
         assert httpx.post(worker.url + "/sdapi/v1/txt2img", json=small(), timeout=30).status_code == 200
 
 
@@ -150,8 +151,12 @@ def test_websocket_messages_over_the_cap_close_the_socket(tmp_path) -> None:
 
 def test_slow_loris_clients_do_not_block_others_and_are_dropped(tmp_path) -> None:
     """20 connections dribbling a header byte every 0.2 s: others are served at once meanwhile, and
-    each slow one is closed at the header deadline (1.5 s here; 10 s by default)."""
-    with sim_worker(server={"header_timeout": 1.5}) as worker:
+    each slow one is closed at the header deadline (3 s here; 10 s by default).
+
+    Bounds with room for a loaded 2-core machine that still tell the behaviour apart: served within
+    2 s (blocked behind the slow ones would take until they are dropped, 2.5 s after the first
+    request), dropped between 2.6 and 7 s (never dropped would run to the 10 s socket timeout)."""
+    with sim_worker(server={"header_timeout": 3.0}) as worker:
         worker.wait_ready()
         host, port = worker.url.removeprefix("http://").split(":")
         dropped_after: list[float] = []
@@ -192,9 +197,9 @@ def test_slow_loris_clients_do_not_block_others_and_are_dropped(tmp_path) -> Non
         for thread in slow:
             thread.join(timeout=15)
         stop.set()
-        assert max(latencies) < 1.0, latencies
+        assert max(latencies) < 2.0, latencies
         assert len(dropped_after) == 20
-        assert all(1.3 < seconds < 4.0 for seconds in dropped_after), dropped_after
+        assert all(2.6 < seconds < 7.0 for seconds in dropped_after), dropped_after
 
 
 def test_a_silent_connection_is_dropped_at_the_header_deadline() -> None:
@@ -204,7 +209,7 @@ def test_a_silent_connection_is_dropped_at_the_header_deadline() -> None:
         with socket.create_connection((host, int(port)), timeout=10) as silent:
             started = time.monotonic()
             assert silent.recv(1) == b""  # closed without a byte sent either way
-            assert 0.8 < time.monotonic() - started < 4
+            assert 0.8 < time.monotonic() - started < 8  # the 1 s deadline, not the socket's 10 s
 
 
 def _read_all(conn: socket.socket) -> bytes:
