@@ -7,9 +7,10 @@ text_encoder_2 and the VAE between base and refiner, draw the initial noise on t
 image's seed and run fp16 with the VAE in fp32 for decoding.
 
 Same work, checked: every timed image is compared pixel by pixel between the two sides (same
-seed); below --min-psnr dB (default 35) the script prints both figures and exits 1 without a
-result, since the timing would compare different work. PSNR and the largest difference per seed
-are in the results.
+seed); below --min-psnr dB (default 50, a mean error under one level in 255; --smoke asks for
+identical pixels) the script prints the figures and exits 1 without a result, since the timing
+would compare different work. For scale: on the tiny model, CFG 6 against 5 gives 47 dB (largest
+difference 8 levels). PSNR and the largest difference per seed are in the results.
 
 Reported: the per-image seconds of each side with their spread (median, p10, p90, min, max), the
 ratio of the medians, and the spread of the per-seed ratios (worker over diffusers, same seed).
@@ -50,7 +51,8 @@ PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detail
 CFG_SCALE = 5.0
 WARM_UPS = 2
 # --smoke: the tiny architecture on the CPU, two images, in seconds; checks the script end to end.
-SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128}
+# In fp32 on the CPU both sides draw identical pixels, so the smoke run asks for exactly that.
+SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf}
 
 
 def main() -> int:
@@ -62,7 +64,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--switch", type=float, default=0.8)
-    parser.add_argument("--min-psnr", type=float, default=35.0,
+    parser.add_argument("--min-psnr", type=float, default=50.0,
                         help="the least PSNR (dB) between the two sides' images at one seed for 'same work'")
     parser.add_argument("--port", type=int, help="the worker's port (default: a free one)")
     parser.add_argument("--smoke", action="store_true", help=f"a quick CPU run that checks the script: {SMOKE}")
@@ -109,12 +111,14 @@ def main() -> int:
     finally:
         worker.stop()
 
-    results["same_work"] = {"min_psnr_db": args.min_psnr, "per_seed": same}
+    results["same_work"] = {"min_psnr_db": args.min_psnr if math.isfinite(args.min_psnr) else "identical pixels",
+                            "per_seed": same}
     different = [s for s in same if s["psnr_db"] is not None and s["psnr_db"] < args.min_psnr]
     if different:
         print(json.dumps(results["same_work"], indent=2), file=sys.stderr)
         print(f"gpu_sdxl: the two sides drew different images at seeds {[s['seed'] for s in different]} "
-              f"(PSNR below {args.min_psnr} dB): they did not do the same work; no timing reported", file=sys.stderr)
+              f"(required: {results['same_work']['min_psnr_db']} dB PSNR): they did not do the same work; "
+              "no timing reported", file=sys.stderr)
         return 1
     results["ratio_worker_over_diffusers_median"] = round(
         statistics.median(worker_times) / statistics.median(direct_times), 4)
