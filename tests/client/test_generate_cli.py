@@ -5,8 +5,8 @@ Covers: the PNG written (named after the seed by default) and valid; the GPU, pr
 and worker printed are those of the worker that served it; `--gpu` picks the model; progress shows
 "step k/n" and the GPU; --json; the gateway's refusals (503 naming the GPU model, 422 naming the
 field, 401 without a key, 429 with its retry-after) exit 1 on one line; no gateway listening exits 1
-on one line; bad flags exit 2 on one line; Ctrl-C exits 130 while connecting, queued at the gateway or streaming (and the worker stops
-the job); --timeout.
+on one line; bad flags exit 2 on one line; Ctrl-C exits 130 while connecting, queued at the gateway
+or streaming (and the worker stops the job); --timeout.
 """
 
 from __future__ import annotations
