@@ -87,7 +87,10 @@ def run_generate(args: argparse.Namespace) -> int:
 def ctrl_c_exits(status: int, *, grace: float) -> Iterator[None]:
     """Ctrl-C, from here on: KeyboardInterrupt in the main thread, and exit `status` within `grace` s.
 
-    The KeyboardInterrupt unwinds as usual (closing the socket, which makes the gateway cancel the
+    Installed even when the process started with SIGINT ignored, which is how a non-interactive
+    shell starts a background job (`sdxlpool generate ... &` in a script, or a CI script started
+    with `&`): Python then leaves SIGINT ignored, and Ctrl-C (or `kill -INT`) would do nothing
+    while the job runs on. The KeyboardInterrupt unwinds as usual (closing the socket, which makes the gateway cancel the
     job; the handler turns it into `status`). Should the unwinding itself get stuck (a close
     handshake the gateway never answers, a lock a KeyboardInterrupt left held inside the WebSocket
     library), a timer started by the first Ctrl-C ends the process with `status` anyway: a person

@@ -1,6 +1,10 @@
 """Ctrl-C in the client's corners, each made to happen on purpose in a real process.
 
 - The unwinding after Ctrl-C gets stuck: `ctrl_c_exits` still ends the process with 130 within its grace.
+- The process started with SIGINT ignored, as a background job of a non-interactive shell starts
+  (a CI script run with `&`; POSIX): Ctrl-C still cancels the job and exits 130. This is what made
+  test_ctrl_c_cancels_the_job_and_exits_130 fail in a backgrounded `.ci/run`: Python keeps an
+  inherited SIG_IGN, so the client went on printing progress after SIGINT.
 - SIGINT lands on the WebSocket's reader thread (the kernel may hand a process-directed signal to
   any thread; Python runs handlers only in the main thread) while the request waits in the
   gateway's queue, where no events arrive: the main thread still sees it within a second.
@@ -19,7 +23,15 @@ from pathlib import Path
 import pytest
 
 from sdxlpool.api import metric_names as mn
-from tests.client.test_generate_cli import STEP, read_until, start_generate
+from tests.client.test_generate_cli import (
+    SCRIPT,
+    STEP,
+    assert_interrupted,
+    env,
+    interrupt,
+    read_until,
+    start_generate,
+)
 from tests.gateway.conftest import start_gateway, write_backends
 from tests.polling import metrics, wait_for
 
@@ -129,3 +141,23 @@ def test_ctrl_c_on_the_reader_thread_while_queued(sims, tmp_path: Path) -> None:
         assert client.returncode == 130, (client.returncode, stderr[-2000:])
         # Seen within a wait slice (0.25 s), plus margin; unbounded, it waits for the job ahead (~18 s).
         assert float(stdout) < 5, stdout
+
+
+@pytest.mark.parametrize("sims", [[("slow", 0.2)]], indirect=True)
+def test_ctrl_c_when_started_with_sigint_ignored(sims, tmp_path: Path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        process = subprocess.Popen(
+            [str(SCRIPT), "generate", "x", "--gateway", gateway.url, "--steps", "100", "--size", "1024x1024"],
+            env=env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            read_until(process, STEP)
+            stdout, stderr, took = interrupt(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert_interrupted(process, stdout, stderr, took, cwd=tmp_path)
+        wait_for(lambda: metrics(sims[0].url)[mn.WORKER_INFLIGHT] == 0, timeout=10)
