@@ -16,9 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +34,8 @@ __all__ = ["add_parser", "run_generate", "progress_line", "ProgressView", "Repor
            "png_size", "error_line", "DEFAULT_GATEWAY", "GATEWAY_ENV", "API_KEY_ENV"]
 
 DEFAULT_TIMEOUT = 600.0
+INTERRUPT_GRACE = 5.0  # seconds from Ctrl-C to exit 130 at the latest
+EXIT_INTERRUPTED = 130
 BAR_WIDTH = 24
 _PROG = "sdxlpool generate"
 
@@ -73,6 +79,51 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
 
 def run_generate(args: argparse.Namespace) -> int:
     """The `generate` handler: check the options, run the generation, write the PNG, report."""
+    with ctrl_c_exits(EXIT_INTERRUPTED, grace=INTERRUPT_GRACE):
+        return _generate_command(args)
+
+
+@contextmanager
+def ctrl_c_exits(status: int, *, grace: float) -> Iterator[None]:
+    """Ctrl-C, from here on: KeyboardInterrupt in the main thread, and exit `status` within `grace` s.
+
+    Installed even when the process started with SIGINT ignored, which is how a non-interactive
+    shell starts a background job (`sdxlpool generate ... &` in a script, or a CI script started
+    with `&`): Python then leaves SIGINT ignored, and Ctrl-C (or `kill -INT`) would do nothing
+    while the job runs on. The KeyboardInterrupt unwinds as usual (closing the socket, which makes the gateway cancel the
+    job; the handler turns it into `status`). Should the unwinding itself get stuck (a close
+    handshake the gateway never answers, a lock a KeyboardInterrupt left held inside the WebSocket
+    library), a timer started by the first Ctrl-C ends the process with `status` anyway: a person
+    pressing Ctrl-C gets their prompt back, always. Only in the main thread (signals go nowhere else).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    watchdog = threading.Timer(grace, _exit_now, (status,))
+    watchdog.daemon = True
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if not watchdog.is_alive() and not watchdog.finished.is_set():
+            watchdog.start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        watchdog.cancel()
+
+
+def _exit_now(status: int) -> None:
+    """The last resort of `ctrl_c_exits`: exit without unwinding the stuck main thread."""
+    for stream in (sys.stderr, sys.stdout):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
+def _generate_command(args: argparse.Namespace) -> int:
     # 1. Options: every rule that needs no gateway, before connecting.
     gateway = _gateway_url(args.gateway)
     width, height = _dimensions(args)
@@ -95,7 +146,7 @@ def run_generate(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:  # the socket is closed by now, which makes the gateway cancel the job
         reporter.finish()
-        return 130
+        return EXIT_INTERRUPTED
     reporter.finish()
 
     # 3. The PNG, then the summary.

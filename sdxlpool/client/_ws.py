@@ -38,6 +38,11 @@ EventCallback = Callable[[dict[str, Any]], None]
 OPEN_TIMEOUT = 10.0  # seconds for the TCP + TLS + WebSocket handshake
 CLOSE_TIMEOUT = 2.0  # seconds to wait for the gateway to acknowledge our close
 MAX_MESSAGE = 256 * 2**20  # the `done` event carries base64 PNGs: a few MB at 1024x1024
+# Longest the calling thread blocks in one wait for the next event. Python runs signal handlers
+# only in the main thread, between bytecodes: when the kernel hands SIGINT to the WebSocket's reader
+# thread instead, a main thread blocked until the next event (none come while a request waits at
+# the gateway) would not see Ctrl-C until then. Waking up this often bounds that delay.
+WAIT_SLICE = 0.25
 
 
 class ClientError(SDXLPoolError):
@@ -199,9 +204,9 @@ def generate(
                 if remaining <= 0:
                     raise GatewayTimeout(timeout)
                 try:
-                    message = connection.recv(timeout=remaining)
+                    message = connection.recv(timeout=min(remaining, WAIT_SLICE))
                 except TimeoutError:
-                    raise GatewayTimeout(timeout) from None
+                    continue  # the deadline is checked above
                 event = _event(message)
                 if on_event is not None:
                     on_event(event)

@@ -4,7 +4,7 @@
                and `EmulatorThread`, which serves it on 127.0.0.1 and writes a kubeconfig for it
     operator   `OperatorThread`: the real kopf operator with sdxlpool's handlers, in a thread
     ports      `free_port`: a free TCP port on 127.0.0.1
-    stats      `percentile`, `poisson_arrivals`, `slope_per_1000`: the figures a load run reports
+    stats      `percentile`, `spread`, `poisson_arrivals`, `slope_per_1000`: the figures a load run reports
     processes  `spawn`, `stop`, `wait_ready`, `wait_scraped`: sdxlpool commands as child processes
     pool       `LocalPool` (sim-workers and a gateway as processes) and `send`, which sorts every
                answer into one `Outcome`; samples of the gateway process

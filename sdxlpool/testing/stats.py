@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-__all__ = ["percentile", "poisson_arrivals", "slope_per_1000"]
+__all__ = ["percentile", "spread", "poisson_arrivals", "slope_per_1000"]
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -18,6 +18,14 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     low = int(pos)
     high = min(low + 1, len(ordered) - 1)
     return round(ordered[low] + (ordered[high] - ordered[low]) * (pos - low), 4)
+
+
+def spread(values: Iterable[float]) -> dict[str, float | int | None]:
+    """How a benchmark's repeated measurements spread: median, p10, p90, min, max and their count."""
+    ordered = sorted(values)
+    return {"median": percentile(ordered, 50), "p10": percentile(ordered, 10), "p90": percentile(ordered, 90),
+            "min": round(ordered[0], 4) if ordered else None, "max": round(ordered[-1], 4) if ordered else None,
+            "n": len(ordered)}
 
 
 def poisson_arrivals(rng: random.Random, rate: float, count: int, seconds: float) -> list[float]:

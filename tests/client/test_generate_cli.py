@@ -5,7 +5,8 @@ Covers: the PNG written (named after the seed by default) and valid; the GPU, pr
 and worker printed are those of the worker that served it; `--gpu` picks the model; progress shows
 "step k/n" and the GPU; --json; the gateway's refusals (503 naming the GPU model, 422 naming the
 field, 401 without a key, 429 with its retry-after) exit 1 on one line; no gateway listening exits 1
-on one line; bad flags exit 2 on one line; Ctrl-C exits 130 and the worker stops the job; --timeout.
+on one line; bad flags exit 2 on one line; Ctrl-C exits 130 while connecting, queued at the gateway
+or streaming (and the worker stops the job); --timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,33 +220,92 @@ def test_rate_limited_says_when_to_retry(sims, tmp_path: Path) -> None:
         assert re.search(r"\(retry after \d+ s\)$", line), line
 
 
-@pytest.mark.parametrize("sims", [[("slow", 0.2)]], indirect=True)
-def test_ctrl_c_cancels_the_job_and_exits_130(sims, tmp_path: Path) -> None:
-    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
-    worker = sims[0].url
-    with start_gateway(path) as gateway:
-        gateway.wait_ready()
-        # 100 steps at 1024x1024: 20 s of work.
-        process = subprocess.Popen(
-            [str(SCRIPT), "generate", "x", "--gateway", gateway.url, "--steps", "100", "--size", "1024x1024"],
-            env=env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL)
+# Ctrl-C: exit 130 within this bound from SIGINT, whatever phase it lands in. The client itself
+# exits within INTERRUPT_GRACE (5 s) at the latest and usually within a second; the rest is margin
+# for a loaded 2-core CI machine.
+CTRL_C_BOUND = 12.0
+
+
+def start_generate(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(SCRIPT), "generate", *args], env=env(), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str]) -> list[str]:
+    """stderr lines up to the first that matches `pattern`."""
+    seen: list[str] = []
+    while not seen or not pattern.search(seen[-1]):
+        line = process.stderr.readline()
+        assert line, f"no line matching {pattern.pattern!r}; stderr so far: {seen}"
+        seen.append(line)
+    return seen
+
+
+def interrupt(process: subprocess.Popen[str]) -> tuple[str, str, float]:
+    """SIGINT; then (stdout, stderr, seconds to exit), killing it past CTRL_C_BOUND + 10 s."""
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        stdout, stderr = process.communicate(timeout=CTRL_C_BOUND + 10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return stdout, stderr, time.monotonic() - sent
+
+
+def assert_interrupted(process: subprocess.Popen[str], stdout: str, stderr: str, took: float, cwd: Path) -> None:
+    assert process.returncode == 130, (process.returncode, stderr[-2000:])
+    assert took < CTRL_C_BOUND, f"exited {took:.1f} s after SIGINT; stderr: {stderr[-2000:]}"
+    assert "Traceback" not in stderr and stdout == ""
+    assert not list(cwd.glob("*.png"))
+
+
+def test_ctrl_c_while_connecting_exits_130(tmp_path: Path) -> None:
+    """A gateway that accepts the TCP connection and never answers the WebSocket handshake."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        process = start_generate("x", "--gateway", f"http://127.0.0.1:{listener.getsockname()[1]}", cwd=tmp_path)
         try:
-            seen = []
-            while not seen or not STEP.search(seen[-1]):
-                line = process.stderr.readline()
-                assert line, f"no progress line; stderr so far: {seen}"
-                seen.append(line)
-            assert metrics(worker)[mn.WORKER_INFLIGHT] == 1
-            process.send_signal(signal.SIGINT)
-            stdout, stderr = process.communicate(timeout=15)
+            listener.settimeout(30)
+            connection, _ = listener.accept()  # the client is in its handshake now
+            with connection:
+                assert_interrupted(process, *interrupt(process), cwd=tmp_path)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        assert process.returncode == 130, stderr
-        assert "Traceback" not in stderr and stdout == ""
-        assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("sims", [[("slow", 0.2)]], indirect=True)
+def test_ctrl_c_cancels_the_job_and_exits_130(sims, tmp_path: Path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    worker = sims[0].url
+    # backlog_seconds=1: with one 20 s job on the worker, a second request waits in the gateway's queue.
+    with start_gateway(path, backlog_seconds=1) as gateway:
+        gateway.wait_ready()
+        # 100 steps at 1024x1024: 20 s of work.
+        job = ("x", "--gateway", gateway.url, "--steps", "100", "--size", "1024x1024")
+        running = start_generate(*job, cwd=tmp_path)
+        waiting = None
+        try:
+            read_until(running, STEP)
+            assert metrics(worker)[mn.WORKER_INFLIGHT] == 1
+
+            # While queued at the gateway: no events arrive in this phase.
+            waiting = start_generate(*job, cwd=tmp_path)
+            read_until(waiting, re.compile("queued at the gateway"))
+            wait_for(lambda: metrics(gateway.url)[mn.GATEWAY_QUEUE_DEPTH] == 1, timeout=30)
+            assert_interrupted(waiting, *interrupt(waiting), cwd=tmp_path)
+            wait_for(lambda: metrics(gateway.url)[mn.GATEWAY_QUEUE_DEPTH] == 0, timeout=10)
+
+            # While progress streams: the worker stops the job.
+            assert running.poll() is None
+            stdout, stderr, took = interrupt(running)
+        finally:
+            for process in (running, waiting):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+        assert_interrupted(running, stdout, stderr, took, cwd=tmp_path)
         started = time.monotonic()
         wait_for(lambda: metrics(worker)[mn.WORKER_INFLIGHT] == 0, timeout=10)
         assert time.monotonic() - started < 5  # stopped, not run to the end

@@ -1,14 +1,77 @@
-"""A1111 sampler names -> diffusers schedulers: the pure mapping, then every listed pair for real."""
+"""A1111 sampler names -> diffusers schedulers: the pure mapping, the scheduler each listed pair
+builds (against a table written from the documentation, not from the code), then every listed pair
+for real, and different samplers drawing different images.
+
+The expectation tables come from diffusers' "A1111/k-diffusion -> Diffusers" table (docs, API,
+Schedulers overview, with its "Noise schedules and schedule types" part) and A1111's
+modules/sd_samplers_kdiffusion.py, sd_samplers_compvis/timesteps.py and sd_schedulers.py:
+- one deliberate choice: "DPM++ SDE" (k-diffusion's sample_dpmpp_sde, a stochastic sampler with
+  Brownian noise) -> DPMSolverSDEScheduler, diffusers' port of that very sampler (its table names
+  the deterministic DPMSolverSinglestepScheduler as the nearest);
+- "Uniform" is k-diffusion's default schedule (timesteps spaced evenly over the whole range:
+  diffusers' "linspace"), "SGM Uniform" is diffusers' "trailing", as its table says;
+- "Automatic" leaves the model's own scheduler settings alone.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from sdxlpool.errors import InvalidRequest, NotFound
 from sdxlpool.worker.samplers import SAMPLERS, resolve_sampler
+from tests.worker.imaging import pixels
+
+# A1111 sampler -> (diffusers class, settings it must be built with).
+SAMPLER_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+
+# A1111 schedule type (its machine name, as /sdapi/v1/samplers lists it) -> the diffusers settings that realise it; every other schedule flag stays off.
+SCHEDULE_TABLE: dict[str, dict[str, Any]] = {
+    "automatic": {},
+    "uniform": {"timestep_spacing": "linspace"},
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "sgm_uniform": {"timestep_spacing": "trailing"},
+    "beta": {"use_beta_sigmas": True},
+}
+SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+# SDXL base 1.0's own scheduler config (scheduler/scheduler_config.json), as a worker loads it.
+SDXL_SCHEDULER_CONFIG: dict[str, Any] = {
+    "_class_name": "EulerDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085, "clip_sample": False, "interpolation_type": "linear", "num_train_timesteps": 1000,
+    "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False, "skip_prk_steps": True,
+    "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, "use_karras_sigmas": False,
+}
+MODEL_SETTINGS = ("beta_start", "beta_end", "beta_schedule", "num_train_timesteps", "prediction_type")
+
+# A1111's pre-1.9 combined names (sd_samplers_kdiffusion.py) that clients still send: each must be offered.
+LEGACY_NAMES = {
+    "DPM++ 2M Karras": ("DPM++ 2M", "karras"),
+    "DPM++ SDE Karras": ("DPM++ SDE", "karras"),
+    "DPM++ 2M SDE Karras": ("DPM++ 2M SDE", "karras"),
+    "DPM++ 2M SDE Exponential": ("DPM++ 2M SDE", "exponential"),
+    "LMS Karras": ("LMS", "karras"),
+    "DPM2 Karras": ("DPM2", "karras"),
+    "DPM2 a Karras": ("DPM2 a", "karras"),
+}
 
 
 @pytest.mark.parametrize(
@@ -73,3 +136,67 @@ def test_every_listed_sampler_and_schedule_generates(client: httpx.Client) -> No
             assert f"Sampler: {entry['name']}," in info["infotexts"][0]
             ran += 1
     assert ran >= 40
+
+
+def assert_builds_as_documented(scheduler: Any, sampler: str, schedule: str) -> None:
+    """`scheduler` is what SAMPLER_TABLE x SCHEDULE_TABLE say (sampler, schedule) maps to."""
+    cls, sampler_settings = SAMPLER_TABLE[sampler]
+    where = f"{sampler} / {schedule}"
+    assert type(scheduler).__name__ == cls, where
+    config = scheduler.config
+    for key, value in {**sampler_settings, **SCHEDULE_TABLE[schedule]}.items():
+        assert config.get(key) == value, (where, key, config.get(key))
+    for flag in SIGMA_FLAGS:  # only the schedule asked for
+        if flag not in SCHEDULE_TABLE[schedule] and flag in config:
+            assert not config[flag], (where, flag)
+    if "timestep_spacing" not in SCHEDULE_TABLE[schedule] and "timestep_spacing" in config:
+        assert config["timestep_spacing"] == SDXL_SCHEDULER_CONFIG["timestep_spacing"], where
+    for key in MODEL_SETTINGS:  # the training schedule always comes from the model
+        assert config[key] == SDXL_SCHEDULER_CONFIG[key], (where, key)
+
+
+def test_each_listed_pair_builds_the_documented_scheduler(client: httpx.Client) -> None:
+    listed = client.get("/sdapi/v1/samplers").json()
+    assert {entry["name"] for entry in listed} == set(SAMPLER_TABLE)
+    built = 0
+    for entry in listed:
+        assert set(entry["options"]["schedulers"]) <= set(SCHEDULE_TABLE), entry
+        assert "automatic" in entry["options"]["schedulers"], entry
+        for schedule in entry["options"]["schedulers"]:
+            scheduler = resolve_sampler(entry["name"], schedule).build(SDXL_SCHEDULER_CONFIG)
+            assert_builds_as_documented(scheduler, entry["name"], schedule)
+            built += 1
+    assert built >= 40
+
+
+@pytest.mark.parametrize("legacy", sorted(LEGACY_NAMES))
+def test_legacy_names_build_the_documented_scheduler(client: httpx.Client, legacy: str) -> None:
+    sampler, schedule = LEGACY_NAMES[legacy]
+    offered = {entry["name"]: entry["options"]["schedulers"] for entry in client.get("/sdapi/v1/samplers").json()}
+    assert schedule in offered[sampler], (legacy, offered[sampler])
+    assert_builds_as_documented(resolve_sampler(legacy).build(SDXL_SCHEDULER_CONFIG), sampler, schedule)
+
+
+def test_brownian_sampler_seeds_its_noise_per_image() -> None:
+    """DPM++ SDE draws Brownian noise: one tree per image seed (A1111), so an image repeats with its seed."""
+    scheduler = resolve_sampler("DPM++ SDE Karras").build(SDXL_SCHEDULER_CONFIG, image_seeds=[5, 6])
+    assert scheduler.config["noise_sampler_seed"] == [5, 6]
+
+
+def _image(client: httpx.Client, sampler: str, scheduler: str = "automatic", seed: int = 11) -> np.ndarray:
+    body = {"prompt": "a fox in the snow", "seed": seed, "steps": 4, "width": 64, "height": 64,
+            "sampler_name": sampler, "scheduler": scheduler}
+    response = client.post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code == 200, response.text
+    return pixels(response.json()["images"][0])
+
+
+def test_samplers_and_schedules_change_the_image(client: httpx.Client) -> None:
+    """Same seed, same everything else: another sampler (or schedule) is another image; the same one repeats."""
+    euler = _image(client, "Euler")
+    assert np.array_equal(euler, _image(client, "Euler")), "same sampler, same seed: not the same image"
+    for other, scheduler in [("Euler a", "automatic"), ("DPM++ 2M", "automatic"), ("DDIM", "automatic"),
+                             ("Euler", "karras")]:
+        image = _image(client, other, scheduler)
+        difference = np.abs(image - euler).max()
+        assert difference > 0, f"{other} / {scheduler} drew the same pixels as Euler at the same seed"
