@@ -33,8 +33,30 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
 }
-# TODO(merge of issue 13): these get --smoke on the operator and worker branches; drop this then.
-AWAITING_MERGE = {"operator_scale", "worker_overhead", "gpu_sdxl"}
+# TODO(merge of issue 13): operator_scale gets --smoke on the operator branch; drop this then.
+AWAITING_MERGE = {"operator_scale"}
+SPREAD = {"median", "p10", "p90", "min", "max", "n"}
+
+
+def _worker_overhead(report: dict[str, Any]) -> None:
+    assert report["smoke"] is True and report["concurrency"] == "one request at a time on both sides"
+    for key in ("direct_spread", "http_spread", "http_over_direct_per_round_spread"):
+        assert set(report[key]) == SPREAD and report[key]["n"] == report["rounds"], key
+    assert report["http_over_direct_of_medians"] > 0
+
+
+def _gpu_sdxl(report: dict[str, Any]) -> None:
+    """Both sides did the same work: on the CPU in fp32 they draw exactly the same pixels."""
+    same = report["same_work"]["per_seed"]
+    assert len(same) == report["images"] == 2
+    assert all(s["psnr_db"] is None and s["max_abs_difference"] == 0 for s in same), same
+    for side in ("diffusers", "worker"):
+        assert set(report[side]["seconds"]) == SPREAD and report[side]["seconds"]["n"] == 2
+    assert report["ratio_worker_over_diffusers_median"] > 0
+
+
+# What a script's smoke results must say beyond its fields (its own claims).
+CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
 
@@ -76,3 +98,4 @@ def test_smoke_run_writes_its_results(script: Path, tmp_path: Path) -> None:
     assert report["commit"] == head, f"{script.name}: commit {report['commit']!r}, the checkout is at {head!r}"
     assert isinstance(report["clean"], bool) if head else report["clean"] is None
     assert "--smoke" in report["command"]
+    CHECKS.get(script.stem, lambda _: None)(report)
