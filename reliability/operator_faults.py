@@ -51,9 +51,7 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,10 +61,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sdxlpool.api import labels as lbl
 from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
+from sdxlpool.testing.operator import OperatorProcess
 from sdxlpool.testing.stats import percentile
 
 NS = "faults"
@@ -164,60 +161,8 @@ class FaultyEmulatorThread(EmulatorThread):
 
     def __enter__(self) -> FaultyEmulatorThread:
         super().__enter__()
-        config = yaml.safe_load(self.kubeconfig.read_text())
-        config["users"][0]["user"]["token"] = OPERATOR_TOKEN
-        self.operator_kubeconfig = self.workdir / "operator-kubeconfig"
-        self.operator_kubeconfig.write_text(yaml.safe_dump(config))
+        self.operator_kubeconfig = self.kubeconfig_as(OPERATOR_TOKEN)
         return self
-
-
-# -- the operator under test, a process ------------------------------------------------------------
-
-class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log: Path, resync_seconds: float) -> None:
-        self.kubeconfig = kubeconfig
-        self.log = log
-        self.env = {**os.environ, "SDXLPOOL_OPERATOR_RESYNC_SECONDS": str(resync_seconds),
-                    "PYTHONUNBUFFERED": "1"}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        self.starts = 0
-        self.kills = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            log.write(f"\n===== start {self.starts + 1} =====\n")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sdxlpool", "operator", "--kubeconfig", str(self.kubeconfig), "--standalone"],
-            stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=self.env,
-        )
-        self.started_at = time.monotonic()
-        self.starts += 1
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> bool:
-        """SIGKILL, and wait until it is gone. False if it was not running."""
-        with self._lock:
-            if not self.alive:
-                return False
-            assert self.process is not None
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-            self.kills += 1
-            return True
-
-    def stop(self) -> None:
-        if self.alive:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 # -- what the pools should look like, and how far they are from it ---------------------------------

@@ -331,6 +331,15 @@ class EmulatorThread:
         }))
         return self
 
+    def kubeconfig_as(self, token: str) -> Path:
+        """A second kubeconfig, beside `kubeconfig`, that logs in with another bearer token: the
+        emulator accepts any, and a fault injector tells the operator's requests from a test's by it."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"][0]["user"]["token"] = token
+        path = self.workdir / f"kubeconfig-{token}"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def __exit__(self, *exc: object) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
