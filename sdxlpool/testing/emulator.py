@@ -331,6 +331,11 @@ class EmulatorThread:
         }))
         return self
 
+    def api_calls(self) -> int:
+        """Requests served so far, not counting watch streams (kopf keeps one open per watched kind)."""
+        assert self.emulator is not None
+        return sum(1 for request in list(self.emulator) if request.action != enums.action.WATCH)
+
     def kubeconfig_as(self, token: str) -> Path:
         """A second kubeconfig, beside `kubeconfig`, that logs in with another bearer token: the
         emulator accepts any, and a fault injector tells the operator's requests from a test's by it."""

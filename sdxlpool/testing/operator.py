@@ -9,16 +9,18 @@ SIGKILLed like a pod whose node vanished and restarts with nothing kept in memor
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OperatorProcess", "OperatorThread"]
+__all__ = ["OperatorProcess", "OperatorThread", "TimerRuns"]
 
 
 class OperatorThread:
@@ -115,3 +117,36 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.process.returncode if self.process is not None else None
+
+
+class TimerRuns(logging.Handler):
+    """Counts, per pool name, the runs of the operator's resync timer, from what kopf logs (its
+    per-object records carry the pool): `with TimerRuns() as runs: ... runs.snapshot()`. Works for
+    an in-process operator (`OperatorThread`)."""
+
+    TIMER = "Timer 'pool_resync' succeeded."  # what kopf logs, at INFO, after each run on a pool
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: Counter[str] = Counter()
+        self._lock_counts = threading.Lock()
+        self._logger = logging.getLogger("kopf.objects")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.TIMER:
+            with self._lock_counts:
+                self.counts[(getattr(record, "k8s_ref", None) or {}).get("name") or "?"] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock_counts:
+            return Counter(self.counts)
+
+    def __enter__(self) -> TimerRuns:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)  # kopf logs a handler's success at INFO
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
