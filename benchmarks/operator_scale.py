@@ -64,6 +64,7 @@ def main() -> int:
     if args.smoke:
         args.pools, args.resync_seconds, args.settle_seconds, args.timeout = 2, 2.0, 2.0, 60.0
 
+    measured = git_state()  # now: the files may change while it runs
     from sdxlpool._kube import connect
     from sdxlpool.testing.emulator import EmulatorThread
     from sdxlpool.testing.operator import OperatorThread, TimerRuns
@@ -90,7 +91,7 @@ def main() -> int:
         kube.close()
     total_runs = sum(runs.values())
     results: dict[str, Any] = {
-        **git_state(),
+        **measured,
         "pools": args.pools,
         "gpu_models_per_pool": len(GPUS),
         "deployments": args.pools * (len(GPUS) + 1),
