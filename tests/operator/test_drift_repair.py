@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from sdxlpool.operator.settings import OperatorSettings
-from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
+from sdxlpool.testing.emulator import EmulatorThread, InterceptingEmulator, unavailable
 from sdxlpool.testing.operator import OperatorThread
 from tests.operator.conftest import eventually
 from tests.operator.test_operator_emulator import NS, POOL, deployments, node
@@ -27,7 +27,6 @@ from tests.operator.test_operator_emulator import NS, POOL, deployments, node
 PRODUCTION_RESYNC = OperatorSettings.model_fields["resync_seconds"].default
 REPAIR_WITHIN = 30.0  # seconds: generous for a loaded 2-core machine, a tenth of the production timer
 SHORT_RESYNC = 3.0
-OPERATOR_TOKEN = "operator-under-test"
 QUIET = 1.5  # seconds without a write from the operator: it has worked off what it was doing
 
 
@@ -86,37 +85,22 @@ def test_a_deleted_service_is_recreated_by_its_event(events_pool, production_ope
 
 # -- the timer on its own -----------------------------------------------------------------------------
 
-class RefusingEmulator(GapFillingEmulator):
-    """While `refusing`, answers the operator's writes to Deployments with 503 (and counts them);
-    `last_operator_write`: when the operator last wrote anything (time.monotonic())."""
+class RefusingEmulator(InterceptingEmulator):
+    """While `refusing`, answers the operator's writes to Deployments with 503 (and counts them)."""
 
     refusing = False
     refused = 0
-    last_operator_write = 0.0
 
-    async def _handle(self, request: Any) -> Any:
-        method = str(getattr(request.method, "value", request.method)).upper()
-        write = OPERATOR_TOKEN in str(request.headers.get("Authorization", "")) and method in (
-            "POST", "PATCH", "DELETE")
-        if write:
-            self.last_operator_write = time.monotonic()
-        if self.refusing and write and request.resource is not None and request.resource.plural == "deployments":
-            import aiohttp.web
-
+    def on_write(self, request: Any, method: str) -> Any | None:
+        if self.refusing and request.resource.plural == "deployments":
             self.refused += 1
-            return aiohttp.web.json_response({"kind": "Status", "code": 503, "message": "refused by the test"},
-                                             status=503)
-        return await super()._handle(request)
-
-
-class RefusingEmulatorThread(EmulatorThread):
-    emulator: RefusingEmulator | None
-    emulator_class = RefusingEmulator
+            return unavailable("refused by the test")
+        return None
 
 
 @pytest.fixture
-def refusing_emulator(tmp_path: Path) -> Iterator[RefusingEmulatorThread]:
-    with RefusingEmulatorThread(tmp_path) as server:
+def refusing_emulator(tmp_path: Path) -> Iterator[EmulatorThread]:
+    with EmulatorThread(tmp_path, emulator_class=RefusingEmulator) as server:
         yield server
 
 
@@ -124,14 +108,14 @@ def test_the_resync_timer_repairs_what_no_event_will(refusing_emulator) -> None:
     from sdxlpool._kube import connect
 
     server = refusing_emulator.emulator
-    assert server is not None
+    assert isinstance(server, RefusingEmulator)
     kube = connect(str(refusing_emulator.kubeconfig))
     kube.create(node("gpu-a", "NVIDIA-A100-SXM4-80GB"))
-    with OperatorThread(refusing_emulator.kubeconfig_as(OPERATOR_TOKEN), resync_seconds=SHORT_RESYNC):
+    with OperatorThread(refusing_emulator.kubeconfig_as(server.token), resync_seconds=SHORT_RESYNC):
         kube.create(small_pool("timed"))
         eventually(lambda: deployments(kube, "timed")["timed-a100"]["spec"]["replicas"] == 1)
         # At rest: the creation handler done (kopf retries *it*, and its retry would repair too).
-        eventually(lambda: time.monotonic() - server.last_operator_write > QUIET)
+        eventually(lambda: time.monotonic() - server.last_write > QUIET)
 
         # The hand edit's event makes the operator sync, and its patch is refused: kopf does not
         # retry an event handler, and no further event comes.

@@ -20,54 +20,40 @@ from typing import Any
 import pytest
 
 from sdxlpool.api import labels as lbl
-from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
+from sdxlpool.testing.emulator import EmulatorThread, InterceptingEmulator, unavailable
 from sdxlpool.testing.operator import OperatorProcess
 from tests.operator.conftest import eventually
 from tests.operator.test_operator_emulator import NS, POOL, deployments, node
 
-OPERATOR_TOKEN = "operator-under-test"
 POOL_API = ("sdxlpool.dev/v1alpha1", "SDXLPool")
 OLD_IMAGE, NEW_IMAGE = "ghcr.io/example/sdxlpool-worker:1.0", "ghcr.io/example/sdxlpool-worker:1.1"
 QUIET = 1.5  # seconds without a write from the operator: it has worked off what it was doing
 CONVERGE_WITHIN = 90.0  # a new process: imports, login, list and watch, then the syncs; a loaded machine
 
 
-class KillingEmulator(GapFillingEmulator):
+class KillingEmulator(InterceptingEmulator):
     """SIGKILLs `victim` inside its `kill_at`-th write to a Deployment, before the write is applied
     (the operator dies with the request in flight; it never hears back)."""
 
     victim: subprocess.Popen[bytes] | None = None
     kill_at = 0
-    writes: list[str] = []
-    last_operator_write = 0.0  # time.monotonic()
+    writes: tuple[str, ...] = ()
 
-    async def _handle(self, request: Any) -> Any:
-        method = str(getattr(request.method, "value", request.method)).upper()
-        write = OPERATOR_TOKEN in str(request.headers.get("Authorization", "")) and method in (
-            "POST", "PATCH", "DELETE")
-        if write:
-            self.last_operator_write = time.monotonic()
-        if (self.victim is not None and write and request.resource is not None
-                and request.resource.plural == "deployments" and request.subresource is None):
-            self.writes.append(f"{method} {request.name}")
-            if len(self.writes) >= self.kill_at:
-                victim, self.victim = self.victim, None
-                os.kill(victim.pid, signal.SIGKILL)
-                victim.wait(timeout=30)
-                import aiohttp.web
-
-                return aiohttp.web.json_response({"kind": "Status", "code": 503, "message": "killed"}, status=503)
-        return await super()._handle(request)
-
-
-class KillingEmulatorThread(EmulatorThread):
-    emulator: KillingEmulator | None
-    emulator_class = KillingEmulator
+    def on_write(self, request: Any, method: str) -> Any | None:
+        if self.victim is None or request.resource.plural != "deployments" or request.subresource is not None:
+            return None
+        self.writes += (f"{method} {request.name}",)
+        if len(self.writes) < self.kill_at:
+            return None
+        victim, self.victim = self.victim, None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        return unavailable("killed")
 
 
 @pytest.fixture
-def killing_emulator(tmp_path: Path) -> Iterator[KillingEmulatorThread]:
-    with KillingEmulatorThread(tmp_path) as server:
+def killing_emulator(tmp_path: Path) -> Iterator[EmulatorThread]:
+    with EmulatorThread(tmp_path, emulator_class=KillingEmulator) as server:
         yield server
 
 
@@ -79,7 +65,7 @@ def test_an_operator_killed_mid_sync_is_replaced_by_a_new_process_that_converges
     from sdxlpool._kube import connect
 
     server = killing_emulator.emulator
-    assert server is not None
+    assert isinstance(server, KillingEmulator)
     kube = connect(str(killing_emulator.kubeconfig))
     for name, product in (("gpu-a", "NVIDIA-A100-SXM4-80GB"), ("gpu-b", "NVIDIA-GeForce-RTX-3090"),
                           ("gpu-c", "NVIDIA-L40S")):
@@ -90,7 +76,7 @@ def test_an_operator_killed_mid_sync_is_replaced_by_a_new_process_that_converges
                             {"model": "L40S", "replicas": 1}]
     body["spec"]["gateway"] = {"enabled": True, "replicas": 1}
     kube.create(body)
-    operator = OperatorProcess(killing_emulator.kubeconfig_as(OPERATOR_TOKEN), tmp_path / "operator.log",
+    operator = OperatorProcess(killing_emulator.kubeconfig_as(server.token), tmp_path / "operator.log",
                                resync_seconds=300)
     try:
         operator.start()
@@ -99,10 +85,10 @@ def test_an_operator_killed_mid_sync_is_replaced_by_a_new_process_that_converges
         eventually(lambda: set(deployments(kube)) == {"demo-a100", "demo-rtx-3090", "demo-l40s", "demo-gateway"},
                    timeout=CONVERGE_WITHIN)
         eventually(lambda: kube.get(*POOL_API, "demo", NS).get("status", {}).get("observedGeneration") == 1)
-        eventually(lambda: time.monotonic() - server.last_operator_write > QUIET)  # at rest
+        eventually(lambda: time.monotonic() - server.last_write > QUIET)  # at rest
 
         # A new image: four Deployments to patch. The operator dies inside the second patch.
-        server.writes, server.kill_at, server.victim = [], 2, first
+        server.writes, server.kill_at, server.victim = (), 2, first
         kube.patch(*POOL_API, "demo", {"spec": {"image": NEW_IMAGE}}, NS)
         eventually(lambda: first.poll() is not None, timeout=CONVERGE_WITHIN)
         assert first.returncode == -signal.SIGKILL
