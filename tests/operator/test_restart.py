@@ -106,9 +106,13 @@ def test_an_operator_killed_mid_sync_is_replaced_by_a_new_process_that_converges
         # A new process, with nothing of the first one's memory.
         operator.start()
         assert operator.process is not None and operator.process.pid != first.pid
-        eventually(lambda: {name: (d["spec"]["replicas"], worker_images(d)) for name, d in deployments(kube).items()}
-                   == {"demo-a100": (2, {NEW_IMAGE}), "demo-rtx-3090": (1, {NEW_IMAGE}),
-                       "demo-gateway": (1, {NEW_IMAGE})}, timeout=CONVERGE_WITHIN)
+        def converged() -> bool:
+            found = {name: (d["spec"]["replicas"], worker_images(d)) for name, d in deployments(kube).items()}
+            assert found == {"demo-a100": (2, {NEW_IMAGE}), "demo-rtx-3090": (1, {NEW_IMAGE}),
+                             "demo-gateway": (1, {NEW_IMAGE})}, found
+            return True
+
+        eventually(converged, timeout=CONVERGE_WITHIN)
         eventually(lambda: kube.get(*POOL_API, "demo", NS)["status"]["observedGeneration"] == generation,
                    timeout=CONVERGE_WITHIN)
         uid = kube.get(*POOL_API, "demo", NS)["metadata"]["uid"]
