@@ -27,7 +27,12 @@ Each round:
      drift) and one controller ownerReference to the pool's current uid;
    * its status: observedGeneration == generation, Ready/Progressing/Degraded as the children say;
    * the invalid pool: Degraded/InvalidSpec at its latest generation, and no children at all;
-   * no object anywhere owned by an object that does not exist.
+   * no object anywhere owned by an object that does not exist;
+   * and, judged without the operator's own code (a bug in `desired_state` would fool the
+     check above, which uses it): the children a hand-written table says each valid pool's spec
+     asks for (`literal_findings`: Deployment names, replicas, image and GPU node product;
+     Services; the gateway's Deployment, Service and RBAC), and after the first convergence the
+     children of the pools as created, written out one by one (`AT_START`).
 
 After the last round the script plays the Deployment controller (every replica ready) and waits
 for Ready=True on every valid pool. It prints a JSON summary: rounds, kills (and how many found the
@@ -51,9 +56,7 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,10 +66,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sdxlpool.api import labels as lbl
 from sdxlpool.testing.emulator import EmulatorThread, GapFillingEmulator
+from sdxlpool.testing.operator import OperatorProcess
 from sdxlpool.testing.stats import percentile
 
 NS = "faults"
@@ -164,60 +166,8 @@ class FaultyEmulatorThread(EmulatorThread):
 
     def __enter__(self) -> FaultyEmulatorThread:
         super().__enter__()
-        config = yaml.safe_load(self.kubeconfig.read_text())
-        config["users"][0]["user"]["token"] = OPERATOR_TOKEN
-        self.operator_kubeconfig = self.workdir / "operator-kubeconfig"
-        self.operator_kubeconfig.write_text(yaml.safe_dump(config))
+        self.operator_kubeconfig = self.kubeconfig_as(OPERATOR_TOKEN)
         return self
-
-
-# -- the operator under test, a process ------------------------------------------------------------
-
-class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log: Path, resync_seconds: float) -> None:
-        self.kubeconfig = kubeconfig
-        self.log = log
-        self.env = {**os.environ, "SDXLPOOL_OPERATOR_RESYNC_SECONDS": str(resync_seconds),
-                    "PYTHONUNBUFFERED": "1"}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        self.starts = 0
-        self.kills = 0
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self.log.open("a") as log:
-            log.write(f"\n===== start {self.starts + 1} =====\n")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sdxlpool", "operator", "--kubeconfig", str(self.kubeconfig), "--standalone"],
-            stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=self.env,
-        )
-        self.started_at = time.monotonic()
-        self.starts += 1
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> bool:
-        """SIGKILL, and wait until it is gone. False if it was not running."""
-        with self._lock:
-            if not self.alive:
-                return False
-            assert self.process is not None
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-            self.kills += 1
-            return True
-
-    def stop(self) -> None:
-        if self.alive:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 # -- what the pools should look like, and how far they are from it ---------------------------------
@@ -248,6 +198,121 @@ def snapshot(emulator: FaultyEmulator) -> list[dict[str, Any]]:
 
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     return obj["apiVersion"], obj["kind"], obj["metadata"]["name"]
+
+
+# -- the literal oracle: what the pools should have, written out by hand --------------------------
+# Independent of sdxlpool.operator.desired (and of sdxlpool.api's slugs and GPU tables): if the
+# operator and `findings` agree on a wrong child, these do not.
+
+SLUGS = {"A100": "a100", "A100-80GB": "a100-80gb", "RTX-3090": "rtx-3090", "RTX-4090": "rtx-4090",
+         "L40S": "l40s", "L4": "l4", "H100": "h100"}
+PRODUCTS = {"A100": "NVIDIA-A100-SXM4-80GB", "A100-80GB": "NVIDIA-A100-SXM4-80GB",
+            "RTX-3090": "NVIDIA-GeForce-RTX-3090", "RTX-4090": "NVIDIA-GeForce-RTX-4090", "L40S": "NVIDIA-L40S",
+            "L4": "NVIDIA-L4", "H100": "NVIDIA-H100-80GB-HBM3"}
+# The pools as `create_world` makes them: kind -> name -> Deployment replicas (None: not a Deployment).
+AT_START: dict[str, dict[str, dict[str, int | None]]] = {
+    "alpha": {
+        "Deployment": {"alpha-a100": 2, "alpha-rtx-3090": 1, "alpha-gateway": 1},
+        "Service": {"alpha-workers": None, "alpha-gateway": None},
+        "PodDisruptionBudget": {"alpha-a100": None, "alpha-rtx-3090": None, "alpha-gateway": None},
+        "NetworkPolicy": {"alpha-workers": None},
+        "ServiceAccount": {"alpha-gateway": None}, "Role": {"alpha-gateway": None},
+        "RoleBinding": {"alpha-gateway": None},
+    },
+    "bravo": {
+        "Deployment": {"bravo-l40s": 1, "bravo-h100": 2, "bravo-rtx-4090": 1, "bravo-gateway": 1},
+        "Service": {"bravo-workers": None, "bravo-gateway": None},
+        "PodDisruptionBudget": {"bravo-l40s": None, "bravo-h100": None, "bravo-rtx-4090": None,
+                                "bravo-gateway": None},
+        "NetworkPolicy": {"bravo-workers": None},
+        "ServiceAccount": {"bravo-gateway": None}, "Role": {"bravo-gateway": None},
+        "RoleBinding": {"bravo-gateway": None},
+    },
+    "charlie": {
+        "Deployment": {"charlie-a100-80gb": 1, "charlie-l4": 2, "charlie-gateway": 1},
+        "Service": {"charlie-workers": None, "charlie-gateway": None},
+        "PodDisruptionBudget": {"charlie-a100-80gb": None, "charlie-l4": None, "charlie-gateway": None},
+        "NetworkPolicy": {"charlie-workers": None},
+        "ServiceAccount": {"charlie-gateway": None}, "Role": {"charlie-gateway": None},
+        "RoleBinding": {"charlie-gateway": None},
+    },
+    "delta": {
+        "Deployment": {"delta-rtx-3090": 1, "delta-h100": 1, "delta-gateway": 1},
+        "Service": {"delta-workers": None, "delta-gateway": None},
+        "PodDisruptionBudget": {"delta-rtx-3090": None, "delta-h100": None, "delta-gateway": None},
+        "NetworkPolicy": {"delta-workers": None},
+        "ServiceAccount": {"delta-gateway": None}, "Role": {"delta-gateway": None},
+        "RoleBinding": {"delta-gateway": None},
+    },
+    INVALID_POOL: {},
+}
+
+
+def literal_children(name: str, spec: Mapping[str, Any]) -> dict[str, dict[str, int | None]]:
+    """What a valid pool's spec asks for, by the rules of docs/operator (one Deployment and
+    PodDisruptionBudget per GPU entry, `<pool>-<slug>`; `<pool>-workers` Service and
+    NetworkPolicy; with the gateway on, its Deployment, Service, budget, ServiceAccount, Role and
+    RoleBinding, all `<pool>-gateway`), in the shape of `AT_START`."""
+    deployments: dict[str, int | None] = {f"{name}-{SLUGS[g['model']]}": int(g["replicas"]) for g in spec["gpus"]}
+    children: dict[str, dict[str, int | None]] = {"Service": {f"{name}-workers": None},
+                                                   "NetworkPolicy": {f"{name}-workers": None}}
+    if spec["gateway"]["enabled"]:
+        deployments[f"{name}-gateway"] = int(spec["gateway"].get("replicas", 1))
+        children["Service"][f"{name}-gateway"] = None
+        children.update({kind: {f"{name}-gateway": None} for kind in ("ServiceAccount", "Role", "RoleBinding")})
+    children["Deployment"] = deployments
+    children["PodDisruptionBudget"] = dict.fromkeys(deployments)
+    return children
+
+
+def literal_findings(objects: list[dict[str, Any]], expected: Mapping[str, Mapping[str, Mapping[str, int | None]]]
+                     | None = None) -> list[str]:
+    """How the pools' children differ from the literal oracle: `expected` (pool -> kind -> name ->
+    replicas), or else `literal_children` of each valid pool's current spec. Worker Deployments
+    must also run the spec's image on nodes of their GPU's product."""
+    problems: list[str] = []
+    pools = {o["metadata"]["name"]: o for o in objects if o["kind"] == POOL_API[1]}
+    for name in (expected or {n: None for n in [*VALID_POOLS, INVALID_POOL]}):
+        spec = pools[name]["spec"]
+        if expected is not None:
+            want = expected[name]
+        elif name == INVALID_POOL:
+            want = {}
+        else:
+            want = literal_children(name, spec)
+        mine = [o for o in objects if o["metadata"].get("namespace") == NS and o["kind"] not in ("SDXLPool", "Event")
+                and ((o["metadata"].get("labels") or {}).get(lbl.POOL) == name
+                     or any(ref.get("name") == name for ref in o["metadata"].get("ownerReferences") or []))]
+        have: dict[str, dict[str, dict[str, Any]]] = {}
+        for obj in mine:
+            have.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+        for kind in sorted(set(want) | set(have)):
+            wanted, found = want.get(kind, {}), have.get(kind, {})
+            if set(wanted) != set(found):
+                problems.append(f"{name}: literally {kind} {sorted(wanted)}, found {sorted(found)}")
+            for child, replicas in wanted.items():
+                if kind == "Deployment" and child in found:
+                    problems += _literal_deployment(name, child, replicas, spec, found[child])
+    return problems
+
+
+def _literal_deployment(pool: str, name: str, replicas: int | None, spec: Mapping[str, Any],
+                        body: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if body["spec"].get("replicas") != replicas:
+        problems.append(f"{pool}: literally Deployment/{name} replicas {replicas}, found {body['spec'].get('replicas')}")
+    pod = body["spec"]["template"]["spec"]
+    images = {c.get("image") for c in pod.get("containers") or []}
+    if images != {spec["image"]}:
+        problems.append(f"{pool}: literally Deployment/{name} image {spec['image']}, found {sorted(images)}")
+    models = [g["model"] for g in spec["gpus"] if f"{pool}-{SLUGS[g['model']]}" == name]
+    if models:
+        terms = (((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or []
+        values = {v for term in terms for expr in term.get("matchExpressions") or [] for v in expr.get("values") or []}
+        if PRODUCTS[models[0]] not in values:
+            problems.append(f"{pool}: literally Deployment/{name} on {PRODUCTS[models[0]]}, affinity {sorted(values)}")
+    return problems
 
 
 def findings(objects: list[dict[str, Any]], *, children_only: bool = False) -> list[str]:
@@ -318,6 +383,7 @@ def findings(objects: list[dict[str, Any]], *, children_only: bool = False) -> l
                                      [c for c in mine if c["kind"] == "Deployment"])
 
     if not children_only:
+        problems += literal_findings(objects)
         alive = {o["metadata"].get("uid") for o in objects}
         for obj in objects:
             owners = obj["metadata"].get("ownerReferences") or []
@@ -658,6 +724,7 @@ def run(*, rounds: int, seed: int, workdir: Path, plans: list[Plan] | None = Non
             faults.create_world()
             operator.start()
             first, problems = faults.wait_converged()
+            problems += literal_findings(snapshot(faults.server), AT_START)  # the pools as created
             say(f"initial convergence {first:.1f}s {problems[:5]}")
             for index, plan in enumerate(plans, 1):
                 if problems or time.monotonic() - started > timeout:

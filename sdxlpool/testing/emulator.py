@@ -28,6 +28,7 @@ import asyncio
 import datetime
 import itertools
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -285,12 +286,45 @@ def _now() -> str:
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class InterceptingEmulator(GapFillingEmulator):
+    """The emulator, handing each write (create, patch, delete) made with bearer `token` to
+    `on_write` first: an answer it returns is sent instead and the write is not applied (a fault,
+    or a kill in the middle of it); None lets the write through. `last_write` is when such a write
+    last came (time.monotonic()): the operator under test is at rest once it is long enough ago."""
+
+    token = "operator-under-test"  # log the operator in with `EmulatorThread.kubeconfig_as(token)`
+    last_write = 0.0
+
+    def on_write(self, request: Any, method: str) -> Any | None:
+        return None
+
+    async def _handle(self, request: Any) -> Any:
+        method = str(getattr(request.method, "value", request.method)).upper()
+        if (method in ("POST", "PATCH", "DELETE") and request.resource is not None
+                and self.token in str(request.headers.get("Authorization", ""))):
+            self.last_write = time.monotonic()
+            answer = self.on_write(request, method)
+            if answer is not None:
+                return answer
+        return await super()._handle(request)
+
+
+def unavailable(message: str) -> Any:
+    """A 503 answer with a Kubernetes Status body: what a client sees of an API server in trouble."""
+    import aiohttp.web
+
+    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 503,
+                                      "message": message}, status=503)
+
+
 class EmulatorThread:
     """The emulator on 127.0.0.1 in a background thread; `kubeconfig` points a client at it."""
 
     emulator_class: type[GapFillingEmulator] = GapFillingEmulator  # a subclass may inject faults
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, emulator_class: type[GapFillingEmulator] | None = None) -> None:
+        if emulator_class is not None:
+            self.emulator_class = emulator_class
         self.workdir = workdir
         self.kubeconfig = workdir / "kubeconfig"
         self.url = ""
@@ -330,6 +364,20 @@ class EmulatorThread:
             "current-context": "emulator",
         }))
         return self
+
+    def api_calls(self) -> int:
+        """Requests served so far, not counting watch streams (kopf keeps one open per watched kind)."""
+        assert self.emulator is not None
+        return sum(1 for request in list(self.emulator) if request.action != enums.action.WATCH)
+
+    def kubeconfig_as(self, token: str) -> Path:
+        """A second kubeconfig, beside `kubeconfig`, that logs in with another bearer token: the
+        emulator accepts any, and a fault injector tells the operator's requests from a test's by it."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"][0]["user"]["token"] = token
+        path = self.workdir / f"kubeconfig-{token}"
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def __exit__(self, *exc: object) -> None:
         if self._loop is not None and self._stop is not None:

@@ -134,6 +134,8 @@ def test_spec_changes_patch_children(pool, kube) -> None:
 
 
 def test_children_edited_or_deleted_by_hand_are_repaired(pool, kube) -> None:
+    # With the 2 s timer of these tests either path may repair; test_drift_repair.py proves the
+    # event path (timer at 300 s) and the timer (events unable to) each on its own.
     eventually(lambda: "demo-a100" in deployments(kube))
     kube.patch("apps/v1", "Deployment", "demo-a100", {"spec": {"replicas": 9}}, NS)
     eventually(lambda: deployments(kube)["demo-a100"]["spec"]["replicas"] == 3)
