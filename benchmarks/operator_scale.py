@@ -17,8 +17,8 @@ from the operator's own log. A window shorter than the timer would measure nothi
     python benchmarks/operator_scale.py [--pools 100] [--resync-seconds 20] [--timer-runs 2] [--out FILE]
     python benchmarks/operator_scale.py --smoke     # 2 pools, a 2 s timer: seconds, for CI
 
-The results JSON (`--out`) says when, where, how (`sdxlpool.testing.pool.write_report`) and from
-which commit, and whether the tree had uncommitted changes.
+The results JSON (`--out`) says when, where, how, from which commit and whether the tree was clean
+(`sdxlpool.testing.pool.write_report`).
 
 Bounded: a fixed number of pools, every wait has a timeout, traffic to 127.0.0.1 only.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,7 +63,6 @@ def main() -> int:
     if args.smoke:
         args.pools, args.resync_seconds, args.settle_seconds, args.timeout = 2, 2.0, 2.0, 60.0
 
-    measured = git_state()  # now: the files may change while it runs
     from sdxlpool._kube import connect
     from sdxlpool.testing.emulator import EmulatorThread
     from sdxlpool.testing.operator import OperatorThread, TimerRuns
@@ -91,7 +89,6 @@ def main() -> int:
         kube.close()
     total_runs = sum(runs.values())
     results: dict[str, Any] = {
-        **measured,
         "pools": args.pools,
         "gpu_models_per_pool": len(GPUS),
         "deployments": args.pools * (len(GPUS) + 1),
@@ -143,17 +140,6 @@ def wait_timer_runs(timer_runs: Any, before: Counter[str], names: list[str], run
         if elapsed > timeout:
             raise TimeoutError(f"after {timeout}s, timer runs per pool: {sorted(Counter(counts.values()).items())}")
         time.sleep(0.2)
-
-
-def git_state() -> dict[str, Any]:
-    """The exact commit measured, and whether the tree had changes not in it."""
-    def git(*command: str) -> str:
-        return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "tree_clean": git("status", "--porcelain") == ""}
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout
-        return {"commit": None, "tree_clean": None}
 
 
 def pool(name: str) -> dict:

@@ -33,8 +33,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
 }
-# TODO(merge of issue 13): operator_scale gets --smoke on the operator branch; drop this then.
-AWAITING_MERGE = {"operator_scale"}
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
 
@@ -69,10 +67,7 @@ def _head() -> str | None:
 
 
 def _param(script: Path) -> Any:
-    marks = [pytest.mark.xfail(strict=False, reason=f"{script.name} gets --smoke on another issue-13 branch "
-                                                    "(operator/worker); remove at the merge")] \
-        if script.stem in AWAITING_MERGE else []
-    return pytest.param(script, id=script.stem, marks=marks)
+    return pytest.param(script, id=script.stem)
 
 
 def test_the_scripts_are_found() -> None:
