@@ -23,6 +23,7 @@ ALLOWED = {
     ("local/supervisor.py", "env={**os.environ, **proc.env}"),
     # So do the test-support helpers that start sim-workers and gateways (quieter logs).
     ("testing/processes.py", "full_env = {**os.environ,"),
+    ("testing/operator.py", "self.env = {**os.environ,"),
     # ... and the mutation runner's pytest in a scratch copy of the tree (PYTHONPATH: the copy).
     ("testing/mutations.py", "env = {**os.environ,"),
     # The reference-docs generator hides the shell's SDXLPOOL_* variables while it renders defaults,

@@ -23,17 +23,23 @@ spec is not an error at all: it is reported as a Degraded condition and waits fo
 
 State per pool (a lock, so two reactions to the same pool never interleave; the status last
 written) lives in the operator's memo (`PoolStates`) and is dropped when the pool is deleted.
-Handlers are sync functions (kopf runs them in threads, `workers` of them).
+
+Threads: the reactions are coroutines on kopf's event loop. They read kopf's indexes there, where
+kopf updates them (read from a handler thread, an index could change size mid-iteration), and hand
+only the blocking API calls of a sync to the operator's own pool of `workers` threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -51,11 +57,14 @@ _PLURALS = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding":
             "PodDisruptionBudget": "poddisruptionbudgets", "Deployment": "deployments"}
 
 
+_T = TypeVar("_T")
+
+
 @dataclass
 class PoolState:
     """What this operator keeps about one pool between two reactions."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The status this process last wrote, and for which pool uid: the pools index lags behind our
     # own writes, and comparing with a stale copy would rewrite the same status again and again.
     written_uid: str = ""
@@ -89,20 +98,24 @@ async def run_operator(settings: OperatorSettings, *, memo: kopf.Memo | None = N
     memo = memo if memo is not None else kopf.Memo()
     memo.settings = settings
     memo.pools = PoolStates()
-    await kopf.operator(
-        registry=build_registry(settings),
-        memo=memo,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        standalone=settings.standalone,
-        # A peering name makes kopf require the peering objects; standalone never has them, and
-        # kopf would pause forever waiting, handling nothing.
-        peering_name=None if settings.standalone else settings.peering,
-        # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
-        priority=settings.priority if settings.priority is not None else random.randint(1, 2**30),
-        liveness_endpoint=settings.liveness,
-        **embedding,
-    )
+    memo.api_threads = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="sdxlpool-sync")
+    try:
+        await kopf.operator(
+            registry=build_registry(settings),
+            memo=memo,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.standalone,
+            # A peering name makes kopf require the peering objects; standalone never has them, and
+            # kopf would pause forever waiting, handling nothing.
+            peering_name=None if settings.standalone else settings.peering,
+            # Tied priorities make kopf freeze every replica; a random one lets exactly one work.
+            priority=settings.priority if settings.priority is not None else random.randint(1, 2**30),
+            liveness_endpoint=settings.liveness,
+            **embedding,
+        )
+    finally:
+        memo.api_threads.shutdown(wait=False, cancel_futures=True)
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -170,21 +183,20 @@ def _watch_children(registry: kopf.OperatorRegistry, api_version: str, kind: str
     def index(namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, labels.get(lbl.POOL, "")): _plain(body)}
 
-    def changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
-        pool = kwargs["pools"].get((namespace, labels.get(lbl.POOL, "")))
-        for body in pool or ():
-            _sync(body, memo, kwargs)
+    async def changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+        for body in list(kwargs["pools"].get((namespace, labels.get(lbl.POOL, ""))) or ()):
+            await _sync(body, memo, kwargs)
 
     kopf.index(group, version, plural, labels=MANAGED, id=f"children_{plural}", registry=registry)(index)
     kopf.on.event(group, version, plural, labels=MANAGED, id=f"child_{plural}_changed", registry=registry)(changed)
 
 
-def pool_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    _sync(_plain(body), memo, kwargs)
+async def pool_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _sync(_plain(body), memo, kwargs)
 
 
-def pool_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    _sync(_plain(body), memo, kwargs)
+async def pool_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _sync(_plain(body), memo, kwargs)
 
 
 def pool_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
@@ -194,7 +206,7 @@ def pool_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_
         memo.pools.forget((namespace or "", name))
 
 
-def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+async def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
     # Only a change in GPU labels moves placement; heartbeats and other churn are ignored. The
     # fingerprint lives in the node's own memo, which kopf drops with the node.
     fingerprints: dict[str, str] = memo.setdefault("node_gpu_labels", {})
@@ -205,19 +217,19 @@ def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any)
     if fingerprints.get(name) == gpu_labels:
         return
     fingerprints[name] = gpu_labels
-    for _key, bodies in kwargs["pools"].items():
-        for body in bodies:
-            _sync(body, memo, kwargs)
+    for body in [body for _key, bodies in kwargs["pools"].items() for body in bodies]:
+        await _sync(body, memo, kwargs)
 
 
 # -- the one path every reaction takes -------------------------------------------------------------
 
-def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
+async def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     states: PoolStates = memo.pools
     state = states.of(key)
-    with state.lock:
+    async with state.lock:
+        # The indexes are read here, on the event loop; sync_pool gets plain copies in a thread.
         fresh = _current_pool(kwargs, key) or body  # the index may hold a newer version than an event
         nodes = [node for bodies in kwargs["gpu_nodes"].values() for node in bodies]
         children = {
@@ -228,7 +240,8 @@ def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -
         uid = fresh["metadata"].get("uid", "")
         last_status = state.written if state.written_uid == uid else None
         try:
-            result = sync_pool(memo.kube, fresh, nodes=nodes, children=children, last_status=last_status)
+            result = await _in_thread(memo, functools.partial(
+                sync_pool, memo.kube, fresh, nodes=nodes, children=children, last_status=last_status))
             state.written_uid, state.written = uid, result.status
         except KubeError as exc:
             if exc.retryable:  # 409, 429, 5xx, no answer: it may pass
@@ -236,7 +249,8 @@ def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -
                 raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=delay) from exc
             message = f"the Kubernetes API refused a change: {exc}"
             try:
-                state.written_uid, state.written = uid, report_rejection(memo.kube, fresh, message, last_status)
+                state.written_uid, state.written = uid, await _in_thread(
+                    memo, functools.partial(report_rejection, memo.kube, fresh, message, last_status))
             except KubeError as status_exc:  # e.g. forbidden to write status too: kopf logs both
                 message += f" (and the status could not be written: {status_exc})"
             raise kopf.PermanentError(message) from exc
@@ -246,6 +260,11 @@ def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -
     if result.changes:
         # kopf reads any mapping here; its annotation asks for its own Body view of one
         kopf.info(dict(body), reason="Synced", message=", ".join(result.changes)[:1000])  # type: ignore[arg-type]
+
+
+async def _in_thread(memo: kopf.Memo, call: Callable[[], _T]) -> _T:
+    """`call()` (blocking Kubernetes API calls) in the operator's threads, awaited on the loop."""
+    return await asyncio.get_running_loop().run_in_executor(memo.api_threads, call)
 
 
 def _current_pool(indexes: Mapping[str, Any], key: PoolKey) -> Mapping[str, Any] | None:

@@ -70,5 +70,6 @@ def test_saturation_queues_briefly_then_sheds_with_429(sims, tmp_path) -> None:
         response = results[name]
         assert response.status_code == 429, (name, response.text)
         assert response.json()["error"] == "saturated"
-        # Retry-After from the live drain rate: ~5 s of queued work at 2 normalised steps per second.
-        assert 2 <= int(response.headers["Retry-After"]) <= 8
+        # Retry-After from the live drain rate: ~5 s of queued work at 2 normalised steps per second on an
+        # idle machine; a loaded one slows the sim's steps, and the measured rate with them (10 s seen).
+        assert 2 <= int(response.headers["Retry-After"]) <= 20
