@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdxlpool.testing.pool import LocalPool, WorkerSpec
+from sdxlpool.testing.pool import LocalPool, WorkerSpec, write_report
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready
 
@@ -65,6 +65,12 @@ class FuzzResult:
     @property
     def ok(self) -> bool:
         return self.complete and not self.failures and not self.errors and self.server_errors == 0
+
+    def record(self) -> dict[str, object]:
+        """The figures docs/reliability.md quotes, for the --summary JSON."""
+        return {"target": self.target, "cases": self.cases, "calls": self.calls, "seconds": round(self.seconds, 1),
+                "server_errors": self.server_errors, "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "failures": len(self.failures), "errors": len(self.errors), "complete": self.complete, "ok": self.ok}
 
     def summary(self) -> str:
         statuses = ", ".join(f"{status}: {count}" for status, count in sorted(self.statuses.items()))
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of one pass, repeat fuzzing until S seconds are spent (schemathesis --max-time)")
     parser.add_argument("--seed", type=int, default=7, help="schemathesis seed (default 7): same seed, same cases")
     parser.add_argument("--out", type=Path, help="keep logs and reports here (default: a temporary folder)")
+    parser.add_argument("--summary", type=Path, metavar="FILE",
+                        help="write the figures as JSON (with date, machine, command, commit) here")
     args = parser.parse_args(argv)
 
     workdir = args.out or Path(tempfile.mkdtemp(prefix="sdxlpool-fuzz-"))
@@ -178,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         print(result.summary())
     print(f"reports and logs: {workdir}")
+    write_report(args.summary, seed=args.seed, max_examples=args.max_examples, repeat_for=args.repeat_for,
+                 targets=[result.record() for result in results])
     return 0 if all(result.ok for result in results) else 1
 
 
