@@ -54,6 +54,17 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-body-bytes", type=int,
                         help="largest request body accepted; larger get 413 (default 1048576)")
     add_generation_flags(worker)
+    worker.add_argument("--lora-dir", type=Path, metavar="DIR",
+                        help="LoRA .safetensors files (kohya/A1111 format) usable as <lora:name:weight> in prompts")
+    worker.add_argument("--lora-cache-mb", type=int, metavar="MB",
+                        help="memory the loaded LoRAs may hold; the least recently used are unloaded (default 2048)")
+    worker.add_argument("--embeddings-dir", type=Path, metavar="DIR",
+                        help="SDXL textual-inversion embeddings, used when their name appears in a prompt")
+    worker.add_argument("--vae-dir", type=Path, metavar="DIR", help="VAE files selectable by the sd_vae option")
+    worker.add_argument("--styles", type=Path, metavar="FILE", help="A1111 styles.csv applied by a request's styles")
+    worker.add_argument("--strict", action="store_const", const=True,
+                        help="refuse (422) a request with fields or prompt constructs that would not be applied, "
+                             "instead of listing them in info.sdxlpool.ignored")
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
     worker.add_argument("--log-prompts", action="store_const", const=True,
@@ -91,6 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN",
                          help="let browser pages from this origin call the API (repeat for several; default: none, "
                               "CORS closed)")
+    gateway.add_argument("--strict", action="store_const", const=True,
+                         help="refuse (422) a request with fields or prompt constructs that would not be applied")
     add_generation_flags(gateway)
     gateway.set_defaults(handler=_gateway)
 
@@ -167,7 +180,8 @@ def _worker(args: argparse.Namespace) -> int:
     from sdxlpool.worker.settings import WorkerSettings
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
-            "max_body_bytes", "warmup", "refiner", "log_prompts")
+            "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
+            "vae_dir", "styles", "strict")
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model
@@ -226,6 +240,7 @@ def _gateway(args: argparse.Namespace) -> int:
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
         "rate_limit_per_minute": args.rate_limit, "rate_limit_burst": args.rate_limit_burst,
         "api_keys_file": args.api_keys, "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
+        "strict": args.strict,
     }.items() if value is not None} | generation_given(args)
     try:
         settings = GatewaySettings(**given)

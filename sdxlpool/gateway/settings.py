@@ -44,6 +44,8 @@ class GatewaySettings(GenerationSettings):
     routing_file: Path | None = None
     cost_weight: float = Field(0.0, ge=0, description="weight of the pricePerHour scorer; 0 = off")
 
+    strict: bool = Field(False, description="refuse (422) a request with anything that would not be applied")
+
     # Admission: saturation and rate limits (429 with Retry-After).
     backlog_seconds: float = Field(60.0, gt=0, description="a worker whose queued work lasts longer is full")
     queue_size: int = Field(100, ge=0, description="requests that may wait at the gateway when all are full")

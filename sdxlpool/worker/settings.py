@@ -50,6 +50,14 @@ class WorkerSettings(GenerationSettings):
     body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
     log_prompts: bool = Field(False, description="log each job's prompts at INFO (off: prompts are never logged)")
 
+    # A1111's fine-tune folders (models/Lora, embeddings, models/VAE) and styles.csv; None: none offered.
+    lora_dir: Path | None = Field(None, description="folder of LoRA .safetensors files (kohya/A1111 format)")
+    lora_cache_mb: int = Field(2048, ge=0, description="memory the loaded LoRAs may hold; least recently used go first")
+    embeddings_dir: Path | None = Field(None, description="folder of SDXL textual-inversion embeddings")
+    vae_dir: Path | None = Field(None, description="folder of VAE files selectable by sd_vae")
+    styles: Path | None = Field(None, description="A1111 styles.csv applied by the styles field")
+    strict: bool = Field(False, description="refuse (422) a request with anything that would not be applied")
+
     warmup: bool = True  # one short job at start-up: compiles kernels and measures step_seconds
 
     @field_validator("device")
