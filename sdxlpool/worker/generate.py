@@ -51,6 +51,10 @@ class RuntimeOptions:
     eta_noise_seed_delta: int = 0  # ENSD: offsets the seed of ancestral samplers' step noise
     refiner_aesthetic_score: float = 6.0  # sdxl_refiner_high_aesthetic_score
     refiner_negative_aesthetic_score: float = 2.5  # sdxl_refiner_low_aesthetic_score
+    # What the job uses besides the checkpoints, resolved by the service before the job is queued.
+    loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras)
+    vae: Any = None  # an AutoencoderKL chosen by sd_vae; None: the checkpoint's own
+    embeddings: Any = None  # the textual-inversion embeddings a prompt may name (worker.embeddings)
 
 
 @dataclass
