@@ -82,6 +82,7 @@ def start_worker(tiny: TinyModel, **overrides) -> ServerThread:
     settings = WorkerSettings(
         models=overrides.pop("models", [tiny.base, tiny.other_base]),
         refiner=overrides.pop("refiner", tiny.refiner),
+        embeddings_dir=overrides.pop("embeddings_dir", tiny.base.parent / "embeddings"),
         port=port,
         default_width=128,
         default_height=128,

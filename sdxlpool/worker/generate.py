@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sdxlpool.api.generation import GenerationParams
+from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
+from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
 from sdxlpool.worker.infotext import format_infotext
 from sdxlpool.worker.samplers import SamplerChoice
 
@@ -102,7 +104,9 @@ def generate(
             pipe._interrupt = True  # diffusers skips the remaining steps, then returns the latents
         return tensors
 
-    clip_skip = options.clip_skip - 1 if options.clip_skip > 1 else None
+    # 1b. The prompts' conditioning per sampling step, for the base and the refiner (once per job).
+    with torch.inference_mode():
+        base_cond, refiner_cond = _conditioning(base, refiner if use_refiner else None, params, sampler, options)
     images: list[Any] = []
     for batch_no in range(params.n_iter):
         if stopped:
@@ -118,28 +122,33 @@ def generate(
         latents, generators = _initial_noise(
             base_pipe, params, seeds[batch], subseeds[batch], options.eta_noise_seed_delta
         )
-        prompt = {"prompt": params.prompt, "negative_prompt": params.negative_prompt or None,
-                  "num_images_per_prompt": params.batch_size, "generator": generators}
+        images_per_prompt = {"num_images_per_prompt": params.batch_size, "generator": generators}
 
         # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
+        #     The conditioning switches at the steps the prompt's schedule says (step_switch).
+        base_steps = _StepSwitch(base_cond, 0, params.batch_size, step_callback)
         with torch.inference_mode():
             out = base_pipe(
-                **prompt,
+                **base_cond.pipeline_kwargs(0),
+                **images_per_prompt,
                 num_inference_steps=params.steps,
                 guidance_scale=params.cfg_scale,
                 width=params.width,
                 height=params.height,
                 latents=latents,
-                clip_skip=clip_skip,
                 denoising_end=params.refiner_switch_at if use_refiner else None,
                 output_type="latent",
-                callback_on_step_end=step_callback,
+                callback_on_step_end=base_steps,
+                callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
             ).images
 
-            # 2d. Refiner denoising from the handed-over latents (skipped once interrupted).
-            if refiner_pipe is not None and not stopped:
+            # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
+            #     steps count on from the base's, as A1111 counts them.
+            if refiner_pipe is not None and refiner_cond is not None and not stopped:
+                refiner_steps = _StepSwitch(refiner_cond, base_steps.iterations, params.batch_size, step_callback)
                 out = refiner_pipe(
-                    **prompt,
+                    **refiner_cond.pipeline_kwargs(base_steps.iterations),
+                    **images_per_prompt,
                     image=out,
                     num_inference_steps=params.steps,
                     denoising_start=params.refiner_switch_at,
@@ -147,7 +156,8 @@ def generate(
                     aesthetic_score=options.refiner_aesthetic_score,
                     negative_aesthetic_score=options.refiner_negative_aesthetic_score,
                     output_type="latent",
-                    callback_on_step_end=step_callback,
+                    callback_on_step_end=refiner_steps,
+                    callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
                 ).images
 
             # 2e. Decode.
@@ -167,6 +177,53 @@ def generate(
         seconds=time.perf_counter() - started,
         steps_done=steps_done,
     )
+
+
+def _conditioning(
+    base: Checkpoint, refiner: Checkpoint | None, params: GenerationParams, sampler: SamplerChoice,
+    options: RuntimeOptions,
+) -> tuple[StepConditioning, StepConditioning | None]:
+    """Both pipelines' conditioning per step: the prompts' schedules over the run's iterations."""
+    total = _iterations(base.pipeline, sampler, params.steps)
+    positive = prompt_schedule(prompt_text(params.prompt).text, total)
+    negative = prompt_schedule(params.negative_prompt or "", total)
+    encode = {"embeddings": options.embeddings, "clip_skip": options.clip_skip}
+    base_cond = build_conditioning(positive, negative, pipeline_encoders(base.pipeline), **encode)
+    refiner_cond = None
+    if refiner is not None:
+        refiner_cond = build_conditioning(positive, negative, pipeline_encoders(refiner.pipeline), **encode)
+    return base_cond, refiner_cond
+
+
+def _iterations(loaded: Any, sampler: SamplerChoice, steps: int) -> int:
+    """Model evaluations in a full run (A1111's step count for schedules; second-order: about 2x)."""
+    scheduler = sampler.build(loaded.scheduler.config)
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)
+
+
+class _StepSwitch:
+    """A pipeline's step-end callback: counts the iteration, then puts the next step's conditioning
+    in place when the schedule changes there (diffusers reads `prompt_embeds`/`add_text_embeds`
+    back from the callback's answer)."""
+
+    TENSORS = ["latents", "prompt_embeds", "add_text_embeds"]
+
+    def __init__(self, conditioning: StepConditioning, first_step: int, images: int, on_step: Any) -> None:
+        self.conditioning = conditioning
+        self.first_step = first_step
+        self.images = images
+        self.on_step = on_step
+        self.iterations = first_step  # the run's step count after this pipeline's iterations so far
+
+    def __call__(self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        tensors = self.on_step(pipe, index, timestep, tensors)
+        step = self.first_step + index + 1  # the step the next iteration runs
+        self.iterations = step
+        if self.conditioning.key(step) != self.conditioning.key(step - 1):
+            tensors.update(self.conditioning.step_tensors(
+                step, self.images, pipe.do_classifier_free_guidance, tensors))
+        return tensors
 
 
 def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> Any:

@@ -19,6 +19,8 @@ from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, 
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
+from sdxlpool.worker.conditioning import prompt_text
+from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
 from sdxlpool.worker.engine import DiffusersEngine, Engine
 from sdxlpool.worker.generate import GenerationResult, RuntimeOptions
 from sdxlpool.worker.jobs import Job, JobQueue
@@ -68,6 +70,7 @@ class WorkerService:
         self.queue = JobQueue(max_queued=settings.max_queue)
         self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels())
         self.options: dict[str, Any] = dict(_OPTION_DEFAULTS)
+        self.embeddings: EmbeddingDatabase = load_embeddings(settings.embeddings_dir, _text_widths(checkpoints.current))
         self.ready = False
         self._job_timestamp = "0"
 
@@ -101,6 +104,7 @@ class WorkerService:
             overrides = self._check_options(params.override_settings)
             base = self._base_for(overrides)
             refiner = self._refiner_for(params)
+            ignored = [*params.ignored_fields, *_prompt_constructs(params.prompt)]
         except RequestError:
             self.metrics.requests.labels("invalid").inc()
             raise
@@ -133,7 +137,7 @@ class WorkerService:
         return Txt2ImgResponse(
             images=images,
             parameters=request.model_dump(),
-            info=json.dumps(self._info(params, sampler, base, refiner, result, job)),
+            info=json.dumps(self._info(params, sampler, base, refiner, result, job, ignored)),
         )
 
     def _job(
@@ -164,11 +168,12 @@ class WorkerService:
             eta_noise_seed_delta=opts["eta_noise_seed_delta"],
             refiner_aesthetic_score=opts["sdxl_refiner_high_aesthetic_score"],
             refiner_negative_aesthetic_score=opts["sdxl_refiner_low_aesthetic_score"],
+            embeddings=self.embeddings,
         )
 
     def _info(
         self, params: GenerationParams, sampler: SamplerChoice, base: Checkpoint, refiner: Checkpoint | None,
-        result: GenerationResult, job: Job,
+        result: GenerationResult, job: Job, ignored: list[str],
     ) -> dict[str, Any]:
         queue_seconds = (job.started_at or job.enqueued_at) - job.enqueued_at
         return {
@@ -210,7 +215,7 @@ class WorkerService:
                 "inference_seconds": round(result.seconds, 4),
                 "queue_seconds": round(queue_seconds, 4),
                 "steps_done": result.steps_done,
-                "ignored": list(params.ignored_fields),
+                "ignored": ignored,
             },
         }
 
@@ -280,6 +285,23 @@ class WorkerService:
 
     def interrupt(self) -> bool:
         return self.queue.interrupt()
+
+
+def _prompt_constructs(prompt: str) -> list[str]:
+    """The prompt's constructs this worker does not apply ("prompt: AND (...)"), for `ignored`."""
+    try:
+        return list(prompt_text(prompt).ignored)
+    except ValueError as exc:  # a network call with a malformed multiplier
+        raise InvalidRequest("prompt", str(exc)) from None
+
+
+def _text_widths(checkpoint: Checkpoint) -> tuple[int, int] | None:
+    """The base's two text encoders' widths (768, 1280 for SDXL): which embeddings fit it."""
+    pipeline = checkpoint.pipeline
+    encoders = [getattr(pipeline, name, None) for name in ("text_encoder", "text_encoder_2")]
+    if any(getattr(e, "config", None) is None for e in encoders):
+        return None  # an engine without real text encoders (the simulator)
+    return int(encoders[0].config.hidden_size), int(encoders[1].config.hidden_size)  # type: ignore[union-attr]
 
 
 def _with_seeds(params: GenerationParams) -> GenerationParams:

@@ -53,5 +53,6 @@ def empty_list() -> list[Any]:
 
 
 @router.get("/embeddings")
-def embeddings() -> dict[str, Any]:
-    return {"loaded": {}, "skipped": {}}
+def embeddings(worker: WorkerDep) -> dict[str, Any]:
+    """A1111's shape: {"loaded": {name: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, "skipped": ...}."""
+    return worker.embeddings.as_a1111()

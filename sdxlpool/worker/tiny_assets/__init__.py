@@ -1,0 +1,1 @@
+"""The tiny model's extra test assets, one writer per module, called by `worker.tiny.write_tiny_model`."""
