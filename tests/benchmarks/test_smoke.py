@@ -32,6 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "operator_scale": ("pools", "seconds_to_converge", "api_calls_per_pool_per_minute_at_rest"),
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
+    "prompt_encoding": ("model", "device", "repeats", "cases"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -53,8 +54,18 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
     assert report["ratio_worker_over_diffusers_median"] > 0
 
 
+def _prompt_encoding(report: dict[str, Any]) -> None:
+    """Every prompt was measured on each side, and the long one really needed three chunks."""
+    assert set(report["cases"]) == {"short", "weighted", "three_chunks", "scheduled"}
+    for case in report["cases"].values():
+        for side in ("parse_ms", "encode_ms", "diffusers_encode_ms"):
+            assert set(case[side]) == SPREAD and case[side]["n"] == report["repeats"], side
+        assert case["encode_over_diffusers"] > 0
+    assert report["cases"]["three_chunks"]["chunks"] == 3 and report["cases"]["scheduled"]["schedule_entries"] > 1
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl}
+CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
 
