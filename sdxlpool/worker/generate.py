@@ -3,12 +3,17 @@
 `generate()` runs on the worker's GPU thread. Its steps:
 
   1. seeds: every image gets seed + i (and subseed + i), as A1111 numbers them
+  1b. conditioning: the prompt and negative prompt encoded as A1111 encodes them (weights, 75-token
+     chunks, BREAK, embeddings; `worker.conditioning`), for every step of their schedules (prompt
+     editing and alternation), for the base and the refiner
   2. per batch (n_iter times):
      2a. a fresh diffusers scheduler for the requested A1111 sampler and schedule
      2b. initial noise drawn *on the CPU* from each image's seed, so every GPU model in the pool
          draws the same noise and a request retried on another worker gives the same picture
-     2c. base denoising, stopping at `refiner_switch_at` when a refiner is used
-     2d. refiner denoising from the handed-over latents (text_encoder_2 and VAE are shared)
+     2c. base denoising, stopping at `refiner_switch_at` when a refiner is used; the conditioning
+         is switched from the step-end callback where the prompt's schedule changes
+     2d. refiner denoising from the handed-over latents (text_encoder_2 and VAE are shared), its
+         steps numbered on from the base's
      2e. VAE decode
   3. infotexts, one per image, in A1111's format
 

@@ -91,7 +91,7 @@ def build_conditioning(
     negative = None if zero_negative else _encode_schedule(negative_schedule, encoders, embeddings, clip_skip)
     encoded = [*positive, *(negative or [])]
     chunks = max(e.chunks for e in encoded)
-    empty = None
+    empty: Any = None
     if any(e.chunks < chunks for e in encoded):
         empty = encode_group([""], encoders, embeddings, clip_skip)[0].embeds
 

@@ -54,5 +54,8 @@ def empty_list() -> list[Any]:
 
 @router.get("/embeddings")
 def embeddings(worker: WorkerDep) -> dict[str, Any]:
-    """A1111's shape: {"loaded": {name: {step, sd_checkpoint, sd_checkpoint_name, shape, vectors}}, "skipped": ...}."""
+    """The textual-inversion embeddings loaded, and those skipped (not for this model), as A1111 lists them.
+
+    Each: {step, sd_checkpoint, sd_checkpoint_name, shape (widths together), vectors}.
+    """
     return worker.embeddings.as_a1111()
