@@ -166,6 +166,9 @@ class DirectDiffusers:
             refiner_path, text_encoder_2=self.base.text_encoder_2, vae=self.base.vae, torch_dtype=dtype,
             local_files_only=True,
         ).to(args.device)
+        # An empty negative prompt is zeros for the refiner too, as in A1111 (and the worker); the
+        # SDXL refiner's own config says otherwise (diffusers would encode "").
+        self.refiner.register_to_config(force_zeros_for_empty_prompt=True)
         for pipe in (self.base, self.refiner):
             pipe.set_progress_bar_config(disable=True)
 
