@@ -5,7 +5,8 @@ prompt's) is encoded as A1111 encodes the batch it hands to its CLIP wrapper:
 
 * every text's chunks; a text with fewer chunks than the group's longest is filled with empty
   chunks (start, end, padding);
-* all chunks go through the encoder in one batch; the features are the hidden states SDXL uses
+* each text's chunks go through the encoder as one batch (each text on its own, so its features
+  do not depend on its neighbours to the last bit); the features are the hidden states SDXL uses
   (the penultimate layer, or earlier with clip skip, as diffusers' `encode_prompt` picks them);
 * textual-inversion vectors replace the token embeddings at their placeholder positions, through
   a forward hook on the encoder's token-embedding layer that exists only during the call;
@@ -93,26 +94,39 @@ def _encode_with(
     match = embeddings.matcher(encoder.tokenizer) if embeddings is not None and embeddings.loaded else None
     per_text = [prompt_chunks(text, encoder.tokenizer, match) for text in texts]
     count = max(len(chunks) for chunks in per_text)
+    # One forward pass per text (its chunks as one batch), and one for the filler chunk: a text's
+    # features never depend on which other texts share its schedule, to the last bit.
+    runs = [_forward(encoder, chunks, embeddings, clip_skip) for chunks in per_text]
     filler = empty_chunk(encoder.tokenizer)
-    # Batch layout: chunk index major, so rows [i * n, (i + 1) * n) are every text's chunk i.
-    batch: list[Chunk] = [chunks[i] if i < len(chunks) else filler for i in range(count) for chunks in per_text]
+    filled = _forward(encoder, [filler], embeddings, clip_skip)[0][0] if any(
+        len(chunks) < count for chunks in per_text) else None
+    emphasised: list[list[Any]] = [[] for _ in texts]
+    for i in range(count):  # A1111's batch of chunk i: every text's chunk i, or the filler
+        z = torch.stack([run[0][i] if i < len(chunks) else filled
+                         for run, chunks in zip(runs, per_text, strict=True)])
+        multipliers = torch.tensor([(chunks[i] if i < len(chunks) else filler).multipliers for chunks in per_text],
+                                   device=z.device, dtype=z.dtype)
+        for t, features in enumerate(apply_emphasis(z, multipliers, counts)):
+            emphasised[t].append(features)
+    features = [torch.cat(chunks) for chunks in emphasised]
+    pooled = [run[1] for run in runs]
+    return features, (pooled if all(p is not None for p in pooled) else None)
+
+
+def _forward(encoder: TextEncoder, chunks: Sequence[Chunk], embeddings: Any, clip_skip: int) -> tuple[Any, Any]:
+    """[chunks, 77, features] hidden states SDXL reads, and the pooled projection of the first chunk."""
+    import torch
+
     model = encoder.model
-    device = model.device
-    ids = torch.tensor([chunk.tokens for chunk in batch], device=device)
-    hook = _install_fixes(model, batch, embeddings, encoder.key)
+    ids = torch.tensor([chunk.tokens for chunk in chunks], device=model.device)
+    hook = _install_fixes(model, chunks, embeddings, encoder.key)
     try:
         out = model(ids, output_hidden_states=True)
     finally:
         if hook is not None:
             hook.remove()
     z = out.hidden_states[-(clip_skip + 1)]  # SDXL reads the penultimate layer: clip_skip 1 -> [-2]
-    multipliers = torch.tensor([chunk.multipliers for chunk in batch], device=device, dtype=z.dtype)
-    n = len(texts)
-    z = torch.cat([apply_emphasis(z[i * n : (i + 1) * n], multipliers[i * n : (i + 1) * n], counts) for i in range(count)])
-    # Back to text major: text t is rows t, t + n, t + 2n, ...
-    features = [z[t::n].reshape(-1, z.shape[-1]) for t in range(n)]
-    pooled = out[0][:n] if out[0].dim() == 2 else None  # text_embeds of chunk 0 of each text
-    return features, pooled
+    return z, (out[0][0] if out[0].dim() == 2 else None)  # text_embeds of the first chunk
 
 
 def _install_fixes(model: Any, batch: Sequence[Chunk], embeddings: Any, key: str) -> Any:
