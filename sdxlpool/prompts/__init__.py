@@ -14,6 +14,13 @@ The worker's encoder (`sdxlpool.worker.conditioning`) turns the result into SDXL
 """
 
 from sdxlpool.prompts.attention import BREAK, WeightedText, parse_attention
+from sdxlpool.prompts.composable import is_composable, split_and
 from sdxlpool.prompts.networks import NetworkCall, extract_networks
+from sdxlpool.prompts.schedules import prompt_schedule
 
-__all__ = ["BREAK", "WeightedText", "parse_attention", "NetworkCall", "extract_networks"]
+__all__ = [
+    "BREAK", "WeightedText", "parse_attention",
+    "is_composable", "split_and",
+    "NetworkCall", "extract_networks",
+    "prompt_schedule",
+]
