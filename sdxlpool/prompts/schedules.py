@@ -61,15 +61,16 @@ def prompt_schedule(prompt: str, steps: int, *, hires_steps: int | None = None) 
     step_offset, fraction_offset = (steps, 1.0) if hires_steps is not None else (0, 0.0)
 
     boundaries = {total}
+    switch_at: dict[int, int] = {}  # id(edit node) -> the step after which `to` is in force
     for node in tree.iter_subtrees():
         if node.data == "edit":
             when = _switch_step(node.children[-2], total, step_offset, fraction_offset)
-            node.children[-2] = when  # rendering below compares steps with the resolved number
+            switch_at[id(node)] = when
             if when >= 1:
                 boundaries.add(when)
         elif node.data == "alternation":
             boundaries.update(range(1, total + 1))
-    return [(step, _render(tree, step)) for step in sorted(boundaries)]
+    return [(step, _render(tree, step, switch_at)) for step in sorted(boundaries)]
 
 
 def _switch_step(number: Any, total: int, step_offset: int, fraction_offset: float) -> int:
@@ -79,16 +80,16 @@ def _switch_step(number: Any, total: int, step_offset: int, fraction_offset: flo
     return min(total, int(value))
 
 
-def _render(node: Any, step: int) -> str:
+def _render(node: Any, step: int, switch_at: dict[int, int]) -> str:
     """The text of `node` at sampling step `step` (1-based, as the schedule's boundaries)."""
     if isinstance(node, lark.Token):
         return str(node)
     if node is None:
         return ""
     if node.data == "edit":
-        before, after, when = node.children[0], node.children[1], node.children[3]
-        return _render(before, step) if step <= when else _render(after, step)
+        before, after = node.children[0], node.children[1]
+        return _render(before if step <= switch_at[id(node)] else after, step, switch_at)
     if node.data == "alternation":
         options = node.children
-        return _render(options[(step - 1) % len(options)], step)
-    return "".join(_render(child, step) for child in node.children)
+        return _render(options[(step - 1) % len(options)], step, switch_at)
+    return "".join(_render(child, step, switch_at) for child in node.children)
