@@ -36,9 +36,8 @@ def resolve_model(spec: SDXLPoolSpec, *, cache_dir: Path, base: Path | None = No
                   refiner: Path | None = None) -> Model:
     """The weights `up` serves, with the fine-tune folders that go with them."""
     model = _resolve_weights(spec, cache_dir=cache_dir, base=base, refiner=refiner)
-    if model.tiny:
-        return dataclasses.replace(model, **_tiny_fine_tunes(spec, model.base.parent))
-    return dataclasses.replace(model, **_spec_fine_tunes(spec, cache_dir))
+    folders, notes = _tiny_fine_tunes(spec, model.base.parent) if model.tiny else _spec_fine_tunes(spec, cache_dir)
+    return dataclasses.replace(model, fine_tunes=folders, fine_tune_notes=notes)
 
 
 def _resolve_weights(spec: SDXLPoolSpec, *, cache_dir: Path, base: Path | None, refiner: Path | None) -> Model:
@@ -105,17 +104,17 @@ def _listed(spec: SDXLPoolSpec, kind: FineTuneKind) -> list[FineTuneSource]:
     return list(getattr(spec, kind.field))
 
 
-def _tiny_fine_tunes(spec: SDXLPoolSpec, tiny_root: Path) -> dict[str, object]:
+def _tiny_fine_tunes(spec: SDXLPoolSpec, tiny_root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     folders = {kind.field: tiny_root / kind.folder for kind in FINE_TUNE_KINDS if (tiny_root / kind.folder).is_dir()}
     notes = []
     listed = sum(len(_listed(spec, kind)) for kind in FINE_TUNE_KINDS)
     if listed:
         notes.append(f"fine-tunes: the spec's {listed} are for the real SDXL; the tiny model serves its own test "
                      f"ones instead ({', '.join(str(folder) for folder in folders.values()) or 'none written'})")
-    return {"fine_tunes": folders, "fine_tune_notes": tuple(notes)}
+    return folders, tuple(notes)
 
 
-def _spec_fine_tunes(spec: SDXLPoolSpec, cache_dir: Path) -> dict[str, object]:
+def _spec_fine_tunes(spec: SDXLPoolSpec, cache_dir: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
     folders: dict[str, Path] = {}
     notes: list[str] = []
     for kind in FINE_TUNE_KINDS:
@@ -130,7 +129,7 @@ def _spec_fine_tunes(spec: SDXLPoolSpec, cache_dir: Path) -> dict[str, object]:
             folders[kind.field] = found[0]
         elif found:
             folders[kind.field] = _linked_folder(cache_dir, kind, found)
-    return {"fine_tunes": folders, "fine_tune_notes": tuple(notes)}
+    return folders, tuple(notes)
 
 
 def _describe(source: FineTuneSource) -> str:
@@ -159,17 +158,28 @@ def _local_file(source: FineTuneSource) -> Path | None:
 
 
 def _linked_folder(cache_dir: Path, kind: FineTuneKind, paths: list[Path]) -> Path:
-    """A folder of symbolic links to `paths`, one per set of paths (two pools never share one)."""
+    """A folder of symbolic links to the files `paths` name (a folder's files, kept under its name:
+    a worker's scan does not enter linked folders), one folder per set of paths."""
     digest = hashlib.sha256("\0".join(str(p.resolve()) for p in paths).encode()).hexdigest()[:12]
     folder = cache_dir / "fine-tunes" / f"{kind.folder}-{digest}"
-    folder.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths):
-        link = folder / path.name
-        if link.is_symlink() and link.resolve() == path.resolve():
-            continue
-        if link.exists() or link.is_symlink():
-            link = folder / f"{index}-{path.name}"  # two files of one name: both offered, the second renamed
-            if link.is_symlink():
-                link.unlink()
-        link.symlink_to(path.resolve(), target_is_directory=path.is_dir())
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                _link(folder / path.name / file.relative_to(path), file, folder / f"{index}-{path.name}" /
+                      file.relative_to(path))
+        else:
+            _link(folder / path.name, path, folder / f"{index}-{path.name}")
     return folder
+
+
+def _link(link: Path, target: Path, other: Path) -> None:
+    """`link` -> `target`; when `link` is another file's, `other` (both are offered, the second renamed)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.exists() or link.is_symlink():
+        link = other
+        other.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+    link.symlink_to(target.resolve())

@@ -104,7 +104,8 @@ def test_real_weights_get_the_specs_fine_tunes_found_on_this_machine(up_cache: P
                {"volume": {"path": str(tmp_path / "b" / "ink.safetensors")}},
                {"volume": {"path": "/mnt/nowhere/gone.safetensors"}},
                {"huggingFace": {"repo": "nerijs/pixel-art-xl", "file": "pixel-art-xl.safetensors"}}],
-        vaes=[{"volume": {"path": str(tmp_path / "a")}}])
+        vaes=[{"volume": {"path": str(tmp_path / "a")}}],
+        embeddings=[{"volume": {"path": str(tmp_path / "b")}}, {"volume": {"path": str(tmp_path / "pixel.safetensors")}}])
     model = resolve_model(spec, cache_dir=up_cache)
     assert not model.tiny
     folder = model.fine_tunes["loras"]
@@ -113,7 +114,10 @@ def test_real_weights_get_the_specs_fine_tunes_found_on_this_machine(up_cache: P
     assert linked == {"ink.safetensors": b"a LoRA from a", "pixel.safetensors": b"pixel",
                       "2-ink.safetensors": b"a LoRA from b"}  # a second file of one name is kept, renamed
     assert model.fine_tunes["vaes"] == tmp_path / "a"  # a lone folder is used as it is
-    assert "embeddings" not in model.fine_tunes
+    # A folder among other entries: its files are linked (a worker's scan does not enter linked folders).
+    embeddings = model.fine_tunes["embeddings"]
+    assert sorted(str(p.relative_to(embeddings)) for p in embeddings.rglob("*") if p.is_symlink()) == [
+        "b/ink.safetensors", "pixel.safetensors"]
     notes = "\n".join(model.fine_tune_notes)
     assert "spec.loras[3]: /mnt/nowhere/gone.safetensors is not on this machine" in notes
     assert "spec.loras[4]: nerijs/pixel-art-xl/pixel-art-xl.safetensors (not in the local Hugging Face cache)" in notes
