@@ -326,6 +326,12 @@ def _relative_path(path: str, *, whole: bool = False) -> str:
     return normal
 
 
+def _inside(path: str, folder: str) -> bool:
+    """True when volume path `path` is `folder` itself or inside it (``.`` and ``/`` are the root)."""
+    path, folder = path.strip("/") or ".", folder.strip("/") or "."
+    return folder == "." or path == folder or path.startswith(folder + "/")
+
+
 class FineTuneSource(_SpecModel):
     """Where one fine-tune file comes from: exactly one of ``huggingFace`` or ``volume``."""
 
@@ -578,6 +584,14 @@ class SDXLPoolSpec(_SpecModel):
                 first = seen.setdefault(key, index)
                 if first != index:
                     problems.append(f"{field}[{index}] is the same file as {field}[{first}]")
+                    continue
+                for (kind, *where), other in seen.items():
+                    if kind == "volume" and key[0] == "volume" and other != index and where[0] == key[1]:
+                        inner = _inside(str(key[2]), str(where[1]))
+                        outer = _inside(str(where[1]), str(key[2]))
+                        if inner or outer:
+                            problems.append(f"{field}[{index}] ({volume.path if volume else ''}) and {field}[{other}] "
+                                            "overlap on one volume: list the folder or its files, not both")
         if problems:
             raise ValueError("; ".join(problems))
         return self

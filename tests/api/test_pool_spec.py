@@ -507,6 +507,11 @@ INVALID_CASES = [
         "spec: loras[1] is the same file as loras[0]",
         id="lora-twice",
     ),
+    pytest.param(
+        with_spec(loras=[{"volume": {"path": "loras/ink.safetensors"}}, {"volume": {"path": "/loras"}}]),
+        "spec: loras[1] (/loras) and loras[0] overlap on one volume: list the folder or its files, not both",
+        id="lora-volume-overlap",
+    ),
     pytest.param(["not", "a", "mapping"], "pool: expected a mapping, got list", id="not-a-mapping"),
 ]
 
