@@ -16,7 +16,7 @@ Pure: nothing here reads a file, the clock or the network. What each pool field 
                                  weights (Akash has no init containers or PVCs, so the service's
                                  command downloads first, then ``exec``s the worker offline)
     spec.loras, .embeddings,  -> ``hf download REPO FILE`` of each into ``/tmp/fine-tunes/<kind>`` before
-      .vaes                      the worker starts, which gets ``--lora-dir`` etc. as in a pod (files on
+      .vaes, .styles             the worker starts, which gets ``--lora-dir`` etc. as in a pod (files on
                                  a volume cannot be had on a lease: an error naming the entry)
     spec.gateway              -> service ``gateway`` (layout ``shared`` only), exposed globally on 80,
                                  run with the same flags as the operator's gateway; workers are then
@@ -48,6 +48,7 @@ from sdxlpool.api.gpu import akash_model_name
 from sdxlpool.api.pool_config import (
     FINE_TUNE_KINDS,
     backend_entry,
+    fine_tune_label,
     gateway_args,
     hf_download_command,
     hf_file_download_command,
@@ -173,9 +174,9 @@ def _worker_script(spec: SDXLPoolSpec, entry: GpuEntry) -> str:
     steps = [shlex.join(hf_download_command(repo, hub.revision, MODELS_DIR))
              for repo in (hub.repo, hub.refiner_repo) if repo is not None]
     for kind in FINE_TUNE_KINDS:
-        for index, source in enumerate(getattr(spec, kind.field)):
+        for index, source in enumerate(spec.fine_tunes(kind.field)):
             if source.volume is not None:
-                raise AkashError(f"spec.{kind.field}[{index}].volume: an Akash lease has no PersistentVolumeClaims; "
+                raise AkashError(f"spec.{fine_tune_label(kind, index)}.volume: an Akash lease has no PersistentVolumeClaims; "
                                  "use huggingFace (the workers download the file when they start)")
             steps.append(shlex.join(hf_file_download_command(kind, source, FINE_TUNES_DIR)))
     worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", *pod_worker_args(spec, entry, port=WORKER_PORT,

@@ -20,11 +20,13 @@ What each spec field becomes:
                                    ``hf download`` commands that fill it (:func:`hf_download_command`)
     spec.gateway.rateLimit      -> the gateway's ``--rate-limit`` and ``--rate-limit-burst``
     spec.loras, .embeddings,    -> ``--lora-dir`` / ``--embeddings-dir`` / ``--vae-dir``, one folder per kind
-      .vaes                        (:func:`fine_tune_dir`, only for kinds the spec lists): Hugging Face files
-                                   are downloaded into its ``huggingface/`` part
-                                   (:func:`hf_file_download_command`), volume files appear under its
-                                   ``volume/<claim>/`` part (:func:`volume_file_path`); the worker scans
-                                   its folders recursively and names a file after its stem, as A1111 does
+      .vaes, .styles               (:func:`fine_tune_dir`, only for kinds the spec lists), and ``--styles``
+                                   naming the one styles.csv inside its folder (:func:`fine_tune_paths`):
+                                   Hugging Face files are downloaded into a folder's ``huggingface/``
+                                   part (:func:`hf_file_download_command`), volume files appear under
+                                   its ``volume/<claim>/`` part (:func:`volume_file_path`); the worker
+                                   scans its folders recursively and names a file after its stem, as
+                                   A1111 does
 
 Every value is a flag, none an environment variable: what a process was told is visible in its
 command line (``kubectl describe``, ``ps``), and a flag the program does not know fails loudly at
@@ -53,7 +55,8 @@ __all__ = [
     "GenerationFlag",
     "backend_entry",
     "fine_tune_dir",
-    "fine_tune_dirs",
+    "fine_tune_label",
+    "fine_tune_paths",
     "gateway_args",
     "generation_args",
     "generation_values",
@@ -180,19 +183,22 @@ def model_paths(spec: SDXLPoolSpec, models_dir: str = MODELS_DIR) -> tuple[str, 
 
 @dataclass(frozen=True)
 class FineTuneKind:
-    """One kind of fine-tune file: its spec field, the worker flag naming its folder, the folder."""
+    """One kind of fine-tune file: its spec field, the worker flag naming its folder (or, for a
+    `file` kind, the file itself), the folder."""
 
-    field: str  # SDXLPoolSpec field (a list of FineTuneSource)
+    field: str  # SDXLPoolSpec field (a list of FineTuneSource, or one)
     flag: str
     folder: str
+    file: bool = False
 
 
 FINE_TUNE_KINDS: tuple[FineTuneKind, ...] = (
     FineTuneKind("loras", "--lora-dir", "loras"),
     FineTuneKind("embeddings", "--embeddings-dir", "embeddings"),
     FineTuneKind("vaes", "--vae-dir", "vae"),
+    FineTuneKind("styles", "--styles", "styles", file=True),
 )
-"""The spec's fine-tune lists (``sdxlpool.api.spec.FINE_TUNE_FIELDS``), in the order the flags are written."""
+"""The spec's fine-tune fields (``sdxlpool.api.spec.FINE_TUNE_FIELDS``), in the order the flags are written."""
 
 FINE_TUNES_DIR = "/fine-tunes"
 """Where a pod or an Akash service keeps the fine-tune folders (``/fine-tunes/loras``, ...)."""
@@ -203,9 +209,26 @@ def fine_tune_dir(kind: FineTuneKind, root: str = FINE_TUNES_DIR) -> str:
     return posixpath.join(root, kind.folder)
 
 
-def fine_tune_dirs(spec: SDXLPoolSpec, root: str = FINE_TUNES_DIR) -> dict[str, str]:
-    """Spec field -> folder, for the kinds `spec` lists files of (the others get no flag)."""
-    return {kind.field: fine_tune_dir(kind, root) for kind in FINE_TUNE_KINDS if getattr(spec, kind.field)}
+def fine_tune_label(kind: FineTuneKind, index: int) -> str:
+    """How an error names one source: ``loras[2]``, or ``styles`` (a field of one file)."""
+    return kind.field if kind.file else f"{kind.field}[{index}]"
+
+
+def fine_tune_paths(spec: SDXLPoolSpec, root: str = FINE_TUNES_DIR) -> dict[str, str]:
+    """Spec field -> what its flag names, for the kinds `spec` lists files of (the others get no
+    flag): the kind's folder, or for a `file` kind (styles) the one file in it."""
+    paths = {}
+    for kind in FINE_TUNE_KINDS:
+        sources = spec.fine_tunes(kind.field)
+        if not sources:
+            continue
+        if not kind.file:
+            paths[kind.field] = fine_tune_dir(kind, root)
+        elif (hub := sources[0].hugging_face) is not None:
+            paths[kind.field] = posixpath.join(hf_file_local_dir(kind, sources[0], root), hub.file)
+        else:
+            paths[kind.field] = volume_file_path(spec, kind, sources[0], root)
+    return paths
 
 
 def hf_file_local_dir(kind: FineTuneKind, source: FineTuneSource, root: str = FINE_TUNES_DIR) -> str:
@@ -293,7 +316,7 @@ def pod_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, models_di
     spec's weights under `models_dir`, its fine-tune folders under `fine_tunes_dir`."""
     base, refiner = model_paths(spec, models_dir)
     return worker_args(spec, entry, base=base, refiner=refiner, host="0.0.0.0", port=port, device="cuda",
-                       fine_tunes=fine_tune_dirs(spec, fine_tunes_dir))
+                       fine_tunes=fine_tune_paths(spec, fine_tunes_dir))
 
 
 def backend_entry(

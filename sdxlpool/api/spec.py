@@ -346,8 +346,9 @@ class FineTuneSource(_SpecModel):
         return self
 
 
-FINE_TUNE_FIELDS = ("loras", "embeddings", "vaes")
-"""The spec's fine-tune lists, in the order they are rendered (see sdxlpool.api.pool_config)."""
+FINE_TUNE_FIELDS = ("loras", "embeddings", "vaes", "styles")
+"""The spec's fine-tune fields, in the order they are rendered (see sdxlpool.api.pool_config): lists
+of files, and ``styles``, one file."""
 
 
 # --- where the workers run ---------------------------------------------------------------------
@@ -531,6 +532,10 @@ class SDXLPoolSpec(_SpecModel):
     vaes: list[FineTuneSource] = Field(
         default_factory=list, description="VAE files the workers offer as sd_vae choices; --vae-dir."
     )
+    styles: FineTuneSource | None = Field(
+        None, description="An A1111 styles.csv (name, prompt, negative_prompt) the workers apply by a request's "
+        "styles; a file, not a folder; --styles."
+    )
 
     @field_validator("gpus")
     @classmethod
@@ -564,17 +569,27 @@ class SDXLPoolSpec(_SpecModel):
             raise ValueError("; ".join(problems))
         return self
 
+    def fine_tunes(self, field: str) -> list[FineTuneSource]:
+        """The sources of fine-tune field `field` (one of FINE_TUNE_FIELDS) as a list."""
+        value = getattr(self, field)
+        return list(value) if isinstance(value, list) else [] if value is None else [value]
+
     @model_validator(mode="after")
     def _fine_tunes_resolvable(self) -> SDXLPoolSpec:
-        """Volume files without a claimName use the model's PVC, which needs one; no file twice."""
+        """Volume files without a claimName use the model's PVC, which needs one; no file twice, no
+        volume entries inside one another (a mount inside a read-only mount fails); styles is a file."""
         problems = []
         for field in FINE_TUNE_FIELDS:
             seen: dict[tuple[str | None, ...], int] = {}
-            for index, source in enumerate(getattr(self, field)):
+            single = not isinstance(getattr(self, field), list)
+            for index, source in enumerate(self.fine_tunes(field)):
+                where = field if single else f"{field}[{index}]"
                 volume, hub = source.volume, source.hugging_face
                 if volume is not None and volume.claim_name is None and self.model.volume is None:
-                    problems.append(f"{field}[{index}].volume.claimName: required when spec.model is not a volume "
+                    problems.append(f"{where}.volume.claimName: required when spec.model is not a volume "
                                     "(there is no pool volume to default to)")
+                if volume is not None and single and volume.path.strip("/") in ("", "."):
+                    problems.append(f"{where}.volume.path: must name the file, not the whole volume")
                 if volume is not None:
                     claim = volume.claim_name or (self.model.volume.claim_name if self.model.volume else None)
                     key: tuple[str | None, ...] = ("volume", claim, volume.path)
@@ -583,15 +598,13 @@ class SDXLPoolSpec(_SpecModel):
                     key = ("huggingFace", hub.repo, hub.revision, hub.file)
                 first = seen.setdefault(key, index)
                 if first != index:
-                    problems.append(f"{field}[{index}] is the same file as {field}[{first}]")
+                    problems.append(f"{where} is the same file as {field}[{first}]")
                     continue
-                for (kind, *where), other in seen.items():
-                    if kind == "volume" and key[0] == "volume" and other != index and where[0] == key[1]:
-                        inner = _inside(str(key[2]), str(where[1]))
-                        outer = _inside(str(where[1]), str(key[2]))
-                        if inner or outer:
-                            problems.append(f"{field}[{index}] ({volume.path if volume else ''}) and {field}[{other}] "
-                                            "overlap on one volume: list the folder or its files, not both")
+                for (kind, *other_key), other in seen.items():
+                    if kind == "volume" and key[0] == "volume" and other != index and other_key[0] == key[1] and (
+                            _inside(str(key[2]), str(other_key[1])) or _inside(str(other_key[1]), str(key[2]))):
+                        problems.append(f"{where} ({volume.path if volume else ''}) and {field}[{other}] "
+                                        "overlap on one volume: list the folder or its files, not both")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -7,14 +7,14 @@
 * otherwise: the tiny random-weight SDXL (same architecture, a few MB), written once under
   `$SDXLPOOL_CACHE/tiny-model` and reused; its images are noise, and `up` says so.
 
-Fine-tunes (`spec.loras`, `.embeddings`, `.vaes`) follow the weights:
+Fine-tunes (`spec.loras`, `.embeddings`, `.vaes`, `.styles`) follow the weights:
 
-* the tiny model: its own test fine-tunes (`tiny-model/loras`, `embeddings`, `vae`, where written),
+* the tiny model: its own test fine-tunes (`tiny-model/loras`, `embeddings`, `vae`, `styles.csv`, where written),
   since files made for the real SDXL do not fit its tiny layers;
 * real weights: each listed file found here (a `volume.path` on this machine, a `huggingFace` file
   in the local Hugging Face cache; nothing is downloaded), linked into one folder per kind under
-  `$SDXLPOOL_CACHE/fine-tunes/` (a lone folder entry is used as it is); the others are named in
-  the start-up notes.
+  `$SDXLPOOL_CACHE/fine-tunes/` (a lone folder entry is used as it is; styles.csv is passed as it
+  is); the others are named in the start-up notes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import fcntl
 import hashlib
 from pathlib import Path
 
-from sdxlpool.api.pool_config import FINE_TUNE_KINDS, FineTuneKind
+from sdxlpool.api.pool_config import FINE_TUNE_KINDS, FineTuneKind, fine_tune_label
 from sdxlpool.api.spec import FineTuneSource, SDXLPoolSpec
 from sdxlpool.errors import ConfigError
 from sdxlpool.local.plan import Model
@@ -101,11 +101,12 @@ def _hub_snapshot(repo: str, revision: str | None) -> Path | None:
 
 
 def _listed(spec: SDXLPoolSpec, kind: FineTuneKind) -> list[FineTuneSource]:
-    return list(getattr(spec, kind.field))
+    return spec.fine_tunes(kind.field)
 
 
 def _tiny_fine_tunes(spec: SDXLPoolSpec, tiny_root: Path) -> tuple[dict[str, Path], tuple[str, ...]]:
-    folders = {kind.field: tiny_root / kind.folder for kind in FINE_TUNE_KINDS if (tiny_root / kind.folder).is_dir()}
+    assets = {kind.field: tiny_root / ("styles.csv" if kind.file else kind.folder) for kind in FINE_TUNE_KINDS}
+    folders = {field: path for field, path in assets.items() if path.exists()}
     notes = []
     listed = sum(len(_listed(spec, kind)) for kind in FINE_TUNE_KINDS)
     if listed:
@@ -122,10 +123,12 @@ def _spec_fine_tunes(spec: SDXLPoolSpec, cache_dir: Path) -> tuple[dict[str, Pat
         for index, source in enumerate(_listed(spec, kind)):
             path = _local_file(source)
             if path is None:
-                notes.append(f"spec.{kind.field}[{index}]: {_describe(source)} is not on this machine; left out")
+                notes.append(f"spec.{fine_tune_label(kind, index)}: {_describe(source)} is not on this machine; left out")
             else:
                 found.append(path)
-        if len(found) == 1 and found[0].is_dir():
+        if found and kind.file:
+            folders[kind.field] = found[0]  # the one file its flag names (styles.csv)
+        elif len(found) == 1 and found[0].is_dir():
             folders[kind.field] = found[0]
         elif found:
             folders[kind.field] = _linked_folder(cache_dir, kind, found)

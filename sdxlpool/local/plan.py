@@ -3,8 +3,8 @@
     SDXLPool spec.gpus[i] (model, replicas, provider, pricePerHour)
         -> one `WorkerPlan` per replica: name "<gpu>-<n>", its own 127.0.0.1 port, the GPU label,
            provider and location users see, the device it runs on and its CPU threads
-    spec.loras / .embeddings / .vaes (as found on this machine by model.py)
-        -> the workers' --lora-dir / --embeddings-dir / --vae-dir
+    spec.loras / .embeddings / .vaes / .styles (as found on this machine by model.py)
+        -> the workers' --lora-dir / --embeddings-dir / --vae-dir / --styles
     spec.defaults / spec.limits / spec.gateway.rateLimit
         -> the workers' and the gateway's flags, rendered by sdxlpool.api.pool_config exactly as
            for the operator's pods and the Akash export, so requests are judged as in the cluster

@@ -173,8 +173,9 @@ FINE_TUNES = """
     - huggingFace: {repo: org/styles, file: sub/ink.safetensors, revision: v2}
   vaes:
     - huggingFace: {repo: madebyollin/sdxl-vae-fp16-fix, file: sdxl.vae.safetensors}
+  styles: {huggingFace: {repo: org/styles, file: a1111/styles.csv}}
 """
-FINE_TUNE_FLAGS = ("--lora-dir", "--embeddings-dir", "--vae-dir")
+FINE_TUNE_FLAGS = ("--lora-dir", "--embeddings-dir", "--vae-dir")  # folders; --styles names a file
 
 
 def downloads_by_folder(commands: list[list[str]], worker: list[str]) -> dict[str, list[str]]:
@@ -183,6 +184,9 @@ def downloads_by_folder(commands: list[list[str]], worker: list[str]) -> dict[st
     found: dict[str, list[str]] = {}
     for command in commands:
         written = f"{command[command.index('--local-dir') + 1]}/{command[3]}"
+        if written == worker[worker.index("--styles") + 1]:
+            found.setdefault("--styles", []).append(written)
+            continue
         (flag,) = [f for f in FINE_TUNE_FLAGS if f in worker and written.startswith(worker[worker.index(f) + 1] + "/")]
         found.setdefault(flag, []).append(written)
     return found
@@ -210,6 +214,7 @@ def test_fine_tunes_reach_the_workers_the_same_way_under_the_operator_and_akash(
         assert [path.rsplit("/", 1)[-1] for path in by_folder["--lora-dir"]] == ["pixel-art-xl.safetensors",
                                                                                   "ink.safetensors"]
         assert [path.rsplit("/", 1)[-1] for path in by_folder["--vae-dir"]] == ["sdxl.vae.safetensors"]
+        assert [path.rsplit("/", 1)[-1] for path in by_folder["--styles"]] == ["styles.csv"]  # the file it downloads
         assert downloads[1][-2:] == ["--revision", "v2"]
     # The same layout under each one's own root, and the same flags otherwise.
     assert operator_worker[operator_worker.index("--lora-dir") + 1] == "/fine-tunes/loras"
@@ -220,4 +225,4 @@ def test_fine_tunes_reach_the_workers_the_same_way_under_the_operator_and_akash(
 def test_a_pool_without_fine_tunes_passes_no_fine_tune_flag() -> None:
     spec = load_spec(yaml.safe_load(POOL)["spec"])
     args = pod_worker_args(spec, spec.gpus[0], port=7860)
-    assert not [f for f in FINE_TUNE_FLAGS if f in args]
+    assert not [f for f in (*FINE_TUNE_FLAGS, "--styles") if f in args]

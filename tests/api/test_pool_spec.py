@@ -512,6 +512,16 @@ INVALID_CASES = [
         "spec: loras[1] (/loras) and loras[0] overlap on one volume: list the folder or its files, not both",
         id="lora-volume-overlap",
     ),
+    pytest.param(
+        with_spec(styles={"volume": {"path": "/"}}),
+        "spec: styles.volume.path: must name the file, not the whole volume",
+        id="styles-whole-volume",
+    ),
+    pytest.param(
+        with_spec(styles=[{"volume": {"path": "styles.csv"}}]),
+        "spec.styles: Input should be a valid dictionary or instance of FineTuneSource",
+        id="styles-is-one-file",
+    ),
     pytest.param(["not", "a", "mapping"], "pool: expected a mapping, got list", id="not-a-mapping"),
 ]
 

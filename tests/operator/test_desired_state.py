@@ -323,6 +323,9 @@ def check_fine_tunes(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     # A volume file without claimName is on the model's PVC; another claim is its own read-only volume.
     ink = mounts["/fine-tunes/loras/volume/sdxl-weights/loras/ink.safetensors"]
     assert (ink["name"], ink["subPath"], ink["readOnly"]) == ("models", "loras/ink.safetensors", True)
+    # --styles names the one file, mounted where the flag says.
+    styles = mounts[flag(args, "--styles")]
+    assert (styles["name"], styles["subPath"]) == ("models", "styles/styles.csv")
     shared = mounts["/fine-tunes/loras/volume/team-loras"]
     assert "subPath" not in shared and shared["readOnly"] is True  # path "." is the whole volume
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -492,6 +495,7 @@ CASES = {
                 {"volume": {"claimName": "team-loras", "path": "."}},
             ],
             vaes=[{"huggingFace": {"repo": "madebyollin/sdxl-vae-fp16-fix", "file": "sdxl.vae.safetensors"}}],
+            styles={"volume": {"path": "styles/styles.csv"}},
         ),
         check=check_fine_tunes,
     ),

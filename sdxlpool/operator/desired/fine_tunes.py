@@ -1,4 +1,4 @@
-"""A worker pod's fine-tune folders (``spec.loras``, ``spec.embeddings``, ``spec.vaes``): pure.
+"""A worker pod's fine-tune folders (``spec.loras``, ``.embeddings``, ``.vaes``, ``.styles``): pure.
 
 Each kind the spec lists gets one folder, the one its worker flag names
 (:func:`sdxlpool.api.pool_config.fine_tune_dir`, e.g. ``--lora-dir /fine-tunes/loras``), made of
@@ -13,6 +13,7 @@ mounts only, so nothing is copied and no mount is nested inside a read-only one:
                                          (subPath ``path``; the PVC is the model's ``models`` volume
                                          when it is the same claim)
 
+``--styles`` names the one styles.csv inside ``/fine-tunes/styles``, placed the same way.
 A worker scans its folders recursively and names a file after its stem, as A1111 does, so
 ``<lora:pixel-art-xl:0.8>`` finds ``.../huggingface/main/nerijs/pixel-art-xl/pixel-art-xl.safetensors``.
 """
@@ -41,7 +42,7 @@ _MODELS_VOLUME = "models"  # workers.py's volume of the model (a PVC when spec.m
 
 
 def _sources(spec: SDXLPoolSpec) -> list[tuple[FineTuneKind, int, FineTuneSource]]:
-    return [(kind, index, source) for kind in FINE_TUNE_KINDS for index, source in enumerate(getattr(spec, kind.field))]
+    return [(kind, index, source) for kind in FINE_TUNE_KINDS for index, source in enumerate(spec.fine_tunes(kind.field))]
 
 
 def _claim_volumes(spec: SDXLPoolSpec) -> dict[str, str]:
@@ -58,7 +59,7 @@ def _claim_volumes(spec: SDXLPoolSpec) -> dict[str, str]:
 
 
 def _download_kinds(spec: SDXLPoolSpec) -> list[FineTuneKind]:
-    return [kind for kind in FINE_TUNE_KINDS if any(s.hugging_face for s in getattr(spec, kind.field))]
+    return [kind for kind in FINE_TUNE_KINDS if any(s.hugging_face for s in spec.fine_tunes(kind.field))]
 
 
 def fine_tune_volumes(spec: SDXLPoolSpec) -> list[dict[str, Any]]:

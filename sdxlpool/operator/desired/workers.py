@@ -9,8 +9,8 @@ Pure. What a worker pod gets, in the order the manifest lists it:
 3. weights: a ``volume`` source's PVC mounted read-only at ``/models``; a ``huggingFace`` source's
    cache volume, filled by init containers running ``hf download`` (huggingface_hub >= 1.0 in the
    worker image), token from the Secret as ``HF_TOKEN``, then mounted read-only by the worker;
-4. fine-tunes (``spec.loras``, ``.embeddings``, ``.vaes``): their folders made of mounts and
-   ``hf download`` init containers (:mod:`.fine_tunes`), named by ``--lora-dir`` and the like;
+4. fine-tunes (``spec.loras``, ``.embeddings``, ``.vaes``, ``.styles``): their folders made of mounts
+   and ``hf download`` init containers (:mod:`.fine_tunes`), named by ``--lora-dir`` and the like;
 5. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
    defaults and limits as flags (:func:`sdxlpool.api.pool_config.pod_worker_args`, shared with the
    Akash export and ``sdxlpool up``), ``nvidia.com/gpu`` limit, probes, restricted security.
