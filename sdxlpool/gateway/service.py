@@ -24,6 +24,7 @@ from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
+from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward_txt2img
@@ -38,6 +39,7 @@ from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
 log = logging.getLogger(__name__)
+_CATALOG_TIMEOUT = 5.0  # seconds a worker has to answer a catalog GET
 
 
 def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
@@ -223,14 +225,20 @@ class GatewayService:
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
         now = time.monotonic()
-        for state in sorted(self.pool.states(), key=lambda s: not s.available(now)):
-            try:
-                response = await self.client.get(state.backend.url + path, timeout=5)
-                if response.status_code == 200:
-                    return response.json()
-            except (httpx.HTTPError, ValueError):
-                continue
-        raise NoBackend("no worker answered")
+        states = sorted(self.pool.states(), key=lambda s: not s.available(now))
+        reply = await first_answer(self.client, states, path, timeout=_CATALOG_TIMEOUT)
+        if reply is None:
+            raise NoBackend("no worker answered")
+        return reply.body
+
+    async def each_backend(self, method: str, path: str, *, timeout: float = _CATALOG_TIMEOUT,
+                           available_only: bool = True) -> list[Reply]:
+        """`method path` on every worker at once (only the available ones, while there are any)."""
+        now = time.monotonic()
+        states = self.pool.states()
+        if available_only:
+            states = [state for state in states if state.available(now)] or states
+        return await ask_each(self.client, states, method, path, timeout=timeout)
 
 
 def _debug_routing_field(value: Any) -> bool:
