@@ -146,11 +146,10 @@ async def forward_txt2img(
     listener: ForwardListener | None = None,
     progress_poll: float = 0.25,
     explain_routing: bool = False,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
-    `AllAttemptsFailed`. `transport` reaches the workers, sending `headers` (e.g. X-SDXL-Strict)
-    with each attempt; the steps are in the module docstring."""
+    `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
     # 1. Fix the seed.
     body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
