@@ -184,7 +184,8 @@ class WorkerService:
         """The VAE `sd_vae` (the request's override, else the option) means for `base`; None: its own."""
         field = "override_settings.sd_vae" if "sd_vae" in overrides else "sd_vae"
         entry = self.vaes.choose(overrides.get("sd_vae", self.options["sd_vae"]), base, field=field)
-        return self.vaes.load(entry, base.pipeline.vae, field=field) if entry is not None else None
+        own = getattr(base.pipeline, "vae", None)  # None: an engine without a model (the simulator)
+        return self.vaes.load(entry, own, field=field) if entry is not None and own is not None else None
 
     def _runtime(self, overrides: dict[str, Any], vae: LoadedVae | None = None) -> RuntimeOptions:
         opts = {**self.options, **overrides}

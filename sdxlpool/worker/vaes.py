@@ -171,4 +171,6 @@ def _load_module(entry: VaeEntry, like: Any, field: str) -> Any:
         first = str(exc).splitlines()[1:2] or [str(exc)]
         raise InvalidRequest(field, f"VAE {entry.name!r} does not fit this checkpoint's VAE: {first[0].strip()}") from None
     module.requires_grad_(False)
-    return module.to(device=like.device, dtype=like.dtype).eval()
+    if module.dtype != like.dtype:  # (diffusers warns on any dtype cast, even to the same type)
+        module.to(dtype=like.dtype)
+    return module.to(device=like.device).eval()
