@@ -115,7 +115,7 @@ class WorkerService:
             ignored = list(params.ignored_fields)
             params = self._styled(params, request.styles or [], ignored)
             check_strict(ignored, self.settings.strict if strict is None else strict)
-            vae = await asyncio.to_thread(self._vae_for, overrides, base)
+            vae = await self._vae_for(overrides, base)
         except RequestError:
             self.metrics.requests.labels("invalid").inc()
             raise
@@ -180,12 +180,15 @@ class WorkerService:
         ignored += [f"styles: {name} (no such style)" for name in styled.unknown]
         return replace(params, prompt=styled.prompt, negative_prompt=styled.negative_prompt)
 
-    def _vae_for(self, overrides: dict[str, Any], base: Checkpoint) -> LoadedVae | None:
-        """The VAE `sd_vae` (the request's override, else the option) means for `base`; None: its own."""
+    async def _vae_for(self, overrides: dict[str, Any], base: Checkpoint) -> LoadedVae | None:
+        """The VAE `sd_vae` (the request's override, else the option) means for `base`; None: its own.
+        Loading (or finding it cached) runs in a thread; the usual "Automatic" costs no thread hop."""
         field = "override_settings.sd_vae" if "sd_vae" in overrides else "sd_vae"
         entry = self.vaes.choose(overrides.get("sd_vae", self.options["sd_vae"]), base, field=field)
         own = getattr(base.pipeline, "vae", None)  # None: an engine without a model (the simulator)
-        return self.vaes.load(entry, own, field=field) if entry is not None and own is not None else None
+        if entry is None or own is None:
+            return None
+        return await asyncio.to_thread(self.vaes.load, entry, own, field=field)
 
     def _runtime(self, overrides: dict[str, Any], vae: LoadedVae | None = None) -> RuntimeOptions:
         opts = {**self.options, **overrides}
@@ -261,7 +264,10 @@ class WorkerService:
         if "sd_vae" in checked:
             name = checked.get("sd_model_checkpoint")
             base = self.checkpoints.find(name, kind="base", field="sd_model_checkpoint") if name else self.checkpoints.current
-            self._vae_for({"sd_vae": checked["sd_vae"]}, base)
+            entry = self.vaes.choose(checked["sd_vae"], base)
+            own = getattr(base.pipeline, "vae", None)
+            if entry is not None and own is not None:
+                self.vaes.load(entry, own)
         self._apply_options(checked)
 
     def _check_options(self, values: dict[str, Any], field_prefix: str = "") -> dict[str, Any]:
