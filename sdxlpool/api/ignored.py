@@ -84,7 +84,7 @@ def ignored_fields(request: Txt2ImgRequest, *, sampler_name: str, width: int, he
     """
     ignored = [name for name, off in INERT_FIELDS.items() if getattr(request, name) not in (off, False, None, "")]
     h, w = request.seed_resize_from_h, request.seed_resize_from_w
-    if h > 0 and w > 0 and (h, w) != (height, width):
+    if h > 0 and w > 0 and (h // 8, w // 8) != (height // 8, width // 8):  # A1111 compares latent sizes
         ignored += ["seed_resize_from_h", "seed_resize_from_w"]
     ignored += _sampler_parameters(request, _sampler_key(sampler_name))
     if request.s_min_uncond is not None and request.s_min_uncond != 0:

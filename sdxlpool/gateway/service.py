@@ -207,7 +207,8 @@ class GatewayService:
             self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
 
     async def generate(self, raw: dict[str, Any], *, client: str = "", api_key: str | None = None,
-                       on_event: EventSink | None = None, debug_routing: bool = False) -> dict[str, Any]:
+                       on_event: EventSink | None = None, debug_routing: bool = False,
+                       strict: bool | None = None) -> dict[str, Any]:
         """The native API: A1111 fields plus `gpus` (and `debug_routing`); the result in
         `events.result`'s shape, plus `routing` when asked for (the field or `debug_routing`).
 
@@ -218,7 +219,7 @@ class GatewayService:
         raw = dict(raw)
         debug_routing = _debug_routing_field(raw.pop("debug_routing", None)) or debug_routing
         forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
-                                       debug_routing=debug_routing)
+                                       debug_routing=debug_routing, strict=strict)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
         native = events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,

@@ -59,6 +59,7 @@ def test_a_bare_request_lists_nothing() -> None:
     ({"seed_resize_from_h": -1, "seed_resize_from_w": -1}, ()),
     ({"seed_resize_from_h": 256, "seed_resize_from_w": 0}, ()),
     ({"seed_resize_from_h": 512, "seed_resize_from_w": 512}, ()),
+    ({"seed_resize_from_h": 515, "seed_resize_from_w": 519}, ()),  # the same latent size
     ({"seed_resize_from_h": 256, "seed_resize_from_w": 512}, ("seed_resize_from_h", "seed_resize_from_w")),
     # NGMS acts with any sampler
     ({"s_min_uncond": 0}, ()),

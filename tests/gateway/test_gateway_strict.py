@@ -85,6 +85,10 @@ def test_the_worker_applies_the_gateways_strictness(strict: ServerThread, lenien
     assert refused(post(lenient, body, strict_header="1")) == ["styles: nope (no such style)"]
     assert refused(post(lenient, {**body, "tiling": True}, strict_header="1")) == ["tiling"]  # the gateway's own
     assert ignored(post(strict, {**SMALL, "styles": ["photo"]})) == []
+    native = httpx.post(lenient.url + "/v1/generate", json=body, headers={"X-SDXL-Strict": "1"}, timeout=120)
+    assert native.status_code == 422 and native.json()["error"] == "not_applied", native.text
+    assert "styles: nope (no such style)" in native.json()["detail"]
+    assert httpx.post(strict.url + "/v1/generate", json=body, headers={"X-SDXL-Strict": "0"}, timeout=120).status_code == 200
 
 
 def test_the_webuiapi_default_payload_passes_a_strict_gateway(strict: ServerThread) -> None:
