@@ -2,7 +2,8 @@
 
 `sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner, ordinary diffusers layouts (tokenizers
 included, built from the bundled CLIP BPE) so the worker loads them through exactly the code path it
-uses for real weights. The refiner gets the same text_encoder_2 and VAE as the base, as SDXL 1.0
+uses for real weights, and beside them the fine-tune assets of `tiny_assets` (e.g. DIR/vae/,
+DIR/styles.csv), in the formats real files have. The refiner gets the same text_encoder_2 and VAE as the base, as SDXL 1.0
 does, which is what lets the worker share them between the two pipelines. Weights come from a fixed
 seed: the same content every time.
 
@@ -25,8 +26,15 @@ __all__ = ["write_tiny_model", "write_random_model"]
 
 
 def write_tiny_model(target: Path, *, seed: int = 0) -> tuple[Path, Path]:
-    """Write `target/base` and `target/refiner` (tiny, fp32); returns both paths."""
-    return write_random_model(target, size="tiny", seed=seed)
+    """Write `target/base` and `target/refiner` (tiny, fp32), and beside them the fine-tune assets
+    (`tiny_assets`: `vae/`, `styles.csv`, ...); returns the base and refiner paths."""
+    from sdxlpool.worker.tiny_assets.styles import write_tiny_styles
+    from sdxlpool.worker.tiny_assets.vae import write_tiny_vae
+
+    base, refiner = write_random_model(target, size="tiny", seed=seed)
+    write_tiny_vae(target, seed=seed)
+    write_tiny_styles(target)
+    return base, refiner
 
 
 def write_random_model(

@@ -1,0 +1,1 @@
+"""The tiny model's fine-tune assets, each in the format real files have (one module per kind)."""
