@@ -76,7 +76,11 @@ async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
     headers = dict(getattr(exc, "headers", None) or {})  # e.g. WWW-Authenticate on a 401
     if isinstance(exc, QueueFull) or retry_after:
         headers["Retry-After"] = str(retry_after)
-    return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers)
+    body: dict[str, object] = {"error": exc.code, "detail": exc.detail}
+    field_errors = getattr(exc, "field_errors", None)  # one entry per field, e.g. strict mode's refusals
+    if field_errors:
+        body["errors"] = field_errors
+    return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

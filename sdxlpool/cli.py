@@ -64,7 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--styles", type=Path, metavar="FILE", help="A1111 styles.csv applied by a request's styles")
     worker.add_argument("--strict", action="store_const", const=True,
                         help="refuse (422) a request with fields or prompt constructs that would not be applied, "
-                             "instead of listing them in info.sdxlpool.ignored")
+                             "instead of listing them in info.sdxlpool.ignored (per request: X-SDXL-Strict: 1 or 0)")
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
     worker.add_argument("--log-prompts", action="store_const", const=True,
@@ -103,7 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="let browser pages from this origin call the API (repeat for several; default: none, "
                               "CORS closed)")
     gateway.add_argument("--strict", action="store_const", const=True,
-                         help="refuse (422) a request with fields or prompt constructs that would not be applied")
+                         help="refuse (422) a request with fields or prompt constructs that would not be applied "
+                              "(per request: X-SDXL-Strict: 1 or 0; passed on to the worker)")
     add_generation_flags(gateway)
     gateway.set_defaults(handler=_gateway)
 

@@ -10,6 +10,7 @@ and tests/test_errors.py keeps this drawing and the code in step.
     │   └── AkashError            a pool or option the Akash SDL cannot express        (akash/sdl.py; a ValueError)
     ├── RequestError              a generation request that cannot be served as asked (HTTP 4xx/5xx, JSON body)
     │   ├── InvalidRequest        a field is malformed or over a limit (422); `.field` names it
+    │   │   └── NotApplied        strict mode: something would not be applied (422)      (api/strict.py)
     │   ├── NotFound              an unknown sampler, scheduler or checkpoint (404)
     │   ├── QueueFull             the worker's queue is at its bound (503 + Retry-After)
     │   ├── NotReady              the worker is still loading its pipeline (503)         (worker/deps.py)

@@ -15,6 +15,9 @@ Pure: nothing here reads a file, the clock or the network. What each pool field 
     limits, model                from sdxlpool.api.pool_config), preceded by ``hf download`` of the
                                  weights (Akash has no init containers or PVCs, so the service's
                                  command downloads first, then ``exec``s the worker offline)
+    spec.loras, .embeddings,  -> ``hf download REPO FILE`` of each into ``/tmp/fine-tunes/<kind>`` before
+      .vaes, .styles             the worker starts, which gets ``--lora-dir`` etc. as in a pod (files on
+                                 a volume cannot be had on a lease: an error naming the entry)
     spec.gateway              -> service ``gateway`` (layout ``shared`` only), exposed globally on 80,
                                  run with the same flags as the operator's gateway; workers are then
                                  exposed only to it, as ``http://worker-<gpu>:7860``
@@ -42,7 +45,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sdxlpool.api.gpu import akash_model_name
-from sdxlpool.api.pool_config import backend_entry, gateway_args, hf_download_command, pod_worker_args
+from sdxlpool.api.pool_config import (
+    FINE_TUNE_KINDS,
+    backend_entry,
+    fine_tune_label,
+    gateway_args,
+    hf_download_command,
+    hf_file_download_command,
+    pod_worker_args,
+)
 from sdxlpool.api.ports import GATEWAY_PORT, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, ResourceAmounts, SDXLPool, SDXLPoolSpec
 from sdxlpool.errors import ConfigError
@@ -74,6 +85,7 @@ DEFAULT_STORAGE = "60Gi"
 GATEWAY_CPU, GATEWAY_MEMORY, GATEWAY_STORAGE = "1", "2Gi", "2Gi"
 
 MODELS_DIR = "/tmp/models"  # the container's own (ephemeral) disk: no volumes on a plain lease
+FINE_TUNES_DIR = "/tmp/fine-tunes"
 BACKENDS_PATH = "/tmp/sdxlpool/backends.yaml"
 Layout = Literal["shared", "per-gpu"]
 
@@ -161,8 +173,15 @@ def _worker_script(spec: SDXLPoolSpec, entry: GpuEntry) -> str:
         )
     steps = [shlex.join(hf_download_command(repo, hub.revision, MODELS_DIR))
              for repo in (hub.repo, hub.refiner_repo) if repo is not None]
+    for kind in FINE_TUNE_KINDS:
+        for index, source in enumerate(spec.fine_tunes(kind.field)):
+            if source.volume is not None:
+                raise AkashError(f"spec.{fine_tune_label(kind, index)}.volume: an Akash lease has no PersistentVolumeClaims; "
+                                 "use huggingFace (the workers download the file when they start)")
+            steps.append(shlex.join(hf_file_download_command(kind, source, FINE_TUNES_DIR)))
     worker = ["exec", "env", "HF_HUB_OFFLINE=1", "sdxlpool", *pod_worker_args(spec, entry, port=WORKER_PORT,
-                                                                             models_dir=MODELS_DIR)]
+                                                                             models_dir=MODELS_DIR,
+                                                                             fine_tunes_dir=FINE_TUNES_DIR)]
     steps.append(shlex.join(worker))
     return " && ".join(steps)
 

@@ -84,26 +84,16 @@ class Txt2ImgRequest(BaseModel):
     infotext: str | None = None
 
 
-# Accepted for compatibility but with no effect here; reported in info when set to a non-default.
+# Accepted for compatibility but never applied here; listed in info.sdxlpool.ignored when not off
+# (false, null or ""). The fields whose effect depends on others (eta, s_*, seed_resize_from_*,
+# alwayson_scripts, override_settings) have their rules in `sdxlpool.api.ignored`.
 INERT_FIELDS: dict[str, Any] = {
-    "styles": None,
-    "seed_resize_from_h": -1,
-    "seed_resize_from_w": -1,
-    "restore_faces": None,
-    "tiling": None,
-    "eta": None,
-    "s_min_uncond": None,
-    "s_churn": None,
-    "s_tmax": None,
-    "s_tmin": None,
-    "s_noise": None,
+    "restore_faces": False,
+    "tiling": False,
     "enable_hr": False,
     "firstpass_image": None,
-    "script_name": None,
-    "script_args": [],
-    "alwayson_scripts": {},
-    "save_images": False,
     "infotext": None,
+    "script_name": None,
 }
 
 

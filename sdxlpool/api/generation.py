@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdxlpool.api.a1111 import INERT_FIELDS, Txt2ImgRequest
+from sdxlpool.api.a1111 import Txt2ImgRequest
+from sdxlpool.api.ignored import ignored_fields
 from sdxlpool.errors import InvalidRequest
 
 __all__ = ["RequestLimits", "GenerationDefaults", "GenerationParams", "resolve_request", "MAX_SEED"]
@@ -136,9 +137,7 @@ def resolve_request(
 
     sampler = request.sampler_name or request.sampler_index or defaults.sampler
     scheduler = request.scheduler if request.scheduler is not None else defaults.scheduler
-    ignored = tuple(
-        name for name, inert in INERT_FIELDS.items() if getattr(request, name) not in (inert, None, [], {})
-    ) + tuple(sorted(request.model_extra or {}))  # fields A1111 itself does not know (extensions)
+    ignored = ignored_fields(request, sampler_name=sampler, width=width, height=height)
     return GenerationParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,

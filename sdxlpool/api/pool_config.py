@@ -19,6 +19,14 @@ What each spec field becomes:
     spec.model                  -> ``--model`` / ``--refiner`` paths under the weights folder, and the
                                    ``hf download`` commands that fill it (:func:`hf_download_command`)
     spec.gateway.rateLimit      -> the gateway's ``--rate-limit`` and ``--rate-limit-burst``
+    spec.loras, .embeddings,    -> ``--lora-dir`` / ``--embeddings-dir`` / ``--vae-dir``, one folder per kind
+      .vaes, .styles               (:func:`fine_tune_dir`, only for kinds the spec lists), and ``--styles``
+                                   naming the one styles.csv inside its folder (:func:`fine_tune_paths`):
+                                   Hugging Face files are downloaded into a folder's ``huggingface/``
+                                   part (:func:`hf_file_download_command`), volume files appear under
+                                   its ``volume/<claim>/`` part (:func:`volume_file_path`); the worker
+                                   scans its folders recursively and names a file after its stem, as
+                                   A1111 does
 
 Every value is a flag, none an environment variable: what a process was told is visible in its
 command line (``kubectl describe``, ``ps``), and a flag the program does not know fails loudly at
@@ -33,21 +41,33 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sdxlpool.api.spec import DefaultsSpec, GpuEntry, LimitsSpec, SDXLPoolSpec
+    from collections.abc import Mapping
+
+    from sdxlpool.api.spec import DefaultsSpec, FineTuneSource, GpuEntry, LimitsSpec, SDXLPoolSpec
 
 __all__ = [
+    "FINE_TUNES_DIR",
+    "FINE_TUNE_KINDS",
     "GENERATION_FLAGS",
     "HF_INCLUDE",
     "MODELS_DIR",
+    "FineTuneKind",
     "GenerationFlag",
     "backend_entry",
+    "fine_tune_dir",
+    "fine_tune_label",
+    "fine_tune_paths",
     "gateway_args",
     "generation_args",
     "generation_values",
     "hf_download_command",
+    "hf_file_download_command",
+    "hf_file_local_dir",
     "hf_local_dir",
     "model_paths",
     "pod_worker_args",
+    "volume_claim",
+    "volume_file_path",
     "worker_args",
 ]
 
@@ -144,7 +164,7 @@ def hf_download_command(repo: str, revision: str | None, models_dir: str = MODEL
 
 def _volume_path(path: str, models_dir: str) -> str:
     """A path inside the PVC, as mounted at /models (leading slashes and ``..`` cannot leave it)."""
-    return posixpath.join(models_dir, posixpath.normpath("/" + path).lstrip("/"))
+    return posixpath.normpath(posixpath.join(models_dir, posixpath.normpath("/" + path).lstrip("/")))
 
 
 def model_paths(spec: SDXLPoolSpec, models_dir: str = MODELS_DIR) -> tuple[str, str | None]:
@@ -156,6 +176,96 @@ def model_paths(spec: SDXLPoolSpec, models_dir: str = MODELS_DIR) -> tuple[str, 
     assert hub is not None  # ModelSource guarantees exactly one
     refiner = hf_local_dir(hub.refiner_repo, hub.revision, models_dir) if hub.refiner_repo else None
     return hf_local_dir(hub.repo, hub.revision, models_dir), refiner
+
+
+# --- fine-tunes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FineTuneKind:
+    """One kind of fine-tune file: its spec field, the worker flag naming its folder (or, for a
+    `file` kind, the file itself), the folder."""
+
+    field: str  # SDXLPoolSpec field (a list of FineTuneSource, or one)
+    flag: str
+    folder: str
+    file: bool = False
+
+
+FINE_TUNE_KINDS: tuple[FineTuneKind, ...] = (
+    FineTuneKind("loras", "--lora-dir", "loras"),
+    FineTuneKind("embeddings", "--embeddings-dir", "embeddings"),
+    FineTuneKind("vaes", "--vae-dir", "vae"),
+    FineTuneKind("styles", "--styles", "styles", file=True),
+)
+"""The spec's fine-tune fields (``sdxlpool.api.spec.FINE_TUNE_FIELDS``), in the order the flags are written."""
+
+FINE_TUNES_DIR = "/fine-tunes"
+"""Where a pod or an Akash service keeps the fine-tune folders (``/fine-tunes/loras``, ...)."""
+
+
+def fine_tune_dir(kind: FineTuneKind, root: str = FINE_TUNES_DIR) -> str:
+    """The folder a worker is told for `kind` (``--lora-dir /fine-tunes/loras``)."""
+    return posixpath.join(root, kind.folder)
+
+
+def fine_tune_label(kind: FineTuneKind, index: int) -> str:
+    """How an error names one source: ``loras[2]``, or ``styles`` (a field of one file)."""
+    return kind.field if kind.file else f"{kind.field}[{index}]"
+
+
+def fine_tune_paths(spec: SDXLPoolSpec, root: str = FINE_TUNES_DIR) -> dict[str, str]:
+    """Spec field -> what its flag names, for the kinds `spec` lists files of (the others get no
+    flag): the kind's folder, or for a `file` kind (styles) the one file in it."""
+    paths = {}
+    for kind in FINE_TUNE_KINDS:
+        sources = spec.fine_tunes(kind.field)
+        if not sources:
+            continue
+        if not kind.file:
+            paths[kind.field] = fine_tune_dir(kind, root)
+        elif (hub := sources[0].hugging_face) is not None:
+            paths[kind.field] = posixpath.join(hf_file_local_dir(kind, sources[0], root), hub.file)
+        else:
+            paths[kind.field] = volume_file_path(spec, kind, sources[0], root)
+    return paths
+
+
+def hf_file_local_dir(kind: FineTuneKind, source: FineTuneSource, root: str = FINE_TUNES_DIR) -> str:
+    """Where `hf download` puts a Hub file: ``<kind folder>/huggingface/<rev>/<repo>/<file>`` is the
+    file (the revision in the path, as for the weights, so two revisions of a repo never clash)."""
+    hub = source.hugging_face
+    assert hub is not None
+    rev = (hub.revision or "main").replace("/", "_")
+    return posixpath.join(fine_tune_dir(kind, root), "huggingface", rev, hub.repo)
+
+
+def hf_file_download_command(kind: FineTuneKind, source: FineTuneSource, root: str = FINE_TUNES_DIR) -> list[str]:
+    """``hf download REPO FILE --local-dir DIR [--revision R]``: one file of a repo (resumes; a no-op
+    when the file is there)."""
+    hub = source.hugging_face
+    assert hub is not None
+    command = ["hf", "download", hub.repo, hub.file, "--local-dir", hf_file_local_dir(kind, source, root)]
+    if hub.revision:
+        command += ["--revision", hub.revision]
+    return command
+
+
+def volume_claim(spec: SDXLPoolSpec, source: FineTuneSource) -> str:
+    """The PVC a volume file is on: its own ``claimName``, else the model's (the spec checks one exists)."""
+    volume = source.volume
+    assert volume is not None
+    claim = volume.claim_name or (spec.model.volume.claim_name if spec.model.volume else None)
+    assert claim is not None, "SDXLPoolSpec requires a claimName when the model is not on a volume"
+    return claim
+
+
+def volume_file_path(spec: SDXLPoolSpec, kind: FineTuneKind, source: FineTuneSource,
+                     root: str = FINE_TUNES_DIR) -> str:
+    """Where a volume file (or folder) appears to the worker: ``<kind folder>/volume/<claim>/<path>``."""
+    volume = source.volume
+    assert volume is not None
+    return _volume_path(volume.path, posixpath.join(fine_tune_dir(kind, root), "volume", volume_claim(spec, source)))
 
 
 # --- the worker ----------------------------------------------------------------------------------
@@ -174,11 +284,13 @@ def worker_args(
     location: str | None = None,
     name: str | None = None,
     defaults: DefaultsSpec | None = None,
+    fine_tunes: Mapping[str, str] | None = None,
 ) -> list[str]:
     """``worker --model BASE ... --gpu-model MODEL ...`` for one worker of `entry`.
 
     `provider` / `location` replace the entry's (``up`` names a local provider when the spec has
-    none); `defaults` replaces the spec's (``up`` asks a tiny model on a CPU for small images).
+    none); `defaults` replaces the spec's (``up`` asks a tiny model on a CPU for small images);
+    `fine_tunes` maps a fine-tune kind's spec field (``loras``) to its folder (``--lora-dir``).
     """
     args = ["worker", "--model", base]
     if refiner:
@@ -192,14 +304,19 @@ def worker_args(
         args += ["--location", location]
     if name:
         args += ["--worker-name", name]
+    for kind in FINE_TUNE_KINDS:
+        if fine_tunes and kind.field in fine_tunes:
+            args += [kind.flag, fine_tunes[kind.field]]
     return args + generation_args(spec.limits, defaults or spec.defaults)
 
 
-def pod_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, models_dir: str = MODELS_DIR) -> list[str]:
+def pod_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, models_dir: str = MODELS_DIR,
+                    fine_tunes_dir: str = FINE_TUNES_DIR) -> list[str]:
     """A worker in a container (a Kubernetes pod, an Akash service): all addresses, CUDA, the
-    spec's weights under `models_dir`."""
+    spec's weights under `models_dir`, its fine-tune folders under `fine_tunes_dir`."""
     base, refiner = model_paths(spec, models_dir)
-    return worker_args(spec, entry, base=base, refiner=refiner, host="0.0.0.0", port=port, device="cuda")
+    return worker_args(spec, entry, base=base, refiner=refiner, host="0.0.0.0", port=port, device="cuda",
+                       fine_tunes=fine_tune_paths(spec, fine_tunes_dir))
 
 
 def backend_entry(

@@ -27,6 +27,7 @@ Errors (see ``sdxlpool.errors``)::
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
@@ -57,10 +58,13 @@ __all__ = [
     "ApiKeysSecretRef",
     "DefaultsSpec",
     "EmptyDirCache",
+    "FINE_TUNE_FIELDS",
+    "FineTuneSource",
     "GatewaySpec",
     "GpuEntry",
     "GpuProvider",
     "HuggingFaceCache",
+    "HuggingFaceFileSource",
     "HuggingFaceModelSource",
     "LimitsSpec",
     "LocalObjectReference",
@@ -76,6 +80,7 @@ __all__ = [
     "SDXLPoolSpec",
     "SecretKeyRef",
     "Toleration",
+    "VolumeFileSource",
     "VolumeModelSource",
     "is_label_key",
     "is_label_value",
@@ -281,6 +286,71 @@ class ModelSource(_SpecModel):
         return self
 
 
+class HuggingFaceFileSource(_SpecModel):
+    """One file of a Hugging Face Hub repo, downloaded before a worker starts."""
+
+    repo: str = Field(pattern=_HF_REPO_ID, description="Repo id, e.g. nerijs/pixel-art-xl.")
+    file: str = Field(min_length=1, description="Path of the file in the repo, e.g. pixel-art-xl.safetensors.")
+    revision: str | None = Field(None, min_length=1)
+    token_secret: SecretKeyRef | None = Field(None, description="Token for a gated or private repo.")
+
+    @field_validator("file")
+    @classmethod
+    def _inside_repo(cls, file: str) -> str:
+        return _relative_path(file)
+
+
+class VolumeFileSource(_SpecModel):
+    """A file, or a folder of them, on a PersistentVolumeClaim (mounted read-only)."""
+
+    claim_name: str | None = Field(
+        None, min_length=1, description="PVC holding it; default: the model's, spec.model.volume.claimName."
+    )
+    path: str = Field(min_length=1, description="Path of the file or folder inside the volume ('.' or '/': all of it).")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_volume(cls, path: str) -> str:
+        return _relative_path(path, whole=True)
+
+
+def _relative_path(path: str, *, whole: bool = False) -> str:
+    """A path that stays inside its repo (relative) or volume (a leading ``/`` is its root, as for
+    ``basePath``; ``.`` is all of it): normalised, never leaving it through ``..``."""
+    normal = posixpath.normpath(path)
+    inside = normal.lstrip("/") if whole else normal
+    if (not whole and normal.startswith("/")) or inside == ".." or inside.startswith("../") or (
+        inside in (".", "") and not whole
+    ):
+        raise ValueError(f"must be a path inside the {'volume' if whole else 'repo'}, got {path!r}")
+    return normal
+
+
+def _inside(path: str, folder: str) -> bool:
+    """True when volume path `path` is `folder` itself or inside it (``.`` and ``/`` are the root)."""
+    path, folder = path.strip("/") or ".", folder.strip("/") or "."
+    return folder == "." or path == folder or path.startswith(folder + "/")
+
+
+class FineTuneSource(_SpecModel):
+    """Where one fine-tune file comes from: exactly one of ``huggingFace`` or ``volume``."""
+
+    hugging_face: HuggingFaceFileSource | None = None
+    volume: VolumeFileSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FineTuneSource:
+        if (self.volume is None) == (self.hugging_face is None):
+            got = "both" if self.volume is not None else "neither"
+            raise ValueError(f"set exactly one of volume or huggingFace (got {got})")
+        return self
+
+
+FINE_TUNE_FIELDS = ("loras", "embeddings", "vaes", "styles")
+"""The spec's fine-tune fields, in the order they are rendered (see sdxlpool.api.pool_config): lists
+of files, and ``styles``, one file."""
+
+
 # --- where the workers run ---------------------------------------------------------------------
 
 
@@ -450,6 +520,22 @@ class SDXLPoolSpec(_SpecModel):
     limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=_OBJECT_DEFAULT)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, json_schema_extra=_OBJECT_DEFAULT)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, json_schema_extra=_OBJECT_DEFAULT)
+    loras: list[FineTuneSource] = Field(
+        default_factory=list,
+        description="LoRA files the workers offer, named in prompts by their file name without extension; "
+        "from Hugging Face repos or volumes; passed as --lora-dir.",
+    )
+    embeddings: list[FineTuneSource] = Field(
+        default_factory=list,
+        description="Textual-inversion embeddings (SDXL: clip_l and clip_g) the workers offer; --embeddings-dir.",
+    )
+    vaes: list[FineTuneSource] = Field(
+        default_factory=list, description="VAE files the workers offer as sd_vae choices; --vae-dir."
+    )
+    styles: FineTuneSource | None = Field(
+        None, description="An A1111 styles.csv (name, prompt, negative_prompt) the workers apply by a request's "
+        "styles; a file, not a folder; --styles."
+    )
 
     @field_validator("gpus")
     @classmethod
@@ -479,6 +565,46 @@ class SDXLPoolSpec(_SpecModel):
                 f"defaults.width x defaults.height ({defaults.width}x{defaults.height} = {pixels}) "
                 f"exceeds limits.maxPixels ({limits.max_pixels})"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def fine_tunes(self, field: str) -> list[FineTuneSource]:
+        """The sources of fine-tune field `field` (one of FINE_TUNE_FIELDS) as a list."""
+        value = getattr(self, field)
+        return list(value) if isinstance(value, list) else [] if value is None else [value]
+
+    @model_validator(mode="after")
+    def _fine_tunes_resolvable(self) -> SDXLPoolSpec:
+        """Volume files without a claimName use the model's PVC, which needs one; no file twice, no
+        volume entries inside one another (a mount inside a read-only mount fails); styles is a file."""
+        problems = []
+        for field in FINE_TUNE_FIELDS:
+            seen: dict[tuple[str | None, ...], int] = {}
+            single = not isinstance(getattr(self, field), list)
+            for index, source in enumerate(self.fine_tunes(field)):
+                where = field if single else f"{field}[{index}]"
+                volume, hub = source.volume, source.hugging_face
+                if volume is not None and volume.claim_name is None and self.model.volume is None:
+                    problems.append(f"{where}.volume.claimName: required when spec.model is not a volume "
+                                    "(there is no pool volume to default to)")
+                if volume is not None and single and volume.path.strip("/") in ("", "."):
+                    problems.append(f"{where}.volume.path: must name the file, not the whole volume")
+                if volume is not None:
+                    claim = volume.claim_name or (self.model.volume.claim_name if self.model.volume else None)
+                    key: tuple[str | None, ...] = ("volume", claim, volume.path)
+                else:
+                    assert hub is not None
+                    key = ("huggingFace", hub.repo, hub.revision, hub.file)
+                first = seen.setdefault(key, index)
+                if first != index:
+                    problems.append(f"{where} is the same file as {field}[{first}]")
+                    continue
+                for (kind, *other_key), other in seen.items():
+                    if kind == "volume" and key[0] == "volume" and other != index and other_key[0] == key[1] and (
+                            _inside(str(key[2]), str(other_key[1])) or _inside(str(other_key[1]), str(key[2]))):
+                        problems.append(f"{where} ({volume.path if volume else ''}) and {field}[{other}] "
+                                        "overlap on one volume: list the folder or its files, not both")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -561,6 +687,9 @@ _ALIASES: dict[str, str] = {
         HuggingFaceCache,
         HuggingFaceModelSource,
         ModelSource,
+        HuggingFaceFileSource,
+        VolumeFileSource,
+        FineTuneSource,
         Placement,
         GpuProvider,
         GpuEntry,

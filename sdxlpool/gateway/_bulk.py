@@ -17,6 +17,7 @@ Failures come back as two exceptions the caller tells apart: `BulkTimeout` and `
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -56,10 +57,12 @@ class BulkClient:
                                                   trust_env=False, auto_decompress=False)
         return self._session
 
-    async def post_json(self, url: str, body: Any, *, timeout: float) -> tuple[int, bytes]:
+    async def post_json(self, url: str, body: Any, *, timeout: float,
+                        headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         timeouts = aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout)
         try:
-            async with self._open().post(url, json=body, timeout=timeouts, allow_redirects=False) as response:
+            async with self._open().post(url, json=body, timeout=timeouts, allow_redirects=False,
+                                         headers=dict(headers) if headers else None) as response:
                 return response.status, await response.read()
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError and total timeouts are both this
             raise BulkTimeout(type(exc).__name__) from exc

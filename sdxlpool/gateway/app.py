@@ -42,7 +42,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-SDXL-GPU"],
+                           allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-SDXL-GPU", "X-SDXL-Strict"],
                            expose_headers=["Retry-After", "X-SDXL-GPU-Model", "X-SDXL-Provider", "X-SDXL-Location",
                                            "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
                                            "X-SDXL-Attempts"])

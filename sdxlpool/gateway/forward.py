@@ -35,7 +35,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,7 @@ async def forward_txt2img(
     listener: ForwardListener | None = None,
     progress_poll: float = 0.25,
     explain_routing: bool = False,
+    headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
@@ -180,7 +181,7 @@ async def forward_txt2img(
             listener(AttemptStarted(attempt, state))
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch)
+            status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch, headers)
         except _AttemptFailed as exc:
             failure = AttemptFailure(state.backend.name, attempt, exc.kind, exc.detail, time.monotonic() - now)
             failures.append(failure)
@@ -235,12 +236,13 @@ class _Watch:
 
 async def _attempt(
     transport: WorkerTransport, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes, Any]:
     """(status, body bytes, decoded body or None), or `_AttemptFailed` saying why not."""
     backend = state.backend
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(transport.send_txt2img(backend, body, timeout=timeout))
+    request = asyncio.ensure_future(transport.send_txt2img(backend, body, timeout=timeout, headers=headers))
     watchdog = asyncio.ensure_future(_watch_progress(transport, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)

@@ -18,12 +18,14 @@ from pydantic import ValidationError
 from sdxlpool.api.a1111 import Txt2ImgRequest
 from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
+from sdxlpool.api.strict import STRICT_HEADER, check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.gateway import events
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
+from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward_txt2img
@@ -38,6 +40,7 @@ from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
 log = logging.getLogger(__name__)
+_CATALOG_TIMEOUT = 5.0  # seconds a worker has to answer a catalog GET
 
 
 def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
@@ -141,9 +144,11 @@ class GatewayService:
 
     async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
                       api_key: str | None = None, on_event: EventSink | None = None,
-                      debug_routing: bool = False) -> Forwarded:
+                      debug_routing: bool = False, strict: bool | None = None) -> Forwarded:
         """Admit and forward one request. `debug_routing`: keep every attempt's explained scheduler
-        decision (`Forwarded.routing`, or `routing` on the error raised)."""
+        decision (`Forwarded.routing`, or `routing` on the error raised). `strict` (the request's
+        X-SDXL-Strict; None: --strict): fields that would not be applied are refused here, before
+        routing, and the decision goes on to the worker in the same header for the rest."""
         started = time.monotonic()
         self.metrics.inflight.inc()
         gpu = "none"
@@ -156,6 +161,10 @@ class GatewayService:
             # gateway queue if need be, by priority). Input is checked before any of it.
             caller = self.api_keys.caller(api_key, client)
             params = resolve_request(_validated(body), self.settings.defaults, self.settings.limits)
+            strict_now = self.settings.strict if strict is None else strict
+            check_strict(params.ignored_fields, strict_now)
+            # Unasked and not strict here: no header, so a worker's own --strict decides.
+            headers = {STRICT_HEADER: "1" if strict_now else "0"} if strict_now or strict is not None else None
             self.rate_limiter.check(caller.identity, time.monotonic(), per_minute=caller.rate_per_minute,
                                     burst=caller.burst)
             if on_event is not None:
@@ -168,7 +177,7 @@ class GatewayService:
                     max_attempts=self.settings.max_attempts, attempt_timeout=self.settings.attempt_timeout,
                     progress_deadline=self.settings.progress_deadline,
                     listener=events.stream_listener(on_event) if on_event is not None else None,
-                    progress_poll=self.settings.progress_poll, explain_routing=debug_routing,
+                    progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
                 raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None
@@ -200,7 +209,8 @@ class GatewayService:
             self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
 
     async def generate(self, raw: dict[str, Any], *, client: str = "", api_key: str | None = None,
-                       on_event: EventSink | None = None, debug_routing: bool = False) -> dict[str, Any]:
+                       on_event: EventSink | None = None, debug_routing: bool = False,
+                       strict: bool | None = None) -> dict[str, Any]:
         """The native API: A1111 fields plus `gpus` (and `debug_routing`); the result in
         `events.result`'s shape, plus `routing` when asked for (the field or `debug_routing`).
 
@@ -211,7 +221,7 @@ class GatewayService:
         raw = dict(raw)
         debug_routing = _debug_routing_field(raw.pop("debug_routing", None)) or debug_routing
         forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
-                                       debug_routing=debug_routing)
+                                       debug_routing=debug_routing, strict=strict)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
         native = events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
@@ -223,14 +233,20 @@ class GatewayService:
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
         now = time.monotonic()
-        for state in sorted(self.pool.states(), key=lambda s: not s.available(now)):
-            try:
-                response = await self.client.get(state.backend.url + path, timeout=5)
-                if response.status_code == 200:
-                    return response.json()
-            except (httpx.HTTPError, ValueError):
-                continue
-        raise NoBackend("no worker answered")
+        states = sorted(self.pool.states(), key=lambda s: not s.available(now))
+        reply = await first_answer(self.client, states, path, timeout=_CATALOG_TIMEOUT)
+        if reply is None:
+            raise NoBackend("no worker answered")
+        return reply.body
+
+    async def each_backend(self, method: str, path: str, *, timeout: float = _CATALOG_TIMEOUT,
+                           available_only: bool = True) -> list[Reply]:
+        """`method path` on every worker at once (only the available ones, while there are any)."""
+        now = time.monotonic()
+        states = self.pool.states()
+        if available_only:
+            states = [state for state in states if state.available(now)] or states
+        return await ask_each(self.client, states, method, path, timeout=timeout)
 
 
 def _debug_routing_field(value: Any) -> bool:

@@ -2,7 +2,7 @@
 
 The loop (forward.py) needs three things from a worker, and nothing else:
 
-    send_txt2img(backend, body, timeout)  -> (status, body bytes)   the request itself
+    send_txt2img(backend, body, timeout[, headers]) -> (status, body bytes)   the request itself
     read_progress(backend, timeout)       -> /progress answer, or None when there is no answer
     interrupt(backend)                                              stop its running job
 
@@ -48,8 +48,9 @@ class TransportFailure(TransportError):
 
 
 class WorkerTransport(Protocol):
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
-        """POST `body` to the worker's txt2img; its status and body bytes as received."""
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
+                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """POST `body` (with `headers`, when given) to the worker's txt2img; its status and body bytes."""
         ...
 
     async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
@@ -69,9 +70,10 @@ class HttpWorkerTransport:
         self._client = client
         self._bulk = bulk
 
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
+                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         try:
-            return await self._bulk.post_json(backend.url + TXT2IMG_PATH, body, timeout=timeout)
+            return await self._bulk.post_json(backend.url + TXT2IMG_PATH, body, timeout=timeout, headers=headers)
         except BulkTimeout as exc:
             raise TransportTimeout(str(exc)) from exc
         except BulkTransportError as exc:

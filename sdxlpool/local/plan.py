@@ -3,6 +3,8 @@
     SDXLPool spec.gpus[i] (model, replicas, provider, pricePerHour)
         -> one `WorkerPlan` per replica: name "<gpu>-<n>", its own 127.0.0.1 port, the GPU label,
            provider and location users see, the device it runs on and its CPU threads
+    spec.loras / .embeddings / .vaes / .styles (as found on this machine by model.py)
+        -> the workers' --lora-dir / --embeddings-dir / --vae-dir / --styles
     spec.defaults / spec.limits / spec.gateway.rateLimit
         -> the workers' and the gateway's flags, rendered by sdxlpool.api.pool_config exactly as
            for the operator's pods and the Akash export, so requests are judged as in the cluster
@@ -36,6 +38,8 @@ class Model:
     refiner: Path | None
     tiny: bool  # the random-weight stand-in, not the spec's weights
     source: str = ""  # where the weights come from, in words, for the start-up notes
+    fine_tunes: dict[str, Path] = field(default_factory=dict)  # spec field ("loras") -> folder for its flag
+    fine_tune_notes: tuple[str, ...] = ()  # what became of the spec's fine-tunes, for the start-up notes
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,8 @@ def plan_pool(
 ) -> LocalPlan:
     """`device`: "cpu" or "cuda" (already resolved from "auto"); `cuda_devices`: GPUs visible."""
     notes: list[str] = [f"model: {model.source}"] if model.source else []
+    notes += model.fine_tune_notes
+    fine_tunes = {name: str(folder) for name, folder in model.fine_tunes.items()}
     wanted = [entry.replicas for entry in spec.gpus]
     counts = cap_replicas(wanted, max_workers)
     if counts != wanted:
@@ -150,7 +156,7 @@ def plan_pool(
             worker_port_n = worker_port + index
             args = worker_args(spec, entry, base=str(model.base), refiner=str(model.refiner) if model.refiner else None,
                                host="127.0.0.1", port=worker_port_n, device=worker_device, provider=provider,
-                               location=location, name=name, defaults=defaults)
+                               location=location, name=name, defaults=defaults, fine_tunes=fine_tunes)
             env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
             workers.append(WorkerPlan(name, entry, provider, location, worker_port_n, worker_device, threads,
                                       (python, "-m", "sdxlpool", *args), env))

@@ -5,6 +5,12 @@ so "equal" would always be false. A child is in shape when the desired manifest 
 the observed one: every key the operator sets holds the value it wants. Otherwise the patch carries
 the desired value of each top-level field that drifted; as a JSON merge patch, maps merge into what
 the server has and lists are replaced whole.
+
+A subset cannot see a field the operator set once and no longer wants: a merge patch removes only
+keys it names as null. So the optional pod fields the operator writes on some pods and not others
+(:data:`OPTIONAL_POD_FIELDS`: init containers that download weights or fine-tunes, a nodeSelector,
+pull secrets) are patched to null when the desired pod template leaves them out; otherwise a pool
+whose LoRAs were removed would keep init containers mounting a volume that is gone.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_subset", "drift_patch"]
+__all__ = ["OPTIONAL_POD_FIELDS", "is_subset", "drift_patch"]
 
 _NEVER_PATCHED = {"apiVersion", "kind", "metadata", "status"}
+OPTIONAL_POD_FIELDS = ("initContainers", "nodeSelector", "imagePullSecrets")
 
 
 def is_subset(desired: Any, observed: Any) -> bool:
@@ -46,4 +53,19 @@ def drift_patch(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> dict
     for key, value in desired.items():
         if key not in _NEVER_PATCHED and not is_subset(value, observed.get(key)):
             patch[key] = value
+    stale = _stale_pod_fields(desired, observed)
+    if stale:
+        spec = dict(patch.get("spec", desired["spec"]))
+        template = dict(spec["template"])
+        template["spec"] = {**template["spec"], **dict.fromkeys(stale)}
+        patch["spec"] = {**spec, "template": template}
     return patch or None
+
+
+def _stale_pod_fields(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[str]:
+    """The optional pod fields `observed`'s template has and `desired`'s leaves out (Deployments)."""
+    want = desired.get("spec", {}).get("template", {}).get("spec")
+    have = (observed.get("spec") or {}).get("template", {}).get("spec") or {}
+    if not isinstance(want, Mapping):
+        return []
+    return [key for key in OPTIONAL_POD_FIELDS if key not in want and have.get(key)]

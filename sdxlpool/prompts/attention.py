@@ -5,8 +5,9 @@
 `[x]` divides by 1.1, `(x:w)` multiplies by w, nesting multiplies, a bracket left open applies to the
 end of the prompt, a closing bracket with nothing open is literal text, `\\(` `\\)` `\\[` `\\]` `\\\\`
 are the literal characters, and a backslash before anything else is dropped. `BREAK` (a word of
-its own) becomes the
-`BREAK` marker with weight -1: the encoder starts a new 75-token chunk there.
+its own) becomes the `BREAK` marker with weight -1: the encoder starts a new 75-token chunk there.
+Inside brackets the marker's weight is scaled like any run (`(a BREAK b)` gives -1.1), and A1111
+then encodes it as the word "BREAK"; the encoder follows that by testing for exactly -1.
 
 Runs with the same weight are merged, so `(a)(b)` is one run `ab` at 1.1.
 """

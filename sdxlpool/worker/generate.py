@@ -61,6 +61,8 @@ class RuntimeOptions:
     # What the job uses besides the checkpoints, resolved by the service before the job is queued.
     loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras)
     vae: Any = None  # an AutoencoderKL chosen by sd_vae; None: the checkpoint's own
+    vae_name: str | None = None  # that VAE's file name and short hash, for the infotext
+    vae_hash: str | None = None
     embeddings: Any = None  # the textual-inversion embeddings a prompt may name (worker.embeddings)
 
 
@@ -166,11 +168,12 @@ def generate(
                 ).images
 
             # 2e. Decode.
-            images.extend(_decode(base_pipe, out))
+            images.extend(_decode(base_pipe, out, options.vae))
 
     # 3. Infotexts, one per image actually made.
     infotexts = [
-        image_infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
+        image_infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
+                       vae_name=options.vae_name, vae_hash=options.vae_hash)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -280,11 +283,13 @@ def _slerp(t: float, low: Any, high: Any) -> Any:
     return torch.sin((1.0 - t) * omega) / so * low + torch.sin(t * omega) / so * high
 
 
-def _decode(pipe: Any, latents: Any) -> list[Any]:
-    """VAE decode as the SDXL pipeline does it (the loader keeps an fp16 model's VAE in fp32)."""
+def _decode(pipe: Any, latents: Any, vae: Any = None) -> list[Any]:
+    """VAE decode as the SDXL pipeline does it (the loader keeps an fp16 model's VAE in fp32).
+
+    `vae`: the one chosen by sd_vae (RuntimeOptions.vae); None: the checkpoint's own."""
     import torch
 
-    vae = pipe.vae
+    vae = vae if vae is not None else pipe.vae
     latents = latents.to(device=vae.device, dtype=vae.dtype)
     mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
     if mean is not None and std is not None:
@@ -305,8 +310,12 @@ def image_infotext(
     seed: int,
     subseed: int,
     index: int,
+    *,
+    vae_name: str | None = None,
+    vae_hash: str | None = None,
 ) -> str:
-    """The A1111 infotext of image `index` of a job (refiner: None when it was not used)."""
+    """The A1111 infotext of image `index` of a job (refiner: None when it was not used; vae_*: the
+    VAE chosen by sd_vae, None for the checkpoint's own)."""
     fields: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": sampler.sampler.name,
@@ -316,6 +325,8 @@ def image_infotext(
         "Size": f"{params.width}x{params.height}",
         "Model hash": base.short_hash,
         "Model": base.model_name,
+        "VAE hash": vae_hash,
+        "VAE": vae_name,
         "Variation seed": subseed if params.subseed_strength > 0 else None,
         "Variation seed strength": f"{params.subseed_strength:g}" if params.subseed_strength > 0 else None,
         "Batch size": params.batch_size if params.batch_size > 1 else None,

@@ -13,11 +13,14 @@ import json
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, Txt2ImgResponse
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
+from sdxlpool.api.strict import check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.prompts import apply_styles
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
@@ -27,7 +30,9 @@ from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.metrics import WorkerMetrics
 from sdxlpool.worker.preview import preview_png_base64
 from sdxlpool.worker.samplers import SamplerChoice, resolve_sampler
-from sdxlpool.worker.settings import WorkerSettings
+from sdxlpool.worker.settings import WorkerSettings, default_cache_dir
+from sdxlpool.worker.styles import StyleFile
+from sdxlpool.worker.vaes import LoadedVae, VaeSet
 
 __all__ = ["WorkerService", "Placement"]
 
@@ -70,6 +75,8 @@ class WorkerService:
         self.queue = JobQueue(max_queued=settings.max_queue)
         self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels())
         self.options: dict[str, Any] = dict(_OPTION_DEFAULTS)
+        self.styles = StyleFile(settings.styles)
+        self.vaes = VaeSet(settings.vae_dir, default_cache_dir())
         self.embeddings: EmbeddingDatabase = load_embeddings(settings.embeddings_dir, _text_widths(checkpoints.current))
         self.ready = False
         self._job_timestamp = "0"
@@ -97,14 +104,22 @@ class WorkerService:
                  self.queue.step_seconds)
 
     # -- txt2img --------------------------------------------------------------------------------------
-    async def txt2img(self, request: Txt2ImgRequest) -> Txt2ImgResponse:
+    async def txt2img(self, request: Txt2ImgRequest, *, strict: bool | None = None) -> Txt2ImgResponse:
+        """One request. `strict` (the X-SDXL-Strict header; None: --strict) refuses it with a 422
+        when anything in it would not be applied, instead of making the image without it."""
         try:
             params = resolve_request(request, self.settings.defaults, self.settings.limits)
             sampler = resolve_sampler(params.sampler_name, params.scheduler, schedules_of=self.engine.schedules)
-            overrides = self._check_options(params.override_settings)
+            overrides = self._check_options(params.override_settings, field_prefix="override_settings.")
             base = self._base_for(overrides)
             refiner = self._refiner_for(params)
-            ignored = [*params.ignored_fields, *_prompt_constructs(params.prompt)]
+            # What is not applied, in one list (info.sdxlpool.ignored; strict mode's refusal): the
+            # fields, then each later step appends its own entries ("styles: ...", "prompt: ...").
+            ignored = list(params.ignored_fields)
+            params = self._styled(params, request.styles or [], ignored)
+            ignored += _prompt_constructs(params.prompt)
+            check_strict(ignored, self.settings.strict if strict is None else strict)
+            vae = await self._vae_for(overrides, base)
         except RequestError:
             self.metrics.requests.labels("invalid").inc()
             raise
@@ -114,7 +129,7 @@ class WorkerService:
                      params.width, params.height, params.prompt, params.negative_prompt)
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
-        job = self._job(params, base, refiner, sampler, self._runtime(overrides))
+        job = self._job(params, base, refiner, sampler, self._runtime(overrides, vae))
         job.task_id = request.force_task_id  # the gateway names its attempts, to follow their /progress
         try:
             result: GenerationResult = await self.queue.submit(job)
@@ -137,7 +152,7 @@ class WorkerService:
         return Txt2ImgResponse(
             images=images,
             parameters=request.model_dump(),
-            info=json.dumps(self._info(params, sampler, base, refiner, result, job, ignored)),
+            info=json.dumps(self._info(params, sampler, base, refiner, result, job, request.styles or [], vae, ignored)),
         )
 
     def _job(
@@ -161,19 +176,40 @@ class WorkerService:
             return None
         return self.checkpoints.find(params.refiner_checkpoint, kind="refiner", field="refiner_checkpoint")
 
-    def _runtime(self, overrides: dict[str, Any]) -> RuntimeOptions:
+    def _styled(self, params: GenerationParams, names: list[str], ignored: list[str]) -> GenerationParams:
+        """The request's styles merged into its prompts (A1111: before anything else reads them)."""
+        if not names:
+            return params
+        styled = apply_styles(params.prompt, params.negative_prompt, names, self.styles.current())
+        ignored += [f"styles: {name} (no such style)" for name in styled.unknown]
+        return replace(params, prompt=styled.prompt, negative_prompt=styled.negative_prompt)
+
+    async def _vae_for(self, overrides: dict[str, Any], base: Checkpoint) -> LoadedVae | None:
+        """The VAE `sd_vae` (the request's override, else the option) means for `base`; None: its own.
+        Loading (or finding it cached) runs in a thread; the usual "Automatic" costs no thread hop."""
+        field = "override_settings.sd_vae" if "sd_vae" in overrides else "sd_vae"
+        entry = self.vaes.choose(overrides.get("sd_vae", self.options["sd_vae"]), base, field=field)
+        own = getattr(base.pipeline, "vae", None)  # None: an engine without a model (the simulator)
+        if entry is None or own is None:
+            return None
+        return await asyncio.to_thread(self.vaes.load, entry, own, field=field)
+
+    def _runtime(self, overrides: dict[str, Any], vae: LoadedVae | None = None) -> RuntimeOptions:
         opts = {**self.options, **overrides}
         return RuntimeOptions(
             clip_skip=opts["CLIP_stop_at_last_layers"],
             eta_noise_seed_delta=opts["eta_noise_seed_delta"],
             refiner_aesthetic_score=opts["sdxl_refiner_high_aesthetic_score"],
             refiner_negative_aesthetic_score=opts["sdxl_refiner_low_aesthetic_score"],
+            vae=vae.module if vae is not None else None,
+            vae_name=vae.name if vae is not None else None,
+            vae_hash=vae.short_hash if vae is not None else None,
             embeddings=self.embeddings,
         )
 
     def _info(
         self, params: GenerationParams, sampler: SamplerChoice, base: Checkpoint, refiner: Checkpoint | None,
-        result: GenerationResult, job: Job, ignored: list[str],
+        result: GenerationResult, job: Job, styles: list[str], vae: LoadedVae | None, ignored: list[str],
     ) -> dict[str, Any]:
         queue_seconds = (job.started_at or job.enqueued_at) - job.enqueued_at
         return {
@@ -196,6 +232,8 @@ class WorkerService:
             "n_iter": params.n_iter,
             "sd_model_name": base.model_name,
             "sd_model_hash": base.short_hash,
+            "sd_vae_name": vae.name if vae is not None else None,
+            "sd_vae_hash": vae.short_hash if vae is not None else None,
             "refiner_checkpoint": refiner.title if refiner else None,
             "refiner_switch_at": params.refiner_switch_at if refiner else None,
             "clip_skip": self._runtime(params.override_settings).clip_skip,
@@ -205,7 +243,7 @@ class WorkerService:
             "extra_generation_params": {"Refiner": refiner.title} if refiner else {},
             "index_of_first_image": 0,
             "infotexts": result.infotexts,
-            "styles": [],
+            "styles": styles,
             "job_timestamp": self._job_timestamp,
             "is_using_inpainting_conditioning": False,
             "version": "sdxlpool",
@@ -225,10 +263,19 @@ class WorkerService:
         return {**self.options, "sd_model_checkpoint": current.title, "sd_checkpoint_hash": current.sha256}
 
     def set_options(self, values: dict[str, Any]) -> None:
-        """POST /sdapi/v1/options: all values are checked before any is applied."""
-        self._apply_options(self._check_options(values))
+        """POST /sdapi/v1/options: all values are checked before any is applied (a VAE is loaded
+        first, as A1111 does, so one that does not fit the checkpoint is refused here)."""
+        checked = self._check_options(values)
+        if "sd_vae" in checked:
+            name = checked.get("sd_model_checkpoint")
+            base = self.checkpoints.find(name, kind="base", field="sd_model_checkpoint") if name else self.checkpoints.current
+            entry = self.vaes.choose(checked["sd_vae"], base)
+            own = getattr(base.pipeline, "vae", None)
+            if entry is not None and own is not None:
+                self.vaes.load(entry, own)
+        self._apply_options(checked)
 
-    def _check_options(self, values: dict[str, Any]) -> dict[str, Any]:
+    def _check_options(self, values: dict[str, Any], field_prefix: str = "") -> dict[str, Any]:
         checked = dict(values)
         for key, expected in _OPTION_TYPES.items():
             if key not in values:
@@ -244,6 +291,8 @@ class WorkerService:
             if not isinstance(name, str):
                 raise InvalidRequest("sd_model_checkpoint", f"must be a checkpoint title, got {name!r}")
             checked["sd_model_checkpoint"] = self.checkpoints.find(name, kind="base", field="sd_model_checkpoint").title
+        if "sd_vae" in values:
+            checked["sd_vae"] = self.vaes.check(values["sd_vae"], field=field_prefix + "sd_vae")
         return checked
 
     def _apply_options(self, values: dict[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """Random-weight SDXL pipelines: the tiny model for tests and demos, and real-size ones for benchmarks.
 
-`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner (and test assets: DIR/embeddings), ordinary diffusers layouts (tokenizers
+`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner, ordinary diffusers layouts (tokenizers
 included, built from the bundled CLIP BPE) so the worker loads them through exactly the code path it
-uses for real weights. The refiner gets the same text_encoder_2 and VAE as the base, as SDXL 1.0
-does, which is what lets the worker share them between the two pipelines. Weights come from a fixed
+uses for real weights, and beside them the fine-tune assets of `tiny_assets` (e.g. DIR/vae/,
+DIR/styles.csv, DIR/embeddings/), in the formats real files have. The refiner gets the same
+text_encoder_2 and VAE as the base, as SDXL 1.0 does, which is what lets the worker share them between the two pipelines. Weights come from a fixed
 seed: the same content every time.
 
 `write_random_model(..., size="real")` does the same with SDXL 1.0's real architecture (3.5 B + 2.3 B
@@ -25,11 +26,15 @@ __all__ = ["write_tiny_model", "write_random_model"]
 
 
 def write_tiny_model(target: Path, *, seed: int = 0) -> tuple[Path, Path]:
-    """Write `target/base` and `target/refiner` (tiny, fp32), and the test assets beside them
-    (`embeddings/`); returns the two model paths."""
+    """Write `target/base` and `target/refiner` (tiny, fp32), and beside them the fine-tune assets
+    (`tiny_assets`: `vae/`, `styles.csv`, `embeddings/`, ...); returns the base and refiner paths."""
     from sdxlpool.worker.tiny_assets.embeddings import write_tiny_embeddings
+    from sdxlpool.worker.tiny_assets.styles import write_tiny_styles
+    from sdxlpool.worker.tiny_assets.vae import write_tiny_vae
 
     base, refiner = write_random_model(target, size="tiny", seed=seed)
+    write_tiny_vae(target, seed=seed)
+    write_tiny_styles(target)
     write_tiny_embeddings(target, base, seed=seed)
     return base, refiner
 

@@ -26,7 +26,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from sdxlpool.api.pool_config import GENERATION_FLAGS, gateway_args, generation_args, worker_args
+from sdxlpool.api.pool_config import (
+    GENERATION_FLAGS,
+    gateway_args,
+    generation_args,
+    pod_worker_args,
+    worker_args,
+)
 from sdxlpool.api.spec import load_spec
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready
@@ -159,3 +165,64 @@ def test_workers_and_gateway_get_the_same_limits_and_defaults_everywhere() -> No
     assert gateway[gateway.index("--rate-limit") + 1] == "600"
     assert gateway[gateway.index("--rate-limit-burst") + 1] == "20"
     assert (worker[worker.index("--provider") + 1], worker[worker.index("--location") + 1]) == ("Lab", "Here")
+
+
+FINE_TUNES = """
+  loras:
+    - huggingFace: {repo: nerijs/pixel-art-xl, file: pixel-art-xl.safetensors}
+    - huggingFace: {repo: org/styles, file: sub/ink.safetensors, revision: v2}
+  vaes:
+    - huggingFace: {repo: madebyollin/sdxl-vae-fp16-fix, file: sdxl.vae.safetensors}
+  styles: {huggingFace: {repo: org/styles, file: a1111/styles.csv}}
+"""
+FINE_TUNE_FLAGS = ("--lora-dir", "--embeddings-dir", "--vae-dir")  # folders; --styles names a file
+
+
+def downloads_by_folder(commands: list[list[str]], worker: list[str]) -> dict[str, list[str]]:
+    """Each `hf download REPO FILE --local-dir DIR` as the path it writes, under the worker flag whose
+    folder holds it."""
+    found: dict[str, list[str]] = {}
+    for command in commands:
+        written = f"{command[command.index('--local-dir') + 1]}/{command[3]}"
+        if written == worker[worker.index("--styles") + 1]:
+            found.setdefault("--styles", []).append(written)
+            continue
+        (flag,) = [f for f in FINE_TUNE_FLAGS if f in worker and written.startswith(worker[worker.index(f) + 1] + "/")]
+        found.setdefault(flag, []).append(written)
+    return found
+
+
+def test_fine_tunes_reach_the_workers_the_same_way_under_the_operator_and_akash(tmp_path: Path) -> None:
+    pool_file = tmp_path / "pool.yaml"
+    pool_file.write_text(POOL + FINE_TUNES)
+    objects = list(yaml.safe_load_all(sdxlpool("render", str(pool_file), cwd=tmp_path)))
+    (pod,) = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"
+              and o["metadata"]["name"] == "small-a100"]
+    operator_worker = pod["containers"][0]["args"]
+    operator_downloads = [c["command"] for c in pod["initContainers"] if c["name"] != "download-base"]
+
+    sdxlpool("sdl", str(pool_file), "-o", str(tmp_path / "deploy.yaml"), cwd=tmp_path)
+    services = yaml.safe_load((tmp_path / "deploy.yaml").read_text())["services"]
+    script = services["worker-a100"]["args"][0].split(" && ")
+    akash_downloads = [shlex.split(step) for step in script if step.startswith("hf download") and "--include" not in step]
+    last = shlex.split(script[-1])
+    akash_worker = last[last.index("sdxlpool") + 1:]
+
+    for worker, downloads in ((operator_worker, operator_downloads), (akash_worker, akash_downloads)):
+        assert [f for f in FINE_TUNE_FLAGS if f in worker] == ["--lora-dir", "--vae-dir"]  # listed kinds only
+        by_folder = downloads_by_folder(downloads, worker)
+        assert [path.rsplit("/", 1)[-1] for path in by_folder["--lora-dir"]] == ["pixel-art-xl.safetensors",
+                                                                                  "ink.safetensors"]
+        assert [path.rsplit("/", 1)[-1] for path in by_folder["--vae-dir"]] == ["sdxl.vae.safetensors"]
+        assert [path.rsplit("/", 1)[-1] for path in by_folder["--styles"]] == ["styles.csv"]  # the file it downloads
+        assert downloads[1][-2:] == ["--revision", "v2"]
+    # The same layout under each one's own root, and the same flags otherwise.
+    assert operator_worker[operator_worker.index("--lora-dir") + 1] == "/fine-tunes/loras"
+    assert akash_worker[akash_worker.index("--lora-dir") + 1] == "/tmp/fine-tunes/loras"
+    assert generation_part(operator_worker) == generation_part(akash_worker)
+
+
+def test_a_pool_without_fine_tunes_passes_no_fine_tune_flag() -> None:
+    spec = load_spec(yaml.safe_load(POOL)["spec"])
+    args = pod_worker_args(spec, spec.gpus[0], port=7860)
+    assert not [f for f in (*FINE_TUNE_FLAGS, "--styles") if f in args]

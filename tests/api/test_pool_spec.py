@@ -158,6 +158,23 @@ def test_custom_placement() -> None:
     assert spec.spec.placement.label_key_template == "example.com/gpu.{model}"
 
 
+def test_fine_tunes_from_the_hub_and_volumes() -> None:
+    spec = load_pool(with_spec(
+        loras=[{"huggingFace": {"repo": "nerijs/pixel-art-xl", "file": "./pixel-art-xl.safetensors",
+                                "revision": "v1", "tokenSecret": {"name": "hf"}}},
+               {"volume": {"path": "/loras/ink.safetensors"}},
+               {"volume": {"claimName": "team", "path": "."}}],
+        vaes=[{"hugging_face": {"repo": "madebyollin/sdxl-vae-fp16-fix", "file": "sdxl.vae.safetensors"}}],
+    )).spec
+    hub = spec.loras[0].hugging_face
+    assert hub is not None and (hub.repo, hub.file, hub.revision) == ("nerijs/pixel-art-xl", "pixel-art-xl.safetensors", "v1")
+    assert hub.token_secret is not None and hub.token_secret.key == "token"
+    assert [s.volume.path for s in spec.loras[1:] if s.volume] == ["/loras/ink.safetensors", "."]
+    assert spec.loras[1].volume is not None and spec.loras[1].volume.claim_name is None  # the model's PVC
+    assert spec.embeddings == [] and len(spec.vaes) == 1
+    assert load_pool(minimal()).spec.loras == []  # optional: a pool without fine-tunes is as before
+
+
 def test_load_spec_prefixes_paths() -> None:
     spec = load_spec(minimal()["spec"])
     assert isinstance(spec, SDXLPoolSpec)
@@ -440,6 +457,70 @@ INVALID_CASES = [
     ),
     pytest.param(
         with_spec(gateway={"image": ""}), "spec.gateway.image: String should have at least 1 character", id="gw-image"
+    ),
+    pytest.param(
+        with_spec(loras=[{"huggingFace": {"repo": "a/b"}}]),
+        "spec.loras[0].huggingFace.file: required field is missing",
+        id="lora-hf-file-missing",
+    ),
+    pytest.param(
+        with_spec(loras=[{"huggingFace": {"repo": "a b", "file": "x.safetensors"}}]),
+        "spec.loras[0].huggingFace.repo: String should match pattern",
+        id="lora-hf-repo",
+    ),
+    pytest.param(
+        with_spec(loras=[{"huggingFace": {"repo": "a/b", "file": "../x.safetensors"}}]),
+        "spec.loras[0].huggingFace.file: must be a path inside the repo, got '../x.safetensors'",
+        id="lora-hf-file-outside",
+    ),
+    pytest.param(
+        with_spec(embeddings=[{"huggingFace": {"repo": "a/b", "file": "/x.pt"}}]),
+        "spec.embeddings[0].huggingFace.file: must be a path inside the repo, got '/x.pt'",
+        id="embedding-hf-file-absolute",
+    ),
+    pytest.param(
+        with_spec(loras=[{"volume": {"path": "ok.safetensors"}}, {"volume": {"path": "a/../../up"}}]),
+        "spec.loras[1].volume.path: must be a path inside the volume, got 'a/../../up'",
+        id="lora-volume-outside",
+    ),
+    pytest.param(
+        with_spec(vaes=[{}]), "spec.vaes[0]: set exactly one of volume or huggingFace (got neither)", id="vae-neither"
+    ),
+    pytest.param(
+        with_spec(loras=[{"volume": {"path": "x"}, "huggingFace": {"repo": "a/b", "file": "x"}}]),
+        "spec.loras[0]: set exactly one of volume or huggingFace (got both)",
+        id="lora-both",
+    ),
+    pytest.param(
+        with_spec(loras=[{"url": "https://example.com/x.safetensors"}]),
+        "spec.loras[0].url: unknown field",
+        id="lora-unknown-source",
+    ),
+    pytest.param(
+        with_spec(model={"huggingFace": {"repo": "a/b"}}, loras=[{"volume": {"path": "x.safetensors"}}]),
+        "spec: loras[0].volume.claimName: required when spec.model is not a volume",
+        id="lora-volume-without-claim",
+    ),
+    pytest.param(
+        with_spec(loras=[{"volume": {"path": "l/x.safetensors"}},
+                         {"volume": {"claimName": "sdxl-weights", "path": "./l/x.safetensors"}}]),
+        "spec: loras[1] is the same file as loras[0]",
+        id="lora-twice",
+    ),
+    pytest.param(
+        with_spec(loras=[{"volume": {"path": "loras/ink.safetensors"}}, {"volume": {"path": "/loras"}}]),
+        "spec: loras[1] (/loras) and loras[0] overlap on one volume: list the folder or its files, not both",
+        id="lora-volume-overlap",
+    ),
+    pytest.param(
+        with_spec(styles={"volume": {"path": "/"}}),
+        "spec: styles.volume.path: must name the file, not the whole volume",
+        id="styles-whole-volume",
+    ),
+    pytest.param(
+        with_spec(styles=[{"volume": {"path": "styles.csv"}}]),
+        "spec.styles: Input should be a valid dictionary or instance of FineTuneSource",
+        id="styles-is-one-file",
     ),
     pytest.param(["not", "a", "mapping"], "pool: expected a mapping, got list", id="not-a-mapping"),
 ]

@@ -79,7 +79,8 @@ class FakeTransport:
     cancelled: list[str] = field(default_factory=list)
     polls: Counter[str] = field(default_factory=Counter)
 
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float) -> tuple[int, bytes]:
+    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
+                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         self.sent.append((backend.name, dict(body)))
         behaviour = self.behaviours[backend.name]
         if behaviour == "refuse":

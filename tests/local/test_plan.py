@@ -92,3 +92,15 @@ def test_max_workers_is_noted() -> None:
     result = plan(max_workers=2)
     assert [w.name for w in result.workers] == ["a100-1", "rtx-4090-1"]
     assert any("--max-workers 2: running 2 of the spec's 3 workers" in note for note in result.notes)
+
+
+def test_fine_tune_folders_become_the_workers_flags() -> None:
+    model = Model(Path("/models/base"), None, tiny=False, source="/models/base",
+                  fine_tunes={"loras": Path("/cache/fine-tunes/loras-1"), "vaes": Path("/vae")},
+                  fine_tune_notes=("spec.loras[1]: x is not on this machine; left out",))
+    result = plan(model=model)
+    for worker in result.workers:
+        assert flag(worker.argv, "--lora-dir") == "/cache/fine-tunes/loras-1" and flag(worker.argv, "--vae-dir") == "/vae"
+        assert "--embeddings-dir" not in worker.argv
+    assert "spec.loras[1]: x is not on this machine; left out" in result.notes
+    assert "--lora-dir" not in plan().workers[0].argv

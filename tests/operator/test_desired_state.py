@@ -294,6 +294,48 @@ def check_single_files(state: DesiredState, pool: SDXLPool, nodes: list) -> None
     assert flag(args, "--refiner") == "/models/checkpoints/sd_xl_refiner_1.0.safetensors"
 
 
+def check_fine_tunes(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
+    """LoRAs and VAEs from the Hub and from volumes: each file lands inside the folder the worker is told."""
+    dep = worker_of(state, "a100")
+    spec, worker = pod_spec(dep), container(dep, "worker")
+    args = worker["args"]
+    assert (flag(args, "--lora-dir"), flag(args, "--vae-dir")) == ("/fine-tunes/loras", "/fine-tunes/vae")
+    assert "--embeddings-dir" not in args  # a kind the spec does not list gets no flag
+    downloads = {c["name"]: c for c in spec["initContainers"]}
+    assert list(downloads) == ["download-loras-0", "download-loras-2", "download-vae-0"]
+    pixel = downloads["download-loras-0"]
+    assert pixel["command"] == ["hf", "download", "nerijs/pixel-art-xl", "pixel-art-xl.safetensors",
+                                "--local-dir", "/fine-tunes/loras/huggingface/main/nerijs/pixel-art-xl"]
+    assert "HF_TOKEN" not in env_of(pixel)
+    private = downloads["download-loras-2"]
+    assert private["command"][-2:] == ["--revision", "v2"] and "/huggingface/v2/org/private" in private["command"][5]
+    assert env_of(private)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    mounts = {m["mountPath"]: m for m in worker["volumeMounts"]}
+    for init in downloads.values():
+        (target,) = [m for m in init["volumeMounts"] if m["name"] == "fine-tunes"]
+        assert not target.get("readOnly")  # the init container writes there ...
+        seen = mounts[target["mountPath"]]  # ... and the worker reads the same place, read-only
+        assert (seen["name"], seen["subPath"], seen["readOnly"]) == ("fine-tunes", target["subPath"], True)
+        local_dir, file = init["command"][5], init["command"][3]
+        kind_dir = flag(args, "--vae-dir" if init["name"].startswith("download-vae") else "--lora-dir")
+        assert f"{local_dir}/{file}".startswith(target["mountPath"] + "/") and target["mountPath"].startswith(
+            f"{kind_dir}/")
+    # A volume file without claimName is on the model's PVC; another claim is its own read-only volume.
+    ink = mounts["/fine-tunes/loras/volume/sdxl-weights/loras/ink.safetensors"]
+    assert (ink["name"], ink["subPath"], ink["readOnly"]) == ("models", "loras/ink.safetensors", True)
+    # --styles names the one file, mounted where the flag says.
+    styles = mounts[flag(args, "--styles")]
+    assert (styles["name"], styles["subPath"]) == ("models", "styles/styles.csv")
+    shared = mounts["/fine-tunes/loras/volume/team-loras"]
+    assert "subPath" not in shared and shared["readOnly"] is True  # path "." is the whole volume
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[shared["name"]]["persistentVolumeClaim"] == {"claimName": "team-loras", "readOnly": True}
+    assert volumes["fine-tunes"] == {"name": "fine-tunes", "emptyDir": {}}
+    # No mount inside another (a read-only parent would keep the runtime from creating the mount point).
+    paths = [m["mountPath"] for m in worker["volumeMounts"]]
+    assert not [(a, b) for a in paths for b in paths if a != b and b.startswith(a + "/")]
+
+
 def check_zero(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert worker_of(state, "a100")["spec"]["replicas"] == 0
     assert deployment(state, "demo-gateway")["spec"]["replicas"] == 0
@@ -442,6 +484,20 @@ CASES = {
             }
         ),
         check=check_single_files,
+    ),
+    "fine-tunes": Case(
+        pool_data(
+            loras=[
+                {"huggingFace": {"repo": "nerijs/pixel-art-xl", "file": "pixel-art-xl.safetensors"}},
+                {"volume": {"path": "loras/ink.safetensors"}},
+                {"huggingFace": {"repo": "org/private", "file": "sub/x.safetensors", "revision": "v2",
+                                 "tokenSecret": {"name": "hf"}}},
+                {"volume": {"claimName": "team-loras", "path": "."}},
+            ],
+            vaes=[{"huggingFace": {"repo": "madebyollin/sdxl-vae-fp16-fix", "file": "sdxl.vae.safetensors"}}],
+            styles={"volume": {"path": "styles/styles.csv"}},
+        ),
+        check=check_fine_tunes,
     ),
     "zero-replicas": Case(
         pool_data(gpus=[{"model": "A100", "replicas": 0}], gateway={"replicas": 0}), A100_NODES, check_zero

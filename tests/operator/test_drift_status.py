@@ -40,6 +40,23 @@ def test_drift_patch_repairs_only_what_drifted() -> None:
     assert drift_patch(desired, observed)["metadata"] == {"labels": {"a": "1"}}
 
 
+def test_drift_patch_removes_optional_pod_fields_no_longer_wanted() -> None:
+    """A pool that drops its LoRAs (or its Hub weights) must lose the init containers that fetched them."""
+    pod = {"containers": [{"name": "worker"}], "volumes": [{"name": "models"}]}
+    desired = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+               "spec": {"replicas": 1, "template": {"spec": pod}}}
+    observed = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"replicas": 1, "template": {"spec": {**pod, "dnsPolicy": "ClusterFirst",
+                                                               "initContainers": [{"name": "download-loras-0"}],
+                                                               "nodeSelector": {"a": "b"}}}}}
+    patch = drift_patch(desired, observed)
+    assert patch == {"spec": {"replicas": 1, "template": {"spec": {**pod, "initContainers": None,
+                                                                   "nodeSelector": None}}}}
+    assert desired["spec"]["template"]["spec"] == pod  # not changed
+    del observed["spec"]["template"]["spec"]["initContainers"], observed["spec"]["template"]["spec"]["nodeSelector"]
+    assert drift_patch(desired, observed) is None
+
+
 def entry(model: str, desired: int, ready: int, *, unplaced: bool = False, failure: str | None = None,
           rolled_out: bool = True) -> EntryObservation:
     return EntryObservation(model=model, slug=model.lower(), desired=desired, ready=ready, available=ready,

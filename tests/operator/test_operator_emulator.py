@@ -133,6 +133,32 @@ def test_spec_changes_patch_children(pool, kube) -> None:
     eventually(lambda: "demo-l40s" not in deployments(kube))
 
 
+def test_loras_added_to_a_pool_reach_its_workers_and_leave_with_them(pool, kube) -> None:
+    """Through the CRD (the emulator prunes what its schema does not know) to every worker Deployment."""
+    spec = copy.deepcopy(get_pool(kube)["spec"])
+    spec["loras"] = [{"huggingFace": {"repo": "nerijs/pixel-art-xl", "file": "pixel-art-xl.safetensors"}},
+                     {"volume": {"path": "loras/ink.safetensors"}}]
+    kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": spec}, NS)
+
+    def workers_told() -> dict[str, dict[str, Any]] | None:
+        found = {name: d["spec"]["template"]["spec"] for name, d in deployments(kube).items() if name != "demo-gateway"}
+        return found if all("--lora-dir" in p["containers"][0]["args"] for p in found.values()) else None
+
+    for pod in eventually(workers_told).values():
+        args = pod["containers"][0]["args"]
+        assert args[args.index("--lora-dir") + 1] == "/fine-tunes/loras"
+        (download,) = pod["initContainers"]
+        assert download["command"][:4] == ["hf", "download", "nerijs/pixel-art-xl", "pixel-art-xl.safetensors"]
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["/fine-tunes/loras/volume/sdxl-weights/loras/ink.safetensors"]["subPath"] == "loras/ink.safetensors"
+
+    spec.pop("loras")
+    kube.patch("sdxlpool.dev/v1alpha1", "SDXLPool", "demo", {"spec": {**spec, "loras": []}}, NS)
+    eventually(lambda: all("--lora-dir" not in d["spec"]["template"]["spec"]["containers"][0]["args"]
+                           and "initContainers" not in d["spec"]["template"]["spec"]
+                           for d in deployments(kube).values()))
+
+
 def test_children_edited_or_deleted_by_hand_are_repaired(pool, kube) -> None:
     # With the 2 s timer of these tests either path may repair; test_drift_repair.py proves the
     # event path (timer at 300 s) and the timer (events unable to) each on its own.

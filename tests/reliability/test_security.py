@@ -98,7 +98,7 @@ def url_laden_body(port: int) -> dict:
     return small(
         prompt=f"a cat {url}", negative_prompt=url, styles=[url], script_name=url, script_args=[url, {"url": url}],
         alwayson_scripts={"controlnet": {"args": [{"image": url, "input_image": url, "model": url}]}},
-        override_settings={"sd_vae": url}, hr_upscaler=url, hr_checkpoint_name=url, firstpass_image=url, infotext=url, init_images=[url], mask=url,
+        hr_upscaler=url, hr_checkpoint_name=url, firstpass_image=url, infotext=url, init_images=[url], mask=url,
         backends=[{"name": "evil", "url": url, "gpu": "A100"}], backend=url, url=url, callback_url=url, webhook=url,
     )
 
@@ -114,7 +114,7 @@ def test_no_request_field_or_header_makes_anything_connect(worker: ServerThread,
                "Forwarded": f"host=127.0.0.1:{listener.port};proto=http", "X-Forwarded-Proto": "http",
                "Referer": url, "X-Original-URL": url, "X-Rewrite-URL": url}
     looked_up = [({"override_settings": {"sd_model_checkpoint": url}}, 404),
-                 ({"refiner_checkpoint": url}, 404)]
+                 ({"refiner_checkpoint": url}, 404), ({"override_settings": {"sd_vae": url}}, 422)]
     with gateway([backend(worker, "tiny", "RTX 3090")], tmp_path) as front:
         front.wait_ready()
         with httpx.Client(timeout=120, headers=headers) as client:
@@ -130,6 +130,7 @@ def test_no_request_field_or_header_makes_anything_connect(worker: ServerThread,
                          {"json": small(), "headers": {"X-SDXL-GPU": f"RTX 3090,{url}"}}):
                 assert client.post(front.url + "/sdapi/v1/txt2img", **gpus).status_code == 422
             assert client.post(worker.url + "/sdapi/v1/options", json={"sd_model_checkpoint": url}).status_code == 404
+            assert client.post(worker.url + "/sdapi/v1/options", json={"sd_vae": url}).status_code == 422
             assert client.get(front.url + f"/static/{url}").status_code == 404
         with connect(front.url.replace("http://", "ws://") + "/v1/ws") as ws:
             ws.send(json.dumps(body))

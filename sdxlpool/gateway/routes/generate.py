@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Header, Request, WebSocket, WebSocketDiscon
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sdxlpool._http import until_disconnected
+from sdxlpool.api.strict import strict_from_header
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
@@ -45,18 +46,21 @@ async def generate(
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     accept: str = Header(default="application/json"),
     x_sdxl_debug_routing: str | None = Header(default=None),
+    x_sdxl_strict: str | None = Header(default=None),
 ) -> Any:
-    """Generate; `Accept: application/x-ndjson` streams the events, one JSON object per line."""
+    """Generate; `Accept: application/x-ndjson` streams the events, one JSON object per line.
+    `X-SDXL-Strict: 1` or `0` sets strict mode for the request, as on txt2img."""
     client = request.client.host if request.client else ""
     key = presented_key(request.headers, request.query_params)
     debug_routing = wants_routing(x_sdxl_debug_routing)
+    strict = strict_from_header(x_sdxl_strict, None)
     if NDJSON in accept:
         generation = Generation(lambda sink: gateway.generate(body, client=client, api_key=key, on_event=sink,
-                                                              debug_routing=debug_routing))
+                                                              debug_routing=debug_routing, strict=strict))
         return StreamingResponse(_ndjson(generation), media_type=NDJSON)
     try:
         native = await until_disconnected(request, gateway.generate(body, client=client, api_key=key,
-                                                                    debug_routing=debug_routing))
+                                                                    debug_routing=debug_routing, strict=strict))
     except RequestError as exc:
         if routing_of(exc) is not None:  # set only when asked for, by the header or the body field
             return error_with_routing(exc)

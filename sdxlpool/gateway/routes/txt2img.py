@@ -1,7 +1,7 @@
 """POST /sdapi/v1/txt2img through the pool, with the placement in headers and `info`.
 
 `X-SDXL-Debug-Routing: 1` adds every attempt's scheduler decision as `info.sdxlpool.routing`
-(routes/_debug.py).
+(routes/_debug.py). `X-SDXL-Strict: 1` (or `0`) sets strict mode for the request (api/strict.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Header, Request
 from fastapi.responses import Response
 
 from sdxlpool._http import until_disconnected
+from sdxlpool.api.strict import strict_from_header
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway.api_keys import presented_key
 from sdxlpool.gateway.deps import GatewayDep
@@ -31,13 +32,15 @@ async def txt2img(
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take any JSON object
     x_sdxl_gpu: str | None = Header(default=None),
     x_sdxl_debug_routing: str | None = Header(default=None),
+    x_sdxl_strict: str | None = Header(default=None),
 ) -> Response:
     client = request.client.host if request.client else ""
     debug_routing = wants_routing(x_sdxl_debug_routing)
+    strict = strict_from_header(x_sdxl_strict, None)
     try:
         forwarded = await until_disconnected(request, gateway.txt2img(
             body, gpu_header=x_sdxl_gpu, client=client, api_key=presented_key(request.headers, request.query_params),
-            debug_routing=debug_routing))
+            debug_routing=debug_routing, strict=strict))
     except RequestError as exc:
         if debug_routing and routing_of(exc) is not None:
             return error_with_routing(exc)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdxlpool.api.spec import Resources, SDXLPoolSpec
+from sdxlpool.api.spec import Resources, SDXLPoolSpec, SecretKeyRef
 
 __all__ = [
     "RUN_AS",
     "TMP_DIR",
     "container_security_context",
+    "hf_download_env",
     "http_probe",
     "pod_security_context",
     "resource_amounts",
@@ -77,6 +78,19 @@ def scratch_mount() -> dict[str, Any]:
 def scratch_env() -> list[dict[str, str]]:
     """``HOME`` and ``XDG_CACHE_HOME`` on the writable ``/tmp``: the root filesystem is read-only."""
     return [{"name": "HOME", "value": TMP_DIR}, {"name": "XDG_CACHE_HOME", "value": f"{TMP_DIR}/.cache"}]
+
+
+def hf_download_env(token_secret: SecretKeyRef | None) -> list[dict[str, Any]]:
+    """An ``hf download`` container's environment: caches on /tmp, no telemetry, the token if any."""
+    env: list[dict[str, Any]] = [
+        *scratch_env(),
+        {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+    ]
+    if token_secret is not None:
+        ref = {"name": token_secret.name, "key": token_secret.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def resource_amounts(resources: Resources) -> dict[str, dict[str, str]]:

@@ -9,7 +9,9 @@ Pure. What a worker pod gets, in the order the manifest lists it:
 3. weights: a ``volume`` source's PVC mounted read-only at ``/models``; a ``huggingFace`` source's
    cache volume, filled by init containers running ``hf download`` (huggingface_hub >= 1.0 in the
    worker image), token from the Secret as ``HF_TOKEN``, then mounted read-only by the worker;
-4. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
+4. fine-tunes (``spec.loras``, ``.embeddings``, ``.vaes``, ``.styles``): their folders made of mounts
+   and ``hf download`` init containers (:mod:`.fine_tunes`), named by ``--lora-dir`` and the like;
+5. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
    defaults and limits as flags (:func:`sdxlpool.api.pool_config.pod_worker_args`, shared with the
    Akash export and ``sdxlpool up``), ``nvidia.com/gpu`` limit, probes, restricted security.
 
@@ -26,10 +28,12 @@ from sdxlpool.api import labels as lbl
 from sdxlpool.api.pool_config import MODELS_DIR, hf_download_command, pod_worker_args
 from sdxlpool.api.ports import HEALTH_PATH, READY_PATH, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, HuggingFaceModelSource, SDXLPoolSpec
+from sdxlpool.operator.desired.fine_tunes import fine_tune_downloads, fine_tune_mounts, fine_tune_volumes
 from sdxlpool.operator.desired.placement import EntryPlacement
 from sdxlpool.operator.desired.pods import (
     TMP_DIR,
     container_security_context,
+    hf_download_env,
     http_probe,
     image_pull_secrets,
     pod_security_context,
@@ -74,14 +78,7 @@ def _model_volume(spec: SDXLPoolSpec) -> dict[str, Any]:
 
 def _download_containers(spec: SDXLPoolSpec, hub: HuggingFaceModelSource) -> list[dict[str, Any]]:
     """One init container per repo: ``hf download REPO --local-dir DIR`` (resumes; no-op when complete)."""
-    env: list[dict[str, Any]] = [
-        *scratch_env(),
-        {"name": "HF_HOME", "value": f"{TMP_DIR}/huggingface"},
-        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-    ]
-    if hub.token_secret is not None:
-        ref = {"name": hub.token_secret.name, "key": hub.token_secret.key}
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    env = hf_download_env(hub.token_secret)
     containers = []
     for role, repo in (("base", hub.repo), ("refiner", hub.refiner_repo)):
         if repo is None:
@@ -138,7 +135,7 @@ def worker_deployment(
         "env": _worker_env(),
         "ports": [{"name": "http", "containerPort": WORKER_PORT, "protocol": "TCP"}],
         "resources": resources,
-        "volumeMounts": [mount, scratch_mount()],
+        "volumeMounts": [mount, *fine_tune_mounts(spec), scratch_mount()],
         # Startup waits for the model to load (/readyz); liveness starts only after it succeeds.
         "startupProbe": http_probe(READY_PATH, period=_STARTUP_PERIOD, failures=STARTUP_SECONDS // _STARTUP_PERIOD),
         "readinessProbe": http_probe(READY_PATH, period=5, failures=3),
@@ -156,10 +153,12 @@ def worker_deployment(
         pod["nodeSelector"] = dict(entry.node_selector)
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = image_pull_secrets(spec)
-    if spec.model.hugging_face is not None:
-        pod["initContainers"] = _download_containers(spec, spec.model.hugging_face)
+    downloads = _download_containers(spec, spec.model.hugging_face) if spec.model.hugging_face is not None else []
+    downloads += fine_tune_downloads(spec)
+    if downloads:
+        pod["initContainers"] = downloads
     pod["containers"] = [worker]
-    pod["volumes"] = [_model_volume(spec), scratch_volume()]
+    pod["volumes"] = [_model_volume(spec), *fine_tune_volumes(spec), scratch_volume()]
 
     return {
         "apiVersion": "apps/v1",

@@ -42,11 +42,26 @@ def sd_models(worker: WorkerDep) -> list[dict[str, Any]]:
     return [checkpoint.as_a1111() for checkpoint in worker.checkpoints.all]
 
 
-# A1111 clients probe these on connect; this worker has no VAEs, upscalers, LoRAs or styles to list.
 @router.get("/sd-vae")
+def sd_vae(worker: WorkerDep) -> list[dict[str, Any]]:
+    """The VAE files of --vae-dir, selectable by the sd_vae option (also "Automatic" and "None")."""
+    return [entry.as_a1111() for entry in worker.vaes.entries()]
+
+
+@router.post("/refresh-vae")
+def refresh_vae() -> None:
+    """A1111 re-scans its VAE folder here; this worker scans it on every use, so there is nothing to do."""
+
+
+@router.get("/prompt-styles")
+def prompt_styles(worker: WorkerDep) -> list[dict[str, Any]]:
+    """The styles of --styles (A1111's styles.csv), as the file is now."""
+    return [style.as_a1111() for style in worker.styles.current().values()]
+
+
+# A1111 clients probe these on connect; this worker has no upscalers, LoRAs or hypernetworks to list.
 @router.get("/upscalers")
 @router.get("/loras")
-@router.get("/prompt-styles")
 @router.get("/hypernetworks")
 def empty_list() -> list[Any]:
     return []

@@ -1,16 +1,19 @@
-"""POST /sdapi/v1/txt2img."""
+"""POST /sdapi/v1/txt2img; `X-SDXL-Strict: 1` or `0` sets strict mode for the request (api/strict.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 
 from sdxlpool._http import until_disconnected
 from sdxlpool.api.a1111 import Txt2ImgRequest, Txt2ImgResponse
+from sdxlpool.api.strict import strict_from_header
 from sdxlpool.worker.deps import WorkerDep
 
 router = APIRouter(prefix="/sdapi/v1", tags=["txt2img"])
 
 
 @router.post("/txt2img", response_model=Txt2ImgResponse)
-async def txt2img(body: Txt2ImgRequest, worker: WorkerDep, request: Request) -> Txt2ImgResponse:
-    return await until_disconnected(request, worker.txt2img(body))
+async def txt2img(body: Txt2ImgRequest, worker: WorkerDep, request: Request,
+                  x_sdxl_strict: str | None = Header(default=None)) -> Txt2ImgResponse:
+    strict = strict_from_header(x_sdxl_strict, worker.settings.strict)
+    return await until_disconnected(request, worker.txt2img(body, strict=strict))

@@ -1,1 +1,1 @@
-"""The tiny model's extra test assets, one writer per module, called by `worker.tiny.write_tiny_model`."""
+"""The tiny model's fine-tune assets, each in the format real files have (one module per kind)."""
