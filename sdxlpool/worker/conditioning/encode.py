@@ -98,7 +98,7 @@ def _encode_with(
     # features never depend on which other texts share its schedule, to the last bit.
     runs = [_forward(encoder, chunks, embeddings, clip_skip) for chunks in per_text]
     filler = empty_chunk(encoder.tokenizer)
-    filled = _forward(encoder, [filler], embeddings, clip_skip)[0][0] if any(
+    filled: Any = _forward(encoder, [filler], embeddings, clip_skip)[0][0] if any(
         len(chunks) < count for chunks in per_text) else None
     emphasised: list[list[Any]] = [[] for _ in texts]
     for i in range(count):  # A1111's batch of chunk i: every text's chunk i, or the filler
