@@ -20,7 +20,8 @@ and returns what it has, as A1111's Interrupt does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sdxlpool.api.generation import GenerationParams
@@ -52,7 +53,10 @@ class RuntimeOptions:
     refiner_aesthetic_score: float = 6.0  # sdxl_refiner_high_aesthetic_score
     refiner_negative_aesthetic_score: float = 2.5  # sdxl_refiner_low_aesthetic_score
     # What the job uses besides the checkpoints, resolved by the service before the job is queued.
-    loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras)
+    loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras.LoraUse)
+    # The prompt as the client wrote it, <lora:...> calls included, for the infotext (A1111 keeps
+    # them there); the params' prompt is the text the encoders see. None: the params' prompt.
+    infotext_prompt: str | None = None
     vae: Any = None  # an AutoencoderKL chosen by sd_vae; None: the checkpoint's own
     embeddings: Any = None  # the textual-inversion embeddings a prompt may name (worker.embeddings)
 
@@ -122,19 +126,22 @@ def generate(
                   "num_images_per_prompt": params.batch_size, "generator": generators}
 
         # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
+        #     The job's LoRAs are active for the base's encoding and denoising only, and off again
+        #     after it (worker/loras.py): the refiner (its text_encoder_2 is the base's) sees none.
         with torch.inference_mode():
-            out = base_pipe(
-                **prompt,
-                num_inference_steps=params.steps,
-                guidance_scale=params.cfg_scale,
-                width=params.width,
-                height=params.height,
-                latents=latents,
-                clip_skip=clip_skip,
-                denoising_end=params.refiner_switch_at if use_refiner else None,
-                output_type="latent",
-                callback_on_step_end=step_callback,
-            ).images
+            with _loras_applied(base, options):
+                out = base_pipe(
+                    **prompt,
+                    num_inference_steps=params.steps,
+                    guidance_scale=params.cfg_scale,
+                    width=params.width,
+                    height=params.height,
+                    latents=latents,
+                    clip_skip=clip_skip,
+                    denoising_end=params.refiner_switch_at if use_refiner else None,
+                    output_type="latent",
+                    callback_on_step_end=step_callback,
+                ).images
 
             # 2d. Refiner denoising from the handed-over latents (skipped once interrupted).
             if refiner_pipe is not None and not stopped:
@@ -154,8 +161,9 @@ def generate(
             images.extend(_decode(base_pipe, out))
 
     # 3. Infotexts, one per image actually made.
+    shown = params if options.infotext_prompt is None else replace(params, prompt=options.infotext_prompt)
     infotexts = [
-        image_infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
+        image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -167,6 +175,13 @@ def generate(
         seconds=time.perf_counter() - started,
         steps_done=steps_done,
     )
+
+
+def _loras_applied(base: Checkpoint, options: RuntimeOptions) -> AbstractContextManager[Any]:
+    """The job's LoRAs active in the base pipeline for the `with` block (nothing to do without any)."""
+    if not options.loras or base.loras is None:
+        return nullcontext()
+    return base.loras.applied(base.pipeline, options.loras)
 
 
 def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> Any:

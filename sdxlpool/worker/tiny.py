@@ -1,6 +1,6 @@
 """Random-weight SDXL pipelines: the tiny model for tests and demos, and real-size ones for benchmarks.
 
-`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner, ordinary diffusers layouts (tokenizers
+`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner (and test assets beside them: DIR/loras), ordinary diffusers layouts (tokenizers
 included, built from the bundled CLIP BPE) so the worker loads them through exactly the code path it
 uses for real weights. The refiner gets the same text_encoder_2 and VAE as the base, as SDXL 1.0
 does, which is what lets the worker share them between the two pipelines. Weights come from a fixed
@@ -25,8 +25,22 @@ __all__ = ["write_tiny_model", "write_random_model"]
 
 
 def write_tiny_model(target: Path, *, seed: int = 0) -> tuple[Path, Path]:
-    """Write `target/base` and `target/refiner` (tiny, fp32); returns both paths."""
-    return write_random_model(target, size="tiny", seed=seed)
+    """Write `target/base` and `target/refiner` (tiny, fp32), and the test assets beside them
+    (`target/loras`, ...); returns the base and refiner paths."""
+    base, refiner = write_random_model(target, size="tiny", seed=seed)
+    _write_tiny_loras(target, base, seed)
+    return base, refiner
+
+
+def _write_tiny_loras(target: Path, base: Path, seed: int) -> None:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from sdxlpool.worker.tiny_assets.loras import write_tiny_loras
+
+    write_tiny_loras(target, UNet2DConditionModel.from_pretrained(base / "unet"),
+                     CLIPTextModel.from_pretrained(base / "text_encoder"),
+                     CLIPTextModelWithProjection.from_pretrained(base / "text_encoder_2"), seed=seed)
 
 
 def write_random_model(

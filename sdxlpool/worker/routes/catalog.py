@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -42,10 +43,21 @@ def sd_models(worker: WorkerDep) -> list[dict[str, Any]]:
     return [checkpoint.as_a1111() for checkpoint in worker.checkpoints.all]
 
 
-# A1111 clients probe these on connect; this worker has no VAEs, upscalers, LoRAs or styles to list.
+@router.get("/loras")
+def loras(worker: WorkerDep) -> list[dict[str, Any]]:
+    """A1111's list of LoRA files in --lora-dir: name, alias (ss_output_name), path, metadata (ss_* header)."""
+    return [entry.as_a1111() for entry in worker.loras.all]
+
+
+@router.post("/refresh-loras")
+async def refresh_loras(worker: WorkerDep) -> None:
+    """Re-scan --lora-dir (headers only); A1111 answers null."""
+    await asyncio.to_thread(worker.loras.refresh)
+
+
+# A1111 clients probe these on connect; this worker has no VAEs, upscalers or styles to list.
 @router.get("/sd-vae")
 @router.get("/upscalers")
-@router.get("/loras")
 @router.get("/prompt-styles")
 @router.get("/hypernetworks")
 def empty_list() -> list[Any]:

@@ -1,0 +1,1 @@
+"""Test assets written beside the tiny model (`write_tiny_model`), in the formats real files have."""

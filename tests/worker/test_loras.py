@@ -1,0 +1,232 @@
+"""LoRAs through real HTTP on the tiny model: the A1111 listing, applying `<lora:name:w>`, nothing leaking.
+
+The tiny model's `loras/` holds two kohya-layout SDXL LoRAs (sdxlpool/worker/tiny_assets/loras.py):
+`tiny_unet` (UNet only) and `tiny_all` (UNet and both text encoders, alias `tinyAllV2`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from sdxlpool.api import metric_names as mn
+from tests.conftest import ServerThread, TinyModel, start_worker
+from tests.polling import metrics
+from tests.worker.imaging import decode, pixels
+
+PROMPT = "a lighthouse at dusk"
+BODY = {"steps": 3, "width": 64, "height": 64, "seed": 5, "sampler_name": "Euler"}
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny model's loras/, so tests can add files to it."""
+    folder = tmp_path_factory.mktemp("loras") / "Lora"
+    shutil.copytree(tiny_model.base.parent / "loras", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lora_worker(tiny_model: TinyModel, lora_dir: Path) -> Iterator[ServerThread]:
+    with start_worker(tiny_model, lora_dir=lora_dir) as server:
+        server.wait_ready()
+        yield server
+
+
+@pytest.fixture
+def http(lora_worker: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=lora_worker.url, timeout=120) as c:
+        yield c
+
+
+def generate(client: httpx.Client, prompt: str = PROMPT, **body) -> tuple[np.ndarray, dict]:
+    response = client.post("/sdapi/v1/txt2img", json={"prompt": prompt, **BODY, **body})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    return pixels(data["images"][0]), json.loads(data["info"])
+
+
+def loaded(url: str) -> set[str]:
+    prefix = mn.WORKER_LORA_LOADED + "{"
+    return {key.split("lora=")[1].rstrip("}") for key, value in metrics(url).items()
+            if key.startswith(prefix) and value == 1}
+
+
+# -- the listing ---------------------------------------------------------------------------------------
+def test_loras_are_listed_in_a1111_shape_with_their_training_metadata(http: httpx.Client, lora_dir: Path) -> None:
+    entries = {e["name"]: e for e in http.get("/sdapi/v1/loras").json()}
+    assert set(entries) == {"tiny_unet", "tiny_all"}
+    full = entries["tiny_all"]
+    assert set(full) == {"name", "alias", "path", "metadata"}
+    assert full["alias"] == "tinyAllV2"  # ss_output_name
+    assert entries["tiny_unet"]["alias"] == "tiny_unet"
+    assert full["path"] == str(lora_dir / "tiny_all.safetensors")
+    metadata = full["metadata"]
+    assert metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert metadata["ss_network_module"] == "networks.lora"
+    assert metadata["ss_network_dim"] == "4"
+    assert metadata["ss_tag_frequency"] == {"10_tiny": {"tiny": 10, "tiny_all": 10}}  # JSON values parsed, as A1111
+    assert "ssmd_cover_images" not in metadata  # dropped, as A1111 does
+    assert list(metadata)[:3] == ["ss_sd_model_name", "ss_resolution", "ss_clip_skip"]  # A1111's order
+
+
+def test_refresh_lists_a_new_file_and_never_reads_pickles(http: httpx.Client, lora_dir: Path) -> None:
+    nested = lora_dir / "styles" / "copy_of_unet.safetensors"
+    nested.parent.mkdir()
+    shutil.copy(lora_dir / "tiny_unet.safetensors", nested)
+    (lora_dir / "pickled.pt").write_bytes(b"\x80\x04not unpickled")
+    try:
+        assert "copy_of_unet" not in {e["name"] for e in http.get("/sdapi/v1/loras").json()}
+        response = http.post("/sdapi/v1/refresh-loras")
+        assert response.status_code == 200 and response.json() is None
+        names = {e["name"] for e in http.get("/sdapi/v1/loras").json()}
+        assert names == {"tiny_unet", "tiny_all", "copy_of_unet"}  # recursive; the .pt file skipped
+    finally:
+        shutil.rmtree(nested.parent)
+        (lora_dir / "pickled.pt").unlink()
+        http.post("/sdapi/v1/refresh-loras")
+    assert {e["name"] for e in http.get("/sdapi/v1/loras").json()} == {"tiny_unet", "tiny_all"}
+
+
+def test_a_file_added_without_refresh_is_found_when_a_prompt_names_it(http: httpx.Client, lora_dir: Path) -> None:
+    """A1111 re-scans the folder when a prompt names a LoRA it does not know."""
+    added = lora_dir / "late_arrival.safetensors"
+    shutil.copy(lora_dir / "tiny_all.safetensors", added)
+    try:
+        image, info = generate(http, f"{PROMPT} <lora:late_arrival:1>")
+        assert info["sdxlpool"]["ignored"] == []
+        assert np.array_equal(image, generate(http, f"{PROMPT} <lora:tiny_all:1>")[0])
+    finally:
+        added.unlink()
+        http.post("/sdapi/v1/refresh-loras")
+
+
+# -- applying ------------------------------------------------------------------------------------------
+def test_weight_0_is_the_baseline_and_weight_1_changes_the_image(http: httpx.Client) -> None:
+    baseline, _ = generate(http)
+    zero, _ = generate(http, f"{PROMPT} <lora:tiny_all:0>")
+    one, info = generate(http, f"{PROMPT} <lora:tiny_all:1>")
+    assert np.array_equal(zero, baseline)
+    assert np.abs(one - baseline).mean() > 5  # visibly different, not float noise
+    assert info["sdxlpool"]["ignored"] == []
+
+
+def test_the_call_is_removed_from_the_text_and_kept_in_the_infotext(http: httpx.Client) -> None:
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": f"{PROMPT} <lora:tiny_unet:0.7>", **BODY})
+    data = response.json()
+    info = json.loads(data["info"])
+    assert info["prompt"] == f"{PROMPT} <lora:tiny_unet:0.7>"  # A1111 keeps the call in info and infotext
+    assert info["infotexts"][0].startswith(f"{PROMPT} <lora:tiny_unet:0.7>\n")
+    assert decode(data["images"][0]).text["parameters"] == info["infotexts"][0]
+    # The encoders never saw the call: at weight 0 the image is that of the bare prompt.
+    assert np.array_equal(generate(http, f"<lora:tiny_unet:0>{PROMPT}")[0], generate(http)[0])
+
+
+def test_text_encoder_and_unet_multipliers_act_separately(http: httpx.Client) -> None:
+    baseline, _ = generate(http)
+    te_only, _ = generate(http, f"{PROMPT} <lora:tiny_all:1:0>")
+    unet_only, _ = generate(http, f"{PROMPT} <lora:tiny_all:0:1>")
+    both, _ = generate(http, f"{PROMPT} <lora:tiny_all:1:1>")
+    named, _ = generate(http, f"{PROMPT} <lora:tiny_all:te=1:unet=0>")
+    assert not np.array_equal(te_only, baseline)
+    assert not np.array_equal(unet_only, baseline)
+    assert not np.array_equal(te_only, unet_only)
+    assert not np.array_equal(both, te_only) and not np.array_equal(both, unet_only)
+    assert np.array_equal(named, te_only)
+    # A UNet-only LoRA has nothing for the text encoders: its te multiplier changes nothing.
+    assert np.array_equal(generate(http, f"{PROMPT} <lora:tiny_unet:5:0>")[0], baseline)
+
+
+def test_a_lora_is_found_by_its_alias_and_several_combine(http: httpx.Client) -> None:
+    by_name, _ = generate(http, f"{PROMPT} <lora:tiny_all:0.8>")
+    by_alias, _ = generate(http, f"{PROMPT} <lora:tinyAllV2:0.8>")
+    assert np.array_equal(by_name, by_alias)
+    unet, _ = generate(http, f"{PROMPT} <lora:tiny_unet:0.8>")
+    combined, info = generate(http, f"{PROMPT} <lora:tiny_all:0.8> <lora:tiny_unet:0.8>")
+    assert info["sdxlpool"]["ignored"] == []
+    assert not np.array_equal(combined, by_name) and not np.array_equal(combined, unet)
+    # The same LoRA twice adds up (A1111 applies it twice).
+    twice, _ = generate(http, f"{PROMPT} <lora:tiny_unet:0.4> <lora:tiny_unet:0.4>")
+    assert np.abs(twice - unet).max() <= 1
+
+
+def test_nothing_leaks_into_the_next_request(http: httpx.Client) -> None:
+    baseline, _ = generate(http)
+    baseline_refined, _ = generate(http, refiner_checkpoint="tiny/refiner", refiner_switch_at=0.5)
+    generate(http, f"{PROMPT} <lora:tiny_all:1>")
+    assert np.array_equal(generate(http)[0], baseline)
+    generate(http, f"{PROMPT} <lora:tiny_all:1> <lora:tiny_unet:-1>", refiner_checkpoint="tiny/refiner",
+             refiner_switch_at=0.5)
+    assert np.array_equal(generate(http)[0], baseline)
+    assert np.array_equal(generate(http, refiner_checkpoint="tiny/refiner", refiner_switch_at=0.5)[0],
+                          baseline_refined)
+
+
+def test_concurrent_mixed_traffic_gives_each_request_its_own_image(http: httpx.Client) -> None:
+    prompts = [PROMPT, f"{PROMPT} <lora:tiny_all:1>", f"{PROMPT} <lora:tiny_unet:0.9>",
+               f"{PROMPT} <lora:tiny_all:0.5> <lora:tiny_unet:1>"]
+    references = {p: generate(http, p)[0] for p in prompts}
+    results: list[tuple[str, np.ndarray]] = []
+    errors: list[BaseException] = []
+
+    def send(prompt: str) -> None:
+        try:
+            with httpx.Client(base_url=str(http.base_url), timeout=120) as c:
+                results.append((prompt, generate(c, prompt)[0]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(prompts[i % len(prompts)],)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(results) == 12
+    for prompt, image in results:
+        assert np.array_equal(image, references[prompt]), prompt
+
+
+# -- what is not applied -------------------------------------------------------------------------------
+def test_a_missing_lora_is_named_in_ignored_and_the_image_made_without_it(http: httpx.Client) -> None:
+    image, info = generate(http, f"{PROMPT} <lora:no_such_thing:0.5> <hypernet:x:1>")
+    assert info["sdxlpool"]["ignored"] == ["prompt: <lora:no_such_thing:0.5> (no such LoRA)",
+                                           "prompt: <hypernet:x:1> (hypernetworks are not supported)"]
+    assert np.array_equal(image, generate(http)[0])
+
+
+def test_a_multiplier_that_is_not_a_number_is_a_422_naming_the_prompt(http: httpx.Client) -> None:
+    response = http.post("/sdapi/v1/txt2img", json={"prompt": f"{PROMPT} <lora:tiny_all:lots>", **BODY})
+    assert response.status_code == 422
+    assert "prompt" in response.text and "lots" in response.text
+
+
+# -- the cache -----------------------------------------------------------------------------------------
+def test_the_cache_keeps_recent_loras_within_its_bound_and_the_metric_says_which(
+        tiny_model: TinyModel, lora_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "Lora"
+    shutil.copytree(lora_dir, folder)
+    shutil.copy(folder / "tiny_unet.safetensors", folder / "third.safetensors")
+    # Each tiny LoRA holds about 0.45 MB: two fit in 1 MB, three do not.
+    with start_worker(tiny_model, lora_dir=folder, lora_cache_mb=1) as server:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            assert loaded(server.url) == set()
+            reference, _ = generate(c, f"{PROMPT} <lora:tiny_all:1>")
+            generate(c, f"{PROMPT} <lora:tiny_unet:1>")
+            assert loaded(server.url) == {"tiny_all", "tiny_unet"}
+            generate(c, f"{PROMPT} <lora:third:1>")
+            assert loaded(server.url) == {"tiny_unet", "third"}  # the least recently used went
+            generate(c, f"{PROMPT} <lora:tiny_unet:1>")
+            generate(c, f"{PROMPT} <lora:tiny_all:1>")  # loaded again, from cold: the same image
+            assert loaded(server.url) == {"tiny_unet", "tiny_all"}
+            assert np.array_equal(generate(c, f"{PROMPT} <lora:tiny_all:1>")[0], reference)
+            # One job may need more than the bound: it gets all three, then the cache shrinks back.
+            generate(c, f"{PROMPT} <lora:tiny_all:1> <lora:tiny_unet:1> <lora:third:1>")
+            assert len(loaded(server.url)) == 2
