@@ -32,6 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "operator_scale": ("pools", "seconds_to_converge", "api_calls_per_pool_per_minute_at_rest"),
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
+    "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -53,8 +54,17 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
     assert report["ratio_worker_over_diffusers_median"] > 0
 
 
+def _lora_switch(report: dict[str, Any]) -> None:
+    """Every kind was timed in every round, and the cold LoRAs stayed loaded (the cache's default bound)."""
+    for kind in ("none", "cached", "cold"):
+        assert len(report["seconds"][kind]) == report["rounds"] * report["images_per_kind_per_round"], kind
+        assert set(report["seconds_spread"][kind]) == SPREAD
+    assert report["cached_over_none_of_medians"] > 0 and report["cold_over_none_of_medians"] > 0
+    assert report["loras_held_at_the_end"] == 2 + report["rounds"] * report["images_per_kind_per_round"]
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl}
+CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
 
