@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from sdxlpool.api.generation import GenerationParams
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.infotext import format_infotext
+from sdxlpool.worker.loras import infotext_hashes
 from sdxlpool.worker.samplers import SamplerChoice
 
 __all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext"]
@@ -162,8 +163,10 @@ def generate(
 
     # 3. Infotexts, one per image actually made.
     shown = params if options.infotext_prompt is None else replace(params, prompt=options.infotext_prompt)
+    lora_hashes = infotext_hashes(options.loras) if options.loras else None
     infotexts = [
-        image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i)
+        image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
+                       lora_hashes=lora_hashes)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -258,6 +261,8 @@ def image_infotext(
     seed: int,
     subseed: int,
     index: int,
+    *,
+    lora_hashes: str | None = None,
 ) -> str:
     """The A1111 infotext of image `index` of a job (refiner: None when it was not used)."""
     fields: dict[str, Any] = {
@@ -275,6 +280,7 @@ def image_infotext(
         "Batch pos": index % params.batch_size if params.batch_size > 1 else None,
         "Refiner": f"{refiner.model_name} [{refiner.short_hash}]" if refiner else None,
         "Refiner switch at": f"{params.refiner_switch_at:g}" if refiner else None,
+        "Lora hashes": lora_hashes,  # "name: hash, ..." of the LoRAs applied (worker.loras)
         "Version": "sdxlpool",
     }
     return format_infotext(params.prompt, params.negative_prompt, fields)

@@ -30,6 +30,7 @@ every adapter is off; `generate()` does so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -45,7 +46,8 @@ from typing import Any
 from sdxlpool.errors import InvalidRequest
 from sdxlpool.prompts import NetworkCall
 
-__all__ = ["LoraFile", "LoraLibrary", "LoraUse", "LoraAdapters", "resolve_loras", "read_safetensors_metadata"]
+__all__ = ["LoraFile", "LoraLibrary", "LoraUse", "LoraAdapters", "resolve_loras", "infotext_hashes",
+           "read_safetensors_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ _EXTENSIONS = (".safetensors", ".pt", ".ckpt")
 _METADATA_ORDER = {"ss_sd_model_name": 1, "ss_resolution": 2, "ss_clip_skip": 3, "ss_num_train_images": 10,
                    "ss_tag_frequency": 20}
 _MAX_HEADER = 100 * 2**20  # safetensors' own bound on the JSON header
-_LORA_KINDS = ("lora", "lyco")  # A1111 registers "lyco" as another name of the Lora network
+_LORA_KINDS = ("lora", "lyco")
+_HASHES: dict[tuple[str, int, int], str] = {}  # file version -> sha256 of its tensor data
+_HASH_LOCK = threading.Lock()  # A1111 registers "lyco" as another name of the Lora network
 
 
 # -- the library -------------------------------------------------------------------------------------
@@ -72,6 +76,27 @@ class LoraFile:
     def key(self) -> tuple[str, int, int]:
         """Changes when the file does: a re-scan after an edit loads it afresh."""
         return str(self.path), self.size, self.mtime_ns
+
+    @property
+    def shorthash(self) -> str:
+        """A1111's "Lora hashes" value: `sshs_model_hash` from the metadata, else the first 12 hex digits
+        of the sha256 of the tensor data (kohya's hash: the file after its header). Read once per file
+        version, on first use (the GPU thread, when an infotext names it)."""
+        given = self.metadata.get("sshs_model_hash")
+        if isinstance(given, str) and given:
+            return given[:12]
+        with _HASH_LOCK:
+            known = _HASHES.get(self.key)
+        if known is None:
+            digest = hashlib.sha256()
+            with self.path.open("rb") as f:
+                f.seek(8 + int.from_bytes(f.read(8), "little"))
+                for chunk in iter(lambda: f.read(2**20), b""):
+                    digest.update(chunk)
+            known = digest.hexdigest()
+            with _HASH_LOCK:
+                _HASHES[self.key] = known
+        return known[:12]
 
     def as_a1111(self) -> dict[str, Any]:
         """One entry of GET /sdapi/v1/loras."""
@@ -167,6 +192,15 @@ class LoraUse:
     te: float
     unet: float
     mentioned: str = ""  # how the prompt named it (name or alias)
+
+
+def infotext_hashes(uses: Sequence[LoraUse]) -> str | None:
+    """A1111's `Lora hashes` infotext value: "name: hash, ..." by the name the prompt used."""
+    parts = [f"{use.mentioned.translate(_NOT_IN_HASH_NAMES)}: {use.file.shorthash}" for use in uses]
+    return ", ".join(parts) or None
+
+
+_NOT_IN_HASH_NAMES = str.maketrans("", "", ":,")
 
 
 def resolve_loras(calls: Sequence[NetworkCall], find: Any) -> tuple[tuple[LoraUse, ...], list[str]]:

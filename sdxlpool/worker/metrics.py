@@ -67,6 +67,8 @@ class WorkerMetrics:
 class _LoadedLoras(Collector):
     """sdxl_worker_lora_loaded{lora, alias} = 1 per LoRA held loaded, read at scrape time."""
 
+    _labelnames = m.WORKER_LORA_LOADED_LABELS  # where prometheus_client's own metrics keep them (reference docs)
+
     def __init__(self, loaded: Callable[[], Iterable[tuple[str, str]]]) -> None:
         self._loaded = loaded
 

@@ -6,6 +6,7 @@ The tiny model's `loras/` holds two kohya-layout SDXL LoRAs (sdxlpool/worker/tin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -118,12 +119,16 @@ def test_weight_0_is_the_baseline_and_weight_1_changes_the_image(http: httpx.Cli
     assert info["sdxlpool"]["ignored"] == []
 
 
-def test_the_call_is_removed_from_the_text_and_kept_in_the_infotext(http: httpx.Client) -> None:
+def test_the_call_is_removed_from_the_text_and_kept_in_the_infotext(http: httpx.Client, lora_dir: Path) -> None:
     response = http.post("/sdapi/v1/txt2img", json={"prompt": f"{PROMPT} <lora:tiny_unet:0.7>", **BODY})
     data = response.json()
     info = json.loads(data["info"])
     assert info["prompt"] == f"{PROMPT} <lora:tiny_unet:0.7>"  # A1111 keeps the call in info and infotext
     assert info["infotexts"][0].startswith(f"{PROMPT} <lora:tiny_unet:0.7>\n")
+    # A1111's "Lora hashes": kohya's hash, the sha256 of the file after its header, 12 hex digits.
+    raw = (lora_dir / "tiny_unet.safetensors").read_bytes()
+    digest = hashlib.sha256(raw[8 + int.from_bytes(raw[:8], "little"):]).hexdigest()[:12]
+    assert f'Lora hashes: "tiny_unet: {digest}", Version: sdxlpool' in info["infotexts"][0]
     assert decode(data["images"][0]).text["parameters"] == info["infotexts"][0]
     # The encoders never saw the call: at weight 0 the image is that of the bare prompt.
     assert np.array_equal(generate(http, f"<lora:tiny_unet:0>{PROMPT}")[0], generate(http)[0])
