@@ -8,7 +8,13 @@ from collections import Counter
 import pytest
 
 from sdxlpool.api import metric_names as mn
-from sdxlpool.gateway.routing import Candidate, LoraAffinity, RouteRequest, default_scheduler, scheduler_from_config
+from sdxlpool.gateway.routing import (
+    Candidate,
+    LoraAffinity,
+    RouteRequest,
+    default_scheduler,
+    scheduler_from_config,
+)
 from sdxlpool.gateway.routing.testing import fake_state
 from sdxlpool.gateway.worker_metrics import parse_worker_metrics
 
