@@ -235,3 +235,58 @@ def test_the_cache_keeps_recent_loras_within_its_bound_and_the_metric_says_which
             # One job may need more than the bound: it gets all three, then the cache shrinks back.
             generate(c, f"{PROMPT} <lora:tiny_all:1> <lora:tiny_unet:1> <lora:third:1>")
             assert len(loaded(server.url)) == 2
+
+
+# -- the refiner ---------------------------------------------------------------------------------------
+def test_the_refiner_encodes_its_text_without_the_lora(tiny_model: TinyModel, tmp_path: Path) -> None:
+    """text_encoder_2 is one module shared by base and refiner: the LoRA acts on the base's encoding
+    only. Every call of it is recorded with the steps done so far (the base encodes before its first
+    step, the refiner after the base's last)."""
+    import torch
+
+    from sdxlpool.api.a1111 import Txt2ImgRequest
+    from sdxlpool.api.generation import resolve_request
+    from sdxlpool.worker.checkpoints import load_checkpoints
+    from sdxlpool.worker.generate import RuntimeOptions, generate
+    from sdxlpool.worker.loras import LoraAdapters, LoraLibrary, LoraUse
+    from sdxlpool.worker.samplers import resolve_sampler
+    from sdxlpool.worker.settings import WorkerSettings
+
+    checkpoints = load_checkpoints([tiny_model.base], tiny_model.refiner, device="cpu", dtype=torch.float32,
+                                   cache_dir=tmp_path)
+    base, refiner = checkpoints.current, checkpoints.refiners[0]
+    assert base.pipeline.text_encoder_2 is refiner.pipeline.text_encoder_2
+    base.loras = LoraAdapters(2**30)
+    settings = WorkerSettings(models=[tiny_model.base])
+    params = resolve_request(Txt2ImgRequest(prompt=PROMPT, negative_prompt="fog", refiner_switch_at=0.5, subseed=1, **BODY),
+                             settings.defaults, settings.limits)
+    sampler = resolve_sampler("Euler")
+    lora = LoraUse(LoraLibrary(tiny_model.base.parent / "loras").find("tiny_all"), 1.0, 1.0, "tiny_all")
+
+    class Control:
+        steps = 0
+
+        def on_batch(self, batch_no: int) -> None: ...
+
+        def on_step(self, latents) -> bool:
+            self.steps += 1
+            return True
+
+        def wait(self, seconds: float) -> bool:
+            return True
+
+    def encodings(options: RuntimeOptions) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        control, calls = Control(), []
+        hook = base.pipeline.text_encoder_2.register_forward_hook(
+            lambda _m, _i, out: calls.append((control.steps, out[0].clone())))
+        try:
+            generate(base, refiner, params, sampler, options, control)
+        finally:
+            hook.remove()
+        return [t for s, t in calls if s == 0], [t for s, t in calls if s > 0]
+
+    base_plain, refiner_plain = encodings(RuntimeOptions())
+    base_lora, refiner_lora = encodings(RuntimeOptions(loras=(lora,)))
+    assert base_plain and refiner_plain and len(base_lora) == len(base_plain)
+    assert not any(torch.equal(a, b) for a, b in zip(base_lora, base_plain, strict=True))  # the LoRA's te2 part
+    assert all(torch.equal(a, b) for a, b in zip(refiner_lora, refiner_plain, strict=True))  # none of it
