@@ -398,6 +398,8 @@ def _delete(pipeline: Any, adapter: str) -> None:
     try:
         present = [c for c, names in pipeline.get_list_adapters().items() if adapter in names]
         if present:
-            pipeline.delete_adapters(adapter)
+            with warnings.catch_warnings():  # peft: "was active which is now deleted": all are off here
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+                pipeline.delete_adapters(adapter)
     except Exception:  # noqa: BLE001 - a half-loaded adapter: log it, the job's outcome is already decided
         log.exception("LoRA adapter %s could not be deleted", adapter)

@@ -212,6 +212,34 @@ def test_a_multiplier_that_is_not_a_number_is_a_422_naming_the_prompt(http: http
     assert "prompt" in response.text and "lots" in response.text
 
 
+@pytest.mark.parametrize(
+    ("keys", "shape"),
+    [
+        pytest.param(("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"), (4, 4), id="lycoris-loha"),
+        pytest.param(("lora_down.weight", "lora_up.weight"), (320, 4), id="wrong-shapes-sd15"),
+    ],
+)
+def test_a_file_that_is_no_sdxl_lora_is_a_422_and_leaves_nothing_behind(
+        http: httpx.Client, lora_dir: Path, keys: tuple[str, ...], shape: tuple[int, int]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    baseline, _ = generate(http)
+    module = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
+    bad = lora_dir / "not_for_sdxl.safetensors"
+    save_file({f"{module}.{key}": torch.ones(shape) for key in keys} | {f"{module}.alpha": torch.tensor(4.0)},
+              str(bad))
+    try:
+        response = http.post("/sdapi/v1/txt2img", json={"prompt": f"{PROMPT} <lora:not_for_sdxl:1>", **BODY})
+        assert response.status_code == 422, response.text
+        assert "prompt" in response.text and "not_for_sdxl.safetensors" in response.text
+        assert np.array_equal(generate(http)[0], baseline)
+        assert np.array_equal(generate(http, f"{PROMPT} <lora:tiny_all:0>")[0], baseline)
+    finally:
+        bad.unlink()
+        http.post("/sdapi/v1/refresh-loras")
+
+
 # -- the cache -----------------------------------------------------------------------------------------
 def test_the_cache_keeps_recent_loras_within_its_bound_and_the_metric_says_which(
         tiny_model: TinyModel, lora_dir: Path, tmp_path: Path) -> None:
