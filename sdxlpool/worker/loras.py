@@ -272,6 +272,7 @@ class LoraAdapters:
     @contextmanager
     def applied(self, pipeline: Any, uses: Sequence[LoraUse]) -> Iterator[None]:
         """`uses` active in `pipeline` inside the block; every adapter off after it, whatever happened."""
+        uses = [use for use in uses if use.te or use.unet]  # at weight 0 nothing is loaded, nothing runs
         if not uses:
             yield
             return

@@ -251,6 +251,8 @@ def test_the_cache_keeps_recent_loras_within_its_bound_and_the_metric_says_which
         server.wait_ready()
         with httpx.Client(base_url=server.url, timeout=120) as c:
             assert loaded(server.url) == set()
+            generate(c, f"{PROMPT} <lora:tiny_all:0>")
+            assert loaded(server.url) == set()  # at weight 0 nothing is even loaded
             reference, _ = generate(c, f"{PROMPT} <lora:tiny_all:1>")
             generate(c, f"{PROMPT} <lora:tiny_unet:1>")
             assert loaded(server.url) == {"tiny_all", "tiny_unet"}
