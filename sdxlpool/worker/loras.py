@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -127,6 +128,15 @@ def read_safetensors_metadata(path: Path) -> tuple[dict[str, Any], int]:
     return ordered, tensor_bytes
 
 
+def _walk(folder: Path) -> list[Path]:
+    """LoRA-like files under `folder`, sorted; symlinked folders followed, as A1111's walk does
+    (mounted volumes and Hugging Face snapshots are made of links)."""
+    found = []
+    for root, _dirs, names in os.walk(folder, followlinks=True):
+        found += [Path(root, n) for n in names if Path(n).suffix.lower() in _EXTENSIONS]
+    return sorted(p for p in found if p.is_file())
+
+
 class LoraLibrary:
     """The LoRA files of one folder, re-read by `refresh()` (POST /sdapi/v1/refresh-loras)."""
 
@@ -145,9 +155,7 @@ class LoraLibrary:
     def refresh(self) -> None:
         files: dict[str, LoraFile] = {}
         if self.folder is not None and self.folder.is_dir():
-            for path in sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in _EXTENSIONS):
-                if not path.is_file():
-                    continue
+            for path in _walk(self.folder):
                 if path.suffix.lower() != ".safetensors":
                     log.warning("LoRA %s skipped: only .safetensors files are read (a %s file is a pickle, "
                                 "and unpickling a downloaded file can run code)", path, path.suffix)

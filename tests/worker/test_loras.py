@@ -78,20 +78,26 @@ def test_loras_are_listed_in_a1111_shape_with_their_training_metadata(http: http
     assert list(metadata)[:3] == ["ss_sd_model_name", "ss_resolution", "ss_clip_skip"]  # A1111's order
 
 
-def test_refresh_lists_a_new_file_and_never_reads_pickles(http: httpx.Client, lora_dir: Path) -> None:
+def test_refresh_lists_a_new_file_and_never_reads_pickles(http: httpx.Client, lora_dir: Path, tmp_path: Path) -> None:
     nested = lora_dir / "styles" / "copy_of_unet.safetensors"
     nested.parent.mkdir()
     shutil.copy(lora_dir / "tiny_unet.safetensors", nested)
     (lora_dir / "pickled.pt").write_bytes(b"\x80\x04not unpickled")
+    elsewhere = tmp_path / "volume"  # a mounted volume: a link to a folder elsewhere
+    elsewhere.mkdir()
+    shutil.copy(lora_dir / "tiny_all.safetensors", elsewhere / "on_a_volume.safetensors")
+    (lora_dir / "linked").symlink_to(elsewhere, target_is_directory=True)
     try:
         assert "copy_of_unet" not in {e["name"] for e in http.get("/sdapi/v1/loras").json()}
         response = http.post("/sdapi/v1/refresh-loras")
         assert response.status_code == 200 and response.json() is None
         names = {e["name"] for e in http.get("/sdapi/v1/loras").json()}
-        assert names == {"tiny_unet", "tiny_all", "copy_of_unet"}  # recursive; the .pt file skipped
+        # Recursive, through linked folders; the .pt file skipped.
+        assert names == {"tiny_unet", "tiny_all", "copy_of_unet", "on_a_volume"}
     finally:
         shutil.rmtree(nested.parent)
         (lora_dir / "pickled.pt").unlink()
+        (lora_dir / "linked").unlink()
         http.post("/sdapi/v1/refresh-loras")
     assert {e["name"] for e in http.get("/sdapi/v1/loras").json()} == {"tiny_unet", "tiny_all"}
 
