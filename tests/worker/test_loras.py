@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from sdxlpool.api import metric_names as mn
+from sdxlpool.prompts import extract_networks
+from sdxlpool.worker.loras import LoraFile, resolve_loras
 from tests.conftest import ServerThread, TinyModel, start_worker
 from tests.polling import metrics
 from tests.worker.imaging import decode, pixels
@@ -58,6 +60,42 @@ def loaded(url: str) -> set[str]:
     prefix = mn.WORKER_LORA_LOADED + "{"
     return {key.split("lora=")[1].rstrip("}") for key, value in metrics(url).items()
             if key.startswith(prefix) and value == 1}
+
+
+# -- resolving a prompt's calls (pure) ----------------------------------------------------------------
+def _file(name: str, alias: str = "") -> LoraFile:
+    return LoraFile(name, alias or name, Path(f"/loras/{name}.safetensors"), {}, 0, 0, 0)
+
+
+FILES = {f.name: f for f in (_file("style"), _file("face", "faceV2"))}
+
+
+def _find(name: str) -> LoraFile | None:
+    return FILES.get(name) or next((f for f in FILES.values() if f.alias == name), None)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "applied", "ignored"),
+    [
+        pytest.param("a <lora:style:0.8>", [("style", 0.8, 0.8)], [], id="one"),
+        pytest.param("a <lora:style:0.5:1.5>", [("style", 0.5, 1.5)], [], id="te-and-unet"),
+        pytest.param("a <lora:faceV2:1>", [("face", 1.0, 1.0)], [], id="by-alias"),
+        pytest.param("<lora:style:0.25> a <lora:style:0.5>", [("style", 0.75, 0.75)], [], id="twice-adds-up"),
+        pytest.param("a <lyco:style:1>", [("style", 1.0, 1.0)], [], id="lyco-is-lora"),
+        pytest.param("a <lora:nope:1>", [], ["prompt: <lora:nope:1> (no such LoRA)"], id="missing"),
+        pytest.param("a <hypernet:x:1>", [], ["prompt: <hypernet:x:1> (hypernetworks are not supported)"],
+                     id="hypernetwork"),
+        pytest.param("a <lora:style:1:1:8>", [("style", 1.0, 1.0)],
+                     ["prompt: <lora:style:1:1:8> (dyn, a LyCORIS dimension, is not applied)"], id="dyn"),
+        pytest.param("a <lora:style:inf>", [], ["prompt: <lora:style:inf> (the multiplier is not a finite number)"],
+                     id="infinite"),
+    ],
+)
+def test_resolving_the_prompts_calls(prompt: str, applied: list[tuple[str, float, float]], ignored: list[str]) -> None:
+    _text, calls = extract_networks(prompt)
+    uses, not_applied = resolve_loras(calls, _find)
+    assert [(u.file.name, u.te, u.unet) for u in uses] == applied
+    assert not_applied == ignored
 
 
 # -- the listing ---------------------------------------------------------------------------------------
