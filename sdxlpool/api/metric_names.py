@@ -28,6 +28,8 @@ __all__ = [
     "WORKER_INFLIGHT",
     "WORKER_INFO",
     "WORKER_INFO_LABELS",
+    "WORKER_LORA_LOADED",
+    "WORKER_LORA_LOADED_LABELS",
     "WORKER_PENDING_STEPS",
     "WORKER_QUEUE_DEPTH",
     "WORKER_READY",
@@ -56,6 +58,10 @@ WORKER_REQUESTS = "sdxl_worker_requests"
 """counter (``_total``), label ``outcome``"""
 WORKER_INFERENCE_SECONDS = "sdxl_worker_inference_seconds"
 """histogram: wall seconds of one job"""
+WORKER_LORA_LOADED = "sdxl_worker_lora_loaded"
+"""gauge = 1 per LoRA held loaded, labels :data:`WORKER_LORA_LOADED_LABELS` (name, alias as in
+/sdapi/v1/loras); the gateway's lora_affinity scorer prefers a worker that holds a request's LoRAs"""
+WORKER_LORA_LOADED_LABELS = ("lora", "alias")
 
 WORKER_ROUTING_SERIES = (
     WORKER_QUEUE_DEPTH,

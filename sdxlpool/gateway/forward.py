@@ -147,6 +147,7 @@ async def forward_txt2img(
     progress_poll: float = 0.25,
     explain_routing: bool = False,
     headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
+    loras: frozenset[str] = frozenset(),
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
@@ -161,7 +162,8 @@ async def forward_txt2img(
         # 2a. Choose.
         now = time.monotonic()
         decision = scheduler.schedule(
-            RouteRequest(cost=cost, allowed_gpus=allowed_gpus, exclude=frozenset(tried), now=now), pool.states(),
+            RouteRequest(cost=cost, allowed_gpus=allowed_gpus, exclude=frozenset(tried), now=now, loras=loras),
+            pool.states(),
             explain=explain_routing)
         if routing is not None:
             routing.append(_explained(attempt, decision))

@@ -36,6 +36,7 @@ from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
+from sdxlpool.prompts import extract_networks
 
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
@@ -178,6 +179,7 @@ class GatewayService:
                     progress_deadline=self.settings.progress_deadline,
                     listener=events.stream_listener(on_event) if on_event is not None else None,
                     progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
+                    loras=_lora_names(params.prompt),
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
                 raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None
@@ -253,6 +255,15 @@ def _debug_routing_field(value: Any) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     raise InvalidRequest("debug_routing", f"must be true or false, got {value!r}")
+
+
+def _lora_names(prompt: str) -> frozenset[str]:
+    """The LoRAs a prompt calls, for the lora_affinity scorer (a malformed call: none; the worker says why)."""
+    try:
+        _text, calls = extract_networks(prompt)
+    except ValueError:
+        return frozenset()
+    return frozenset(c.name for c in calls if c.kind in ("lora", "lyco"))
 
 
 def _validated(body: dict[str, Any]) -> Txt2ImgRequest:

@@ -9,6 +9,7 @@ prometheus_client's own parser and keeps only the contract's series:
     sdxl_worker_step_seconds    wall seconds per normalised step on this GPU (0: not measured yet)
     sdxl_worker_ready           1 when the model is loaded
     sdxl_worker_info            labels gpu_model, provider, location, model (optional)
+    sdxl_worker_lora_loaded     labels lora, alias: one series per LoRA held loaded (optional)
 
 The first five are required: text without them is not an sdxlpool worker (a plain A1111 server
 has no /metrics at all, and is configured as `type: a1111` instead), and `ValueError` says which
@@ -41,6 +42,7 @@ class WorkerMetrics:
     provider: str = ""
     location: str = ""
     model: str = ""
+    loras: frozenset[str] = frozenset()  # names and aliases of the LoRAs held loaded
 
 
 def parse_worker_metrics(text: str) -> WorkerMetrics:
@@ -53,6 +55,7 @@ def parse_worker_metrics(text: str) -> WorkerMetrics:
 
     values: dict[str, float] = {}
     info: dict[str, str] = {}
+    loras: set[str] = set()
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -60,6 +63,8 @@ def parse_worker_metrics(text: str) -> WorkerMetrics:
                     values[sample.name] = _sane(sample.value)
                 elif sample.name == m.WORKER_INFO and sample.value == 1 and not info:
                     info = {key: sample.labels.get(key, "") for key in m.WORKER_INFO_LABELS}
+                elif sample.name == m.WORKER_LORA_LOADED and sample.value == 1:
+                    loras.update(v for k in m.WORKER_LORA_LOADED_LABELS if (v := sample.labels.get(k)))
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise ValueError(f"worker metrics: not Prometheus text format ({exc})") from None
     missing = [name for name in REQUIRED_SERIES if name not in values]
@@ -72,6 +77,7 @@ def parse_worker_metrics(text: str) -> WorkerMetrics:
         step_seconds=values[m.WORKER_STEP_SECONDS],
         ready=values[m.WORKER_READY] >= 0.5,
         **info,
+        loras=frozenset(loras),
     )
 
 

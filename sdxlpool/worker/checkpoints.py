@@ -37,6 +37,7 @@ class Checkpoint:
     kind: Kind
     sha256: str
     pipeline: Any  # StableDiffusionXLPipeline | StableDiffusionXLImg2ImgPipeline
+    loras: Any = None  # a base's worker.loras.LoraAdapters when the engine applies LoRAs; else None
 
     @property
     def short_hash(self) -> str:

@@ -27,6 +27,7 @@ from sdxlpool.worker.checkpoints import (
 )
 from sdxlpool.worker.generate import GenerationResult, JobControl, RuntimeOptions, generate
 from sdxlpool.worker.infotext import encode_png
+from sdxlpool.worker.loras import LoraAdapters
 from sdxlpool.worker.samplers import Sampler, SamplerChoice, Schedule
 from sdxlpool.worker.settings import WorkerSettings, default_cache_dir
 
@@ -70,8 +71,13 @@ class DiffusersEngine:
     def load(self) -> CheckpointSet:
         settings = self.settings
         self.device = choose_device(settings.device)
-        return load_checkpoints(settings.models, settings.refiner, device=self.device,
-                                dtype=torch_dtype(self.device, settings.dtype), cache_dir=default_cache_dir())
+        checkpoints = load_checkpoints(settings.models, settings.refiner, device=self.device,
+                                       dtype=torch_dtype(self.device, settings.dtype), cache_dir=default_cache_dir())
+        adapters = LoraAdapters(settings.lora_cache_mb * 2**20)  # one bound for every base's LoRAs
+        for checkpoint in checkpoints.all:
+            if checkpoint.kind == "base":
+                checkpoint.loras = adapters
+        return checkpoints
 
     def schedules(self, sampler: Sampler) -> tuple[Schedule, ...]:
         return sampler.schedules  # what the diffusers class really implements

@@ -5,7 +5,9 @@
   1. seeds: every image gets seed + i (and subseed + i), as A1111 numbers them
   1b. conditioning: the prompt and negative prompt encoded as A1111 encodes them (weights, 75-token
      chunks, BREAK, embeddings; `worker.conditioning`), for every step of their schedules (prompt
-     editing and alternation), for the base and the refiner
+     editing and alternation): the refiner's first, then the job's LoRAs go on (`worker.loras`)
+     and the base's is encoded through them; they stay on until the job's last image and are
+     switched off whatever happens
   2. per batch (n_iter times):
      2a. a fresh diffusers scheduler for the requested A1111 sampler and schedule
      2b. initial noise drawn *on the CPU* from each image's seed, so every GPU model in the pool
@@ -25,7 +27,8 @@ and returns what it has, as A1111's Interrupt does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sdxlpool.api.generation import GenerationParams
@@ -33,6 +36,7 @@ from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
 from sdxlpool.worker.infotext import format_infotext
+from sdxlpool.worker.loras import infotext_hashes
 from sdxlpool.worker.samplers import SamplerChoice
 
 __all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext"]
@@ -59,7 +63,10 @@ class RuntimeOptions:
     refiner_aesthetic_score: float = 6.0  # sdxl_refiner_high_aesthetic_score
     refiner_negative_aesthetic_score: float = 2.5  # sdxl_refiner_low_aesthetic_score
     # What the job uses besides the checkpoints, resolved by the service before the job is queued.
-    loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras)
+    loras: tuple[Any, ...] = ()  # the prompt's LoRAs with their multipliers (worker.loras.LoraUse)
+    # The prompt as the client wrote it, <lora:...> calls included, for the infotext (A1111 keeps
+    # them there); the params' prompt is the text the encoders see. None: the params' prompt.
+    infotext_prompt: str | None = None
     vae: Any = None  # an AutoencoderKL chosen by sd_vae; None: the checkpoint's own
     vae_name: str | None = None  # that VAE's file name and short hash, for the infotext
     vae_hash: str | None = None
@@ -111,69 +118,80 @@ def generate(
             pipe._interrupt = True  # diffusers skips the remaining steps, then returns the latents
         return tensors
 
-    # 1b. The prompts' conditioning per sampling step, for the base and the refiner (once per job).
-    with torch.inference_mode():
-        base_cond, refiner_cond = _conditioning(base, refiner if use_refiner else None, params, sampler, options)
-    images: list[Any] = []
-    for batch_no in range(params.n_iter):
-        if stopped:
-            break
-        control.on_batch(batch_no)
-        batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
-        # 2a. A fresh scheduler, in pipeline objects over the loaded modules (cheap: no weights are
-        #     copied) so per-run state such as the interrupt flag is never shared between jobs.
-        base_pipe = _job_pipeline(base.pipeline, sampler, seeds[batch])
-        refiner_pipe = _job_pipeline(refiner.pipeline, sampler, seeds[batch]) if use_refiner and refiner else None
-
-        # 2b. Initial noise, per image, on the CPU.
-        latents, generators = _initial_noise(
-            base_pipe, params, seeds[batch], subseeds[batch], options.eta_noise_seed_delta
-        )
-        images_per_prompt = {"num_images_per_prompt": params.batch_size, "generator": generators}
-
-        # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
-        #     The conditioning switches at the steps the prompt's schedule says (step_switch).
-        base_steps = _StepSwitch(base_cond, 0, params.batch_size, step_callback)
+    # 1b. The prompts' conditioning per sampling step (once per job): the refiner's before the job's
+    #     LoRAs go on, since its text_encoder_2 is the base's and the LoRAs are not for the refiner;
+    #     the base's through them. They stay on for the base's denoising (the refiner's UNet is its
+    #     own module, the VAE has none) and are off again when the block ends, whatever happens.
+    total = _iterations(base.pipeline, sampler, params.steps)
+    refiner_cond = None
+    if use_refiner and refiner is not None:
         with torch.inference_mode():
-            out = base_pipe(
-                **base_cond.pipeline_kwargs(0),
-                **images_per_prompt,
-                num_inference_steps=params.steps,
-                guidance_scale=params.cfg_scale,
-                width=params.width,
-                height=params.height,
-                latents=latents,
-                denoising_end=params.refiner_switch_at if use_refiner else None,
-                output_type="latent",
-                callback_on_step_end=base_steps,
-                callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
-            ).images
+            refiner_cond = _conditioning(refiner, params, options, total)
+    images: list[Any] = []
+    with _loras_applied(base, options):
+        with torch.inference_mode():
+            base_cond = _conditioning(base, params, options, total)
+        for batch_no in range(params.n_iter):
+            if stopped:
+                break
+            control.on_batch(batch_no)
+            batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
+            # 2a. A fresh scheduler, in pipeline objects over the loaded modules (cheap: no weights are
+            #     copied) so per-run state such as the interrupt flag is never shared between jobs.
+            base_pipe = _job_pipeline(base.pipeline, sampler, seeds[batch])
+            refiner_pipe = _job_pipeline(refiner.pipeline, sampler, seeds[batch]) if use_refiner and refiner else None
 
-            # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
-            #     steps count on from the base's, as A1111 counts them.
-            if refiner_pipe is not None and refiner_cond is not None and not stopped:
-                refiner_steps = _StepSwitch(refiner_cond, base_steps.iterations, params.batch_size, step_callback)
-                out = refiner_pipe(
-                    **refiner_cond.pipeline_kwargs(base_steps.iterations),
+            # 2b. Initial noise, per image, on the CPU.
+            latents, generators = _initial_noise(
+                base_pipe, params, seeds[batch], subseeds[batch], options.eta_noise_seed_delta
+            )
+            images_per_prompt = {"num_images_per_prompt": params.batch_size, "generator": generators}
+
+            # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
+            #     The conditioning switches at the steps the prompt's schedule says (step_switch).
+            base_steps = _StepSwitch(base_cond, 0, params.batch_size, step_callback)
+            with torch.inference_mode():
+                out = base_pipe(
+                    **base_cond.pipeline_kwargs(0),
                     **images_per_prompt,
-                    image=out,
                     num_inference_steps=params.steps,
-                    denoising_start=params.refiner_switch_at,
                     guidance_scale=params.cfg_scale,
-                    aesthetic_score=options.refiner_aesthetic_score,
-                    negative_aesthetic_score=options.refiner_negative_aesthetic_score,
+                    width=params.width,
+                    height=params.height,
+                    latents=latents,
+                    denoising_end=params.refiner_switch_at if use_refiner else None,
                     output_type="latent",
-                    callback_on_step_end=refiner_steps,
+                    callback_on_step_end=base_steps,
                     callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
                 ).images
 
-            # 2e. Decode.
-            images.extend(_decode(base_pipe, out, options.vae))
+                # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
+                #     steps count on from the base's, as A1111 counts them.
+                if refiner_pipe is not None and refiner_cond is not None and not stopped:
+                    refiner_steps = _StepSwitch(refiner_cond, base_steps.iterations, params.batch_size, step_callback)
+                    out = refiner_pipe(
+                        **refiner_cond.pipeline_kwargs(base_steps.iterations),
+                        **images_per_prompt,
+                        image=out,
+                        num_inference_steps=params.steps,
+                        denoising_start=params.refiner_switch_at,
+                        guidance_scale=params.cfg_scale,
+                        aesthetic_score=options.refiner_aesthetic_score,
+                        negative_aesthetic_score=options.refiner_negative_aesthetic_score,
+                        output_type="latent",
+                        callback_on_step_end=refiner_steps,
+                        callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
+                    ).images
+
+                # 2e. Decode.
+                images.extend(_decode(base_pipe, out, options.vae))
 
     # 3. Infotexts, one per image actually made.
+    shown = params if options.infotext_prompt is None else replace(params, prompt=options.infotext_prompt)
+    lora_hashes = infotext_hashes(options.loras) if options.loras else None
     infotexts = [
-        image_infotext(params, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
-                       vae_name=options.vae_name, vae_hash=options.vae_hash)
+        image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
+                       vae_name=options.vae_name, vae_hash=options.vae_hash, lora_hashes=lora_hashes)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -188,19 +206,20 @@ def generate(
 
 
 def _conditioning(
-    base: Checkpoint, refiner: Checkpoint | None, params: GenerationParams, sampler: SamplerChoice,
-    options: RuntimeOptions,
-) -> tuple[StepConditioning, StepConditioning | None]:
-    """Both pipelines' conditioning per step: the prompts' schedules over the run's iterations."""
-    total = _iterations(base.pipeline, sampler, params.steps)
+    checkpoint: Checkpoint, params: GenerationParams, options: RuntimeOptions, total: int
+) -> StepConditioning:
+    """One pipeline's conditioning per step: the prompts' schedules over the run's `total` iterations."""
     positive = prompt_schedule(prompt_text(params.prompt).text, total)
     negative = prompt_schedule(params.negative_prompt or "", total)
-    encode = {"embeddings": options.embeddings, "clip_skip": options.clip_skip}
-    base_cond = build_conditioning(positive, negative, pipeline_encoders(base.pipeline), **encode)
-    refiner_cond = None
-    if refiner is not None:
-        refiner_cond = build_conditioning(positive, negative, pipeline_encoders(refiner.pipeline), **encode)
-    return base_cond, refiner_cond
+    return build_conditioning(positive, negative, pipeline_encoders(checkpoint.pipeline),
+                              embeddings=options.embeddings, clip_skip=options.clip_skip)
+
+
+def _loras_applied(base: Checkpoint, options: RuntimeOptions) -> AbstractContextManager[Any]:
+    """The job's LoRAs active in the base pipeline for the `with` block (nothing to do without any)."""
+    if not options.loras or base.loras is None:
+        return nullcontext()
+    return base.loras.applied(base.pipeline, options.loras)
 
 
 def _iterations(loaded: Any, sampler: SamplerChoice, steps: int) -> int:
@@ -313,9 +332,11 @@ def image_infotext(
     *,
     vae_name: str | None = None,
     vae_hash: str | None = None,
+    lora_hashes: str | None = None,
 ) -> str:
     """The A1111 infotext of image `index` of a job (refiner: None when it was not used; vae_*: the
-    VAE chosen by sd_vae, None for the checkpoint's own)."""
+    VAE chosen by sd_vae, None for the checkpoint's own; lora_hashes: "name: hash, ..." of the LoRAs
+    applied, as A1111's Lora extension writes them)."""
     fields: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": sampler.sampler.name,
@@ -333,6 +354,7 @@ def image_infotext(
         "Batch pos": index % params.batch_size if params.batch_size > 1 else None,
         "Refiner": f"{refiner.model_name} [{refiner.short_hash}]" if refiner else None,
         "Refiner switch at": f"{params.refiner_switch_at:g}" if refiner else None,
+        "Lora hashes": lora_hashes,
         "Version": "sdxlpool",
     }
     return format_infotext(params.prompt, params.negative_prompt, fields)

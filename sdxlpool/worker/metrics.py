@@ -7,9 +7,11 @@ own registry so several workers can live in one test process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from sdxlpool.api import metric_names as m
 from sdxlpool.worker.jobs import JobQueue
@@ -24,7 +26,10 @@ _INFERENCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 
 
 class WorkerMetrics:
-    def __init__(self, queue: JobQueue, *, ready: Callable[[], bool], info: dict[str, str]) -> None:
+    def __init__(
+        self, queue: JobQueue, *, ready: Callable[[], bool], info: dict[str, str],
+        loaded_loras: Callable[[], Iterable[tuple[str, str]]] = tuple,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         Gauge(m.WORKER_QUEUE_DEPTH, "Requests waiting, not counting the running one", registry=r
@@ -49,6 +54,7 @@ class WorkerMetrics:
             self.requests.labels(outcome)  # export zeros, so rate() works from the first request
         self.inference_seconds = Histogram(m.WORKER_INFERENCE_SECONDS, "Wall seconds of a job on the GPU",
                                            buckets=_INFERENCE_BUCKETS, registry=r)
+        r.register(_LoadedLoras(loaded_loras))
 
     def set_info(self, labels: dict[str, str]) -> None:
         """Replace the info series (the model label changes when sd_model_checkpoint does)."""
@@ -56,3 +62,27 @@ class WorkerMetrics:
             self.info.remove(*self._info_labels.values())
         self._info_labels = {k: labels.get(k, "") for k in m.WORKER_INFO_LABELS}
         self.info.labels(**self._info_labels).set(1)
+
+
+class _LoadedLoras(Collector):
+    """sdxl_worker_lora_loaded{lora, alias} = 1 per LoRA held loaded, read at scrape time."""
+
+    _labelnames = m.WORKER_LORA_LOADED_LABELS  # where prometheus_client's own metrics keep them (reference docs)
+
+    def __init__(self, loaded: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._loaded = loaded
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for name, alias in self._loaded():
+            family.add_metric([name, alias], 1.0)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(m.WORKER_LORA_LOADED,
+                                 "1 for each LoRA this worker holds loaded (a request naming it skips the load)",
+                                 labels=list(m.WORKER_LORA_LOADED_LABELS))

@@ -20,13 +20,15 @@ from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, 
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.api.strict import check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
-from sdxlpool.prompts import apply_styles
+from sdxlpool.prompts import apply_styles, extract_networks
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
+from sdxlpool.worker.conditioning.text import LORA_KINDS
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
 from sdxlpool.worker.engine import DiffusersEngine, Engine
 from sdxlpool.worker.generate import GenerationResult, RuntimeOptions
 from sdxlpool.worker.jobs import Job, JobQueue
+from sdxlpool.worker.loras import LoraLibrary, LoraUse, resolve_loras
 from sdxlpool.worker.metrics import WorkerMetrics
 from sdxlpool.worker.preview import preview_png_base64
 from sdxlpool.worker.samplers import SamplerChoice, resolve_sampler
@@ -73,7 +75,9 @@ class WorkerService:
         self.checkpoints = checkpoints
         self.placement = placement
         self.queue = JobQueue(max_queued=settings.max_queue)
-        self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels())
+        self.loras = LoraLibrary(settings.lora_dir)  # the files; what is loaded is the engine's (checkpoint.loras)
+        self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels(),
+                                     loaded_loras=self._loaded_loras)
         self.options: dict[str, Any] = dict(_OPTION_DEFAULTS)
         self.styles = StyleFile(settings.styles)
         self.vaes = VaeSet(settings.vae_dir, default_cache_dir())
@@ -118,6 +122,8 @@ class WorkerService:
             ignored = list(params.ignored_fields)
             params = self._styled(params, request.styles or [], ignored)
             ignored += _prompt_constructs(params.prompt)
+            written = params.prompt  # as the client wrote it, styled: the info and infotext keep it
+            params, loras = await self._take_loras(params, base, ignored)
             check_strict(ignored, self.settings.strict if strict is None else strict)
             vae = await self._vae_for(overrides, base)
         except RequestError:
@@ -129,7 +135,8 @@ class WorkerService:
                      params.width, params.height, params.prompt, params.negative_prompt)
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
-        job = self._job(params, base, refiner, sampler, self._runtime(overrides, vae))
+        runtime = replace(self._runtime(overrides, vae), loras=loras, infotext_prompt=written)
+        job = self._job(params, base, refiner, sampler, runtime)
         job.task_id = request.force_task_id  # the gateway names its attempts, to follow their /progress
         try:
             result: GenerationResult = await self.queue.submit(job)
@@ -152,8 +159,39 @@ class WorkerService:
         return Txt2ImgResponse(
             images=images,
             parameters=request.model_dump(),
-            info=json.dumps(self._info(params, sampler, base, refiner, result, job, request.styles or [], vae, ignored)),
+            info=json.dumps(self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
+                                       request.styles or [], vae, ignored)),
         )
+
+    async def _take_loras(
+        self, params: GenerationParams, base: Checkpoint, ignored: list[str]
+    ) -> tuple[GenerationParams, tuple[LoraUse, ...]]:
+        """The prompt without its <lora:...> calls (the encoders' text), and the LoRAs they name.
+
+        What cannot be applied is appended to `ignored`: a LoRA not found (after one re-scan of the
+        folder, as A1111 does), or any LoRA when the engine applies none. Other network kinds are
+        `_prompt_constructs`' to list.
+        """
+        try:
+            text, calls = extract_networks(params.prompt)
+        except ValueError as exc:
+            raise InvalidRequest("prompt", str(exc)) from None
+        if not calls:
+            return params, ()
+        if any(c.kind in LORA_KINDS and self.loras.find(c.name) is None for c in calls):
+            await asyncio.to_thread(self.loras.refresh)
+        uses, not_applied = resolve_loras(calls, self.loras.find)
+        if uses and base.loras is None:
+            not_applied += [f"prompt: {c.raw} (this worker's engine does not apply LoRAs)" for c in calls
+                            if c.kind in LORA_KINDS and self.loras.find(c.name) is not None]
+            uses = ()
+        ignored += not_applied
+        return replace(params, prompt=text), uses
+
+    def _loaded_loras(self) -> list[tuple[str, str]]:
+        """(name, alias) of every LoRA the engine holds loaded, for the sdxl_worker_lora_loaded metric."""
+        adapters = next((c.loras for c in self.checkpoints.all if c.loras is not None), None)
+        return [(f.name, f.alias) for f in adapters.loaded()] if adapters is not None else []
 
     def _job(
         self, params: GenerationParams, base: Checkpoint, refiner: Checkpoint | None,
@@ -355,8 +393,6 @@ def _text_widths(checkpoint: Checkpoint) -> tuple[int, int] | None:
 
 def _with_seeds(params: GenerationParams) -> GenerationParams:
     """Resolve -1 seeds now, so the info, infotext and a gateway retry all see the same number."""
-    from dataclasses import replace
-
     seed = params.seed if params.seed >= 0 else random.randint(0, MAX_SEED)
     subseed = params.subseed if params.subseed >= 0 else random.randint(0, MAX_SEED)
     return replace(params, seed=seed, subseed=subseed)

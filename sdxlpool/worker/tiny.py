@@ -1,6 +1,6 @@
 """Random-weight SDXL pipelines: the tiny model for tests and demos, and real-size ones for benchmarks.
 
-`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner, ordinary diffusers layouts (tokenizers
+`sdxlpool tiny-model DIR` writes DIR/base and DIR/refiner (and test assets beside them: DIR/loras), ordinary diffusers layouts (tokenizers
 included, built from the bundled CLIP BPE) so the worker loads them through exactly the code path it
 uses for real weights, and beside them the fine-tune assets of `tiny_assets` (e.g. DIR/vae/,
 DIR/styles.csv, DIR/embeddings/), in the formats real files have. The refiner gets the same
@@ -27,7 +27,7 @@ __all__ = ["write_tiny_model", "write_random_model"]
 
 def write_tiny_model(target: Path, *, seed: int = 0) -> tuple[Path, Path]:
     """Write `target/base` and `target/refiner` (tiny, fp32), and beside them the fine-tune assets
-    (`tiny_assets`: `vae/`, `styles.csv`, `embeddings/`, ...); returns the base and refiner paths."""
+    (`tiny_assets`: `vae/`, `styles.csv`, `embeddings/`, `loras/`); returns the base and refiner paths."""
     from sdxlpool.worker.tiny_assets.embeddings import write_tiny_embeddings
     from sdxlpool.worker.tiny_assets.styles import write_tiny_styles
     from sdxlpool.worker.tiny_assets.vae import write_tiny_vae
@@ -36,7 +36,19 @@ def write_tiny_model(target: Path, *, seed: int = 0) -> tuple[Path, Path]:
     write_tiny_vae(target, seed=seed)
     write_tiny_styles(target)
     write_tiny_embeddings(target, base, seed=seed)
+    _write_tiny_loras(target, base, seed)
     return base, refiner
+
+
+def _write_tiny_loras(target: Path, base: Path, seed: int) -> None:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from sdxlpool.worker.tiny_assets.loras import write_tiny_loras
+
+    write_tiny_loras(target, UNet2DConditionModel.from_pretrained(base / "unet"),
+                     CLIPTextModel.from_pretrained(base / "text_encoder"),
+                     CLIPTextModelWithProjection.from_pretrained(base / "text_encoder_2"), seed=seed)
 
 
 def write_random_model(

@@ -33,6 +33,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
     "prompt_encoding": ("model", "device", "repeats", "cases"),
+    "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -64,8 +65,18 @@ def _prompt_encoding(report: dict[str, Any]) -> None:
     assert report["cases"]["three_chunks"]["chunks"] == 3 and report["cases"]["scheduled"]["schedule_entries"] > 1
 
 
+def _lora_switch(report: dict[str, Any]) -> None:
+    """Every kind was timed in every round, and the cold LoRAs stayed loaded (the cache's default bound)."""
+    for kind in ("none", "cached", "cold"):
+        assert len(report["seconds"][kind]) == report["rounds"] * report["images_per_kind_per_round"], kind
+        assert set(report["seconds_spread"][kind]) == SPREAD
+    assert report["cached_over_none_of_medians"] > 0 and report["cold_over_none_of_medians"] > 0
+    assert report["loras_held_at_the_end"] == 2 + report["rounds"] * report["images_per_kind_per_round"]
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding}
+CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+          "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
 

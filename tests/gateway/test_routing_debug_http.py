@@ -34,7 +34,7 @@ def test_the_decision_is_shown_on_request_only(sims, tmp_path) -> None:
         assert decision["attempt"] == 1 and decision["picked"] == answer.headers["X-SDXL-Worker"]
         assert sorted(decision["candidates"]) == ["a100", "rtx"]
         assert [step["filter"] for step in decision["filters"]] == FILTERS
-        assert set(decision["scores"]) == {"completion_time", "preference"} == set(decision["weights"])
+        assert set(decision["scores"]) == {"completion_time", "preference", "lora_affinity"} == set(decision["weights"])
         assert decision["scores"]["preference"] == {"rtx": 1.0, "a100": 0.5}  # the order asked for
         assert set(decision["totals"]) == {"a100", "rtx"} and decision["emptied_by"] is None
         plain = httpx.post(url + "/sdapi/v1/txt2img", json=body(seed=1), timeout=30)

@@ -48,7 +48,7 @@ def test_the_explanation_follows_the_run(request_: RouteRequest, filters: list[t
         assert emptied_by in why["reason"]
         return
     survivors = filters[-1][1]
-    assert why["weights"] == {"completion_time": 1.0, "preference": 0.1, "cost": 1.0}
+    assert why["weights"] == {"completion_time": 1.0, "preference": 0.1, "lora_affinity": 0.2, "cost": 1.0}
     assert set(why["scores"]) == set(why["weights"]) and why["picker"] == "best"
     for name in survivors:  # each total is the weighted sum of that backend's scores
         weighted = sum(why["weights"][scorer] * why["scores"][scorer][name] for scorer in why["weights"])

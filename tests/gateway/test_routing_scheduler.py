@@ -182,8 +182,8 @@ def test_the_default_profile_reports_real_plugin_names() -> None:
     names: list[str] = []
     default_scheduler(cost_weight=1.0, on_plugin_seconds=lambda n, s: names.append(n) if s >= 0 else None).schedule(
         RouteRequest(cost=25, now=NOW), POOL)
-    assert names == ["gpu_allowed", "not_tried", "available", "freshness", "completion_time", "preference", "cost",
-                     "best"]
+    assert names == ["gpu_allowed", "not_tried", "available", "freshness", "completion_time", "preference",
+                     "lora_affinity", "cost", "best"]
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,8 @@ def test_decision_carries_the_eta_and_every_score() -> None:
     assert decision.expected_seconds == pytest.approx(2.5)
     assert decision.scores["completion_time"] == pytest.approx({"busy": 1 / 3, "idle": 1.0, "slow": 1 / 3})
     assert decision.scores["preference"] == {"busy": 1.0, "idle": 1.0, "slow": 0.5}
-    assert decision.totals == pytest.approx({"busy": 1 / 3 + 0.1, "idle": 1.1, "slow": 1 / 3 + 0.05})
+    assert decision.scores["lora_affinity"] == {"busy": 1.0, "idle": 1.0, "slow": 1.0}  # no LoRA: neutral
+    assert decision.totals == pytest.approx({"busy": 1 / 3 + 0.3, "idle": 1.3, "slow": 1 / 3 + 0.25})
     assert decision.gpu_models == ("A100", "RTX 3090") and decision.reason == ""
 
 

@@ -36,6 +36,7 @@ def backends(gateway: GatewayDep) -> dict[str, Any]:
             "pendingSteps": m.pending_steps if m else None,
             "stepSeconds": m.step_seconds if m else None,
             "unseenSteps": round(state.unseen_cost(now), 4),
+            "lorasLoaded": sorted(m.loras) if m else None,  # names and aliases (sdxl_worker_lora_loaded)
         })
     return {"backends": out}
 

@@ -6,7 +6,7 @@ Pure: no I/O, no asyncio, no HTTP; the clock comes in as `RouteRequest.now`. The
 and a config snippet.
 
     filters/   available, gpu_allowed, not_tried, freshness
-    scorers/   completion_time, preference, cost, least_inflight
+    scorers/   completion_time, preference, cost, least_inflight, lora_affinity
     pickers/   best, round_robin, first_free
 """
 
@@ -23,7 +23,7 @@ from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, N
 from sdxlpool.gateway.routing.pickers import Best, FirstFree, RoundRobin
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scheduler import Scheduler, default_scheduler
-from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, Preference
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, LoraAffinity, Preference
 from sdxlpool.gateway.routing.types import Candidate, Decision, RouteRequest, Scored
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Freshness",
     "GpuAllowed",
     "LeastInflight",
+    "LoraAffinity",
     "NotTried",
     "Picker",
     "Preference",

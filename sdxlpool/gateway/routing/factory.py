@@ -26,14 +26,14 @@ from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, N
 from sdxlpool.gateway.routing.pickers import Best, FirstFree, RoundRobin
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scheduler import Scheduler
-from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, Preference
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, LoraAffinity, Preference
 
 __all__ = ["FILTERS", "SCORERS", "PICKERS", "scheduler_from_config"]
 
 FILTERS: dict[str, type] = {"available": Available, "freshness": Freshness, "gpu_allowed": GpuAllowed,
                             "not_tried": NotTried}
 SCORERS: dict[str, type] = {"completion_time": CompletionTime, "cost": Cost, "least_inflight": LeastInflight,
-                            "preference": Preference}
+                            "lora_affinity": LoraAffinity, "preference": Preference}
 PICKERS: dict[str, type] = {"best": Best, "first_free": FirstFree, "round_robin": RoundRobin}
 
 

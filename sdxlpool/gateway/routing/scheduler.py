@@ -33,7 +33,7 @@ from sdxlpool.gateway.routing.estimates import DEFAULT_STEP_SECONDS, candidate_c
 from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, NotTried
 from sdxlpool.gateway.routing.pickers import Best
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
-from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, Preference
+from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LoraAffinity, Preference
 from sdxlpool.gateway.routing.types import Candidate, Decision, Explanation, FilterStep, RouteRequest, Scored
 
 __all__ = ["Scheduler", "default_scheduler"]
@@ -138,6 +138,8 @@ def default_scheduler(
     preference_weight: float = 0.1,
     cost_weight: float = 0.0,
     cost_max_slowdown: float = 1.5,
+    lora_weight: float = 0.2,
+    lora_max_slowdown: float = 1.5,
     default_step_seconds: float = DEFAULT_STEP_SECONDS,
     rng: random.Random | None = None,
     on_plugin_seconds: Callable[[str, float], None] | None = None,
@@ -151,6 +153,9 @@ def default_scheduler(
         (CompletionTime(default_step_seconds=default_step_seconds), completion_weight),
         (Preference(), preference_weight),
     ]
+    if lora_weight > 0:
+        scorers.append((LoraAffinity(max_slowdown=lora_max_slowdown, default_step_seconds=default_step_seconds),
+                        lora_weight))
     if cost_weight > 0:
         scorers.append((Cost(max_slowdown=cost_max_slowdown, default_step_seconds=default_step_seconds),
                         cost_weight))

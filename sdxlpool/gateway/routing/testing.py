@@ -25,6 +25,7 @@ def fake_state(
     kind: BackendKind = "sdxlpool",
     price_per_hour: float | None = None,
     circuit: Circuit | None = None,
+    loras: frozenset[str] = frozenset(),
 ) -> BackendState:
     """A backend state as if its last scrape (sent at `scraped_at`) returned these numbers.
 
@@ -36,6 +37,6 @@ def fake_state(
     metrics = None
     if kind == "sdxlpool" and scraped_at is not None:
         metrics = WorkerMetrics(queue_depth=queue_depth, inflight=inflight, pending_steps=pending_steps,
-                                step_seconds=step_seconds, ready=ready, gpu_model=backend.gpu)
+                                step_seconds=step_seconds, ready=ready, gpu_model=backend.gpu, loras=loras)
     return BackendState(backend=backend, metrics=metrics, scraped_at=scraped_at if metrics else None,
                         circuit=circuit or Circuit())

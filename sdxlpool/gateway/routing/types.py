@@ -28,6 +28,7 @@ class RouteRequest:
     allowed_gpus: tuple[str, ...] = ()  # GPU model slugs, preferred first; empty: any model
     exclude: frozenset[str] = frozenset()  # names of backends already tried for this request
     now: float = 0.0  # seconds, on the clock of BackendState.scraped_at and dispatch times
+    loras: frozenset[str] = frozenset()  # LoRA names (or aliases) the prompt calls, <lora:name:w>
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.cost) or self.cost < 0:

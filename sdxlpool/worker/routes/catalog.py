@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -42,6 +43,18 @@ def sd_models(worker: WorkerDep) -> list[dict[str, Any]]:
     return [checkpoint.as_a1111() for checkpoint in worker.checkpoints.all]
 
 
+@router.get("/loras")
+def loras(worker: WorkerDep) -> list[dict[str, Any]]:
+    """A1111's list of LoRA files in --lora-dir: name, alias (ss_output_name), path, metadata (ss_* header)."""
+    return [entry.as_a1111() for entry in worker.loras.all]
+
+
+@router.post("/refresh-loras")
+async def refresh_loras(worker: WorkerDep) -> None:
+    """Re-scan --lora-dir (headers only); A1111 answers null."""
+    await asyncio.to_thread(worker.loras.refresh)
+
+
 @router.get("/sd-vae")
 def sd_vae(worker: WorkerDep) -> list[dict[str, Any]]:
     """The VAE files of --vae-dir, selectable by the sd_vae option (also "Automatic" and "None")."""
@@ -59,9 +72,8 @@ def prompt_styles(worker: WorkerDep) -> list[dict[str, Any]]:
     return [style.as_a1111() for style in worker.styles.current().values()]
 
 
-# A1111 clients probe these on connect; this worker has no upscalers, LoRAs or hypernetworks to list.
+# A1111 clients probe these on connect; this worker has no upscalers or hypernetworks to list.
 @router.get("/upscalers")
-@router.get("/loras")
 @router.get("/hypernetworks")
 def empty_list() -> list[Any]:
     return []

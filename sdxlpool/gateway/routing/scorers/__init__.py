@@ -4,11 +4,13 @@
     preference       earlier in the request's GPU list scores higher; neutral without a list
     cost             cheaper pricePerHour scores higher, while within a bound of the soonest
     least_inflight   fewer requests in flight from this gateway scores higher (least-connections)
+    lora_affinity    a worker holding the request's LoRAs scores higher, while within a bound of the soonest
 """
 
 from sdxlpool.gateway.routing.scorers.completion_time import CompletionTime
 from sdxlpool.gateway.routing.scorers.cost import Cost
 from sdxlpool.gateway.routing.scorers.least_inflight import LeastInflight
+from sdxlpool.gateway.routing.scorers.lora_affinity import LoraAffinity
 from sdxlpool.gateway.routing.scorers.preference import Preference
 
-__all__ = ["CompletionTime", "Cost", "LeastInflight", "Preference"]
+__all__ = ["CompletionTime", "Cost", "LeastInflight", "LoraAffinity", "Preference"]
