@@ -11,6 +11,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -83,8 +84,7 @@ def _find(name: str) -> LoraFile | None:
         pytest.param("<lora:style:0.25> a <lora:style:0.5>", [("style", 0.75, 0.75)], [], id="twice-adds-up"),
         pytest.param("a <lyco:style:1>", [("style", 1.0, 1.0)], [], id="lyco-is-lora"),
         pytest.param("a <lora:nope:1>", [], ["prompt: <lora:nope:1> (no such LoRA)"], id="missing"),
-        pytest.param("a <hypernet:x:1>", [], ["prompt: <hypernet:x:1> (hypernetworks are not supported)"],
-                     id="hypernetwork"),
+        pytest.param("a <hypernet:x:1>", [], [], id="hypernetwork-listed-by-the-prompt-text-not-here"),
         pytest.param("a <lora:style:1:1:8>", [("style", 1.0, 1.0)],
                      ["prompt: <lora:style:1:1:8> (dyn, a LyCORIS dimension, is not applied)"], id="dyn"),
         pytest.param("a <lora:style:inf>", [], ["prompt: <lora:style:inf> (the multiplier is not a finite number)"],
@@ -245,8 +245,8 @@ def test_concurrent_mixed_traffic_gives_each_request_its_own_image(http: httpx.C
 # -- what is not applied -------------------------------------------------------------------------------
 def test_a_missing_lora_is_named_in_ignored_and_the_image_made_without_it(http: httpx.Client) -> None:
     image, info = generate(http, f"{PROMPT} <lora:no_such_thing:0.5> <hypernet:x:1>")
-    assert info["sdxlpool"]["ignored"] == ["prompt: <lora:no_such_thing:0.5> (no such LoRA)",
-                                           "prompt: <hypernet:x:1> (hypernetworks are not supported)"]
+    assert info["sdxlpool"]["ignored"] == ["prompt: <hypernet:x:1> (hypernetworks are not supported)",
+                                           "prompt: <lora:no_such_thing:0.5> (no such LoRA)"]
     assert np.array_equal(image, generate(http)[0])
 
 
@@ -314,8 +314,8 @@ def test_the_cache_keeps_recent_loras_within_its_bound_and_the_metric_says_which
 # -- the refiner ---------------------------------------------------------------------------------------
 def test_the_refiner_encodes_its_text_without_the_lora(tiny_model: TinyModel, tmp_path: Path) -> None:
     """text_encoder_2 is one module shared by base and refiner: the LoRA acts on the base's encoding
-    only. Every call of it is recorded with the steps done so far (the base encodes before its first
-    step, the refiner after the base's last)."""
+    only. Every call of it is recorded; a run without the refiner says how many are the base's, and
+    generate() encodes the refiner's conditioning first, before the LoRAs go on."""
     import torch
 
     from sdxlpool.api.a1111 import Txt2ImgRequest
@@ -349,15 +349,19 @@ def test_the_refiner_encodes_its_text_without_the_lora(tiny_model: TinyModel, tm
         def wait(self, seconds: float) -> bool:
             return True
 
-    def encodings(options: RuntimeOptions) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        control, calls = Control(), []
-        hook = base.pipeline.text_encoder_2.register_forward_hook(
-            lambda _m, _i, out: calls.append((control.steps, out[0].clone())))
+    def calls_of(options: RuntimeOptions, run: object) -> list[torch.Tensor]:
+        calls: list[torch.Tensor] = []
+        hook = base.pipeline.text_encoder_2.register_forward_hook(lambda _m, _i, out: calls.append(out[0].clone()))
         try:
-            generate(base, refiner, params, sampler, options, control)
+            generate(base, refiner, run, sampler, options, Control())
         finally:
             hook.remove()
-        return [t for s, t in calls if s == 0], [t for s, t in calls if s > 0]
+        return calls
+
+    def encodings(options: RuntimeOptions) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        base_calls = len(calls_of(options, replace(params, refiner_switch_at=1.0)))  # no refiner
+        calls = calls_of(options, params)
+        return calls[len(calls) - base_calls:], calls[: len(calls) - base_calls]
 
     base_plain, refiner_plain = encodings(RuntimeOptions())
     base_lora, refiner_lora = encodings(RuntimeOptions(loras=(lora,)))
