@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sdxlpool.testing.pool import write_report
+from sdxlpool.testing.pool import bench_arguments, write_report
 from sdxlpool.testing.stats import spread
 
 PROMPTS = {
@@ -47,11 +47,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--steps", type=int, default=20, help="sampling steps the schedules are built for")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--smoke", action="store_true", help=f"a quick run that checks the script works: {SMOKE}")
-    parser.add_argument("--out", type=Path, help="write the results JSON here")
-    args = parser.parse_args()
-    if args.smoke:
-        vars(args).update(SMOKE)
+    args = bench_arguments(parser, SMOKE)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from sdxlpool.testing.pool import write_report
+from sdxlpool.testing.pool import bench_arguments, write_report
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import wait_ready
 from sdxlpool.testing.stats import spread
@@ -46,11 +46,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=8, help="images per side per round")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--smoke", action="store_true", help=f"a quick run that checks the script works: {SMOKE}")
-    parser.add_argument("--out", type=Path, help="write the results JSON here")
-    args = parser.parse_args()
-    if args.smoke:
-        vars(args).update(SMOKE)
+    args = bench_arguments(parser, SMOKE)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from sdxlpool.worker.tiny import write_tiny_model

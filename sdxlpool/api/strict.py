@@ -17,25 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sdxlpool.api.headers import STRICT_HEADER, switch_header
 from sdxlpool.errors import InvalidRequest
 
 __all__ = ["STRICT_HEADER", "strict_from_header", "NotApplied", "check_strict"]
 
-STRICT_HEADER = "X-SDXL-Strict"
-_YES = frozenset({"1", "true", "yes", "on"})
-_NO = frozenset({"0", "false", "no", "off"})
-
 
 def strict_from_header(value: str | None, default: bool | None) -> bool | None:
-    """The header as a switch (1/true/yes/on, 0/false/no/off, any case); absent or empty: `default`."""
-    if value is None or not value.strip():
-        return default
-    text = value.strip().lower()
-    if text in _YES:
-        return True
-    if text in _NO:
-        return False
-    raise InvalidRequest(STRICT_HEADER, f"must be 1 or 0, got {value!r}")
+    """The X-SDXL-Strict header as a switch (1/true/yes/on, 0/false/no/off); absent or empty: `default`."""
+    return switch_header(STRICT_HEADER, value, default)
 
 
 class NotApplied(InvalidRequest):

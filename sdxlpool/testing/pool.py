@@ -16,6 +16,7 @@ Outcomes of one request, as the client sees it:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -249,6 +250,17 @@ def machine() -> str:
     import platform
 
     return f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def bench_arguments(parser: argparse.ArgumentParser, smoke: dict[str, Any]) -> argparse.Namespace:
+    """Add `--smoke` (a quick run that checks the script works: `smoke` replaces those arguments) and
+    `--out` (the results JSON, `write_report`) to a benchmark's parser, and parse the command line."""
+    parser.add_argument("--smoke", action="store_true", help=f"a quick run that checks the script works: {smoke}")
+    parser.add_argument("--out", type=Path, help="write the results JSON here")
+    args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(smoke)
+    return args
 
 
 def write_report(out: Path | None, **results: Any) -> None:

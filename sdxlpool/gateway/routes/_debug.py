@@ -12,25 +12,15 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.api.headers import DEBUG_ROUTING_HEADER, switch_header
+from sdxlpool.errors import RequestError
 
 __all__ = ["DEBUG_ROUTING_HEADER", "wants_routing", "routing_of", "error_with_routing"]
 
-DEBUG_ROUTING_HEADER = "X-SDXL-Debug-Routing"
-_YES = frozenset({"1", "true", "yes", "on"})
-_NO = frozenset({"", "0", "false", "no", "off"})
-
 
 def wants_routing(header: str | None) -> bool:
-    """The header's value as a switch: 1/true/yes/on, 0/false/no/off (any case), absent = off."""
-    if header is None:
-        return False
-    value = header.strip().lower()
-    if value in _YES:
-        return True
-    if value in _NO:
-        return False
-    raise InvalidRequest(DEBUG_ROUTING_HEADER, f"must be 1 or 0, got {header!r}")
+    """The X-SDXL-Debug-Routing header as a switch (1/true/yes/on, 0/false/no/off); absent = off."""
+    return bool(switch_header(DEBUG_ROUTING_HEADER, header, False))
 
 
 def routing_of(exc: RequestError) -> list[dict[str, Any]] | None:
