@@ -53,11 +53,15 @@ def prompt_schedule(prompt: str, steps: int, *, hires_steps: int | None = None) 
     With `hires_steps` the schedule is the hires pass's: step numbers count on from `steps` and
     fractions from 1.0 (`[a:b:1.5]` switches halfway through the second pass), as in A1111.
     """
+    total = hires_steps if hires_steps is not None else steps
+    if "[" not in prompt:
+        # No edit nor alternation can be written without "[": the grammar would give the text
+        # itself for every step. Earley parsing costs ~20 ms for a prompt full of (weights).
+        return [(total, prompt)]
     try:
         tree = _parser().parse(prompt)
     except lark.exceptions.LarkError:
-        return [(hires_steps or steps, prompt)]
-    total = hires_steps if hires_steps is not None else steps
+        return [(total, prompt)]
     step_offset, fraction_offset = (steps, 1.0) if hires_steps is not None else (0, 0.0)
 
     boundaries = {total}

@@ -57,3 +57,19 @@ def test_the_sampler_uses_the_first_entry_not_yet_ended() -> None:
     schedule = prompt_schedule("[cat:dog:4]", 8)
     in_force = [next(text for end, text in schedule if s <= end) for s in range(8)]
     assert in_force == ["cat"] * 5 + ["dog"] * 3
+
+
+@pytest.mark.parametrize("prompt", [
+    "(a red cat:1.3) sitting on a chair, ((masterpiece)), (photo:0.8)",
+    "a: b (c) d) ((e", "x | y", "(a|b)", "", "  spaced  out  ", "\\(literal\\)",
+])
+def test_a_prompt_without_square_brackets_is_its_own_text_at_every_step(prompt: str) -> None:
+    # The fast path must say what the grammar says: parsed, such a prompt renders as itself.
+    from sdxlpool.prompts.schedules import _parser, _render
+
+    assert prompt_schedule(prompt, 10) == [(10, prompt)]
+    try:
+        tree = _parser().parse(prompt)
+    except Exception:  # noqa: BLE001 - unparseable: the whole prompt, which the fast path also gives
+        return
+    assert _render(tree, 1, {}) == prompt
