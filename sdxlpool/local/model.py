@@ -69,6 +69,11 @@ def _resolve_weights(spec: SDXLPoolSpec, *, cache_dir: Path, base: Path | None, 
                         "are noise from random tiny weights, for trying the pool out")
 
 
+# What `write_tiny_model` leaves: a cache from before the fine-tune assets is written again.
+_TINY_MODEL_PARTS = ("base/model_index.json", "refiner/model_index.json", "loras", "embeddings", "vae",
+                     "styles.csv")
+
+
 def tiny_model(cache_dir: Path) -> tuple[Path, Path]:
     """The tiny model under `cache_dir/tiny-model`, written on first use (one writer at a time)."""
     from sdxlpool.worker.tiny import write_tiny_model
@@ -78,7 +83,7 @@ def tiny_model(cache_dir: Path) -> tuple[Path, Path]:
     target.mkdir(parents=True, exist_ok=True)
     with (target / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two `up`s starting at once write it once
-        if not ((base / "model_index.json").is_file() and (refiner / "model_index.json").is_file()):
+        if not all((target / part).exists() for part in _TINY_MODEL_PARTS):
             from sdxlpool.worker.checkpoints import quiet_library_noise
 
             quiet_library_noise()

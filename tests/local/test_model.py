@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,11 @@ def test_tiny_model_is_written_once(up_cache: Path) -> None:
     stamp = (base / "model_index.json").stat().st_mtime_ns
     assert tiny_model(up_cache) == (base, refiner)
     assert (base / "model_index.json").stat().st_mtime_ns == stamp  # reused, not rewritten
+    # A cache written before the fine-tune assets existed is completed, not served without them.
+    shutil.rmtree(base.parent / "loras")
+    (base.parent / "styles.csv").unlink()
+    tiny_model(up_cache)
+    assert (base.parent / "styles.csv").is_file() and sorted(p.name for p in (base.parent / "loras").iterdir())
 
 
 def test_hugging_face_weights_not_cached_fall_back_to_the_tiny_model(up_cache: Path, empty_hub: Path) -> None:
