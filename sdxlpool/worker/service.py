@@ -224,13 +224,17 @@ class WorkerService:
 
     async def _vae_for(self, overrides: dict[str, Any], base: Checkpoint) -> LoadedVae | None:
         """The VAE `sd_vae` (the request's override, else the option) means for `base`; None: its own.
-        Loading (or finding it cached) runs in a thread; the usual "Automatic" costs no thread hop."""
+        Choosing (a scan of --vae-dir for a named VAE) and loading (or finding it cached) run in one
+        thread hop, off the event loop."""
         field = "override_settings.sd_vae" if "sd_vae" in overrides else "sd_vae"
-        entry = self.vaes.choose(overrides.get("sd_vae", self.options["sd_vae"]), base, field=field)
+        value = overrides.get("sd_vae", self.options["sd_vae"])
         own = getattr(base.pipeline, "vae", None)  # None: an engine without a model (the simulator)
-        if entry is None or own is None:
-            return None
-        return await asyncio.to_thread(self.vaes.load, entry, own, field=field)
+
+        def chosen() -> LoadedVae | None:
+            entry = self.vaes.choose(value, base, field=field)
+            return None if entry is None or own is None else self.vaes.load(entry, own, field=field)
+
+        return await asyncio.to_thread(chosen)
 
     def _runtime(self, overrides: dict[str, Any], vae: LoadedVae | None = None) -> RuntimeOptions:
         opts = {**self.options, **overrides}
