@@ -36,7 +36,7 @@ from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
-from sdxlpool.prompts import extract_networks
+from sdxlpool.prompts import LORA_KINDS, extract_networks
 
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
@@ -263,7 +263,7 @@ def _lora_names(prompt: str) -> frozenset[str]:
         _text, calls = extract_networks(prompt)
     except ValueError:
         return frozenset()
-    return frozenset(c.name for c in calls if c.kind in ("lora", "lyco"))
+    return frozenset(c.name for c in calls if c.kind in LORA_KINDS)
 
 
 def _validated(body: dict[str, Any]) -> Txt2ImgRequest:

@@ -15,14 +15,14 @@ The worker's encoder (`sdxlpool.worker.conditioning`) turns the result into SDXL
 
 from sdxlpool.prompts.attention import BREAK, WeightedText, parse_attention
 from sdxlpool.prompts.composable import is_composable, split_and
-from sdxlpool.prompts.networks import NetworkCall, extract_networks
+from sdxlpool.prompts.networks import LORA_KINDS, NetworkCall, extract_networks
 from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.prompts.styles import Style, StyledPrompts, apply_styles, merge_prompts, parse_styles_csv
 
 __all__ = [
     "BREAK", "WeightedText", "parse_attention",
     "is_composable", "split_and",
-    "NetworkCall", "extract_networks",
+    "LORA_KINDS", "NetworkCall", "extract_networks",
     "prompt_schedule",
     "Style", "StyledPrompts", "apply_styles", "merge_prompts", "parse_styles_csv",
 ]

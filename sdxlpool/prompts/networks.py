@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["NetworkCall", "extract_networks"]
+__all__ = ["NetworkCall", "extract_networks", "LORA_KINDS"]
+
+LORA_KINDS = frozenset({"lora", "lyco"})  # A1111's Lora extension answers to both
 
 _CALL = re.compile(r"<(\w+):([^>]+)>")
 

@@ -20,10 +20,9 @@ from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, 
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.api.strict import check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
-from sdxlpool.prompts import apply_styles, extract_networks
+from sdxlpool.prompts import LORA_KINDS, apply_styles, extract_networks
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
-from sdxlpool.worker.conditioning.text import LORA_KINDS
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
 from sdxlpool.worker.engine import DiffusersEngine, Engine
 from sdxlpool.worker.generate import GenerationResult, RuntimeOptions

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sdxlpool.prompts import extract_networks
+from sdxlpool.prompts import LORA_KINDS, extract_networks
 from sdxlpool.prompts.composable import split_and
 
-__all__ = ["PromptText", "prompt_text", "LORA_KINDS"]
+__all__ = ["PromptText", "prompt_text"]
 
-LORA_KINDS = frozenset({"lora", "lyco"})  # A1111's Lora extension answers to both
 
 
 @dataclass(frozen=True)

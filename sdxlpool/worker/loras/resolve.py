@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sdxlpool.prompts import NetworkCall
-from sdxlpool.worker.conditioning.text import LORA_KINDS
+from sdxlpool.prompts import LORA_KINDS, NetworkCall
 from sdxlpool.worker.loras.library import LoraFile
 
 __all__ = ["LoraUse", "resolve_loras", "infotext_hashes"]
