@@ -26,7 +26,9 @@ from sdxlpool.errors import RequestError
 
 __all__ = ["RequestLimits", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_BODY_TIMEOUT"]
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # prompts are capped at a few thousand characters: 1 MiB is generous
+# img2img and extras carry base64 images (a 10 MB photo is ~13.4 MB of base64, and inpainting adds a
+# mask): 64 MiB holds several, and the body timeout still bounds a slow sender.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0  # the rest of an over-cap body is read (and dropped) this long before closing
 

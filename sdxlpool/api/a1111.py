@@ -1,7 +1,9 @@
-"""The AUTOMATIC1111 v1.9/1.10 txt2img wire format, shared by the worker and the gateway.
+"""The AUTOMATIC1111 v1.9/1.10 wire format (txt2img, img2img, extras, png-info), shared by the
+worker and the gateway.
 
-Field names, types and meanings are A1111's (`modules/api/models.py`,
-`StableDiffusionTxt2ImgProcessingAPI`), so every existing A1111 client works unchanged. Two
+Field names, types and meanings are A1111's (`modules/api/models.py`:
+`StableDiffusionTxt2ImgProcessingAPI`, `StableDiffusionImg2ImgProcessingAPI`, the extras and
+png-info models), so every existing A1111 client works unchanged. Two
 deliberate differences, both in the client's favour:
 
 * fields a client leaves out take the *pool's* defaults (an SDXL pool wants 1024x1024 and its own
@@ -19,11 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Txt2ImgRequest", "Txt2ImgResponse", "ProgressState", "ProgressResponse", "INERT_FIELDS"]
+__all__ = ["ProcessingRequest", "Txt2ImgRequest", "Img2ImgRequest", "Txt2ImgResponse", "Img2ImgResponse",
+           "ExtrasSingleImageRequest", "ExtrasBatchImagesRequest", "ExtrasFile", "ExtrasSingleImageResponse",
+           "ExtrasBatchImagesResponse", "PngInfoRequest", "PngInfoResponse", "ProgressState", "ProgressResponse",
+           "INERT_FIELDS"]
 
 
-class Txt2ImgRequest(BaseModel):
-    """POST /sdapi/v1/txt2img body."""
+class ProcessingRequest(BaseModel):
+    """The fields txt2img and img2img share (A1111's `StableDiffusionProcessing`)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -60,8 +65,21 @@ class Txt2ImgRequest(BaseModel):
     refiner_checkpoint: str | None = None
     refiner_switch_at: float | None = None
     disable_extra_networks: bool = False
-    firstpass_image: str | None = None
     comments: dict[str, Any] | None = None
+    force_task_id: str | None = None
+    script_name: str | None = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    infotext: str | None = None
+
+
+class Txt2ImgRequest(ProcessingRequest):
+    """POST /sdapi/v1/txt2img body. `denoising_strength` and the `hr_*` fields act with `enable_hr`
+    (hires fix: a second, img2img pass at the larger size)."""
+
+    firstpass_image: str | None = None
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
@@ -75,13 +93,28 @@ class Txt2ImgRequest(BaseModel):
     hr_scheduler: str | None = None
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
-    force_task_id: str | None = None
-    script_name: str | None = None
-    script_args: list[Any] = Field(default_factory=list)
-    send_images: bool = True
-    save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
-    infotext: str | None = None
+
+
+class Img2ImgRequest(ProcessingRequest):
+    """POST /sdapi/v1/img2img body: img2img, and inpainting when `mask` is given. Images are base64
+    (PNG, JPEG or WebP; a `data:image/...;base64,` URL too). A1111's defaults."""
+
+    init_images: list[str] | None = None
+    resize_mode: int = 0  # 0 just resize, 1 crop and resize, 2 resize and fill, 3 just resize (latent upscale)
+    denoising_strength: float | None = 0.75
+    image_cfg_scale: float | None = None
+    mask: str | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None  # when set, both of the above
+    mask_round: bool = True
+    inpainting_fill: int = 0  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = True  # "only masked": work on the mask's region at the full size, paste back
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0  # 1: inpaint what the mask leaves black
+    initial_noise_multiplier: float | None = None
+    latent_mask: str | None = None
+    include_init_images: bool = Field(default=False, exclude=True)  # A1111: echo them in `parameters`
 
 
 # Accepted for compatibility but never applied here; listed in info.sdxlpool.ignored when not off
@@ -90,8 +123,7 @@ class Txt2ImgRequest(BaseModel):
 INERT_FIELDS: dict[str, Any] = {
     "restore_faces": False,
     "tiling": False,
-    "enable_hr": False,
-    "firstpass_image": None,
+    "firstpass_image": None,  # txt2img only
     "infotext": None,
     "script_name": None,
 }
@@ -101,6 +133,67 @@ class Txt2ImgResponse(BaseModel):
     images: list[str] = Field(description="base64-encoded PNGs; empty when send_images is false")
     parameters: dict[str, Any]
     info: str = Field(description="JSON string: seeds, resolved parameters, infotexts, sdxlpool placement")
+
+
+class Img2ImgResponse(Txt2ImgResponse):
+    pass
+
+
+class _ExtrasRequest(BaseModel):
+    """What both extras routes take (A1111's `ExtrasBaseRequest`); face restoration has no weights here."""
+
+    resize_mode: int = Field(default=0, ge=0, le=1, description="0: by upscaling_resize; 1: to upscaling_resize_w x _h")
+    show_extras_results: bool = True
+    gfpgan_visibility: float = Field(default=0, ge=0, le=1, allow_inf_nan=False)
+    codeformer_visibility: float = Field(default=0, ge=0, le=1, allow_inf_nan=False)
+    codeformer_weight: float = Field(default=0, ge=0, le=1, allow_inf_nan=False)
+    upscaling_resize: float = Field(default=2, gt=0)
+    upscaling_resize_w: int = Field(default=512, ge=1)
+    upscaling_resize_h: int = Field(default=512, ge=1)
+    upscaling_crop: bool = True
+    upscaler_1: str = "None"
+    upscaler_2: str = "None"
+    extras_upscaler_2_visibility: float = Field(default=0, ge=0, le=1, allow_inf_nan=False)
+    upscale_first: bool = False
+
+
+class ExtrasSingleImageRequest(_ExtrasRequest):
+    """POST /sdapi/v1/extra-single-image."""
+
+    image: str = ""
+
+
+class ExtrasFile(BaseModel):
+    data: str
+    name: str
+
+
+class ExtrasBatchImagesRequest(_ExtrasRequest):
+    """POST /sdapi/v1/extra-batch-images."""
+
+    imageList: list[ExtrasFile]  # noqa: N815 - A1111's name
+
+
+class ExtrasSingleImageResponse(BaseModel):
+    html_info: str
+    image: str | None = None
+
+
+class ExtrasBatchImagesResponse(BaseModel):
+    html_info: str
+    images: list[str]
+
+
+class PngInfoRequest(BaseModel):
+    """POST /sdapi/v1/png-info."""
+
+    image: str
+
+
+class PngInfoResponse(BaseModel):
+    info: str = Field(description="the infotext (the PNG's `parameters` text), empty when it has none")
+    items: dict[str, Any] = Field(description="the image's other text chunks and info")
+    parameters: dict[str, Any] = Field(description="the infotext parsed into fields, as A1111's paste does")
 
 
 class ProgressState(BaseModel):

@@ -5,11 +5,11 @@ on the image with the request's other fields (the sampler, the size), is not lis
 that sends A1111's whole default payload (the `webuiapi` client does) gets an empty list, and
 strict mode refuses only what really differs. The rules, field by field (A1111 1.9/1.10):
 
-* `restore_faces`, `tiling`, `enable_hr`: listed when true (false and null are A1111's off).
-* `firstpass_image`, `infotext`, `script_name`: listed when set. `infotext` would overwrite the
-  other fields from a pasted infotext; `script_args` only feed the script named by `script_name`,
-  so they are not listed on their own. `denoising_strength`, `hr_*` and `firstphase_*` only act
-  with `enable_hr`.
+* `restore_faces`, `tiling`: listed when true (false and null are A1111's off).
+* `firstpass_image` (txt2img), `infotext`, `script_name`: listed when set. `infotext` would
+  overwrite the other fields from a pasted infotext; `script_args` only feed the script named by
+  `script_name`, so they are not listed on their own. `enable_hr` (hires fix) is applied;
+  `denoising_strength`, `hr_*` and `firstphase_*` only act with it.
 * `seed_resize_from_h/w`: A1111 draws the noise at that size only when both are > 0, and that
   changes nothing when it is the image's own size.
 * `eta`: used by the samplers whose function takes it: Euler a, DPM2 a, DPM++ SDE, DPM++ 2M SDE
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sdxlpool.api.a1111 import INERT_FIELDS
 
 if TYPE_CHECKING:
-    from sdxlpool.api.a1111 import Txt2ImgRequest
+    from sdxlpool.api.a1111 import ProcessingRequest
 
 __all__ = ["ignored_fields", "APPLIED_OPTIONS", "IMAGE_NEUTRAL_OPTIONS"]
 
@@ -76,13 +76,13 @@ IMAGE_NEUTRAL_OPTIONS = frozenset({
 })
 
 
-def ignored_fields(request: Txt2ImgRequest, *, sampler_name: str, width: int, height: int) -> tuple[str, ...]:
+def ignored_fields(request: ProcessingRequest, *, sampler_name: str, width: int, height: int) -> tuple[str, ...]:
     """The request's fields that would change an A1111 image and are not applied, in a fixed order.
 
     `sampler_name` is the sampler the request resolves to (any A1111 spelling), `width`/`height`
     the image's size.
     """
-    ignored = [name for name, off in INERT_FIELDS.items() if getattr(request, name) not in (off, False, None, "")]
+    ignored = [name for name, off in INERT_FIELDS.items() if getattr(request, name, off) not in (off, False, None, "")]
     h, w = request.seed_resize_from_h, request.seed_resize_from_w
     if h > 0 and w > 0 and (h // 8, w // 8) != (height // 8, width // 8):  # A1111 compares latent sizes
         ignored += ["seed_resize_from_h", "seed_resize_from_w"]
@@ -106,7 +106,7 @@ def _sampler_key(name: str) -> str:
     return key
 
 
-def _sampler_parameters(request: Txt2ImgRequest, sampler: str) -> list[str]:
+def _sampler_parameters(request: ProcessingRequest, sampler: str) -> list[str]:
     ignored = []
     eta_default = _ETA_DEFAULT.get(sampler)
     if eta_default is not None and request.eta is not None and request.eta != eta_default:

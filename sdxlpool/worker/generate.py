@@ -71,6 +71,10 @@ class RuntimeOptions:
     vae_name: str | None = None  # that VAE's file name and short hash, for the infotext
     vae_hash: str | None = None
     embeddings: Any = None  # the textual-inversion embeddings a prompt may name (worker.embeddings)
+    # img2img (params.img2img): the decoded init images (PIL, cycled over the batch as A1111 does)
+    # and the inpainting mask (PIL) when the request has one.
+    init_images: tuple[Any, ...] = ()
+    mask: Any = None
 
 
 @dataclass

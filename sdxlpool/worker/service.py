@@ -13,10 +13,19 @@ import json
 import logging
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sdxlpool.api.a1111 import ProgressResponse, ProgressState, Txt2ImgRequest, Txt2ImgResponse
+from sdxlpool._images import decode_image
+from sdxlpool.api.a1111 import (
+    Img2ImgRequest,
+    Img2ImgResponse,
+    ProcessingRequest,
+    ProgressResponse,
+    ProgressState,
+    Txt2ImgRequest,
+    Txt2ImgResponse,
+)
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.api.strict import check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
@@ -58,6 +67,14 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "samples_format": "png",
     "sd_vae": "Automatic",
 }
+
+
+@dataclass(frozen=True)
+class InputImages:
+    """An img2img request's decoded images (PIL); empty for txt2img."""
+
+    images: tuple[Any, ...] = ()
+    mask: Any = None
 
 
 class Placement(dict):
@@ -106,12 +123,26 @@ class WorkerService:
         log.info("warm-up done in %.2fs, %.4fs per normalised step", time.perf_counter() - started,
                  self.queue.step_seconds)
 
-    # -- txt2img --------------------------------------------------------------------------------------
+    # -- txt2img and img2img ----------------------------------------------------------------------------
     async def txt2img(self, request: Txt2ImgRequest, *, strict: bool | None = None) -> Txt2ImgResponse:
         """One request. `strict` (the X-SDXL-Strict header; None: --strict) refuses it with a 422
         when anything in it would not be applied, instead of making the image without it."""
+        return Txt2ImgResponse(**await self._process(request, strict=strict))
+
+    async def img2img(self, request: Img2ImgRequest, *, strict: bool | None = None) -> Img2ImgResponse:
+        """img2img, or inpainting when the request has a mask; `strict` as for txt2img. The images
+        are decoded (and checked: a bad one is a 422 naming its field) before the job is queued."""
+        answer = await self._process(request, strict=strict)
+        if not request.include_init_images:  # A1111 echoes the images only when asked to
+            answer["parameters"].update(init_images=None, mask=None)
+        return Img2ImgResponse(**answer)
+
+    async def _process(self, request: ProcessingRequest, *, strict: bool | None) -> dict[str, Any]:
+        """What txt2img and img2img share: check, queue, run, answer (images, parameters, info)."""
         try:
-            params = resolve_request(request, self.settings.defaults, self.settings.limits)
+            inputs = await self._inputs(request)
+            params = resolve_request(request, self.settings.defaults, self.settings.limits,
+                                     init_size=inputs.images[0].size if inputs.images else None)
             sampler = resolve_sampler(params.sampler_name, params.scheduler, schedules_of=self.engine.schedules)
             overrides = self._check_options(params.override_settings, field_prefix="override_settings.")
             base = self._base_for(overrides)
@@ -134,7 +165,8 @@ class WorkerService:
                      params.width, params.height, params.prompt, params.negative_prompt)
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
-        runtime = replace(self._runtime(overrides, vae), loras=loras, infotext_prompt=written)
+        runtime = replace(self._runtime(overrides, vae), loras=loras, infotext_prompt=written,
+                          init_images=inputs.images, mask=inputs.mask)
         job = self._job(params, base, refiner, sampler, runtime)
         job.task_id = request.force_task_id  # the gateway names its attempts, to follow their /progress
         try:
@@ -155,12 +187,26 @@ class WorkerService:
         images = await asyncio.to_thread(
             lambda: [encode(im, text) for im, text in zip(result.images, result.infotexts, strict=True)]
         ) if params.send_images else []
-        return Txt2ImgResponse(
-            images=images,
-            parameters=request.model_dump(),
-            info=json.dumps(self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
-                                       request.styles or [], vae, ignored)),
-        )
+        return {
+            "images": images,
+            "parameters": request.model_dump(),
+            "info": json.dumps(self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
+                                          request.styles or [], vae, ignored)),
+        }
+
+    async def _inputs(self, request: ProcessingRequest) -> InputImages:
+        """An img2img request's init images and mask, decoded in a thread (a txt2img has none)."""
+        if not isinstance(request, Img2ImgRequest) or not request.init_images:
+            return InputImages()
+        limit = self.settings.limits.max_input_pixels
+
+        def decode() -> InputImages:
+            images = tuple(decode_image(f"init_images.{i}", data, max_pixels=limit)
+                           for i, data in enumerate(request.init_images or []))
+            mask = decode_image("mask", request.mask, max_pixels=limit) if request.mask else None
+            return InputImages(images, mask)
+
+        return await asyncio.to_thread(decode)
 
     async def _take_loras(
         self, params: GenerationParams, base: Checkpoint, ignored: list[str]
@@ -280,7 +326,7 @@ class WorkerService:
             "clip_skip": self._runtime(params.override_settings).clip_skip,
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
-            "denoising_strength": None,
+            "denoising_strength": _denoising_strength(params),
             "extra_generation_params": {"Refiner": refiner.title} if refiner else {},
             "index_of_first_image": 0,
             "infotexts": result.infotexts,
@@ -392,6 +438,12 @@ def _text_widths(checkpoint: Checkpoint) -> tuple[int, int] | None:
     if any(getattr(e, "config", None) is None for e in encoders):
         return None  # an engine without real text encoders (the simulator)
     return int(encoders[0].config.hidden_size), int(encoders[1].config.hidden_size)  # type: ignore[union-attr]
+
+
+def _denoising_strength(params: GenerationParams) -> float | None:
+    if params.img2img is not None:
+        return params.img2img.denoising_strength
+    return params.hires.denoising_strength if params.hires is not None else None
 
 
 def _with_seeds(params: GenerationParams) -> GenerationParams:

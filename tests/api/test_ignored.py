@@ -45,7 +45,7 @@ def test_a_bare_request_lists_nothing() -> None:
     ({"restore_faces": None, "tiling": None, "enable_hr": False, "infotext": "", "script_name": ""}, ()),
     ({"restore_faces": True}, ("restore_faces",)),
     ({"tiling": True}, ("tiling",)),
-    ({"enable_hr": True}, ("enable_hr",)),
+    ({"enable_hr": True}, ()),  # hires fix is applied
     ({"firstpass_image": "iVBOR..."}, ("firstpass_image",)),
     ({"infotext": "a cat\nSteps: 20"}, ("infotext",)),
     ({"script_name": "x/y/z plot", "script_args": [1, 2]}, ("script_name",)),

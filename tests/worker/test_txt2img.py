@@ -127,9 +127,9 @@ def test_defaults_come_from_the_worker_settings(client: httpx.Client) -> None:
 
 
 def test_unused_a1111_fields_are_accepted_and_reported(client: httpx.Client) -> None:
-    _, info = txt2img(client, enable_hr=True, restore_faces=True, alwayson_scripts={"x": {"args": [True]}},
+    _, info = txt2img(client, tiling=True, restore_faces=True, alwayson_scripts={"x": {"args": [True]}},
                       some_extension_field=1, do_not_save_samples=True)
-    assert set(info["sdxlpool"]["ignored"]) == {"enable_hr", "restore_faces", "alwayson_scripts.x",
+    assert set(info["sdxlpool"]["ignored"]) == {"tiling", "restore_faces", "alwayson_scripts.x",
                                                 "some_extension_field"}
 
 
