@@ -126,6 +126,7 @@ INERT_FIELDS: dict[str, Any] = {
     "firstpass_image": None,  # txt2img only
     "infotext": None,
     "script_name": None,
+    "latent_mask": None,  # img2img only: the mask's own blurred, resized form is the latent mask
 }
 
 

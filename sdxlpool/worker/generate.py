@@ -26,6 +26,7 @@ and returns what it has, as A1111's Interrupt does.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -35,11 +36,13 @@ from sdxlpool.api.generation import GenerationParams
 from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
+from sdxlpool.worker.img2img_inputs import LATENT_FACTOR, Img2ImgInputs, apply_overlay, prepare_inputs, resize_image
 from sdxlpool.worker.infotext import format_infotext
 from sdxlpool.worker.loras import infotext_hashes
 from sdxlpool.worker.samplers import SamplerChoice
 
-__all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext"]
+__all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext",
+           "denoising_steps"]
 
 
 class JobControl(Protocol):
@@ -94,6 +97,14 @@ def image_seeds(first: int, count: int) -> list[int]:
     return [(first + i) % 2**32 for i in range(count)]
 
 
+def denoising_steps(params: GenerationParams) -> int:
+    """Steps of the schedule a job's pass really runs: all of them for txt2img; for img2img the last
+    int(steps x strength) (at least one, as A1111), none at strength 0 (the init image comes back)."""
+    if params.img2img is not None and params.img2img.denoising_strength == 0:
+        return 0
+    return params.first_pass_steps
+
+
 def generate(
     base: Checkpoint,
     refiner: Checkpoint | None,
@@ -122,80 +133,69 @@ def generate(
             pipe._interrupt = True  # diffusers skips the remaining steps, then returns the latents
         return tensors
 
+    # 1a. img2img: the init images (and mask) prepared as A1111 prepares them (pixels only).
+    inputs = None
+    if params.img2img is not None:
+        inputs = prepare_inputs(options.init_images, options.mask, params.img2img, params.width, params.height)
+    run_steps = denoising_steps(params)
+
     # 1b. The prompts' conditioning per sampling step (once per job): the refiner's before the job's
     #     LoRAs go on, since its text_encoder_2 is the base's and the LoRAs are not for the refiner;
     #     the base's through them. They stay on for the base's denoising (the refiner's UNet is its
     #     own module, the VAE has none) and are off again when the block ends, whatever happens.
     total = _iterations(base.pipeline, sampler, params.steps)
     refiner_cond = None
-    if use_refiner and refiner is not None:
+    if use_refiner and refiner is not None and run_steps:
         with torch.inference_mode():
             refiner_cond = _conditioning(refiner, params, options, total)
     images: list[Any] = []
     with _loras_applied(base, options):
         with torch.inference_mode():
-            base_cond = _conditioning(base, params, options, total)
+            base_cond = _conditioning(base, params, options, total) if run_steps else None
+            encoded = _encode_inits(base.pipeline, inputs, options.vae, params) if inputs and run_steps else None
         for batch_no in range(params.n_iter):
             if stopped:
                 break
             control.on_batch(batch_no)
             batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
+            if inputs is not None and (base_cond is None or encoded is None):  # strength 0: no denoising
+                images.extend(_undenoised(inputs, params))
+                continue
+            assert base_cond is not None
             # 2a. A fresh scheduler, in pipeline objects over the loaded modules (cheap: no weights are
             #     copied) so per-run state such as the interrupt flag is never shared between jobs.
-            base_pipe = _job_pipeline(base.pipeline, sampler, seeds[batch])
+            base_pipe = _job_pipeline(base.pipeline, sampler, seeds[batch], img2img=inputs is not None)
             refiner_pipe = _job_pipeline(refiner.pipeline, sampler, seeds[batch]) if use_refiner and refiner else None
 
             # 2b. Initial noise, per image, on the CPU.
             latents, generators = _initial_noise(
                 base_pipe, params, seeds[batch], subseeds[batch], options.eta_noise_seed_delta
             )
-            images_per_prompt = {"num_images_per_prompt": params.batch_size, "generator": generators}
-
-            # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
-            #     The conditioning switches at the steps the prompt's schedule says (step_switch).
-            base_steps = _StepSwitch(base_cond, 0, params.batch_size, step_callback)
             with torch.inference_mode():
-                out = base_pipe(
-                    **base_cond.pipeline_kwargs(0),
-                    **images_per_prompt,
-                    num_inference_steps=params.steps,
-                    guidance_scale=params.cfg_scale,
-                    width=params.width,
-                    height=params.height,
-                    latents=latents,
-                    denoising_end=params.refiner_switch_at if use_refiner else None,
-                    output_type="latent",
-                    callback_on_step_end=base_steps,
-                    callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
-                ).images
+                if inputs is None or encoded is None:
+                    passes = _Passes(
+                        base={"width": params.width, "height": params.height, "latents": latents,
+                              "denoising_end": params.refiner_switch_at if use_refiner else None},
+                        refiner={"denoising_start": params.refiner_switch_at})
+                else:
+                    passes = _img2img_passes(base_pipe, params, encoded, latents, seeds[batch],
+                                             inputs.latent_mask, use_refiner)
+                out = _denoise(base_pipe, refiner_pipe, base_cond, refiner_cond, params, options, generators,
+                               passes, step_callback, lambda: stopped)
 
-                # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
-                #     steps count on from the base's, as A1111 counts them.
-                if refiner_pipe is not None and refiner_cond is not None and not stopped:
-                    refiner_steps = _StepSwitch(refiner_cond, base_steps.iterations, params.batch_size, step_callback)
-                    out = refiner_pipe(
-                        **refiner_cond.pipeline_kwargs(base_steps.iterations),
-                        **images_per_prompt,
-                        image=out,
-                        num_inference_steps=params.steps,
-                        denoising_start=params.refiner_switch_at,
-                        guidance_scale=params.cfg_scale,
-                        aesthetic_score=options.refiner_aesthetic_score,
-                        negative_aesthetic_score=options.refiner_negative_aesthetic_score,
-                        output_type="latent",
-                        callback_on_step_end=refiner_steps,
-                        callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
-                    ).images
-
-                # 2e. Decode.
-                images.extend(_decode(base_pipe, out, options.vae))
+                # 2e. Decode; img2img keeps the init image's pixels outside the mask.
+                decoded = _decode(base_pipe, out, options.vae)
+            if inputs is not None:
+                decoded = [apply_overlay(image, inputs, i) for i, image in enumerate(decoded)]
+            images.extend(decoded)
 
     # 3. Infotexts, one per image actually made.
     shown = params if options.infotext_prompt is None else replace(params, prompt=options.infotext_prompt)
     lora_hashes = infotext_hashes(options.loras) if options.loras else None
+    extra = _generation_params(params, inputs)
     infotexts = [
         image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
-                       vae_name=options.vae_name, vae_hash=options.vae_hash, lora_hashes=lora_hashes)
+                       vae_name=options.vae_name, vae_hash=options.vae_hash, lora_hashes=lora_hashes, extra=extra)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -206,7 +206,101 @@ def generate(
         interrupted=stopped,
         seconds=time.perf_counter() - started,
         steps_done=steps_done,
+        extra={"generation_params": extra} if extra else {},
     )
+
+
+@dataclass
+class _Passes:
+    """What differs between txt2img and img2img in the shared denoising step: the pipelines' own
+    arguments, and for img2img the step after which the base hands over (`base_iterations`) and
+    the inpainting blend (`blend`)."""
+
+    base: dict[str, Any]
+    refiner: dict[str, Any] | None  # None: no refiner pass
+    base_iterations: int | None = None  # stop the base after this many iterations (img2img + refiner)
+    blend: Any = None  # _MaskBlend for inpainting
+
+
+def _denoise(
+    base_pipe: Any, refiner_pipe: Any, base_cond: StepConditioning, refiner_cond: StepConditioning | None,
+    params: GenerationParams, options: RuntimeOptions, generators: list[Any], passes: _Passes,
+    step_callback: Any, stopped: Any,
+) -> Any:
+    """One batch's denoising (2c, 2d), txt2img and img2img alike: the base, then the refiner from
+    the handed-over latents. Latents out."""
+    images_per_prompt = {"num_images_per_prompt": params.batch_size, "generator": generators}
+    # 2c. Base denoising; with a refiner it stops at the switch point and hands latents over.
+    #     The conditioning switches at the steps the prompt's schedule says (step_switch).
+    on_step = _PassStep(step_callback, passes.blend, passes.base_iterations)
+    base_steps = _StepSwitch(base_cond, 0, params.batch_size, on_step)
+    out = base_pipe(
+        **base_cond.pipeline_kwargs(0),
+        **images_per_prompt,
+        **passes.base,
+        num_inference_steps=params.steps,
+        guidance_scale=params.cfg_scale,
+        output_type="latent",
+        callback_on_step_end=base_steps,
+        callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
+    ).images
+
+    # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
+    #     steps count on from the base's, as A1111 counts them.
+    if refiner_pipe is not None and refiner_cond is not None and not stopped() and passes.refiner is not None:
+        on_step = _PassStep(step_callback, passes.blend, None)
+        refiner_steps = _StepSwitch(refiner_cond, base_steps.iterations, params.batch_size, on_step)
+        # img2img hands over after a number of steps: the refiner starts from the latents as they are.
+        handed = {"latents": out} if passes.base_iterations is not None else {}
+        out = refiner_pipe(
+            **refiner_cond.pipeline_kwargs(base_steps.iterations),
+            **images_per_prompt,
+            **passes.refiner,
+            **handed,
+            image=out,
+            num_inference_steps=params.steps,
+            guidance_scale=params.cfg_scale,
+            aesthetic_score=options.refiner_aesthetic_score,
+            negative_aesthetic_score=options.refiner_negative_aesthetic_score,
+            output_type="latent",
+            callback_on_step_end=refiner_steps,
+            callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
+        ).images
+    return out
+
+
+class _PassStep:
+    """A pass's per-iteration work before the progress callback: the inpainting blend, and the
+    img2img base's stop at the refiner switch (the pipeline skips its remaining iterations)."""
+
+    def __init__(self, on_step: Any, blend: Any, stop_after: int | None) -> None:
+        self.on_step, self.blend, self.stop_after = on_step, blend, stop_after
+
+    def __call__(self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if self.blend is not None:
+            tensors["latents"] = self.blend(pipe, index, tensors["latents"])
+        tensors = self.on_step(pipe, index, timestep, tensors)
+        if self.stop_after is not None and index + 1 >= self.stop_after:
+            pipe._interrupt = True
+        return tensors
+
+
+class _MaskBlend:
+    """Inpainting with a 4-channel UNet (diffusers' SDXL inpainting pipeline does the same): after
+    every iteration the latents outside the mask are the init latents noised to the level of the
+    next iteration (unnoised after the last), so only the masked area is denoised."""
+
+    def __init__(self, init: Any, noise: Any, mask: Any) -> None:
+        self.init, self.noise, self.mask = init, noise, mask
+
+    def __call__(self, pipe: Any, index: int, latents: Any) -> Any:
+        scheduler = pipe.scheduler
+        following = (getattr(scheduler, "begin_index", None) or 0) + index + 1
+        kept = self.init
+        if following < len(scheduler.timesteps):
+            kept = scheduler.add_noise(self.init, self.noise, scheduler.timesteps[following:following + 1])
+        mask = self.mask.to(device=latents.device, dtype=latents.dtype)
+        return kept.to(latents.dtype) * (1 - mask) + latents * mask
 
 
 def _conditioning(
@@ -257,17 +351,113 @@ class _StepSwitch:
         return tensors
 
 
-def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> Any:
-    """A pipeline object over the loaded modules with this job's scheduler.
+def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int], *, img2img: bool = False) -> Any:
+    """A pipeline object over the loaded modules with this job's scheduler (`img2img`: diffusers'
+    SDXL img2img pipeline over a base's modules).
 
     Like diffusers' `from_pipe` without its dtype/device pass and progress bars: the modules are
     the same objects, only the scheduler and the pipeline's own flags are per job.
     """
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
     flags = {k: v for k, v in loaded.config.items() if not k.startswith("_") and k not in loaded.components}
     scheduler = sampler.build(loaded.scheduler.config, image_seeds=seeds)
-    pipe = type(loaded)(**{**loaded.components, "scheduler": scheduler}, **flags)
+    cls = StableDiffusionXLImg2ImgPipeline if img2img else type(loaded)
+    pipe = cls(**{**loaded.components, "scheduler": scheduler}, **flags)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _strength(steps_run: int, steps: int) -> float:
+    """The strength that makes diffusers run exactly the last `steps_run` of `steps` (it takes
+    int(steps x strength); half a step over keeps float rounding from losing one)."""
+    return 1.0 if steps_run >= steps else (steps_run + 0.5) / steps
+
+
+def _encode_inits(pipeline: Any, inputs: Img2ImgInputs, vae: Any, params: GenerationParams) -> list[Any]:
+    """Each prepared init image through the VAE (its mean: the same latents on every GPU), scaled as
+    the SDXL pipelines scale them; resize mode 3 resizes these latents to the job's size (bilinear)."""
+    import numpy as np
+    import torch
+
+    vae = vae if vae is not None else pipeline.vae
+    encoded = []
+    for image in inputs.images:
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
+        pixels = pixels.permute(2, 0, 1).unsqueeze(0).to(device=vae.device, dtype=vae.dtype)
+        latents = vae.encode(pixels).latent_dist.mode()
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+            std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+            latents = (latents - mean_t) * vae.config.scaling_factor / std_t
+        else:
+            latents = latents * vae.config.scaling_factor
+        if inputs.latent_upscale:
+            size = (params.height // LATENT_FACTOR, params.width // LATENT_FACTOR)
+            latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
+        encoded.append(latents.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype))
+    return encoded
+
+
+def _img2img_passes(
+    pipe: Any, params: GenerationParams, encoded: list[Any], noise: Any, seeds: list[int], latent_mask: Any,
+    use_refiner: bool,
+) -> _Passes:
+    """img2img's arguments for the shared denoising step: the batch's init latents (the init images
+    cycled over it) noised from the seeds' noise to the first of the last `steps_run` steps, and with
+    a refiner the handoff after `refiner_switch_at` of the steps that run (A1111 counts those)."""
+    import torch
+
+    assert params.img2img is not None
+    img2img = params.img2img
+    device = pipe._execution_device
+    steps_run = params.first_pass_steps
+    strength = _strength(steps_run, params.steps)
+    pipe.scheduler.set_timesteps(params.steps, device=device)  # what the pipeline does, to noise at its start
+    timesteps, _ = pipe.get_timesteps(params.steps, strength, device)
+    init = torch.cat([encoded[i % len(encoded)] for i in range(params.batch_size)]).to(device)
+    noise = noise.to(device=device, dtype=init.dtype) * img2img.initial_noise_multiplier
+    blend = None
+    if latent_mask is not None:
+        mask = torch.from_numpy(latent_mask)[None, None].to(device=device, dtype=init.dtype)
+        if img2img.inpainting_fill == 2:  # latent noise: each image's own seed's noise in the hole
+            fill = torch.stack([torch.randn(init.shape[1:], generator=torch.Generator("cpu").manual_seed(seed))
+                                for seed in seeds]).to(device=device, dtype=init.dtype)
+            init = init * (1 - mask) + fill * mask
+        elif img2img.inpainting_fill == 3:  # latent nothing
+            init = init * (1 - mask)
+        blend = _MaskBlend(init, noise, mask)
+    noised = pipe.scheduler.add_noise(init, noise, timesteps[:1].repeat(init.shape[0]))
+    passes = _Passes(base={"image": init, "latents": noised, "strength": strength}, refiner=None)
+    passes.blend = blend
+    if use_refiner:
+        base_steps = max(1, math.ceil(params.refiner_switch_at * steps_run - 1e-9))
+        if base_steps < steps_run:
+            passes.base_iterations = base_steps * pipe.scheduler.order
+            passes.refiner = {"strength": _strength(steps_run - base_steps, params.steps)}
+    return passes
+
+
+def _undenoised(inputs: Img2ImgInputs, params: GenerationParams) -> list[Any]:
+    """A batch at strength 0: the prepared init images at the job's size, overlaid as any result."""
+    images = []
+    for index in range(params.batch_size):
+        image = inputs.image_for(index)
+        if image.size != (params.width, params.height):
+            image = resize_image(0, image, params.width, params.height)
+        images.append(apply_overlay(image, inputs, index))
+    return images
+
+
+def _generation_params(params: GenerationParams, inputs: Img2ImgInputs | None) -> dict[str, Any]:
+    """A1111's extra_generation_params of an img2img job (none for txt2img)."""
+    if inputs is None or params.img2img is None:
+        return {}
+    extra = dict(inputs.generation_params)
+    if params.img2img.initial_noise_multiplier != 1.0:
+        extra["Noise multiplier"] = params.img2img.initial_noise_multiplier
+    return extra
 
 
 def _initial_noise(
@@ -337,10 +527,14 @@ def image_infotext(
     vae_name: str | None = None,
     vae_hash: str | None = None,
     lora_hashes: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """The A1111 infotext of image `index` of a job (refiner: None when it was not used; vae_*: the
     VAE chosen by sd_vae, None for the checkpoint's own; lora_hashes: "name: hash, ..." of the LoRAs
-    applied, as A1111's Lora extension writes them)."""
+    applied, as A1111's Lora extension writes them; extra: img2img's A1111 extra_generation_params,
+    "Denoising strength" in A1111's place, the inpainting keys after the refiner's)."""
+    extra = dict(extra or {})
+    denoising = extra.pop("Denoising strength", None)
     fields: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": sampler.sampler.name,
@@ -354,10 +548,12 @@ def image_infotext(
         "VAE": vae_name,
         "Variation seed": subseed if params.subseed_strength > 0 else None,
         "Variation seed strength": f"{params.subseed_strength:g}" if params.subseed_strength > 0 else None,
+        "Denoising strength": denoising,
         "Batch size": params.batch_size if params.batch_size > 1 else None,
         "Batch pos": index % params.batch_size if params.batch_size > 1 else None,
         "Refiner": f"{refiner.model_name} [{refiner.short_hash}]" if refiner else None,
         "Refiner switch at": f"{params.refiner_switch_at:g}" if refiner else None,
+        **extra,
         "Lora hashes": lora_hashes,
         "Version": "sdxlpool",
     }

@@ -34,7 +34,7 @@ from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
 from sdxlpool.worker.engine import DiffusersEngine, Engine
-from sdxlpool.worker.generate import GenerationResult, RuntimeOptions
+from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, denoising_steps
 from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.loras import LoraLibrary, LoraUse, resolve_loras
 from sdxlpool.worker.metrics import WorkerMetrics
@@ -204,6 +204,9 @@ class WorkerService:
             images = tuple(decode_image(f"init_images.{i}", data, max_pixels=limit)
                            for i, data in enumerate(request.init_images or []))
             mask = decode_image("mask", request.mask, max_pixels=limit) if request.mask else None
+            if mask is not None and mask.size != images[0].size:  # A1111 paints masks over the init image
+                raise InvalidRequest("mask", f"is {mask.width}x{mask.height}; it must be the size of "
+                                     f"init_images.0, {images[0].width}x{images[0].height}")
             return InputImages(images, mask)
 
         return await asyncio.to_thread(decode)
@@ -242,9 +245,12 @@ class WorkerService:
         self, params: GenerationParams, base: Checkpoint, refiner: Checkpoint | None,
         sampler: SamplerChoice, options: RuntimeOptions,
     ) -> Job:
-        iterations = self.engine.iterations(base, sampler, params.steps) * params.n_iter
+        # The iterations that really run: img2img denoises only the last part of its schedule.
+        steps = denoising_steps(params)
+        per_batch = self.engine.iterations(base, sampler, steps) if steps else 0
+        iterations = per_batch * params.n_iter
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
-        cost = params.normalised_steps * iterations / (params.steps * params.n_iter)
+        cost = params.normalised_steps * per_batch / params.first_pass_steps
         return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
                    cost=cost, iterations=iterations, batches=params.n_iter, steps=params.steps)
 
@@ -327,7 +333,8 @@ class WorkerService:
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
             "denoising_strength": _denoising_strength(params),
-            "extra_generation_params": {"Refiner": refiner.title} if refiner else {},
+            "extra_generation_params": {**result.extra.get("generation_params", {}),
+                                        **({"Refiner": refiner.title} if refiner else {})},
             "index_of_first_image": 0,
             "infotexts": result.infotexts,
             "styles": styles,
