@@ -252,7 +252,7 @@ class WorkerService:
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
         cost = params.normalised_steps * per_batch / params.first_pass_steps
         return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
-                   cost=cost, iterations=iterations, batches=params.n_iter, steps=params.steps)
+                   cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
 
     def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
         name = overrides.get("sd_model_checkpoint")
