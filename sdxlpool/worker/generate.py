@@ -1,23 +1,32 @@
-"""One txt2img job on SDXL base (+ refiner), read top to bottom like a diffusers `__call__`.
+"""One txt2img or img2img job on SDXL base (+ refiner), read top to bottom like a diffusers `__call__`.
 
 `generate()` runs on the worker's GPU thread. Its steps:
 
   1. seeds: every image gets seed + i (and subseed + i), as A1111 numbers them
+  1a. img2img: the init images and mask prepared as A1111 prepares them, in pixels
+     (`worker.img2img_inputs`: resize modes, mask blur, "only masked" crop, fill, the overlay)
   1b. conditioning: the prompt and negative prompt encoded as A1111 encodes them (weights, 75-token
      chunks, BREAK, embeddings; `worker.conditioning`), for every step of their schedules (prompt
      editing and alternation): the refiner's first, then the job's LoRAs go on (`worker.loras`)
      and the base's is encoded through them; they stay on until the job's last image and are
-     switched off whatever happens
+     switched off whatever happens. img2img: the init images through the VAE, once per job
   2. per batch (n_iter times):
      2a. a fresh diffusers scheduler for the requested A1111 sampler and schedule
      2b. initial noise drawn *on the CPU* from each image's seed, so every GPU model in the pool
-         draws the same noise and a request retried on another worker gives the same picture
-     2c. base denoising, stopping at `refiner_switch_at` when a refiner is used; the conditioning
-         is switched from the step-end callback where the prompt's schedule changes
+         draws the same noise and a request retried on another worker gives the same picture;
+         img2img noises the batch's init latents with it to the first of the steps that run
+     2c. base denoising (`_denoise`, shared by txt2img and img2img), stopping at
+         `refiner_switch_at` when a refiner is used; the conditioning is switched from the
+         step-end callback where the prompt's schedule changes; inpainting blends the noised init
+         latents back outside the mask after every step
      2d. refiner denoising from the handed-over latents (text_encoder_2 and VAE are shared), its
          steps numbered on from the base's
-     2e. VAE decode
+     2e. VAE decode; img2img puts the init image's pixels back outside the (blurred) mask
   3. infotexts, one per image, in A1111's format
+
+img2img runs the last int(steps x denoising_strength) steps of the schedule (at least one), as
+A1111 and diffusers do; at strength 0 it returns the prepared init images without denoising.
+Inpainting models with a 9-channel UNet are not supported: inpainting is the 4-channel way.
 
 Progress and interruption go through `JobControl`, called after every denoising step: it counts
 steps for /progress and the pending-steps metric, and returns False to stop; the job then decodes
@@ -36,7 +45,13 @@ from sdxlpool.api.generation import GenerationParams
 from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
-from sdxlpool.worker.img2img_inputs import LATENT_FACTOR, Img2ImgInputs, apply_overlay, prepare_inputs, resize_image
+from sdxlpool.worker.img2img_inputs import (
+    LATENT_FACTOR,
+    Img2ImgInputs,
+    apply_overlay,
+    prepare_inputs,
+    resize_image,
+)
 from sdxlpool.worker.infotext import format_infotext
 from sdxlpool.worker.loras import infotext_hashes
 from sdxlpool.worker.samplers import SamplerChoice
@@ -362,7 +377,7 @@ def _job_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int], *, img2
 
     flags = {k: v for k, v in loaded.config.items() if not k.startswith("_") and k not in loaded.components}
     scheduler = sampler.build(loaded.scheduler.config, image_seeds=seeds)
-    cls = StableDiffusionXLImg2ImgPipeline if img2img else type(loaded)
+    cls: Any = StableDiffusionXLImg2ImgPipeline if img2img else type(loaded)
     pipe = cls(**{**loaded.components, "scheduler": scheduler}, **flags)
     pipe.set_progress_bar_config(disable=True)
     return pipe

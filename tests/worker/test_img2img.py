@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ServerThread, TinyModel, start_worker
-from tests.worker.img2img_inputs import encoded, gradient
 from tests.worker.imaging import decode, pixels
+from tests.worker.img2img_inputs import encoded, gradient
 
 FAST = {"prompt": "a lighthouse at dusk", "sampler_name": "Euler", "steps": 4, "seed": 11}
 INIT = gradient(64, 64)

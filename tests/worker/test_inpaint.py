@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import ServerThread, TinyModel, start_worker
-from tests.worker.img2img_inputs import box_mask, encoded, gradient
 from tests.worker.imaging import pixels
+from tests.worker.img2img_inputs import box_mask, encoded, gradient
 
 INIT = gradient(64, 64)
 BOX = (24, 24, 40, 40)  # the painted square
