@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ServerThread, TinyModel, start_worker
+from tests.polling import wait_for
 from tests.worker.imaging import decode, pixels
 from tests.worker.img2img_inputs import encoded, gradient
 
@@ -156,6 +158,30 @@ def test_lora_prompt(http: httpx.Client) -> None:
 def test_latent_upscale_resize_mode(http: httpx.Client) -> None:
     images, info, _ = img2img(http, gradient(40, 24), resize_mode=3, width=96, height=64)
     assert decode(images[0]).size == (96, 64) and info["sdxlpool"]["steps_done"] == 3
+
+
+def test_progress_counts_the_steps_that_run(img2img_worker: ServerThread) -> None:
+    """/progress (and the job's cost behind the pending-steps metric) counts the 8 steps a 16-step
+    img2img at strength 0.5 runs, not 16."""
+    url = img2img_worker.url
+    body = {**FAST, "init_images": [encoded(gradient(128, 128))], "steps": 16, "denoising_strength": 0.5,
+            "force_task_id": "img2img-progress"}
+    done: list[httpx.Response] = []
+    job = threading.Thread(target=lambda: done.append(httpx.post(url + "/sdapi/v1/img2img", json=body, timeout=300)))
+    job.start()
+    seen = []
+    with httpx.Client(base_url=url, timeout=10) as client:
+        def sample() -> bool:
+            progress = client.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()
+            if progress["state"]["job"] == "img2img-progress":
+                seen.append((progress["state"]["sampling_step"], progress["state"]["sampling_steps"],
+                             progress["progress"]))
+            return not job.is_alive()
+        wait_for(sample, timeout=300, interval=0.05)
+    assert done and done[0].status_code == 200, done
+    assert seen, "never saw the job running"
+    assert {steps for _, steps, _ in seen} == {8}
+    assert max(step for step, _, _ in seen) >= 4 and max(fraction for _, _, fraction in seen) > 0.5
 
 
 # -- bad images ------------------------------------------------------------------------------------------
