@@ -310,7 +310,8 @@ class _MaskBlend:
 
     def __call__(self, pipe: Any, index: int, latents: Any) -> Any:
         scheduler = pipe.scheduler
-        following = (getattr(scheduler, "begin_index", None) or 0) + index + 1
+        # The pass runs the last `num_timesteps` of the scheduler's timesteps: where the next one is.
+        following = len(scheduler.timesteps) - pipe.num_timesteps + index + 1
         kept = self.init
         if following < len(scheduler.timesteps):
             kept = scheduler.add_noise(self.init, self.noise, scheduler.timesteps[following:following + 1])
