@@ -138,6 +138,11 @@ def test_include_init_images_echoes_them(http: httpx.Client) -> None:
     assert parameters["init_images"] == [sent]
 
 
+def test_latent_mask_is_listed_as_not_applied(http: httpx.Client) -> None:
+    _, info, _ = img2img(http, denoising_strength=0, latent_mask=encoded(INIT))
+    assert info["sdxlpool"]["ignored"] == ["latent_mask"]
+
+
 def test_refiner_handoff_counts_the_steps_that_run(http: httpx.Client) -> None:
     body = {"steps": 8, "denoising_strength": 0.5}
     base_only, base_info, _ = img2img(http, **body)
