@@ -133,7 +133,7 @@ def cmd_flags(gateway: GatewayDep) -> dict[str, Any]:
 
 # A1111's refresh routes: sent to every worker (available or not), answered once all replied.
 _REFRESHES = {"refresh-loras": ("LoRA folder", "LoRAs"), "refresh-vae": ("VAE folder", "VAEs"),
-              "refresh-checkpoints": ("checkpoint list", "checkpoints")}
+              "refresh-checkpoints": ("checkpoint list (the ones it loaded)", "checkpoints")}
 
 
 def _refresh_route(path: str, folder: str, what: str) -> None:
