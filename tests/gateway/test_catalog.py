@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from sdxlpool.api.ports import HEALTH_PATH
 from sdxlpool.api.gpu import normalize_gpu_name
+from sdxlpool.api.ports import HEALTH_PATH
 from sdxlpool.gateway.catalog import (
     Reply,
     pool_memory,
