@@ -319,6 +319,7 @@ def upload(page: Page, tmp_path: Path) -> bytes:
     page.get_by_label("Image for img2img").set_input_files(tmp_path / "start.png")
     expect(page.get_by_role("button", name="Remove image")).to_be_visible()
     expect(page.locator("#init-thumb")).to_have_attribute("alt", re.compile(r"start\.png, 96 × 64$"))
+    expect(page.locator("#init-thumb")).to_have_js_property("complete", True)
     return init
 
 
@@ -430,14 +431,17 @@ def not_yet_routes(errors: list[str]) -> list[str]:
                                                                 " with a status of 404") and error.endswith(lists))]
 
 
-def test_a_file_that_is_not_an_image_is_refused_by_the_page(desktop: Watched, gateway, tmp_path: Path) -> None:
-    page = desktop.page
+def test_a_dropped_image_and_a_mask_by_touch_and_pen_on_a_phone(phone: Watched, gateway, tmp_path: Path) -> None:
+    page = phone.page
     page.goto(gateway.url)
+    expect(page.locator("#sampler_name option[value='Euler']")).to_have_count(1)
+    # A file that is not an image: refused by the page, naming the field.
     (tmp_path / "notes.txt").write_text("not an image")
     page.get_by_label("Image for img2img").set_input_files(tmp_path / "notes.txt")
     expect(page.locator("#alert")).to_contain_text("Image for img2img: notes.txt is not a PNG, JPEG or WebP image")
     expect(page.get_by_label("Image for img2img")).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_label("Denoising strength")).to_be_hidden()
+
     # A PNG dropped on the drop zone (a DataTransfer with the file, as a drag from the desktop gives).
     png = base64.b64encode(write_init_image(tmp_path / "dropped.png")).decode()
     page.evaluate("""(png) => {
@@ -449,8 +453,34 @@ def test_a_file_that_is_not_an_image_is_refused_by_the_page(desktop: Watched, ga
         zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
     }""", png)
     expect(page.locator("#init-thumb")).to_have_attribute("alt", re.compile(r"dropped\.png, 96 × 64$"))
+    expect(page.locator("#init-thumb")).to_have_js_property("complete", True)
     expect(page.locator("#alert")).to_be_empty()
-    assert desktop.errors == []
+    no_horizontal_overflow(page)
+
+    # A finger taps the top left corner (a touch: the page must not scroll instead), a pen draws a
+    # line along the bottom.
+    canvas = page.locator("#mask")
+    assert canvas.evaluate("c => getComputedStyle(c).touchAction") == "none"
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.15)
+    expect(page.locator("#mask-state")).to_contain_text("Mask painted")
+    y = box["y"] + box["height"] * 0.85
+    pen = {"pointerId": 7, "pointerType": "pen", "isPrimary": True, "button": 0, "buttons": 1, "pressure": 0.5}
+    canvas.dispatch_event("pointerdown", {**pen, "clientX": box["x"] + box["width"] * 0.4, "clientY": y})
+    for fraction in (0.5, 0.6, 0.7):
+        canvas.dispatch_event("pointermove", {**pen, "clientX": box["x"] + box["width"] * fraction, "clientY": y})
+    canvas.dispatch_event("pointerup", {**pen, "buttons": 0, "clientX": box["x"] + box["width"] * 0.7, "clientY": y})
+
+    page.get_by_label("Steps").fill("2")
+    page.get_by_role("button", name="Generate").tap()
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    mask = data_url_image(last_request(phone)["mask"]).convert("L")
+    assert mask.size == INIT_SIZE
+    assert mask.getpixel((10, 10)) == 255  # the tap
+    assert [mask.getpixel((x, 54)) for x in (30, 48, 66, 80)] == [0, 255, 255, 0]  # the pen's line, 0.4 to 0.7
+    assert mask.getpixel((48, 32)) == 0
+    assert phone.errors == []
 
 
 @NEEDS_IMG2IMG

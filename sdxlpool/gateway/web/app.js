@@ -717,9 +717,10 @@ async function setInitImage(file) {
     return;
   }
   const { naturalWidth: width, naturalHeight: height } = image;
-  state.init = { dataUrl, name: file.name, width, height };
   const thumb = $("init-thumb");
   thumb.src = dataUrl;
+  await thumb.decode().catch(() => {}); // shown at its size before the mask is painted on it
+  state.init = { dataUrl, name: file.name, width, height };
   thumb.alt = `The image to start from: ${file.name}, ${width} × ${height}`;
   const canvas = $("mask");
   canvas.width = width; // also clears it
@@ -824,7 +825,11 @@ function onPointerDown(event) {
   if (!state.init || (event.pointerType === "mouse" && event.button !== 0)) return;
   event.preventDefault();
   const canvas = $("mask");
-  canvas.setPointerCapture(event.pointerId);
+  try {
+    canvas.setPointerCapture(event.pointerId); // the stroke goes on past the canvas's edge
+  } catch {
+    // not an active pointer (a synthetic event): painting works without the capture
+  }
   const point = canvasPoint(canvas, event);
   paintTo(null, point);
   state.strokes.set(event.pointerId, point);
