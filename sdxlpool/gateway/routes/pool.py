@@ -56,11 +56,6 @@ async def sd_models(gateway: GatewayDep) -> Any:
     return await gateway.any_backend_get("/sdapi/v1/sd-models")
 
 
-@router.get("/sdapi/v1/options")
-async def options(gateway: GatewayDep) -> Any:
-    return await gateway.any_backend_get("/sdapi/v1/options")
-
-
 async def _joined(gateway: GatewayDep, path: str, join: Callable[[Sequence[Any]], Any]) -> Any:
     """Every available worker's answer to GET `path`, joined; 503 when none answers."""
     answers = [reply.body for reply in await gateway.each_backend("GET", path) if reply.ok]
