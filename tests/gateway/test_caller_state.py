@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +18,10 @@ import pytest
 import yaml
 
 from sdxlpool.gateway.api_keys import hash_key
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, TinyModel, start_worker
 from tests.polling import wait_for
 from tests.reliability.conftest import backend, gateway, sim_worker
+from tests.worker.imaging import decode
 
 KEY_A, KEY_B = "sdxl-key-of-caller-a", "sdxl-key-of-caller-b"
 A = {"Authorization": f"Bearer {KEY_A}"}
@@ -93,7 +95,7 @@ def progress(url: str, headers: dict[str, str] | None = None, **params: str) -> 
 def running(url: str, headers: dict[str, str] | None, job: str) -> dict[str, Any]:
     """Wait until the caller's /progress shows its job `job` a step or more in."""
     return wait_for(lambda: (p := progress(url, headers))["state"]["job"] == job
-                    and p["state"]["sampling_step"] >= 1 and p)
+                    and p["state"]["sampling_step"] >= 1 and p, timeout=15)
 
 
 def internal(url: str, headers: dict[str, str] | None, **body: Any) -> dict[str, Any]:
@@ -236,3 +238,27 @@ def test_a_caller_that_asks_for_a_global_override_changes_no_worker(keyed: Serve
     assert Request(keyed.url, body, B).info()["clip_skip"] == 5
     for worker in workers:
         assert httpx.get(worker.url + "/sdapi/v1/options", timeout=10).json()["CLIP_stop_at_last_layers"] == 1
+
+
+def test_live_preview_comes_through_when_asked(tiny_model: TinyModel, tmp_path: Path) -> None:
+    """The tiny-model worker makes real previews: /progress passes `current_image` on unless
+    skip_current_image=true, /internal/progress sends it as a data URL once per new step."""
+    with start_worker(tiny_model, models=[tiny_model.base]) as worker:
+        worker.wait_ready()
+        with gateway([{"name": "tiny", "url": worker.url, "gpu": "A100", "type": "sdxlpool"}], tmp_path) as pool:
+            pool.wait_ready()
+            job = Request(pool.url, {"prompt": "slow", "sampler_name": "Euler", "width": 256, "height": 256,
+                                     "steps": 30, "seed": 1, "force_task_id": "look"})
+            seen = wait_for(lambda: (p := progress(pool.url))["state"]["job"] == "look"
+                            and p["state"]["sampling_step"] >= 1 and p["current_image"] and p, timeout=60)
+            assert decode(seen["current_image"]).size == (256 // 8, 256 // 8)
+            assert progress(pool.url, skip_current_image="true")["current_image"] is None
+            first = internal(pool.url, None, id_task="look", id_live_preview=-1)
+            assert first["active"] is True and first["live_preview"].startswith("data:image/png;base64,")
+            again = internal(pool.url, None, id_task="look", id_live_preview=first["id_live_preview"])
+            assert again["id_live_preview"] >= first["id_live_preview"]
+            if again["id_live_preview"] == first["id_live_preview"]:  # no new step since: no picture again
+                assert again["live_preview"] is None
+            unasked = internal(pool.url, None, id_task="look", live_preview=False)
+            assert unasked["active"] is True and unasked["live_preview"] is None
+            job.result()
