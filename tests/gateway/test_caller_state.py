@@ -240,6 +240,25 @@ def test_a_caller_that_asks_for_a_global_override_changes_no_worker(keyed: Serve
         assert httpx.get(worker.url + "/sdapi/v1/options", timeout=10).json()["CLIP_stop_at_last_layers"] == 1
 
 
+def test_the_webuiapi_client_waits_sets_its_model_and_interrupts(keyed: ServerThread) -> None:
+    """PyPI `webuiapi` against the gateway, as caller B (its session carries the key)."""
+    import webuiapi
+
+    host, port = keyed.url.removeprefix("http://").split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port), sampler="Euler", steps=2)
+    api.session.headers.update(B)
+    api.util_wait_for_ready(check_interval=0.05)
+    title = api.util_get_model_names()[0]
+    api.util_set_model(title)
+    assert api.util_get_current_model() == title
+    job = Request(keyed.url, {**JOB, "force_task_id": "webuiapi"}, B)
+    wait_for(lambda: api.get_progress()["state"]["job"] == "webuiapi")
+    assert api.interrupt() == {"interrupted": True}
+    assert job.info()["interrupted"] is True
+    api.util_wait_for_ready(check_interval=0.05)
+    assert api.txt2img(prompt="x", seed=2).info["sd_model_name"] == title.split(" [")[0]
+
+
 def test_live_preview_comes_through_when_asked(tiny_model: TinyModel, tmp_path: Path) -> None:
     """The tiny-model worker makes real previews: /progress passes `current_image` on unless
     skip_current_image=true, /internal/progress sends it as a data URL once per new step."""
