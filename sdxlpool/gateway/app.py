@@ -20,7 +20,7 @@ from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.api.a1111 import Txt2ImgRequest
-from sdxlpool.gateway.routes import generate, health, pool, txt2img, web
+from sdxlpool.gateway.routes import caller, generate, health, pool, txt2img, web
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.settings import GatewaySettings
 
@@ -47,7 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                            "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
                                            "X-SDXL-Attempts"])
     install_error_handlers(app)
-    for module in (txt2img, generate, pool, health, web):
+    for module in (txt2img, generate, pool, caller, health, web):
         app.include_router(module.router, responses=error_responses())
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app

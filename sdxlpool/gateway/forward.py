@@ -19,11 +19,14 @@ Steps of `forward_txt2img`:
 
 The loop talks to workers only through a `WorkerTransport` (transport.py): the real one is HTTP, a
 test's is in memory. Each abandoned attempt becomes an `AttemptFailure` record (attempts.py) in
-`Forwarded.failures`. With a `listener` (the WebSocket and streaming API), each attempt is named
-with A1111's `force_task_id`, reported as `AttemptStarted`, and the watchdog polls more often and
-reports the steps of *that* job (the worker's /progress names the running job) as `ProgressSeen`;
-`events.stream_listener` turns those into the wire events. With `explain_routing`, every
-attempt's scheduler decision is kept, explained, in `Forwarded.routing` (or on the error raised).
+`Forwarded.failures`. Each attempt is named with A1111's `force_task_id`
+(`sdxlpool-<request>-<attempt>`; a client's own id is the gateway's to keep, `caller_tasks.py`),
+and `on_attempt` hears each `AttemptStarted` (which worker runs which name: the per-caller
+/progress, interrupt and skip). With a `listener` (the WebSocket and streaming API), the attempts
+are reported to it too, and the watchdog polls more often and reports the steps of *that* job (the
+worker's /progress names the running job) as `ProgressSeen`; `events.stream_listener` turns those
+into the wire events. With `explain_routing`, every attempt's scheduler decision is kept,
+explained, in `Forwarded.routing` (or on the error raised).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +151,7 @@ async def forward_txt2img(
     explain_routing: bool = False,
     headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
     loras: frozenset[str] = frozenset(),
+    on_attempt: Callable[[AttemptStarted], None] | None = None,
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
@@ -175,12 +179,16 @@ async def forward_txt2img(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
+        task_id = f"sdxlpool-{request_id}-{attempt}"  # the attempt's force_task_id: its worker's /progress names it
         if listener is None:
-            watch = _Watch(progress_deadline)
+            watch = _Watch(progress_deadline, task_id=task_id)
         else:
-            watch = _Watch(progress_deadline, attempt=attempt, task_id=f"sdxlpool-{request_id}-{attempt}",
-                           poll=progress_poll, listener=listener)
-            listener(AttemptStarted(attempt, state))
+            watch = _Watch(progress_deadline, attempt=attempt, task_id=task_id, poll=progress_poll, listener=listener)
+        started_event = AttemptStarted(attempt, state, task_id)
+        if on_attempt is not None:
+            on_attempt(started_event)
+        if listener is not None:
+            listener(started_event)
         try:
             # 2c. Send and watch.
             status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch, headers)

@@ -105,9 +105,10 @@ class SimEngine:
         done = 0
         images: list[SimImage] = []
         for batch_no in range(params.n_iter):
-            if stopped:
+            if not control.on_batch(batch_no):  # interrupted; a skip ended only the batch it hit
+                stopped = True
                 break
-            control.on_batch(batch_no)
+            stopped = False
             for _ in range(per_batch):
                 if fault is not None and done == fault.at:
                     if fault.kind == "fail":

@@ -60,11 +60,6 @@ async def schedulers(gateway: GatewayDep) -> Any:
     return await gateway.any_backend_get("/sdapi/v1/schedulers")
 
 
-@router.get("/sdapi/v1/options")
-async def options(gateway: GatewayDep) -> Any:
-    return await gateway.any_backend_get("/sdapi/v1/options")
-
-
 async def _joined(gateway: GatewayDep, path: str, join: Callable[[Sequence[Reply]], Any]) -> Any:
     """Every available worker's answer to GET `path`, joined; 503 when none answers."""
     answers = [reply for reply in await gateway.each_backend("GET", path) if reply.ok]
