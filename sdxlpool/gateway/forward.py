@@ -1,9 +1,11 @@
-"""Send one txt2img to the pool: pick a worker, watch it, and fail over without losing the request.
+"""Send one request to the pool: pick a worker, watch it, and fail over without losing the request.
 
-Steps of `forward_txt2img`:
+`forward(kind, body, ...)` sends any kind of request (kinds.py: txt2img, img2img, the extras,
+png-info) to the worker route `kind.path`, the same way. Its steps:
 
-  1. fix the seed: `seed: -1` becomes a concrete number *before* the first attempt, so a retry on
-     another worker makes the image the first would have (workers draw noise on the CPU)
+  1. a generation (txt2img, img2img) gets its seed fixed: `seed: -1` becomes a concrete number
+     *before* the first attempt, so a retry on another worker makes the image the first would have
+     (workers draw noise on the CPU; an img2img's init image travels unchanged with every attempt)
   2. per attempt (at most `max_attempts`, never the same worker twice):
      2a. ask the scheduler for the best worker not tried yet among the allowed GPU models
      2b. count the request against that worker at once (a burst between two scrapes spreads out)
@@ -50,11 +52,12 @@ from sdxlpool.gateway.attempts import (
     ProgressSeen,
 )
 from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.kinds import RequestKind
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Decision, RouteRequest, Scheduler
 from sdxlpool.gateway.transport import TransportFailure, TransportTimeout, WorkerTransport
 
-__all__ = ["Forwarded", "ForwardError", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward_txt2img",
+__all__ = ["Forwarded", "ForwardError", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward",
            "fix_seeds", "exhausted", "RoutingTrace"]
 
 log = logging.getLogger(__name__)
@@ -132,7 +135,8 @@ def fix_seeds(body: dict[str, Any], rng: random.Random | None = None) -> dict[st
     return fixed
 
 
-async def forward_txt2img(
+async def forward(
+    kind: RequestKind,
     body: dict[str, Any],
     *,
     cost: float,
@@ -152,7 +156,8 @@ async def forward_txt2img(
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
     # 1. Fix the seed.
-    body = fix_seeds(body)
+    if kind.generation:
+        body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
     tried: set[str] = set()
     failures: list[AttemptFailure] = []
@@ -183,7 +188,8 @@ async def forward_txt2img(
             listener(AttemptStarted(attempt, state))
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch, headers)
+            status, content, payload = await _attempt(transport, state, kind.path, body, attempt_timeout, watch,
+                                                      headers)
         except _AttemptFailed as exc:
             failure = AttemptFailure(state.backend.name, attempt, exc.kind, exc.detail, time.monotonic() - now)
             failures.append(failure)
@@ -237,14 +243,14 @@ class _Watch:
 
 
 async def _attempt(
-    transport: WorkerTransport, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch,
-    headers: Mapping[str, str] | None = None,
+    transport: WorkerTransport, state: BackendState, path: str, body: dict[str, Any], timeout: float,
+    watch: _Watch, headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes, Any]:
     """(status, body bytes, decoded body or None), or `_AttemptFailed` saying why not."""
     backend = state.backend
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(transport.send_txt2img(backend, body, timeout=timeout, headers=headers))
+    request = asyncio.ensure_future(transport.send(backend, path, body, timeout=timeout, headers=headers))
     watchdog = asyncio.ensure_future(_watch_progress(transport, state, watch))
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
