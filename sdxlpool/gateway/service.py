@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.api.strict import STRICT_HEADER, check_strict
 from sdxlpool.errors import InvalidRequest, RequestError

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import random
 import time
-import io
 from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal

@@ -61,7 +61,8 @@ def _handler(kind: RequestKind) -> Callable[..., Awaitable[Response]]:
         return Response(content, status_code=forwarded.status_code, headers=headers, media_type="application/json")
 
     handle.__name__ = kind.name.replace("-", "_")
-    handle.__doc__ = f"POST {kind.path} through the pool (the worker's own route, with placement added)."
+    where = "headers and `info.sdxlpool`" if kind.has_info else "headers"
+    handle.__doc__ = f"A1111 {kind.name} through the pool (a worker's answer, its placement in the {where})"
     return handle
 
 
