@@ -65,6 +65,7 @@ class RequestKind:
     model: type[BaseModel]  # the A1111 body, for the checks and the OpenAPI document
     check: Check
     generation: bool  # seeds to fix before the first attempt, and an `info` JSON in the answer
+    uploads: bool = True  # the body carries images (megabytes to base64-decode): checked off the event loop
 
     @property
     def has_info(self) -> bool:
@@ -155,7 +156,7 @@ def lora_names(prompt: str) -> frozenset[str]:
 
 
 _PREFIX = "/sdapi/v1/"
-TXT2IMG = RequestKind("txt2img", _PREFIX + "txt2img", Txt2ImgRequest, _txt2img, generation=True)
+TXT2IMG = RequestKind("txt2img", _PREFIX + "txt2img", Txt2ImgRequest, _txt2img, generation=True, uploads=False)
 IMG2IMG = RequestKind("img2img", _PREFIX + "img2img", Img2ImgRequest, _img2img, generation=True)
 EXTRA_SINGLE_IMAGE = RequestKind("extra-single-image", _PREFIX + "extra-single-image", ExtrasSingleImageRequest,
                                  _extra_single, generation=False)

@@ -164,7 +164,10 @@ class GatewayService:
             # Admission: who calls (API key), their rate, then room in the pool (waiting in the
             # gateway queue if need be, by priority). Input is checked before any of it.
             caller = self.api_keys.caller(api_key, client)
-            checked = kind.check(body, self.settings.defaults, self.settings.limits)
+            if kind.uploads:  # base64-decoding megabytes of images would hold up every other request
+                checked = await asyncio.to_thread(kind.check, body, self.settings.defaults, self.settings.limits)
+            else:
+                checked = kind.check(body, self.settings.defaults, self.settings.limits)
             strict_now = self.settings.strict if strict is None else strict
             check_strict(checked.ignored_fields, strict_now)
             # Unasked and not strict here: no header, so a worker's own --strict decides.
