@@ -11,7 +11,9 @@ png-info) to the worker route `kind.path`, the same way. Its steps:
      2b. count the request against that worker at once (a burst between two scrapes spreads out)
      2c. send it, while a watchdog polls the worker's /progress: no progress for
          `progress_deadline` seconds means a hung worker, and the attempt is abandoned (the
-         worker is interrupted in the background, the failover does not wait for it)
+         worker is interrupted in the background, the failover does not wait for it). Extras and
+         png-info run no denoising steps, so nothing on /progress would move: they are bounded by
+         `attempt_timeout` alone
      2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
          timeout or hang -> mark the worker down (circuit breaker) and try the next one; a full
          worker queue (503 queue_full) -> try the next one, and when every worker tried was
@@ -180,7 +182,9 @@ async def forward(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
-        if listener is None:
+        if not kind.generation:  # extras and png-info run no denoising steps: /progress cannot show them move
+            watch = _Watch(None)
+        elif listener is None:
             watch = _Watch(progress_deadline)
         else:
             watch = _Watch(progress_deadline, attempt=attempt, task_id=f"sdxlpool-{request_id}-{attempt}",
@@ -235,7 +239,7 @@ def _explained(attempt: int, decision: Decision) -> dict[str, Any]:
 class _Watch:
     """How one attempt is watched: the hang deadline, and for a listener, its job's progress."""
 
-    deadline: float
+    deadline: float | None  # None: not watched (no progress to see), bounded by the attempt timeout only
     attempt: int = 0
     task_id: str | None = None  # sent as force_task_id, so /progress shows whether our job runs
     poll: float = 1.0
@@ -251,7 +255,8 @@ async def _attempt(
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
     request = asyncio.ensure_future(transport.send(backend, path, body, timeout=timeout, headers=headers))
-    watchdog = asyncio.ensure_future(_watch_progress(transport, state, watch))
+    watchdog: asyncio.Future[Any] = (asyncio.ensure_future(_watch_progress(transport, state, watch))
+                                     if watch.deadline is not None else asyncio.get_running_loop().create_future())
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if request not in done:
@@ -305,6 +310,7 @@ async def _watch_progress(transport: WorkerTransport, backend: BackendState, wat
 
     Meanwhile report our job's steps to `watch.listener`, each change once.
     """
+    assert watch.deadline is not None
     poll = min(watch.poll, watch.deadline / 4)
     last: tuple[Any, ...] | None = None
     last_change = time.monotonic()

@@ -72,6 +72,7 @@ class FakeTransport:
     hang                           never answer, /progress frozen
     slow                           never answer, /progress moving (runs until cancelled)
     steps                          answer ok after a few /progress polls that show our job moving
+    late                           answer ok after 3 hang deadlines, /progress frozen meanwhile
     """
 
     behaviours: Mapping[str, str]
@@ -90,6 +91,9 @@ class FakeTransport:
             raise TransportFailure("ClientConnectorError: connection refused")
         if behaviour == "timeout":
             raise TransportTimeout("TimeoutError")
+        if behaviour == "late":
+            await asyncio.sleep(3 * DEADLINE)
+            return ANSWERS["ok"]
         if behaviour == "steps":
             while self.polls[backend.name] < 3:
                 await asyncio.sleep(POLL / 2)
@@ -105,7 +109,7 @@ class FakeTransport:
     async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
         self.polls[backend.name] += 1
         job = next((body.get("force_task_id") for name, body in reversed(self.sent) if name == backend.name), None)
-        step = 0 if self.behaviours[backend.name] == "hang" else self.polls[backend.name]
+        step = 0 if self.behaviours[backend.name] in ("hang", "late") else self.polls[backend.name]
         return {"progress": step / 10, "eta_relative": 1.0,
                 "state": {"job": job, "job_no": 0, "job_count": 1, "sampling_step": step, "sampling_steps": 10}}
 
@@ -252,6 +256,18 @@ async def test_every_kind_goes_to_its_own_route_and_only_a_generation_gets_a_see
     transport = FakeTransport({"a": "ok"})
     await forward(transport, pool_of([("a", "ok")]), body={"prompt": "x"})
     assert transport.paths == ["/sdapi/v1/txt2img"] and transport.sent[0][1]["seed"] >= 0
+
+
+async def test_extras_are_not_judged_by_progress_they_cannot_show() -> None:
+    """An upscale shows no denoising steps on /progress: it is not abandoned as hung, as a txt2img
+    whose steps stopped moving is."""
+    workers = [("a", "late"), ("b", "ok")]
+    transport = FakeTransport(dict(workers))
+    forwarded = await forward(transport, pool_of(workers), body={"image": "aW1n"}, kind=EXTRA_SINGLE_IMAGE)
+    assert (forwarded.attempts, forwarded.failures, transport.polls["a"]) == (1, [], 0)
+    transport = FakeTransport(dict(workers))
+    forwarded = await forward(transport, pool_of(workers))
+    assert [f.kind for f in forwarded.failures] == [FailureKind.HUNG] and forwarded.attempts == 2
 
 
 NOT_A_SEED = [pytest.param(-1, id="minus-one"), pytest.param(None, id="missing"), pytest.param(-7, id="negative"),

@@ -118,6 +118,17 @@ def test_img2img_images_follow_the_init_image(fast_sim: ServerThread) -> None:
     assert image(red) == image(red) != image(blue)
 
 
+def test_an_image_that_is_not_the_simulators_own_is_encoded_as_a_real_png() -> None:
+    """What the extras routes hand the engine (the upload, resized: a PIL image) keeps its size and
+    pixels, with the infotext."""
+    from sdxlpool.sim import SimEngine, SimSettings
+
+    upload = Image.new("RGB", (48, 32), (1, 2, 3))
+    encoded = png(SimEngine(SimSettings(gpu_model="A100", step_seconds=0.0)).encode_png(upload, "Steps: 2"))
+    assert encoded.size == (48, 32) and encoded.convert("RGB").getpixel((5, 5)) == (1, 2, 3)
+    assert encoded.info["parameters"] == "Steps: 2"
+
+
 def test_the_response_has_the_real_workers_shape(fast_sim: ServerThread) -> None:
     body = {"prompt": "a lighthouse", "negative_prompt": "fog", "seed": 42, "steps": 4, "batch_size": 2,
             "sampler_name": "DPM++ 2M Karras", "cfg_scale": 5, "some_extension_field": 1}
