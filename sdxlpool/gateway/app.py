@@ -21,7 +21,7 @@ from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.api.a1111 import Img2ImgRequest, Txt2ImgRequest
 from sdxlpool.gateway.kinds import KINDS
-from sdxlpool.gateway.routes import forwarded, generate, health, pool, web
+from sdxlpool.gateway.routes import caller, forwarded, generate, health, pool, web
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.settings import GatewaySettings
 
@@ -48,7 +48,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                            "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
                                            "X-SDXL-Attempts"])
     install_error_handlers(app)
-    for module in (forwarded, generate, pool, health, web):
+    for module in (forwarded, generate, pool, caller, health, web):
         app.include_router(module.router, responses=error_responses())
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app

@@ -23,11 +23,14 @@ png-info) to the worker route `kind.path`, the same way. Its steps:
 
 The loop talks to workers only through a `WorkerTransport` (transport.py): the real one is HTTP, a
 test's is in memory. Each abandoned attempt becomes an `AttemptFailure` record (attempts.py) in
-`Forwarded.failures`. With a `listener` (the WebSocket and streaming API), each attempt is named
-with A1111's `force_task_id`, reported as `AttemptStarted`, and the watchdog polls more often and
-reports the steps of *that* job (the worker's /progress names the running job) as `ProgressSeen`;
-`events.stream_listener` turns those into the wire events. With `explain_routing`, every
-attempt's scheduler decision is kept, explained, in `Forwarded.routing` (or on the error raised).
+`Forwarded.failures`. Each attempt of a generation is named with A1111's `force_task_id`
+(`sdxlpool-<request>-<attempt>`; a client's own id is the gateway's to keep, `caller_tasks.py`),
+and `on_attempt` hears each `AttemptStarted` (which worker runs which name: the per-caller
+/progress, interrupt and skip). With a `listener` (the WebSocket and streaming API), the attempts
+are reported to it too, and the watchdog polls more often and reports the steps of *that* job (the
+worker's /progress names the running job) as `ProgressSeen`; `events.stream_listener` turns those
+into the wire events. With `explain_routing`, every attempt's scheduler decision is kept,
+explained, in `Forwarded.routing` (or on the error raised).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +157,7 @@ async def forward(
     explain_routing: bool = False,
     headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
     loras: frozenset[str] = frozenset(),
+    on_attempt: Callable[[AttemptStarted], None] | None = None,
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
@@ -182,14 +186,18 @@ async def forward(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
-        if not kind.generation:  # extras and png-info run no denoising steps: /progress cannot show them move
+        task_id = f"sdxlpool-{request_id}-{attempt}"  # the attempt's force_task_id: its worker's /progress names it
+        if not kind.generation:  # extras and png-info run no denoising steps (nothing on /progress to watch)
             watch = _Watch(None)
         elif listener is None:
-            watch = _Watch(progress_deadline)
+            watch = _Watch(progress_deadline, task_id=task_id)
         else:
-            watch = _Watch(progress_deadline, attempt=attempt, task_id=f"sdxlpool-{request_id}-{attempt}",
-                           poll=progress_poll, listener=listener)
-            listener(AttemptStarted(attempt, state))
+            watch = _Watch(progress_deadline, attempt=attempt, task_id=task_id, poll=progress_poll, listener=listener)
+        started_event = AttemptStarted(attempt, state, task_id)
+        if on_attempt is not None:
+            on_attempt(started_event)
+        if listener is not None:
+            listener(started_event)
         try:
             # 2c. Send and watch.
             status, content, payload = await _attempt(transport, state, kind.path, body, attempt_timeout, watch,

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -21,7 +22,15 @@ from sdxlpool.gateway import events
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
-from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
+from sdxlpool.gateway.api_keys import ApiKeys, Caller, Unauthorized, load_api_keys
+from sdxlpool.gateway.caller_options import VAE_SPECIAL, CallerOptions, check_options
+from sdxlpool.gateway.caller_tasks import (
+    CallerTask,
+    CallerTasks,
+    internal_answer,
+    is_running,
+    progress_answer,
+)
 from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
@@ -39,6 +48,7 @@ __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_ch
 
 log = logging.getLogger(__name__)
 _CATALOG_TIMEOUT = 5.0  # seconds a worker has to answer a catalog GET
+_PROGRESS_TIMEOUT = 2.0  # seconds a worker has to answer a caller's /progress
 
 
 def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
@@ -102,6 +112,10 @@ class GatewayService:
                                    queue_size=settings.queue_size, queue_deadline=settings.queue_deadline)
         self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
+        # A1111's per-client state, per caller: their requests in flight (progress, interrupt, skip)
+        # and their options (caller_tasks.py, caller_options.py).
+        self.caller_tasks = CallerTasks()
+        self.caller_options = CallerOptions()
 
     async def start(self) -> None:
         settings = self.settings
@@ -164,6 +178,8 @@ class GatewayService:
             # Admission: who calls (API key), their rate, then room in the pool (waiting in the
             # gateway queue if need be, by priority). Input is checked before any of it.
             caller = self.api_keys.caller(api_key, client)
+            if kind.generation:
+                body = self.caller_options.apply(caller.identity, body)  # the caller's POST /options values
             if kind.uploads:  # base64-decoding megabytes of images would hold up every other request
                 checked = await asyncio.to_thread(kind.check, body, self.settings.defaults, self.settings.limits)
             else:
@@ -176,8 +192,9 @@ class GatewayService:
                                     burst=caller.burst)
             if on_event is not None:
                 on_event(events.queued(self.admission.waiting))
-            waited = await self.admission.admit(allowed, caller.priority)
+            task = self.caller_tasks.begin(caller.identity, body.get("force_task_id"))
             try:
+                waited = await self.admission.admit(allowed, caller.priority)
                 forwarded = await forward(
                     kind, body, cost=checked.cost, allowed_gpus=allowed, pool=self.pool,
                     scheduler=self.scheduler, transport=self.transport,
@@ -186,9 +203,12 @@ class GatewayService:
                     listener=events.stream_listener(on_event) if on_event is not None else None,
                     progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
                     loras=checked.loras,
+                    on_attempt=lambda started: self.caller_tasks.sent(task, started.state, started.task_id),
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
                 raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None
+            finally:
+                self.caller_tasks.end(task)
             for failure in forwarded.failures:
                 self.metrics.failovers.labels(failure.worker, failure.kind.value).inc()
             self.metrics.attempts.observe(forwarded.attempts)
@@ -239,6 +259,72 @@ class GatewayService:
         if forwarded.routing is not None:
             native["routing"] = forwarded.routing
         return native
+
+    # -- A1111's per-client state, per caller (caller_tasks.py, caller_options.py) ----------------------
+    def caller(self, api_key: str | None, client: str) -> Caller:
+        """Who calls (`Unauthorized` when keys are configured and this one is not valid)."""
+        return self.api_keys.caller(api_key, client)
+
+    async def caller_progress(self, identity: str, *, current_image: bool) -> dict[str, Any]:
+        """GET /sdapi/v1/progress for this caller: its running job, else a queued or idle answer."""
+        tasks = [replace(task) for task in self.caller_tasks.of(identity)]  # as they are now
+        answers = await asyncio.gather(*(self._read_progress(task, current_image) for task in tasks))
+        return progress_answer(tasks, list(answers))
+
+    async def caller_internal_progress(self, identity: str, task_id: str, *, id_live_preview: int,
+                                       live_preview: bool) -> dict[str, Any]:
+        """POST /internal/progress: the caller's task `task_id`, in A1111's internal shape."""
+        tasks = self.caller_tasks.of(identity)
+        found = self.caller_tasks.find(identity, task_id)
+        task = replace(found) if found is not None else None
+        answer = await self._read_progress(task, live_preview) if task is not None else None
+        position = tasks.index(found) + 1 if found is not None else 0
+        return internal_answer(task, answer, completed=self.caller_tasks.completed(identity, task_id),
+                               position=position, queued=len(tasks), id_live_preview=id_live_preview,
+                               live_preview=live_preview)
+
+    async def stop_caller_jobs(self, identity: str, *, skip: bool = False) -> bool:
+        """Interrupt (or `skip` the current batch of) the caller's running job(s), and only those;
+        True when one was running. An sdxlpool worker is told the job's name, so it stops nothing
+        else even when the job ended a moment ago (caller_tasks.py)."""
+        tasks = [replace(task) for task in self.caller_tasks.of(identity) if task.state is not None]
+        answers = await asyncio.gather(*(self._read_progress(task, False) for task in tasks))
+        running = [task for task, answer in zip(tasks, answers, strict=True) if is_running(answer, task)]
+        for task in running:
+            assert task.state is not None
+            backend = task.state.backend
+            name = task.attempt_id if backend.kind == "sdxlpool" else None
+            stop = self.transport.skip if skip else self.transport.interrupt
+            await stop(backend, task_id=name)
+        return bool(running)
+
+    async def _read_progress(self, task: CallerTask, current_image: bool) -> dict[str, Any] | None:
+        if task.state is None:
+            return None
+        return await self.transport.read_progress(task.state.backend, timeout=_PROGRESS_TIMEOUT,
+                                                  current_image=current_image)
+
+    async def caller_options_view(self, identity: str) -> dict[str, Any]:
+        """GET /sdapi/v1/options: the pool's options (a worker's) under the caller's own values."""
+        pool = await self.any_backend_get("/sdapi/v1/options")
+        return self.caller_options.view(identity, pool if isinstance(pool, dict) else {})
+
+    async def set_caller_options(self, identity: str, values: Any) -> None:
+        """POST /sdapi/v1/options: check the values against what the pool has, then store them for
+        this caller only (caller_options.py); no worker's options change."""
+        if not isinstance(values, dict):
+            raise InvalidRequest("body", "must be a JSON object of option names and values")
+        checkpoints = await self._pool_list("/sdapi/v1/sd-models") if values.get("sd_model_checkpoint") else []
+        vae = values.get("sd_vae")
+        vaes = await self._pool_list("/sdapi/v1/sd-vae") if vae is not None and vae not in VAE_SPECIAL else []
+        self.caller_options.set(identity, check_options(values, checkpoints=checkpoints, vaes=vaes))
+
+    async def _pool_list(self, path: str) -> list[dict[str, Any]]:
+        """Every available worker's A1111 list at `path`, entries together; 503 when none answers."""
+        replies = [reply for reply in await self.each_backend("GET", path) if reply.ok and isinstance(reply.body, list)]
+        if not replies:
+            raise NoBackend("no worker answered")
+        return [entry for reply in replies for entry in reply.body if isinstance(entry, dict)]
 
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""

@@ -5,7 +5,11 @@ The loop (forward.py) needs three things from a worker, and nothing else:
     send(backend, path, body, timeout[, headers]) -> (status, body bytes)     the request itself
                                     (path: /sdapi/v1/txt2img, img2img, the extras, png-info)
     read_progress(backend, timeout)       -> /progress answer, or None when there is no answer
-    interrupt(backend)                                              stop its running job
+    interrupt(backend[, task_id])                                   stop its running job
+
+and, for the per-caller A1111 routes (caller_tasks.py), `skip(backend[, task_id])`: end the
+running job's current batch. With `task_id`, an sdxlpool worker acts only when its running job
+has that name (`?id_task=`); a plain A1111 server ignores the parameter.
 
 `HttpWorkerTransport` is the real one: aiohttp for the request's POST, whose answer is megabytes
 (`_bulk.py`: read in one piece, never decoded here), httpx for the small /progress and /interrupt.
@@ -32,6 +36,7 @@ __all__ = ["WorkerTransport", "HttpWorkerTransport", "TransportError", "Transpor
 
 PROGRESS_PATH = "/sdapi/v1/progress"
 INTERRUPT_PATH = "/sdapi/v1/interrupt"
+SKIP_PATH = "/sdapi/v1/skip"
 _INTERRUPT_TIMEOUT_SECONDS = 2.0
 
 
@@ -53,12 +58,19 @@ class WorkerTransport(Protocol):
         """POST `body` (with `headers`, when given) to the worker's `path`; its status and body bytes."""
         ...
 
-    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
-        """The worker's /progress JSON object (without the current image); None: no answer."""
+    async def read_progress(self, backend: Backend, *, timeout: float,
+                            current_image: bool = False) -> dict[str, Any] | None:
+        """The worker's /progress JSON object (without the live preview unless `current_image`);
+        None: no answer."""
         ...
 
-    async def interrupt(self, backend: Backend) -> None:
-        """Ask the worker to stop the job it runs; never raises (best effort)."""
+    async def interrupt(self, backend: Backend, *, task_id: str | None = None) -> None:
+        """Ask the worker to stop the job it runs (only the one named `task_id`, when given); never
+        raises (best effort)."""
+        ...
+
+    async def skip(self, backend: Backend, *, task_id: str | None = None) -> None:
+        """Ask the worker to end its running job's current batch (as `interrupt`); never raises."""
         ...
 
 
@@ -79,15 +91,23 @@ class HttpWorkerTransport:
         except BulkTransportError as exc:
             raise TransportFailure(str(exc)) from exc
 
-    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+    async def read_progress(self, backend: Backend, *, timeout: float,
+                            current_image: bool = False) -> dict[str, Any] | None:
         try:
-            response = await self._client.get(backend.url + PROGRESS_PATH, params={"skip_current_image": "true"},
-                                              timeout=timeout)
+            params = {"skip_current_image": "false" if current_image else "true"}
+            response = await self._client.get(backend.url + PROGRESS_PATH, params=params, timeout=timeout)
             answer = response.json()
         except (httpx.HTTPError, ValueError):
             return None
         return answer if isinstance(answer, dict) else None
 
-    async def interrupt(self, backend: Backend) -> None:
+    async def interrupt(self, backend: Backend, *, task_id: str | None = None) -> None:
+        await self._stop(backend, INTERRUPT_PATH, task_id)
+
+    async def skip(self, backend: Backend, *, task_id: str | None = None) -> None:
+        await self._stop(backend, SKIP_PATH, task_id)
+
+    async def _stop(self, backend: Backend, path: str, task_id: str | None) -> None:
+        params = {"id_task": task_id} if task_id is not None else None
         with contextlib.suppress(httpx.HTTPError):
-            await self._client.post(backend.url + INTERRUPT_PATH, timeout=_INTERRUPT_TIMEOUT_SECONDS)
+            await self._client.post(backend.url + path, params=params, timeout=_INTERRUPT_TIMEOUT_SECONDS)

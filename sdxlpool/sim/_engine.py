@@ -121,9 +121,10 @@ class SimEngine:
         done = 0
         images: list[SimImage] = []
         for batch_no in range(params.n_iter):
-            if stopped:
+            if not control.on_batch(batch_no):  # interrupted; a skip ended only the batch it hit
+                stopped = True
                 break
-            control.on_batch(batch_no)
+            stopped = False
             for tick in ticks:
                 if fault is not None and done == fault.at:
                     if fault.kind == "fail":

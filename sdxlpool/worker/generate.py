@@ -43,10 +43,13 @@ __all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "imag
 
 
 class JobControl(Protocol):
-    def on_batch(self, batch_no: int) -> None: ...
+    def on_batch(self, batch_no: int) -> bool:
+        """Called before each batch; False: the job was interrupted, make no more batches."""
+        ...
 
     def on_step(self, latents: Any) -> bool:
-        """Called after each denoising step; False stops the job at this step."""
+        """Called after each denoising step; False stops the batch at this step (an interrupt stops
+        the job too: the next `on_batch` says so; a skip only ends this batch)."""
         ...
 
     def wait(self, seconds: float) -> bool:
@@ -136,9 +139,10 @@ def generate(
         with torch.inference_mode():
             base_cond = _conditioning(base, params, options, total)
         for batch_no in range(params.n_iter):
-            if stopped:
+            if not control.on_batch(batch_no):  # interrupted; a skip ended only the batch it hit
+                stopped = True
                 break
-            control.on_batch(batch_no)
+            stopped = False
             batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
             # 2a. A fresh scheduler, in pipeline objects over the loaded modules (cheap: no weights are
             #     copied) so per-run state such as the interrupt flag is never shared between jobs.

@@ -409,6 +409,7 @@ class WorkerService:
             image = await asyncio.to_thread(preview_png_base64, job.latest_latents)
         state = ProgressState(
             interrupted=job.interrupt.is_set(),
+            skipped=job.skip_batch.is_set(),
             job=job.label,
             job_count=job.batches,
             job_no=job.batch_no,
@@ -419,8 +420,11 @@ class WorkerService:
         return ProgressResponse(progress=round(fraction, 4), eta_relative=max(0.0, eta), state=state,
                                 current_image=image, textinfo=None)
 
-    def interrupt(self) -> bool:
-        return self.queue.interrupt()
+    def interrupt(self, task_id: str | None = None) -> bool:
+        return self.queue.interrupt(task_id)
+
+    def skip(self, task_id: str | None = None) -> bool:
+        return self.queue.skip(task_id)
 
 
 def _prompt_constructs(prompt: str) -> list[str]:

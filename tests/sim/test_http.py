@@ -285,6 +285,36 @@ def test_progress_and_interrupt() -> None:
         assert client.get("/sdapi/v1/progress").json()["progress"] == 0
 
 
+def test_skip_ends_the_batch_and_the_job_goes_on_with_the_next() -> None:
+    """A1111's Skip: the running batch stops at its next step (its image still comes back) and the
+    next `n_iter` batch runs in full."""
+    with running_sim(step_seconds=0.05) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
+        assert client.post("/sdapi/v1/skip").json() == {"skipped": False}  # nothing running
+        job = Background(sim.url, {"sampler_name": "Euler", "steps": 40, "n_iter": 2, "seed": 3,
+                                   "force_task_id": "mine"})  # 2 s a batch
+        wait_for(lambda: (p := client.get("/sdapi/v1/progress").json()["state"])["job_no"] == 0
+                 and p["sampling_step"] >= 2)
+        # Named: only the job of that name is skipped.
+        assert client.post("/sdapi/v1/skip", params={"id_task": "someone-else"}).json() == {"skipped": False}
+        assert client.post("/sdapi/v1/skip", params={"id_task": "mine"}).json() == {"skipped": True}
+        wait_for(lambda: client.get("/sdapi/v1/progress").json()["state"]["job_no"] == 1)
+        response = job.result()
+        assert response.status_code == 200
+        info = info_of(response)
+        assert len(response.json()["images"]) == 2  # the skipped batch's image, and the next one's
+        assert 40 + 2 <= info["sdxlpool"]["steps_done"] < 80  # the second batch ran all its 40 steps
+        assert info["interrupted"] is False
+
+
+def test_a_named_interrupt_stops_only_that_job() -> None:
+    with running_sim(step_seconds=0.05) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
+        job = Background(sim.url, {"sampler_name": "Euler", "steps": 20, "seed": 3, "force_task_id": "mine"})
+        wait_for(lambda: client.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1)
+        assert client.post("/sdapi/v1/interrupt", params={"id_task": "theirs"}).json() == {"interrupted": False}
+        response = job.result()
+        assert info_of(response)["interrupted"] is False and info_of(response)["sdxlpool"]["steps_done"] == 20
+
+
 def test_image_bytes_pads_pngs_that_still_decode(fast_sim: ServerThread) -> None:
     body = {"prompt": "big", "seed": 5, "steps": 2, "width": 1024, "height": 768}
     small = httpx.post(fast_sim.url + "/sdapi/v1/txt2img", json=body, timeout=30).json()["images"][0]
