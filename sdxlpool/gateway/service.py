@@ -14,10 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
-from sdxlpool.api.a1111 import Txt2ImgRequest
-from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.api.strict import STRICT_HEADER, check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
@@ -37,7 +34,8 @@ from sdxlpool.gateway.caller_tasks import (
 from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
-from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward_txt2img
+from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward
+from sdxlpool.gateway.kinds import IMG2IMG, TXT2IMG, RequestKind
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Scheduler, default_scheduler
@@ -45,7 +43,6 @@ from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
-from sdxlpool.prompts import LORA_KINDS, extract_networks
 
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
@@ -157,10 +154,16 @@ class GatewayService:
         return any(state.available(now) and (state.metrics is not None or (
             state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
-    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
-                      api_key: str | None = None, on_event: EventSink | None = None,
-                      debug_routing: bool = False, strict: bool | None = None) -> Forwarded:
-        """Admit and forward one request. `debug_routing`: keep every attempt's explained scheduler
+    async def txt2img(self, raw: dict[str, Any], **options: Any) -> Forwarded:
+        """`route(TXT2IMG, raw, ...)`."""
+        return await self.route(TXT2IMG, raw, **options)
+
+    async def route(self, kind: RequestKind, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
+                    api_key: str | None = None, on_event: EventSink | None = None,
+                    debug_routing: bool = False, strict: bool | None = None) -> Forwarded:
+        """Admit and forward one request of `kind` (kinds.py: txt2img, img2img, the extras,
+        png-info), every kind the same way: checked first (images included, by their headers), then
+        admitted, routed, failed over. `debug_routing`: keep every attempt's explained scheduler
         decision (`Forwarded.routing`, or `routing` on the error raised). `strict` (the request's
         X-SDXL-Strict; None: --strict): fields that would not be applied are refused here, before
         routing, and the decision goes on to the worker in the same header for the rest."""
@@ -175,10 +178,14 @@ class GatewayService:
             # Admission: who calls (API key), their rate, then room in the pool (waiting in the
             # gateway queue if need be, by priority). Input is checked before any of it.
             caller = self.api_keys.caller(api_key, client)
-            body = self.caller_options.apply(caller.identity, body)  # the caller's POST /options values
-            params = resolve_request(_validated(body), self.settings.defaults, self.settings.limits)
+            if kind.generation:
+                body = self.caller_options.apply(caller.identity, body)  # the caller's POST /options values
+            if kind.uploads:  # base64-decoding megabytes of images would hold up every other request
+                checked = await asyncio.to_thread(kind.check, body, self.settings.defaults, self.settings.limits)
+            else:
+                checked = kind.check(body, self.settings.defaults, self.settings.limits)
             strict_now = self.settings.strict if strict is None else strict
-            check_strict(params.ignored_fields, strict_now)
+            check_strict(checked.ignored_fields, strict_now)
             # Unasked and not strict here: no header, so a worker's own --strict decides.
             headers = {STRICT_HEADER: "1" if strict_now else "0"} if strict_now or strict is not None else None
             self.rate_limiter.check(caller.identity, time.monotonic(), per_minute=caller.rate_per_minute,
@@ -188,14 +195,14 @@ class GatewayService:
             task = self.caller_tasks.begin(caller.identity, body.get("force_task_id"))
             try:
                 waited = await self.admission.admit(allowed, caller.priority)
-                forwarded = await forward_txt2img(
-                    body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool,
+                forwarded = await forward(
+                    kind, body, cost=checked.cost, allowed_gpus=allowed, pool=self.pool,
                     scheduler=self.scheduler, transport=self.transport,
                     max_attempts=self.settings.max_attempts, attempt_timeout=self.settings.attempt_timeout,
                     progress_deadline=self.settings.progress_deadline,
                     listener=events.stream_listener(on_event) if on_event is not None else None,
                     progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
-                    loras=_lora_names(params.prompt),
+                    loras=checked.loras,
                     on_attempt=lambda started: self.caller_tasks.sent(task, started.state, started.task_id),
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
@@ -234,6 +241,7 @@ class GatewayService:
                        strict: bool | None = None) -> dict[str, Any]:
         """The native API: A1111 fields plus `gpus` (and `debug_routing`); the result in
         `events.result`'s shape, plus `routing` when asked for (the field or `debug_routing`).
+        A body with `init_images` is an img2img (inpainting with a `mask`), any other a txt2img.
 
         A worker's own refusal (an unknown sampler, say) is raised as `WorkerRejected` with its
         status, code and detail, so every caller reports errors one way.
@@ -241,8 +249,9 @@ class GatewayService:
         started = time.monotonic()
         raw = dict(raw)
         debug_routing = _debug_routing_field(raw.pop("debug_routing", None)) or debug_routing
-        forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
-                                       debug_routing=debug_routing, strict=strict)
+        kind = IMG2IMG if raw.get("init_images") is not None else TXT2IMG
+        forwarded = await self.route(kind, raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
+                                     debug_routing=debug_routing, strict=strict)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
         native = events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
@@ -340,23 +349,6 @@ def _debug_routing_field(value: Any) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     raise InvalidRequest("debug_routing", f"must be true or false, got {value!r}")
-
-
-def _lora_names(prompt: str) -> frozenset[str]:
-    """The LoRAs a prompt calls, for the lora_affinity scorer (a malformed call: none; the worker says why)."""
-    try:
-        _text, calls = extract_networks(prompt)
-    except ValueError:
-        return frozenset()
-    return frozenset(c.name for c in calls if c.kind in LORA_KINDS)
-
-
-def _validated(body: dict[str, Any]) -> Txt2ImgRequest:
-    try:
-        return Txt2ImgRequest.model_validate(body)
-    except ValidationError as exc:  # 422 naming the field, like the workers' FastAPI validation
-        first = exc.errors()[0]
-        raise InvalidRequest(".".join(str(part) for part in first["loc"]) or "body", first["msg"]) from None
 
 
 def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, float], None]) -> Scheduler:

@@ -2,7 +2,8 @@
 
 The loop (forward.py) needs three things from a worker, and nothing else:
 
-    send_txt2img(backend, body, timeout[, headers]) -> (status, body bytes)   the request itself
+    send(backend, path, body, timeout[, headers]) -> (status, body bytes)     the request itself
+                                    (path: /sdapi/v1/txt2img, img2img, the extras, png-info)
     read_progress(backend, timeout)       -> /progress answer, or None when there is no answer
     interrupt(backend[, task_id])                                   stop its running job
 
@@ -10,7 +11,7 @@ and, for the per-caller A1111 routes (caller_tasks.py), `skip(backend[, task_id]
 running job's current batch. With `task_id`, an sdxlpool worker acts only when its running job
 has that name (`?id_task=`); a plain A1111 server ignores the parameter.
 
-`HttpWorkerTransport` is the real one: aiohttp for the txt2img POST, whose answer is megabytes
+`HttpWorkerTransport` is the real one: aiohttp for the request's POST, whose answer is megabytes
 (`_bulk.py`: read in one piece, never decoded here), httpx for the small /progress and /interrupt.
 Tests give the loop an in-memory fake instead (tests/gateway/test_forward_seam.py), the way httpx
 takes a `MockTransport`.
@@ -33,7 +34,6 @@ from sdxlpool.gateway.backends import Backend
 
 __all__ = ["WorkerTransport", "HttpWorkerTransport", "TransportError", "TransportTimeout", "TransportFailure"]
 
-TXT2IMG_PATH = "/sdapi/v1/txt2img"
 PROGRESS_PATH = "/sdapi/v1/progress"
 INTERRUPT_PATH = "/sdapi/v1/interrupt"
 SKIP_PATH = "/sdapi/v1/skip"
@@ -41,7 +41,7 @@ _INTERRUPT_TIMEOUT_SECONDS = 2.0
 
 
 class TransportError(UpstreamError):
-    """The worker gave no answer to a txt2img."""
+    """The worker gave no answer to a request."""
 
 
 class TransportTimeout(TransportError):
@@ -53,9 +53,9 @@ class TransportFailure(TransportError):
 
 
 class WorkerTransport(Protocol):
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
-                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-        """POST `body` (with `headers`, when given) to the worker's txt2img; its status and body bytes."""
+    async def send(self, backend: Backend, path: str, body: Mapping[str, Any], *, timeout: float,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """POST `body` (with `headers`, when given) to the worker's `path`; its status and body bytes."""
         ...
 
     async def read_progress(self, backend: Backend, *, timeout: float,
@@ -75,17 +75,17 @@ class WorkerTransport(Protocol):
 
 
 class HttpWorkerTransport:
-    """`client` (httpx) watches and interrupts; `bulk` (aiohttp) sends the txt2img requests. Both
+    """`client` (httpx) watches and interrupts; `bulk` (aiohttp) sends the requests themselves. Both
     are owned, and closed, by the caller (the gateway service also scrapes with `client`)."""
 
     def __init__(self, client: httpx.AsyncClient, bulk: BulkClient) -> None:
         self._client = client
         self._bulk = bulk
 
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
-                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    async def send(self, backend: Backend, path: str, body: Mapping[str, Any], *, timeout: float,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         try:
-            return await self._bulk.post_json(backend.url + TXT2IMG_PATH, body, timeout=timeout, headers=headers)
+            return await self._bulk.post_json(backend.url + path, body, timeout=timeout, headers=headers)
         except BulkTimeout as exc:
             raise TransportTimeout(str(exc)) from exc
         except BulkTransportError as exc:
