@@ -337,8 +337,8 @@ def _img2img_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> 
     scheduler = sampler.build(loaded.scheduler.config, image_seeds=seeds)
     flags = {k: loaded.config[k] for k in ("force_zeros_for_empty_prompt", "requires_aesthetics_score")
              if k in loaded.config}
-    pipe = StableDiffusionXLImg2ImgPipeline(**{**loaded.components, "scheduler": scheduler}, **flags,
-                                            add_watermarker=False)
+    pipe: Any = StableDiffusionXLImg2ImgPipeline(**{**loaded.components, "scheduler": scheduler}, **flags,
+                                                 add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
