@@ -75,10 +75,11 @@ def prompt_styles(worker: WorkerDep) -> list[dict[str, Any]]:
 
 
 @router.get("/upscalers")
-async def upscalers(worker: WorkerDep) -> list[dict[str, Any]]:
+async def upscalers(state: StateDep) -> list[dict[str, Any]]:
     """The upscalers this worker can run (hires fix's hr_upscaler, extras' upscaler_1/2): None,
-    Lanczos, Nearest, and the model files of --upscaler-dir when spandrel is installed."""
-    entries = await asyncio.to_thread(available_upscalers, worker.settings)
+    Lanczos, Nearest, and the model files of --upscaler-dir when spandrel is installed. Answers
+    while the model is still loading (clients probe it on connect)."""
+    entries = await asyncio.to_thread(available_upscalers, state.settings)
     return [entry.as_a1111() for entry in entries]
 
 
