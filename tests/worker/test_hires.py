@@ -175,3 +175,15 @@ def test_png_info_reads_a_hires_infotext_back(client: httpx.Client) -> None:
     assert params["Denoising strength"] == "0.5" and params["Seed"] == "5"
     assert params["Hires sampler"] == "Use same sampler"  # A1111's defaults for what is not written
     assert "parameters" not in data["items"]
+
+
+@pytest.mark.parametrize(("steps", "strength", "total"), [(10, 0.5, 20), (2, 0.5, 4), (3, 1.0, 3), (7, 0.3, 23),
+                                                          (20, 0.75, 26), (1, 0.01, 100)])
+def test_hires_schedule_runs_exactly_the_hires_steps(steps: int, strength: float, total: int) -> None:
+    """A1111 stretches the schedule to int(steps / strength) and runs its last `steps`; diffusers runs
+    the last int(n x strength) of n: the strength handed to it must give exactly `steps`."""
+    from sdxlpool.worker.generate import hires_schedule
+
+    n, handed = hires_schedule(steps, strength)
+    assert n == total
+    assert min(int(n * handed), n) == steps
