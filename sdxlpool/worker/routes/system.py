@@ -16,6 +16,7 @@ supervisor's (Kubernetes, `sdxlpool up`), never an API caller's. /hypernetworks,
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -23,6 +24,7 @@ from fastapi import APIRouter
 from sdxlpool._memory import ram_usage
 from sdxlpool.worker.deps import StateDep
 from sdxlpool.worker.memory import cuda_memory
+from sdxlpool.worker.upscalers import available_upscalers
 
 router = APIRouter(prefix="/sdapi/v1", tags=["system"])
 
@@ -35,12 +37,13 @@ def face_restorers() -> list[dict[str, Any]]:
 
 
 @router.get("/realesrgan-models")
-def realesrgan_models() -> list[dict[str, Any]]:
-    """A1111's Real-ESRGAN models (`{name, path, scale}`): the worker's model upscalers of that kind."""
-    # TODO(issue 15, merge): answer from the model-upscaler registry of sdxlpool/worker/upscalers.py
-    # (the "hires" branch): each Real-ESRGAN entry as {"name", "path", "scale"}. Until it lands the
-    # worker has no model upscalers, so the list is empty.
-    return []
+async def realesrgan_models(state: StateDep) -> list[dict[str, Any]]:
+    """A1111's Real-ESRGAN models (`{name, path, scale}`): the model upscalers of --upscaler-dir
+    whose file names say ESRGAN (A1111 lists its Real-ESRGAN family by name too); empty without any."""
+    entries = await asyncio.to_thread(available_upscalers, state.settings)
+    return [{"name": entry.name, "path": str(entry.path), "scale": int(entry.scale)}
+            for entry in entries
+            if entry.kind == "model" and entry.path is not None and "esrgan" in entry.path.name.lower()]
 
 
 @router.get("/scripts")
