@@ -14,10 +14,16 @@ one `sdxlpool sim-worker --step-seconds 0 --image-bytes 1500000` (about 2 MB of 
 2. Max requests/s: closed loop with C connections for a fixed time per target, with `wrk` (a POST
    body from a Lua script) when it is installed, else an httpx async client (stated in the output).
 
+3. Request kinds (issue 15): the same seeded txt2img, an img2img (a noisy 1024x1024 PNG upload,
+   ~4 MB of base64, denoising 0.5) and a hires-fix txt2img (512x512 x2) sent direct and through the
+   gateway, interleaved as in 1; per kind the gateway's p50 over the worker's (`kinds`), and that
+   ratio over txt2img's (`kind_ratio_over_txt2img`), which the issue wants about 1 for every kind.
+
 Goal (issue): gateway p50 added latency under 2 ms, and within 2x of nginx's added latency.
 
     python benchmarks/gateway_overhead.py [--requests 300] [--warmup 20] [--concurrency 8 32]
-                                          [--duration 10] [--port 7940] [--out FILE] [--smoke]
+                                          [--duration 10] [--kind-requests 100] [--port 7940]
+                                          [--out FILE] [--smoke]
 
 Needs nginx on PATH (Debian: `apt-get install nginx`); exits 2 with a message when it is missing.
 `--smoke` (CI: tests/benchmarks/test_smoke.py) runs every step at tiny sizes on free ports in seconds,
@@ -30,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import http.client
+import io
 import json
 import os
 import re
@@ -45,6 +53,8 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from sdxlpool.testing.pool import machine, write_report
 from sdxlpool.testing.ports import free_port
@@ -56,6 +66,7 @@ PATH = "/sdapi/v1/txt2img"
 BODY = {"prompt": "a lighthouse on a cliff at dusk, volumetric light, detailed", "negative_prompt": "blurry",
         "steps": 20, "width": 1024, "height": 1024, "seed": 1234, "sampler_name": "Euler", "cfg_scale": 7}
 TARGETS = ("direct", "gateway", "nginx")
+KIND_PATHS = {"txt2img": "/sdapi/v1/txt2img", "img2img": "/sdapi/v1/img2img", "hires": "/sdapi/v1/txt2img"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -66,6 +77,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32], help="closed-loop connections")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per target and concurrency")
     parser.add_argument("--image-bytes", type=int, default=1_500_000)
+    parser.add_argument("--kind-requests", type=int, default=100,
+                        help="sequential requests per target and kind (txt2img, img2img, hires)")
     parser.add_argument("--port", type=int, default=7940, help="worker port; gateway +1, nginx +2 (0: free ports)")
     parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto", help="throughput client")
     parser.add_argument("--out", type=Path, help="JSON file (default results/gateway-overhead-DATE.json)")
@@ -73,11 +86,12 @@ def main() -> int:
                         help="CI check that the script runs: tiny sizes, free ports, httpx client, nginx optional")
     args = parser.parse_args()
     if args.smoke:
-        args.requests, args.warmup, args.concurrency, args.duration = 5, 1, [2], 1.0
+        args.requests, args.warmup, args.concurrency, args.duration, args.kind_requests = 5, 1, [2], 1.0, 3
         args.image_bytes, args.port, args.client = 20_000, 0, "httpx"
     if not (1 <= args.requests <= 100_000 and 0 <= args.warmup <= 10_000 and 0 < args.duration <= 600
-            and all(1 <= c <= 1000 for c in args.concurrency)):
-        parser.error("out of range: requests 1..100000, warmup 0..10000, duration (0, 600], concurrency 1..1000")
+            and all(1 <= c <= 1000 for c in args.concurrency) and 1 <= args.kind_requests <= 10_000):
+        parser.error("out of range: requests 1..100000, warmup 0..10000, duration (0, 600], concurrency 1..1000, "
+                     "kind-requests 1..10000")
 
     nginx = find_nginx()
     if nginx is None and args.smoke:
@@ -138,6 +152,9 @@ def main() -> int:
             client = "httpx AsyncClient in one Python process (wrk not installed: the client may be the bottleneck)"
             throughput = {c: {name: asyncio.run(run_httpx(urls[name], body, c, args.duration)) for name in targets}
                           for c in args.concurrency}
+        kind_bodies = request_kinds(256 if args.smoke else 1024)
+        kinds = measure_kinds({name: ports[name] for name in ("direct", "gateway")}, kind_bodies,
+                              args.kind_requests, args.warmup, args.image_bytes)
         gateway_rss = rss_kib(processes["gateway"].pid)
     finally:
         for name in reversed(list(processes)):
@@ -146,6 +163,7 @@ def main() -> int:
             log.close()
 
     result = summarise(args, latency, throughput, client, nginx, max_queue, gateway_rss)
+    result.update(summarise_kinds(kinds, kind_bodies, args.kind_requests))
     # Other work on the machine during the run (this run's own children are stopped by now).
     result["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     out = args.out or RESULTS / f"gateway-overhead-{time.strftime('%Y-%m-%d')}.json"
@@ -250,8 +268,8 @@ def wrk_version(wrk: str) -> str:
 # --- measurements -------------------------------------------------------------------------------------
 
 
-def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, int]:
-    conn.request("POST", PATH, body=body, headers={"Content-Type": "application/json"})
+def post(conn: http.client.HTTPConnection, body: bytes, path: str = PATH) -> tuple[int, int]:
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
     response = conn.getresponse()
     return response.status, len(response.read())
 
@@ -289,6 +307,79 @@ def measure_latency(ports: dict[str, int], body: bytes, requests: int, warmup: i
         for conn in conns.values():
             conn.close()
     return samples
+
+
+def request_kinds(init_side: int) -> dict[str, dict]:
+    """The same seeded request as txt2img, as an img2img of a noisy init image (PNG cannot compress
+    noise: the upload is as large as a photo's), and as a hires-fix txt2img ending at the same size."""
+    noise = np.random.default_rng(0).integers(0, 256, (init_side, init_side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, format="PNG", compress_level=1)
+    init = base64.b64encode(out.getvalue()).decode("ascii")
+    return {
+        "txt2img": BODY,
+        "img2img": {**BODY, "init_images": [init], "denoising_strength": 0.5},
+        "hires": {**BODY, "width": BODY["width"] // 2, "height": BODY["height"] // 2, "enable_hr": True,
+                  "hr_scale": 2, "hr_upscaler": "Latent", "denoising_strength": 0.5},
+    }
+
+
+def measure_kinds(ports: dict[str, int], bodies: dict[str, dict], requests: int, warmup: int,
+                  image_bytes: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per request of each kind, direct and through the gateway, interleaved as in
+    `measure_latency`; first checks that both answer each kind with the same image."""
+    encoded = {kind: json.dumps(body).encode() for kind, body in bodies.items()}
+    urls = {name: f"http://{HOST}:{port}" for name, port in ports.items()}
+    for kind, body in encoded.items():
+        images = set()
+        for name, url in urls.items():
+            response = httpx.post(url + KIND_PATHS[kind], content=body, headers={"Content-Type": "application/json"},
+                                  timeout=60)
+            if response.status_code != 200:
+                raise RuntimeError(f"{kind} on {name}: HTTP {response.status_code}: {response.text[:200]}")
+            images.add(response.json()["images"][0])
+        if len(images) != 1:
+            raise RuntimeError(f"{kind}: direct and gateway answered different images")
+    conns = {name: http.client.HTTPConnection(HOST, port, timeout=60) for name, port in ports.items()}
+    order = [(kind, name) for kind in encoded for name in ports]
+    samples: dict[str, dict[str, list[float]]] = {kind: {name: [] for name in ports} for kind in encoded}
+    try:
+        for round_no in range(warmup + requests):
+            shift = round_no % len(order)
+            for kind, name in order[shift:] + order[:shift]:
+                started = time.perf_counter()
+                status, size = post(conns[name], encoded[kind], KIND_PATHS[kind])
+                elapsed = time.perf_counter() - started
+                if status != 200 or size < image_bytes:
+                    raise RuntimeError(f"{kind} on {name}: HTTP {status}, {size} bytes in round {round_no}")
+                if round_no >= warmup:
+                    samples[kind][name].append(elapsed)
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return samples
+
+
+def summarise_kinds(kinds: dict[str, dict[str, list[float]]], bodies: dict[str, dict], requests: int) -> dict:
+    """Per kind: direct and gateway p50/p95/mean ms, the gateway's p50 over the worker's, and that
+    ratio over txt2img's."""
+    per_kind = {}
+    for kind, sides in kinds.items():
+        stats = {}
+        for name, values in sides.items():
+            ms = sorted(1000 * v for v in values)
+            stats[name] = {"n": len(ms), "mean": round(statistics.fmean(ms), 3),
+                           **{f"p{p}": round(percentile(ms, p), 3) for p in (50, 95)}}
+        per_kind[kind] = {
+            "direct_ms": stats["direct"], "gateway_ms": stats["gateway"],
+            "added_ms_p50": round(stats["gateway"]["p50"] - stats["direct"]["p50"], 3),
+            "gateway_over_direct_p50": round(stats["gateway"]["p50"] / stats["direct"]["p50"], 4),
+            "request_bytes": len(json.dumps(bodies[kind])),
+        }
+    base = per_kind["txt2img"]["gateway_over_direct_p50"]
+    return {"kinds": per_kind, "kind_requests": requests,
+            "kind_ratio_over_txt2img": {kind: round(v["gateway_over_direct_p50"] / base, 4)
+                                        for kind, v in per_kind.items()}}
 
 
 WRK_SCRIPT = """wrk.method = "POST"
@@ -414,6 +505,13 @@ def markdown(result: dict) -> str:
         f"Goal (p50 added < 2 ms: {goal['p50_added_under_2ms']}; within 2x of nginx: {goal['within_2x_of_nginx']}):"
         f" {'MET' if goal['met'] else 'NOT MET'}",
     ]
+    if "kinds" in result:
+        lines += ["", "| kind | request bytes | direct p50 ms | gateway p50 ms | added p50 ms | gateway/direct p50 |"
+                      " ratio / txt2img's |", "|---|---|---|---|---|---|---|"]
+        for kind, row in result["kinds"].items():
+            lines.append(f"| {kind} | {row['request_bytes']} | {row['direct_ms']['p50']:.2f} | "
+                         f"{row['gateway_ms']['p50']:.2f} | {row['added_ms_p50']:+.2f} | "
+                         f"{row['gateway_over_direct_p50']:.3f} | {result['kind_ratio_over_txt2img'][kind]:.3f} |")
     bad = [f"{name} C={c}: {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors"
            for c, per in result["throughput"].items() for name, r in per.items() if r["non_2xx"] or r["socket_errors"]]
     if bad:

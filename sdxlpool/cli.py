@@ -61,6 +61,9 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--embeddings-dir", type=Path, metavar="DIR",
                         help="SDXL textual-inversion embeddings, used when their name appears in a prompt")
     worker.add_argument("--vae-dir", type=Path, metavar="DIR", help="VAE files selectable by the sd_vae option")
+    worker.add_argument("--upscaler-dir", type=Path, metavar="DIR",
+                        help="upscaler models (ESRGAN, Real-ESRGAN, SwinIR, ... .pth/.safetensors) for hires fix and "
+                             "extras, loaded with spandrel (pip install 'sdxlpool[upscalers]')")
     worker.add_argument("--styles", type=Path, metavar="FILE", help="A1111 styles.csv applied by a request's styles")
     worker.add_argument("--strict", action="store_const", const=True,
                         help="refuse (422) a request with fields or prompt constructs that would not be applied, "
@@ -182,7 +185,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
             "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
-            "vae_dir", "styles", "strict")
+            "vae_dir", "upscaler_dir", "styles", "strict")
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model

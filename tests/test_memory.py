@@ -1,4 +1,5 @@
-"""keep_large_buffers(): glibc's mallopt takes the thresholds (the gateway calls it at start)."""
+"""keep_large_buffers(): glibc's mallopt takes the thresholds (the gateway calls it at start).
+ram_usage(): A1111's /memory ``ram`` of this process, as psutil (A1111's source of it) reads it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from sdxlpool._memory import keep_large_buffers
+from sdxlpool._memory import keep_large_buffers, ram_usage
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
@@ -47,3 +48,18 @@ print(faults() - before)
 
 def test_calling_it_twice_is_harmless() -> None:
     assert keep_large_buffers() == keep_large_buffers()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ram_usage_is_this_process_resident_memory_against_the_machines() -> None:
+    psutil = pytest.importorskip("psutil")
+    before = psutil.Process().memory_info().rss
+    ram = ram_usage()
+    after = psutil.Process().memory_info().rss
+    assert set(ram) == {"free", "used", "total"}
+    assert ram["total"] == psutil.virtual_memory().total
+    assert min(before, after) - 2**20 <= ram["used"] <= max(before, after) + 2**20
+    assert ram["free"] == ram["total"] - ram["used"]
+    held = b"\x01" * (64 * 2**20)  # written, so resident
+    assert ram_usage()["used"] >= ram["used"] + 60 * 2**20
+    del held

@@ -68,10 +68,12 @@ def _openapi_table(spec: dict[str, Any], common: dict[str, str]) -> str:
 
 
 def _body(operation: dict[str, Any]) -> str:
-    """The request body's schema name (its fields are in /openapi.json and /docs)."""
+    """The request body's schema name, or names when it is one of several (its fields are in
+    /openapi.json and /docs)."""
     content = operation.get("requestBody", {}).get("content", {})
-    names = {schema["$ref"].rsplit("/", 1)[-1] for media in content.values()
-             if "$ref" in (schema := media.get("schema", {}))}
+    schemas = [media.get("schema", {}) for media in content.values()]
+    names = {one["$ref"].rsplit("/", 1)[-1] for schema in schemas for one in [schema, *schema.get("anyOf", [])]
+             if "$ref" in one}
     return ", ".join(f"`{name}`" for name in sorted(names)) or ("JSON" if content else "")
 
 

@@ -87,10 +87,23 @@ class HiresParams:
     scheduler: str | None
     prompt: str | None  # None: the first pass's
     negative_prompt: str | None
+    # The request's own hires values, for the infotext (A1111 writes "Hires upscale" or "Hires resize:
+    # XxY" as sent, and "Hires steps" / "Hires upscaler" only when the request set them).
+    scale: float = 2.0
+    resize_x: int = 0
+    resize_y: int = 0
+    steps_set: bool = True
+    upscaler_set: bool = True
 
     @property
     def latent(self) -> bool:
         return self.upscaler in LATENT_UPSCALE_MODES
+
+    @property
+    def steps_run(self) -> int:
+        """Steps the second pass really runs: all `steps` (A1111 stretches the schedule to
+        steps / denoising_strength and runs its last `steps`), none at strength 0."""
+        return self.steps if self.denoising_strength > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -148,10 +161,10 @@ class GenerationParams:
     @property
     def normalised_steps(self) -> float:
         """Denoising work in steps of one 1024x1024 image (the pending_steps metric's unit): the
-        first pass at its size, plus a hires pass's denoised steps at the hires size."""
+        first pass at its size, plus the hires pass's steps (`HiresParams.steps_run`) at the hires size."""
         work = self.first_pass_steps * self.width * self.height
         if self.hires is not None:
-            work += denoised_steps(self.hires.steps, self.hires.denoising_strength) * self.hires.width * self.hires.height
+            work += self.hires.steps_run * self.hires.width * self.hires.height
         return work * self.image_count / _REFERENCE_PIXELS
 
 
@@ -316,6 +329,13 @@ def _hires(request: Txt2ImgRequest, width: int, height: int, steps: int, limits:
     return HiresParams(
         upscale_width=up_w, upscale_height=up_h, width=target_w, height=target_h,
         upscaler=request.hr_upscaler or DEFAULT_HR_UPSCALER, steps=hr_steps, denoising_strength=strength,
-        sampler_name=request.hr_sampler_name or None, scheduler=request.hr_scheduler or None,
+        sampler_name=_unless_same(request.hr_sampler_name), scheduler=_unless_same(request.hr_scheduler),
         prompt=request.hr_prompt or None, negative_prompt=request.hr_negative_prompt or None,
+        scale=request.hr_scale, resize_x=resize_x, resize_y=resize_y, steps_set=bool(request.hr_second_pass_steps),
+        upscaler_set=request.hr_upscaler is not None,
     )
+
+
+def _unless_same(name: str | None) -> str | None:
+    """A hires sampler or schedule: None (the first pass's) when unset or A1111's UI "Use same ..." choice."""
+    return None if not name or name in ("Use same sampler", "Use same scheduler") else name

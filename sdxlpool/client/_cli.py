@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from sdxlpool._args import at_least, between, more_than
 from sdxlpool.client._defaults import API_KEY_ENV, DEFAULT_GATEWAY, GATEWAY_ENV
-from sdxlpool.errors import ConfigError
+from sdxlpool.errors import ConfigError, InvalidRequest
 
 __all__ = ["add_parser", "run_generate", "progress_line", "ProgressView", "Reporter", "summary_lines",
            "png_size", "error_line", "DEFAULT_GATEWAY", "GATEWAY_ENV", "API_KEY_ENV"]
@@ -44,7 +44,8 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     """Register `generate` on the CLI's sub-parsers (`parser.add_subparsers(...)`); returns its parser."""
     gen = subcommands.add_parser(
         "generate", help="generate an image through the gateway, with a progress bar",
-        description="Send one txt2img request to the gateway's WebSocket (/v1/ws), show its progress "
+        description="Send one txt2img (or, with --init-image, img2img; with --mask too, inpainting) request "
+        "to the gateway's WebSocket (/v1/ws), show its progress "
         "(queue, the GPU it runs on, step k/n), write the PNG and print where and how long it ran. "
         "Unset options take the pool's defaults. Exit status: 0 done, 1 the gateway refused or could not "
         "be reached, 2 bad arguments, 130 interrupted (the job is cancelled).")
@@ -65,6 +66,15 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
                      help="seed, for the same image again (default -1: random; the one used is printed)")
     gen.add_argument("--refiner-switch-at", metavar="X", type=_fraction,
                      help="fraction of the steps after which the refiner takes over (0 to 1)")
+    gen.add_argument("--init-image", metavar="PATH", type=Path,
+                     help="img2img: start from this image (PNG, JPEG or WebP); the output takes its size unless "
+                     "--size/--width/--height say otherwise")
+    gen.add_argument("--mask", metavar="PATH", type=Path,
+                     help="inpainting (with --init-image): white where the image is redrawn, the init image's size")
+    gen.add_argument("--denoising-strength", metavar="X", type=_fraction,
+                     help="how much of the init image (or, with --hires, of the first pass) is redrawn, 0 to 1")
+    gen.add_argument("--hires", metavar="SCALE", type=_hires_scale,
+                     help="hires fix: upscale the first pass by SCALE (1 to 8) and denoise it again")
     gen.add_argument("-o", "--output", metavar="PATH", type=Path,
                      help="PNG to write, or a folder for it (default: sdxl-SEED.png here)")
     gen.add_argument("--api-key", metavar="KEY", help=f"the gateway's API key (default ${API_KEY_ENV})")
@@ -129,6 +139,7 @@ def _generate_command(args: argparse.Namespace) -> int:
     width, height = _dimensions(args)
     output = _output(args.output)
     api_key = args.api_key if args.api_key is not None else _environment().api_key or None
+    images = _image_fields(args)
 
     # 2. Generate, showing progress on stderr.
     from sdxlpool.client._ws import ClientError, generate
@@ -139,6 +150,7 @@ def _generate_command(args: argparse.Namespace) -> int:
             args.prompt, gateway=gateway, gpus=args.gpu or (), negative_prompt=args.negative, sampler=args.sampler,
             steps=args.steps, cfg_scale=args.cfg, width=width, height=height, seed=args.seed,
             refiner_switch_at=args.refiner_switch_at, api_key=api_key, timeout=args.timeout, on_event=reporter,
+            **images,
         )
     except ClientError as exc:
         reporter.finish()
@@ -371,6 +383,47 @@ def _dimensions(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return args.width, args.height
 
 
+def _image_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields of --init-image, --mask, --denoising-strength and --hires: each file read
+    and checked to be an image here (a bad one exits 2 before anything is sent)."""
+    fields: dict[str, Any] = {}
+    if args.mask is not None and args.init_image is None:
+        raise ConfigError("--mask: inpainting needs --init-image too")
+    if args.init_image is not None:
+        fields["init_images"] = [_image_file("--init-image", args.init_image)]
+    if args.mask is not None:
+        fields["mask"] = _image_file("--mask", args.mask)
+    if args.denoising_strength is not None:
+        if args.init_image is None and args.hires is None:
+            raise ConfigError("--denoising-strength: applies to --init-image or --hires; give one of them")
+        fields["denoising_strength"] = args.denoising_strength
+    if args.hires is not None:
+        if args.init_image is not None:
+            raise ConfigError("--hires: hires fix is for txt2img; it does not go with --init-image")
+        fields.update(enable_hr=True, hr_scale=args.hires)
+    return fields
+
+
+_MAX_INPUT_PIXELS = 6144 * 6144  # the pool's own bound (RequestLimits.max_input_pixels); it checks again
+
+
+def _image_file(flag: str, path: Path) -> str:
+    """The file as base64, once its header shows an image PIL reads (PNG, JPEG, WebP, ...)."""
+    import base64
+
+    from sdxlpool._images import probe_image
+
+    try:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    try:
+        probe_image(flag, data, max_pixels=_MAX_INPUT_PIXELS)
+    except InvalidRequest as exc:
+        raise ConfigError(f"{flag} {path}: {exc.message}") from None
+    return data
+
+
 def _output(path: Path | None) -> Path | None:
     """Check, before any GPU work, that the PNG can go where asked (a file, or a folder for it)."""
     if path is None or path.is_dir():
@@ -388,6 +441,7 @@ _positive_float = more_than(float, 0)
 _cfg = at_least(float, 0)
 _fraction = between(float, 0, 1)
 _seed = at_least(int, -1, rule="-1 (random) or more")
+_hires_scale = between(float, 1, 8)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -170,7 +170,8 @@ def generate(
 
     `gateway` defaults to $SDXLPOOL_GATEWAY_URL, else http://127.0.0.1:8080; `api_key` to
     $SDXLPOOL_API_KEY. `gpus` are the allowed GPU models, preferred first (default: any). Options
-    left None take the pool's defaults; `fields` are passed on as further A1111 txt2img fields.
+    left None take the pool's defaults; `fields` are passed on as further A1111 fields: txt2img's, or
+    with `init_images` (base64 images) img2img's (`mask`, `denoising_strength`, ...).
     `on_event` sees every event as it arrives (queued, assigned, progress, done/error).
     Raises a `ClientError` (see the module docstring) when no image comes back.
     """

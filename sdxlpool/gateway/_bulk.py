@@ -1,4 +1,5 @@
-"""The one request on the gateway's hot path: POST a txt2img to a worker, read its whole answer.
+"""The one request on the gateway's hot path: POST a generation (or extras, png-info) to a worker,
+read its whole answer.
 
 A worker's answer is megabytes of base64 PNG. Everything else the gateway sends (scrapes,
 /progress, /interrupt) is small and goes through httpx; this one goes straight to aiohttp, whose

@@ -12,13 +12,16 @@ Only a SHA-256 of each key is stored (keys are long random strings, so a fast ha
 salt is needed against guessing a 256-bit secret). A presented key is hashed and compared with
 every entry in constant time (`hmac.compare_digest`, no early exit), so response timing does not
 tell how much of a guess was right. With keys configured, generation requests need one
-(`Authorization: Bearer KEY`, or `X-API-Key: KEY`; WebSocket clients that cannot set headers
+(`Authorization: Bearer KEY`, or `X-API-Key: KEY`, or HTTP Basic with the key as password for
+A1111 clients that only know A1111's `--api-auth`; WebSocket clients that cannot set headers
 may pass `?api_key=KEY`): none or a wrong one is 401. Without a keys file the gateway is open and
 clients are told apart by address.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import math
@@ -97,12 +100,26 @@ class ApiKeys:
 
 
 def presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
-    """The key a client sent: `Authorization: Bearer KEY`, `X-API-Key: KEY`, or `?api_key=KEY`."""
+    """The key a client sent: `Authorization: Bearer KEY`, `X-API-Key: KEY`, `?api_key=KEY`, or
+    HTTP Basic with the key as the password (any user name): the only credential A1111 clients
+    such as Open WebUI and SillyTavern can send, since A1111 itself knows only `--api-auth user:pass`."""
     authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    if scheme.lower() == "basic" and value.strip():
+        password = _basic_password(value.strip())
+        if password:
+            return password
     return headers.get("x-api-key") or (query or {}).get("api_key") or None
+
+
+def _basic_password(credentials: str) -> str | None:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return decoded.partition(":")[2] or None
 
 
 def load_api_keys(path: Path) -> ApiKeys:

@@ -19,8 +19,9 @@ from pydantic import Field
 from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
-from sdxlpool.api.a1111 import Txt2ImgRequest
-from sdxlpool.gateway.routes import generate, health, pool, txt2img, web
+from sdxlpool.api.a1111 import Img2ImgRequest, Txt2ImgRequest
+from sdxlpool.gateway.kinds import KINDS
+from sdxlpool.gateway.routes import caller, forwarded, generate, health, pool, web
 from sdxlpool.gateway.service import GatewayService
 from sdxlpool.gateway.settings import GatewaySettings
 
@@ -47,28 +48,44 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                            "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
                                            "X-SDXL-Attempts"])
     install_error_handlers(app)
-    for module in (txt2img, generate, pool, health, web):
+    for module in (forwarded, generate, pool, caller, health, web):
         app.include_router(module.router, responses=error_responses())
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app
 
 
+_GPUS = Field(None, description="allowed GPU models, preferred first (or X-SDXL-GPU)")
+
+
 class GatewayTxt2ImgRequest(Txt2ImgRequest):
     """What POST /sdapi/v1/txt2img and /v1/generate take: A1111's txt2img fields plus `gpus`."""
 
-    gpus: list[str] | str | None = Field(None, description="allowed GPU models, preferred first (or X-SDXL-GPU)")
+    gpus: list[str] | str | None = _GPUS
+
+
+class GatewayImg2ImgRequest(Img2ImgRequest):
+    """What POST /sdapi/v1/img2img takes (and /v1/generate, with `init_images`): A1111's img2img
+    fields plus `gpus`."""
+
+    gpus: list[str] | str | None = _GPUS
 
 
 def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
-    """The routes take any JSON object (the workers validate it, unknown fields pass through), so
-    FastAPI documents a bare object; the document names the A1111 fields instead."""
+    """The routes take any JSON object (checked by the gateway, then by the workers; unknown fields
+    pass through), so FastAPI documents a bare object; the document names the A1111 fields instead."""
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
-        body = GatewayTxt2ImgRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(body.pop("$defs", {}))
-        components[GatewayTxt2ImgRequest.__name__] = body
-        for path in ("/sdapi/v1/txt2img", "/v1/generate"):
+        bodies: dict[str, Any] = {kind.path: kind.model for kind in KINDS.values()}
+        bodies.update({"/sdapi/v1/txt2img": GatewayTxt2ImgRequest, "/sdapi/v1/img2img": GatewayImg2ImgRequest,
+                       "/v1/generate": [GatewayTxt2ImgRequest, GatewayImg2ImgRequest]})
+        for path, models in bodies.items():
+            refs = []
+            for model in models if isinstance(models, list) else [models]:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+                refs.append({"$ref": f"#/components/schemas/{model.__name__}"})
             content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-            content["schema"] = {"$ref": f"#/components/schemas/{GatewayTxt2ImgRequest.__name__}"}
+            content["schema"] = refs[0] if len(refs) == 1 else {"anyOf": refs}
     return app.openapi_schema  # type: ignore[return-value]

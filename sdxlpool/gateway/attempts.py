@@ -56,6 +56,7 @@ class AttemptFailure:
 class AttemptStarted:
     attempt: int
     state: BackendState
+    task_id: str = ""  # the attempt's force_task_id: the job's name in its worker's /progress
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
-"""Send one txt2img to the pool: pick a worker, watch it, and fail over without losing the request.
+"""Send one request to the pool: pick a worker, watch it, and fail over without losing the request.
 
-Steps of `forward_txt2img`:
+`forward(kind, body, ...)` sends any kind of request (kinds.py: txt2img, img2img, the extras,
+png-info) to the worker route `kind.path`, the same way. Its steps:
 
-  1. fix the seed: `seed: -1` becomes a concrete number *before* the first attempt, so a retry on
-     another worker makes the image the first would have (workers draw noise on the CPU)
+  1. a generation (txt2img, img2img) gets its seed fixed: `seed: -1` becomes a concrete number
+     *before* the first attempt, so a retry on another worker makes the image the first would have
+     (workers draw noise on the CPU; an img2img's init image travels unchanged with every attempt)
   2. per attempt (at most `max_attempts`, never the same worker twice):
      2a. ask the scheduler for the best worker not tried yet among the allowed GPU models
      2b. count the request against that worker at once (a burst between two scrapes spreads out)
      2c. send it, while a watchdog polls the worker's /progress: no progress for
          `progress_deadline` seconds means a hung worker, and the attempt is abandoned (the
-         worker is interrupted in the background, the failover does not wait for it)
+         worker is interrupted in the background, the failover does not wait for it). Extras and
+         png-info run no denoising steps, so nothing on /progress would move: they are bounded by
+         `attempt_timeout` alone
      2d. success -> done; the client's own error (4xx) -> answered as is; refused, reset, 5xx,
          timeout or hang -> mark the worker down (circuit breaker) and try the next one; a full
          worker queue (503 queue_full) -> try the next one, and when every worker tried was
@@ -19,11 +23,14 @@ Steps of `forward_txt2img`:
 
 The loop talks to workers only through a `WorkerTransport` (transport.py): the real one is HTTP, a
 test's is in memory. Each abandoned attempt becomes an `AttemptFailure` record (attempts.py) in
-`Forwarded.failures`. With a `listener` (the WebSocket and streaming API), each attempt is named
-with A1111's `force_task_id`, reported as `AttemptStarted`, and the watchdog polls more often and
-reports the steps of *that* job (the worker's /progress names the running job) as `ProgressSeen`;
-`events.stream_listener` turns those into the wire events. With `explain_routing`, every
-attempt's scheduler decision is kept, explained, in `Forwarded.routing` (or on the error raised).
+`Forwarded.failures`. Each attempt of a generation is named with A1111's `force_task_id`
+(`sdxlpool-<request>-<attempt>`; a client's own id is the gateway's to keep, `caller_tasks.py`),
+and `on_attempt` hears each `AttemptStarted` (which worker runs which name: the per-caller
+/progress, interrupt and skip). With a `listener` (the WebSocket and streaming API), the attempts
+are reported to it too, and the watchdog polls more often and reports the steps of *that* job (the
+worker's /progress names the running job) as `ProgressSeen`; `events.stream_listener` turns those
+into the wire events. With `explain_routing`, every attempt's scheduler decision is kept,
+explained, in `Forwarded.routing` (or on the error raised).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +57,12 @@ from sdxlpool.gateway.attempts import (
     ProgressSeen,
 )
 from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.kinds import RequestKind
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Decision, RouteRequest, Scheduler
 from sdxlpool.gateway.transport import TransportFailure, TransportTimeout, WorkerTransport
 
-__all__ = ["Forwarded", "ForwardError", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward_txt2img",
+__all__ = ["Forwarded", "ForwardError", "NoBackend", "AllAttemptsFailed", "WorkersFull", "forward",
            "fix_seeds", "exhausted", "RoutingTrace"]
 
 log = logging.getLogger(__name__)
@@ -132,7 +140,8 @@ def fix_seeds(body: dict[str, Any], rng: random.Random | None = None) -> dict[st
     return fixed
 
 
-async def forward_txt2img(
+async def forward(
+    kind: RequestKind,
     body: dict[str, Any],
     *,
     cost: float,
@@ -148,11 +157,13 @@ async def forward_txt2img(
     explain_routing: bool = False,
     headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
     loras: frozenset[str] = frozenset(),
+    on_attempt: Callable[[AttemptStarted], None] | None = None,
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
     # 1. Fix the seed.
-    body = fix_seeds(body)
+    if kind.generation:
+        body = fix_seeds(body)
     request_id = uuid.uuid4().hex[:12]
     tried: set[str] = set()
     failures: list[AttemptFailure] = []
@@ -175,15 +186,22 @@ async def forward_txt2img(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
-        if listener is None:
-            watch = _Watch(progress_deadline)
+        task_id = f"sdxlpool-{request_id}-{attempt}"  # the attempt's force_task_id: its worker's /progress names it
+        if not kind.generation:  # extras and png-info run no denoising steps (nothing on /progress to watch)
+            watch = _Watch(None)
+        elif listener is None:
+            watch = _Watch(progress_deadline, task_id=task_id)
         else:
-            watch = _Watch(progress_deadline, attempt=attempt, task_id=f"sdxlpool-{request_id}-{attempt}",
-                           poll=progress_poll, listener=listener)
-            listener(AttemptStarted(attempt, state))
+            watch = _Watch(progress_deadline, attempt=attempt, task_id=task_id, poll=progress_poll, listener=listener)
+        started_event = AttemptStarted(attempt, state, task_id)
+        if on_attempt is not None:
+            on_attempt(started_event)
+        if listener is not None:
+            listener(started_event)
         try:
             # 2c. Send and watch.
-            status, content, payload = await _attempt(transport, state, body, attempt_timeout, watch, headers)
+            status, content, payload = await _attempt(transport, state, kind.path, body, attempt_timeout, watch,
+                                                      headers)
         except _AttemptFailed as exc:
             failure = AttemptFailure(state.backend.name, attempt, exc.kind, exc.detail, time.monotonic() - now)
             failures.append(failure)
@@ -229,7 +247,7 @@ def _explained(attempt: int, decision: Decision) -> dict[str, Any]:
 class _Watch:
     """How one attempt is watched: the hang deadline, and for a listener, its job's progress."""
 
-    deadline: float
+    deadline: float | None  # None: not watched (no progress to see), bounded by the attempt timeout only
     attempt: int = 0
     task_id: str | None = None  # sent as force_task_id, so /progress shows whether our job runs
     poll: float = 1.0
@@ -237,15 +255,16 @@ class _Watch:
 
 
 async def _attempt(
-    transport: WorkerTransport, state: BackendState, body: dict[str, Any], timeout: float, watch: _Watch,
-    headers: Mapping[str, str] | None = None,
+    transport: WorkerTransport, state: BackendState, path: str, body: dict[str, Any], timeout: float,
+    watch: _Watch, headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes, Any]:
     """(status, body bytes, decoded body or None), or `_AttemptFailed` saying why not."""
     backend = state.backend
     if watch.task_id is not None:
         body = {**body, "force_task_id": watch.task_id}
-    request = asyncio.ensure_future(transport.send_txt2img(backend, body, timeout=timeout, headers=headers))
-    watchdog = asyncio.ensure_future(_watch_progress(transport, state, watch))
+    request = asyncio.ensure_future(transport.send(backend, path, body, timeout=timeout, headers=headers))
+    watchdog: asyncio.Future[Any] = (asyncio.ensure_future(_watch_progress(transport, state, watch))
+                                     if watch.deadline is not None else asyncio.get_running_loop().create_future())
     try:
         done, _ = await asyncio.wait({request, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         if request not in done:
@@ -299,6 +318,7 @@ async def _watch_progress(transport: WorkerTransport, backend: BackendState, wat
 
     Meanwhile report our job's steps to `watch.listener`, each change once.
     """
+    assert watch.deadline is not None
     poll = min(watch.poll, watch.deadline / 4)
     last: tuple[Any, ...] | None = None
     last_change = time.monotonic()

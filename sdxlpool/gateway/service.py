@@ -10,13 +10,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
-from sdxlpool.api.a1111 import Txt2ImgRequest
-from sdxlpool.api.generation import resolve_request
 from sdxlpool.api.gpu import normalize_gpu_name
 from sdxlpool.api.strict import STRICT_HEADER, check_strict
 from sdxlpool.errors import InvalidRequest, RequestError
@@ -24,11 +22,20 @@ from sdxlpool.gateway import events
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
-from sdxlpool.gateway.api_keys import ApiKeys, Unauthorized, load_api_keys
+from sdxlpool.gateway.api_keys import ApiKeys, Caller, Unauthorized, load_api_keys
+from sdxlpool.gateway.caller_options import VAE_SPECIAL, CallerOptions, check_options
+from sdxlpool.gateway.caller_tasks import (
+    CallerTask,
+    CallerTasks,
+    internal_answer,
+    is_running,
+    progress_answer,
+)
 from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
-from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward_txt2img
+from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward
+from sdxlpool.gateway.kinds import IMG2IMG, TXT2IMG, RequestKind
 from sdxlpool.gateway.metrics import GatewayMetrics
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Scheduler, default_scheduler
@@ -36,12 +43,12 @@ from sdxlpool.gateway.routing_file import load_routing_file
 from sdxlpool.gateway.scraper import scrape_forever
 from sdxlpool.gateway.settings import GatewaySettings
 from sdxlpool.gateway.transport import HttpWorkerTransport, WorkerTransport
-from sdxlpool.prompts import LORA_KINDS, extract_networks
 
 __all__ = ["GatewayService", "WorkerRejected", "WorkersSaturated", "parse_gpu_choice"]
 
 log = logging.getLogger(__name__)
 _CATALOG_TIMEOUT = 5.0  # seconds a worker has to answer a catalog GET
+_PROGRESS_TIMEOUT = 2.0  # seconds a worker has to answer a caller's /progress
 
 
 def parse_gpu_choice(text: str | list[str] | None) -> tuple[str, ...]:
@@ -105,6 +112,10 @@ class GatewayService:
                                    queue_size=settings.queue_size, queue_deadline=settings.queue_deadline)
         self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
+        # A1111's per-client state, per caller: their requests in flight (progress, interrupt, skip)
+        # and their options (caller_tasks.py, caller_options.py).
+        self.caller_tasks = CallerTasks()
+        self.caller_options = CallerOptions()
 
     async def start(self) -> None:
         settings = self.settings
@@ -143,10 +154,16 @@ class GatewayService:
         return any(state.available(now) and (state.metrics is not None or (
             state.backend.kind == "a1111" and state.scraped_at is not None)) for state in self.pool.states())
 
-    async def txt2img(self, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
-                      api_key: str | None = None, on_event: EventSink | None = None,
-                      debug_routing: bool = False, strict: bool | None = None) -> Forwarded:
-        """Admit and forward one request. `debug_routing`: keep every attempt's explained scheduler
+    async def txt2img(self, raw: dict[str, Any], **options: Any) -> Forwarded:
+        """`route(TXT2IMG, raw, ...)`."""
+        return await self.route(TXT2IMG, raw, **options)
+
+    async def route(self, kind: RequestKind, raw: dict[str, Any], *, gpu_header: str | None, client: str = "",
+                    api_key: str | None = None, on_event: EventSink | None = None,
+                    debug_routing: bool = False, strict: bool | None = None) -> Forwarded:
+        """Admit and forward one request of `kind` (kinds.py: txt2img, img2img, the extras,
+        png-info), every kind the same way: checked first (images included, by their headers), then
+        admitted, routed, failed over. `debug_routing`: keep every attempt's explained scheduler
         decision (`Forwarded.routing`, or `routing` on the error raised). `strict` (the request's
         X-SDXL-Strict; None: --strict): fields that would not be applied are refused here, before
         routing, and the decision goes on to the worker in the same header for the rest."""
@@ -161,28 +178,37 @@ class GatewayService:
             # Admission: who calls (API key), their rate, then room in the pool (waiting in the
             # gateway queue if need be, by priority). Input is checked before any of it.
             caller = self.api_keys.caller(api_key, client)
-            params = resolve_request(_validated(body), self.settings.defaults, self.settings.limits)
+            if kind.generation:
+                body = self.caller_options.apply(caller.identity, body)  # the caller's POST /options values
+            if kind.uploads:  # base64-decoding megabytes of images would hold up every other request
+                checked = await asyncio.to_thread(kind.check, body, self.settings.defaults, self.settings.limits)
+            else:
+                checked = kind.check(body, self.settings.defaults, self.settings.limits)
             strict_now = self.settings.strict if strict is None else strict
-            check_strict(params.ignored_fields, strict_now)
+            check_strict(checked.ignored_fields, strict_now)
             # Unasked and not strict here: no header, so a worker's own --strict decides.
             headers = {STRICT_HEADER: "1" if strict_now else "0"} if strict_now or strict is not None else None
             self.rate_limiter.check(caller.identity, time.monotonic(), per_minute=caller.rate_per_minute,
                                     burst=caller.burst)
             if on_event is not None:
                 on_event(events.queued(self.admission.waiting))
-            waited = await self.admission.admit(allowed, caller.priority)
+            task = self.caller_tasks.begin(caller.identity, body.get("force_task_id"))
             try:
-                forwarded = await forward_txt2img(
-                    body, cost=params.normalised_steps, allowed_gpus=allowed, pool=self.pool,
+                waited = await self.admission.admit(allowed, caller.priority)
+                forwarded = await forward(
+                    kind, body, cost=checked.cost, allowed_gpus=allowed, pool=self.pool,
                     scheduler=self.scheduler, transport=self.transport,
                     max_attempts=self.settings.max_attempts, attempt_timeout=self.settings.attempt_timeout,
                     progress_deadline=self.settings.progress_deadline,
                     listener=events.stream_listener(on_event) if on_event is not None else None,
                     progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
-                    loras=_lora_names(params.prompt),
+                    loras=checked.loras,
+                    on_attempt=lambda started: self.caller_tasks.sent(task, started.state, started.task_id),
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
                 raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None
+            finally:
+                self.caller_tasks.end(task)
             for failure in forwarded.failures:
                 self.metrics.failovers.labels(failure.worker, failure.kind.value).inc()
             self.metrics.attempts.observe(forwarded.attempts)
@@ -215,6 +241,7 @@ class GatewayService:
                        strict: bool | None = None) -> dict[str, Any]:
         """The native API: A1111 fields plus `gpus` (and `debug_routing`); the result in
         `events.result`'s shape, plus `routing` when asked for (the field or `debug_routing`).
+        A body with `init_images` is an img2img (inpainting with a `mask`), any other a txt2img.
 
         A worker's own refusal (an unknown sampler, say) is raised as `WorkerRejected` with its
         status, code and detail, so every caller reports errors one way.
@@ -222,8 +249,9 @@ class GatewayService:
         started = time.monotonic()
         raw = dict(raw)
         debug_routing = _debug_routing_field(raw.pop("debug_routing", None)) or debug_routing
-        forwarded = await self.txt2img(raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
-                                       debug_routing=debug_routing, strict=strict)
+        kind = IMG2IMG if raw.get("init_images") is not None else TXT2IMG
+        forwarded = await self.route(kind, raw, gpu_header=None, client=client, api_key=api_key, on_event=on_event,
+                                     debug_routing=debug_routing, strict=strict)
         if forwarded.status_code >= 400 or forwarded.state is None:
             raise WorkerRejected.from_answer(forwarded.status_code, forwarded.body)
         native = events.result(forwarded.body, forwarded.state, attempts=forwarded.attempts,
@@ -231,6 +259,72 @@ class GatewayService:
         if forwarded.routing is not None:
             native["routing"] = forwarded.routing
         return native
+
+    # -- A1111's per-client state, per caller (caller_tasks.py, caller_options.py) ----------------------
+    def caller(self, api_key: str | None, client: str) -> Caller:
+        """Who calls (`Unauthorized` when keys are configured and this one is not valid)."""
+        return self.api_keys.caller(api_key, client)
+
+    async def caller_progress(self, identity: str, *, current_image: bool) -> dict[str, Any]:
+        """GET /sdapi/v1/progress for this caller: its running job, else a queued or idle answer."""
+        tasks = [replace(task) for task in self.caller_tasks.of(identity)]  # as they are now
+        answers = await asyncio.gather(*(self._read_progress(task, current_image) for task in tasks))
+        return progress_answer(tasks, list(answers))
+
+    async def caller_internal_progress(self, identity: str, task_id: str, *, id_live_preview: int,
+                                       live_preview: bool) -> dict[str, Any]:
+        """POST /internal/progress: the caller's task `task_id`, in A1111's internal shape."""
+        tasks = self.caller_tasks.of(identity)
+        found = self.caller_tasks.find(identity, task_id)
+        task = replace(found) if found is not None else None
+        answer = await self._read_progress(task, live_preview) if task is not None else None
+        position = tasks.index(found) + 1 if found is not None else 0
+        return internal_answer(task, answer, completed=self.caller_tasks.completed(identity, task_id),
+                               position=position, queued=len(tasks), id_live_preview=id_live_preview,
+                               live_preview=live_preview)
+
+    async def stop_caller_jobs(self, identity: str, *, skip: bool = False) -> bool:
+        """Interrupt (or `skip` the current batch of) the caller's running job(s), and only those;
+        True when one was running. An sdxlpool worker is told the job's name, so it stops nothing
+        else even when the job ended a moment ago (caller_tasks.py)."""
+        tasks = [replace(task) for task in self.caller_tasks.of(identity) if task.state is not None]
+        answers = await asyncio.gather(*(self._read_progress(task, False) for task in tasks))
+        running = [task for task, answer in zip(tasks, answers, strict=True) if is_running(answer, task)]
+        for task in running:
+            assert task.state is not None
+            backend = task.state.backend
+            name = task.attempt_id if backend.kind == "sdxlpool" else None
+            stop = self.transport.skip if skip else self.transport.interrupt
+            await stop(backend, task_id=name)
+        return bool(running)
+
+    async def _read_progress(self, task: CallerTask, current_image: bool) -> dict[str, Any] | None:
+        if task.state is None:
+            return None
+        return await self.transport.read_progress(task.state.backend, timeout=_PROGRESS_TIMEOUT,
+                                                  current_image=current_image)
+
+    async def caller_options_view(self, identity: str) -> dict[str, Any]:
+        """GET /sdapi/v1/options: the pool's options (a worker's) under the caller's own values."""
+        pool = await self.any_backend_get("/sdapi/v1/options")
+        return self.caller_options.view(identity, pool if isinstance(pool, dict) else {})
+
+    async def set_caller_options(self, identity: str, values: Any) -> None:
+        """POST /sdapi/v1/options: check the values against what the pool has, then store them for
+        this caller only (caller_options.py); no worker's options change."""
+        if not isinstance(values, dict):
+            raise InvalidRequest("body", "must be a JSON object of option names and values")
+        checkpoints = await self._pool_list("/sdapi/v1/sd-models") if values.get("sd_model_checkpoint") else []
+        vae = values.get("sd_vae")
+        vaes = await self._pool_list("/sdapi/v1/sd-vae") if vae is not None and vae not in VAE_SPECIAL else []
+        self.caller_options.set(identity, check_options(values, checkpoints=checkpoints, vaes=vaes))
+
+    async def _pool_list(self, path: str) -> list[dict[str, Any]]:
+        """Every available worker's A1111 list at `path`, entries together; 503 when none answers."""
+        replies = [reply for reply in await self.each_backend("GET", path) if reply.ok and isinstance(reply.body, list)]
+        if not replies:
+            raise NoBackend("no worker answered")
+        return [entry for reply in replies for entry in reply.body if isinstance(entry, dict)]
 
     async def any_backend_get(self, path: str) -> Any:
         """A read-only A1111 endpoint answered by the first healthy worker (the pool shares a model)."""
@@ -255,23 +349,6 @@ def _debug_routing_field(value: Any) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     raise InvalidRequest("debug_routing", f"must be true or false, got {value!r}")
-
-
-def _lora_names(prompt: str) -> frozenset[str]:
-    """The LoRAs a prompt calls, for the lora_affinity scorer (a malformed call: none; the worker says why)."""
-    try:
-        _text, calls = extract_networks(prompt)
-    except ValueError:
-        return frozenset()
-    return frozenset(c.name for c in calls if c.kind in LORA_KINDS)
-
-
-def _validated(body: dict[str, Any]) -> Txt2ImgRequest:
-    try:
-        return Txt2ImgRequest.model_validate(body)
-    except ValidationError as exc:  # 422 naming the field, like the workers' FastAPI validation
-        first = exc.errors()[0]
-        raise InvalidRequest(".".join(str(part) for part in first["loc"]) or "body", first["msg"]) from None
 
 
 def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, float], None]) -> Scheduler:

@@ -2,11 +2,16 @@
 
 The loop (forward.py) needs three things from a worker, and nothing else:
 
-    send_txt2img(backend, body, timeout[, headers]) -> (status, body bytes)   the request itself
+    send(backend, path, body, timeout[, headers]) -> (status, body bytes)     the request itself
+                                    (path: /sdapi/v1/txt2img, img2img, the extras, png-info)
     read_progress(backend, timeout)       -> /progress answer, or None when there is no answer
-    interrupt(backend)                                              stop its running job
+    interrupt(backend[, task_id])                                   stop its running job
 
-`HttpWorkerTransport` is the real one: aiohttp for the txt2img POST, whose answer is megabytes
+and, for the per-caller A1111 routes (caller_tasks.py), `skip(backend[, task_id])`: end the
+running job's current batch. With `task_id`, an sdxlpool worker acts only when its running job
+has that name (`?id_task=`); a plain A1111 server ignores the parameter.
+
+`HttpWorkerTransport` is the real one: aiohttp for the request's POST, whose answer is megabytes
 (`_bulk.py`: read in one piece, never decoded here), httpx for the small /progress and /interrupt.
 Tests give the loop an in-memory fake instead (tests/gateway/test_forward_seam.py), the way httpx
 takes a `MockTransport`.
@@ -29,14 +34,14 @@ from sdxlpool.gateway.backends import Backend
 
 __all__ = ["WorkerTransport", "HttpWorkerTransport", "TransportError", "TransportTimeout", "TransportFailure"]
 
-TXT2IMG_PATH = "/sdapi/v1/txt2img"
 PROGRESS_PATH = "/sdapi/v1/progress"
 INTERRUPT_PATH = "/sdapi/v1/interrupt"
+SKIP_PATH = "/sdapi/v1/skip"
 _INTERRUPT_TIMEOUT_SECONDS = 2.0
 
 
 class TransportError(UpstreamError):
-    """The worker gave no answer to a txt2img."""
+    """The worker gave no answer to a request."""
 
 
 class TransportTimeout(TransportError):
@@ -48,46 +53,61 @@ class TransportFailure(TransportError):
 
 
 class WorkerTransport(Protocol):
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
-                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
-        """POST `body` (with `headers`, when given) to the worker's txt2img; its status and body bytes."""
+    async def send(self, backend: Backend, path: str, body: Mapping[str, Any], *, timeout: float,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        """POST `body` (with `headers`, when given) to the worker's `path`; its status and body bytes."""
         ...
 
-    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
-        """The worker's /progress JSON object (without the current image); None: no answer."""
+    async def read_progress(self, backend: Backend, *, timeout: float,
+                            current_image: bool = False) -> dict[str, Any] | None:
+        """The worker's /progress JSON object (without the live preview unless `current_image`);
+        None: no answer."""
         ...
 
-    async def interrupt(self, backend: Backend) -> None:
-        """Ask the worker to stop the job it runs; never raises (best effort)."""
+    async def interrupt(self, backend: Backend, *, task_id: str | None = None) -> None:
+        """Ask the worker to stop the job it runs (only the one named `task_id`, when given); never
+        raises (best effort)."""
+        ...
+
+    async def skip(self, backend: Backend, *, task_id: str | None = None) -> None:
+        """Ask the worker to end its running job's current batch (as `interrupt`); never raises."""
         ...
 
 
 class HttpWorkerTransport:
-    """`client` (httpx) watches and interrupts; `bulk` (aiohttp) sends the txt2img requests. Both
+    """`client` (httpx) watches and interrupts; `bulk` (aiohttp) sends the requests themselves. Both
     are owned, and closed, by the caller (the gateway service also scrapes with `client`)."""
 
     def __init__(self, client: httpx.AsyncClient, bulk: BulkClient) -> None:
         self._client = client
         self._bulk = bulk
 
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
-                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    async def send(self, backend: Backend, path: str, body: Mapping[str, Any], *, timeout: float,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         try:
-            return await self._bulk.post_json(backend.url + TXT2IMG_PATH, body, timeout=timeout, headers=headers)
+            return await self._bulk.post_json(backend.url + path, body, timeout=timeout, headers=headers)
         except BulkTimeout as exc:
             raise TransportTimeout(str(exc)) from exc
         except BulkTransportError as exc:
             raise TransportFailure(str(exc)) from exc
 
-    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+    async def read_progress(self, backend: Backend, *, timeout: float,
+                            current_image: bool = False) -> dict[str, Any] | None:
         try:
-            response = await self._client.get(backend.url + PROGRESS_PATH, params={"skip_current_image": "true"},
-                                              timeout=timeout)
+            params = {"skip_current_image": "false" if current_image else "true"}
+            response = await self._client.get(backend.url + PROGRESS_PATH, params=params, timeout=timeout)
             answer = response.json()
         except (httpx.HTTPError, ValueError):
             return None
         return answer if isinstance(answer, dict) else None
 
-    async def interrupt(self, backend: Backend) -> None:
+    async def interrupt(self, backend: Backend, *, task_id: str | None = None) -> None:
+        await self._stop(backend, INTERRUPT_PATH, task_id)
+
+    async def skip(self, backend: Backend, *, task_id: str | None = None) -> None:
+        await self._stop(backend, SKIP_PATH, task_id)
+
+    async def _stop(self, backend: Backend, path: str, task_id: str | None) -> None:
+        params = {"id_task": task_id} if task_id is not None else None
         with contextlib.suppress(httpx.HTTPError):
-            await self._client.post(backend.url + INTERRUPT_PATH, timeout=_INTERRUPT_TIMEOUT_SECONDS)
+            await self._client.post(backend.url + path, params=params, timeout=_INTERRUPT_TIMEOUT_SECONDS)

@@ -12,22 +12,29 @@ the metrics, /progress, /interrupt and the A1111 responses are the real worker's
   3. every denoising iteration sleeps step_seconds x batch_size x width x height / 1024^2 and is
      reported to the job, so a whole job takes normalised steps x step_seconds (second-order
      samplers run ~2 iterations per step, as on diffusers) and pending_steps falls step by step.
+     An img2img runs only its denoised steps (`first_pass_steps`: steps x denoising_strength); a
+     hires fix runs a second pass of its denoised steps at the hires size, after the first.
   4. images: one solid colour per image, from a hash of everything that makes a real image differ
-     (checkpoint, prompts, seeds, size, sampler, ...): the same request gives the same image.
+     (checkpoint, prompts, seeds, size, sampler, init images and mask, ...): the same request gives
+     the same image. The size is the request's, or the hires size with hires fix.
+
+Images that are not the simulator's own (an extras route's upscaled upload, say) are encoded as
+real PNGs of their size.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import random
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from sdxlpool.api.generation import GenerationParams
+from sdxlpool.api.generation import GenerationParams, denoised_steps
 from sdxlpool.errors import SDXLPoolError
 from sdxlpool.sim._catalog import sim_iterations, sim_schedules
 from sdxlpool.sim._png import solid_png
@@ -88,7 +95,17 @@ class SimEngine:
         options: RuntimeOptions, control: JobControl,
     ) -> GenerationResult:
         started = time.perf_counter()
-        per_batch = sim_iterations(sampler.sampler, params.steps)
+        # The passes of one batch: (iterations, seconds each). img2img: only the denoised steps.
+        pixels = params.batch_size * params.width * params.height / _REFERENCE_PIXELS
+        passes = [(sim_iterations(sampler.sampler, params.first_pass_steps), self.settings.step_seconds * pixels)]
+        width, height = params.width, params.height
+        if params.hires is not None:  # hires fix: a second pass at the hires size
+            hires = params.hires
+            width, height = hires.width, hires.height
+            passes.append((sim_iterations(sampler.sampler, denoised_steps(hires.steps, hires.denoising_strength)),
+                           self.settings.step_seconds * params.batch_size * width * height / _REFERENCE_PIXELS))
+        per_batch = sum(iterations for iterations, _ in passes)
+        ticks = [tick for iterations, tick in passes for _ in range(iterations)]
         seeds = image_seeds(params.seed, params.image_count)
         subseeds = image_seeds(params.subseed, params.image_count)
 
@@ -100,15 +117,15 @@ class SimEngine:
         stopped = overhead > 0 and not control.wait(overhead)
 
         # 3. Denoising iterations on a schedule of deadlines, so sleep overshoots do not add up.
-        tick = self.settings.step_seconds * params.batch_size * params.width * params.height / _REFERENCE_PIXELS
         deadline = time.perf_counter()
         done = 0
         images: list[SimImage] = []
         for batch_no in range(params.n_iter):
-            if stopped:
+            if not control.on_batch(batch_no):  # interrupted; a skip ended only the batch it hit
+                stopped = True
                 break
-            control.on_batch(batch_no)
-            for _ in range(per_batch):
+            stopped = False
+            for tick in ticks:
                 if fault is not None and done == fault.at:
                     if fault.kind == "fail":
                         raise SimulatedDeviceError(f"simulated device failure after {done} iterations (--fail-rate)")
@@ -127,7 +144,7 @@ class SimEngine:
             # 4. The batch's images (an interrupted batch still returns its images, as A1111 does).
             first = batch_no * params.batch_size
             images.extend(
-                SimImage(params.width, params.height, _colour(base, params, sampler, options, seeds[i], subseeds[i]))
+                SimImage(width, height, _colour(base, params, sampler, options, seeds[i], subseeds[i]))
                 for i in range(first, first + params.batch_size)
             )
 
@@ -135,7 +152,9 @@ class SimEngine:
         return GenerationResult(images=images, seeds=seeds, subseeds=subseeds, infotexts=infotexts,
                                 interrupted=stopped, seconds=time.perf_counter() - started, steps_done=done)
 
-    def encode_png(self, image: SimImage, infotext: str) -> str:
+    def encode_png(self, image: SimImage | Any, infotext: str) -> str:
+        if not isinstance(image, SimImage):  # a PIL image (the extras routes work on the upload itself)
+            return base64.b64encode(_real_png(image, infotext)).decode("ascii")
         png = solid_png(image.width, image.height, image.rgb, {"parameters": infotext}, self.settings.image_bytes)
         return base64.b64encode(png).decode("ascii")
 
@@ -156,10 +175,30 @@ def _colour(
     seed: int, subseed: int,
 ) -> tuple[int, int, int]:
     variation = [subseed, params.subseed_strength] if params.subseed_strength > 0 else None  # as in A1111
+    inputs = [_digest(image) for image in options.init_images] + [_digest(options.mask)]
     key = json.dumps([
         base.sha256, params.prompt, params.negative_prompt, seed, variation,
         params.steps, params.cfg_scale, params.width, params.height, sampler.sampler.name, sampler.schedule.name,
-        astuple(options),
+        astuple(replace(options, init_images=(), mask=None)), inputs,
+        repr(params.img2img), repr(params.hires),
     ])
     red, green, blue = hashlib.sha256(key.encode()).digest()[:3]
     return red, green, blue
+
+
+def _digest(image: Any) -> str | None:
+    """A PIL image's content, hashed: the same upload on any worker gives the same colour."""
+    if image is None:
+        return None
+    return hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()
+
+
+def _real_png(image: Any, infotext: str) -> bytes:
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    if infotext:
+        text.add_text("parameters", infotext)
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=text, compress_level=1)
+    return out.getvalue()

@@ -17,7 +17,7 @@ from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.worker.engine import Engine
-from sdxlpool.worker.routes import catalog, health, options, progress, txt2img
+from sdxlpool.worker.routes import catalog, extras, health, options, progress, system, txt2img
 from sdxlpool.worker.settings import WorkerSettings
 from sdxlpool.worker.state import WorkerState
 
@@ -41,6 +41,6 @@ def create_app(
                   description="AUTOMATIC1111-compatible SDXL API on diffusers")
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     install_error_handlers(app)
-    for module in (txt2img, options, catalog, progress, health):
+    for module in (txt2img, extras, options, catalog, system, progress, health):
         app.include_router(module.router, responses=error_responses(404, 405, 408, 413, 422, 503))
     return app

@@ -21,7 +21,12 @@
          latents back outside the mask after every step
      2d. refiner denoising from the handed-over latents (text_encoder_2 and VAE are shared), its
          steps numbered on from the base's
-     2e. VAE decode; img2img puts the init image's pixels back outside the (blurred) mask
+     2e. hires fix (params.hires, txt2img): the latents upscaled (`_hires_pass`: interpolated in
+         latent space, or decoded, upscaled as pixels and encoded again), cropped to the hires size,
+         then denoised again by an img2img pass over the base's modules, its noise drawn on the CPU
+         from each image's seed at the hires size; with a refiner, the first pass hands over to it
+         and the hires pass runs on the base (A1111's `hires_fix_refiner_pass: first pass`)
+     2f. VAE decode; img2img puts the init image's pixels back outside the (blurred) mask
   3. infotexts, one per image, in A1111's format
 
 img2img runs the last int(steps x denoising_strength) steps of the schedule (at least one), as
@@ -41,7 +46,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sdxlpool.api.generation import GenerationParams
+from sdxlpool.api.generation import GenerationParams, HiresParams
 from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
@@ -55,16 +60,20 @@ from sdxlpool.worker.img2img_inputs import (
 from sdxlpool.worker.infotext import format_infotext
 from sdxlpool.worker.loras import infotext_hashes
 from sdxlpool.worker.samplers import SamplerChoice
+from sdxlpool.worker.upscalers import upscale_latents, upscale_to
 
 __all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext",
            "denoising_steps"]
 
 
 class JobControl(Protocol):
-    def on_batch(self, batch_no: int) -> None: ...
+    def on_batch(self, batch_no: int) -> bool:
+        """Called before each batch; False: the job was interrupted, make no more batches."""
+        ...
 
     def on_step(self, latents: Any) -> bool:
-        """Called after each denoising step; False stops the job at this step."""
+        """Called after each denoising step; False stops the batch at this step (an interrupt stops
+        the job too: the next `on_batch` says so; a skip only ends this batch)."""
         ...
 
     def wait(self, seconds: float) -> bool:
@@ -93,6 +102,12 @@ class RuntimeOptions:
     # and the inpainting mask (PIL) when the request has one.
     init_images: tuple[Any, ...] = ()
     mask: Any = None
+    # hires fix (params.hires): the second pass's sampler (hr_sampler_name/hr_scheduler, else the
+    # first pass's), the pixel upscaler (worker.upscalers.UpscalerEntry; None for the latent modes)
+    # and what runs a model upscaler (ModelUpscalers.run), all resolved by the service.
+    hires_sampler: SamplerChoice | None = None
+    hires_upscaler: Any = None
+    upscale_model: Any = None
 
 
 @dataclass
@@ -163,15 +178,20 @@ def generate(
     if use_refiner and refiner is not None and run_steps:
         with torch.inference_mode():
             refiner_cond = _conditioning(refiner, params, options, total)
+    hires = params.hires
+    hires_sampler = options.hires_sampler or sampler
     images: list[Any] = []
     with _loras_applied(base, options):
         with torch.inference_mode():
             base_cond = _conditioning(base, params, options, total) if run_steps else None
             encoded = _encode_inits(base.pipeline, inputs, options.vae, params) if inputs and run_steps else None
+            hires_cond = None if hires is None else _hires_conditioning(
+                base, params, hires, options, total, _iterations(base.pipeline, hires_sampler, hires.steps))
         for batch_no in range(params.n_iter):
-            if stopped:
+            if not control.on_batch(batch_no):  # interrupted; a skip ended only the batch it hit
+                stopped = True
                 break
-            control.on_batch(batch_no)
+            stopped = False
             batch = slice(batch_no * params.batch_size, (batch_no + 1) * params.batch_size)
             if inputs is not None and (base_cond is None or encoded is None):  # strength 0: no denoising
                 images.extend(_undenoised(inputs, params))
@@ -198,7 +218,12 @@ def generate(
                 out = _denoise(base_pipe, refiner_pipe, base_cond, refiner_cond, params, options, generators,
                                passes, step_callback, lambda: stopped)
 
-                # 2e. Decode; img2img keeps the init image's pixels outside the mask.
+                # 2e. Hires fix: upscale, then the second pass (skipped once interrupted, as A1111 does).
+                if hires is not None and hires_cond is not None and not stopped:
+                    out = _hires_pass(base, params, hires, hires_sampler, options, out, seeds[batch],
+                                      subseeds[batch], hires_cond, step_callback)
+
+                # 2f. Decode; img2img keeps the init image's pixels outside the mask.
                 decoded = _decode(base_pipe, out, options.vae)
             if inputs is not None:
                 decoded = [apply_overlay(image, inputs, i) for i, image in enumerate(decoded)]
@@ -210,7 +235,8 @@ def generate(
     extra = _generation_params(params, inputs)
     infotexts = [
         image_infotext(shown, sampler, base, refiner if use_refiner else None, seeds[i], subseeds[i], i,
-                       vae_name=options.vae_name, vae_hash=options.vae_hash, lora_hashes=lora_hashes, extra=extra)
+                       vae_name=options.vae_name, vae_hash=options.vae_hash, lora_hashes=lora_hashes,
+                       hires_sampler=hires_sampler if hires is not None else None, extra=extra)
         for i in range(len(images))
     ]
     return GenerationResult(
@@ -327,6 +353,108 @@ def _conditioning(
     negative = prompt_schedule(params.negative_prompt or "", total)
     return build_conditioning(positive, negative, pipeline_encoders(checkpoint.pipeline),
                               embeddings=options.embeddings, clip_skip=options.clip_skip)
+
+
+def _hires_conditioning(
+    checkpoint: Checkpoint, params: GenerationParams, hires: HiresParams, options: RuntimeOptions,
+    first_total: int, hires_total: int,
+) -> StepConditioning:
+    """The hires pass's conditioning per step: hr_prompt / hr_negative_prompt (else the first pass's),
+    their edits scheduled over the hires pass (`[a:b:1.5]` switches halfway through it, as in A1111)."""
+    prompt = params.prompt if hires.prompt is None else hires.prompt
+    negative = params.negative_prompt if hires.negative_prompt is None else hires.negative_prompt
+    positive = prompt_schedule(prompt_text(prompt).text, first_total, hires_steps=hires_total)
+    negatives = prompt_schedule(negative or "", first_total, hires_steps=hires_total)
+    return build_conditioning(positive, negatives, pipeline_encoders(checkpoint.pipeline),
+                              embeddings=options.embeddings, clip_skip=options.clip_skip)
+
+
+def hires_schedule(steps: int, denoising_strength: float) -> tuple[int, float]:
+    """(num_inference_steps, strength) for diffusers' img2img so that it runs exactly `steps` steps,
+    the last ones of a longer schedule, as A1111's hires pass does: A1111 stretches the schedule to
+    int(steps / min(strength, 0.999)) and runs its last `steps`; diffusers runs the last
+    int(n x strength), so the strength handed over is chosen to give exactly `steps`."""
+    total = max(steps, int(steps / min(denoising_strength, 0.999)))
+    return total, min(1.0, (steps + 0.5) / total)
+
+
+def _hires_pass(
+    base: Checkpoint, params: GenerationParams, hires: HiresParams, sampler: SamplerChoice, options: RuntimeOptions,
+    latents: Any, seeds: list[int], subseeds: list[int], conditioning: StepConditioning, step_callback: Any,
+) -> Any:
+    """Hires fix's second pass over one batch's first-pass latents; returns the hires latents.
+
+    1. upscale to (upscale_width, upscale_height): a latent mode interpolates the latents; a pixel
+       upscaler gets the decoded images (Lanczos, Nearest or a model) and the VAE encodes them again
+       (the distribution's mean: deterministic);
+    2. crop the middle to (width, height) when hr_resize_x/y asked for another aspect (A1111 truncates
+       the latents the same way);
+    3. an img2img pass over the base's modules: noise drawn on the CPU from each image's seed (and
+       subseed) at the hires size, added at the strength's timestep; `hires.steps` steps, the last
+       ones of a schedule stretched by the strength (`hires_schedule`); progress counted on.
+    """
+    import torch
+
+    with torch.inference_mode():
+        if hires.latent:
+            latents = upscale_latents(latents.float(), hires.upscaler, hires.upscale_height, hires.upscale_width)
+        else:
+            decoded = _decode(base.pipeline, latents, options.vae)
+            upscaled = [upscale_to(options.hires_upscaler, image, hires.upscale_width, hires.upscale_height,
+                                   options.upscale_model) for image in decoded]
+            latents = _encode(base.pipeline, upscaled, options.vae)
+        crop_x = (hires.upscale_width - hires.width) // 8
+        crop_y = (hires.upscale_height - hires.height) // 8
+        latents = latents[:, :, crop_y // 2: latents.shape[2] - (crop_y + 1) // 2,
+                          crop_x // 2: latents.shape[3] - (crop_x + 1) // 2]
+        latents = latents.to(base.pipeline.unet.dtype)
+        if hires.steps_run == 0:
+            return latents  # strength 0: the upscale is the result
+
+        pipe = _img2img_pipeline(base.pipeline, sampler, seeds)
+        total, strength = hires_schedule(hires.steps, hires.denoising_strength)
+        sized = replace(params, width=hires.width, height=hires.height)
+        noise, generators = _initial_noise(pipe, sized, seeds, subseeds, options.eta_noise_seed_delta)
+        noised = _noised(sampler, pipe, latents, noise.to(latents.device), total, hires.steps, seeds)
+        hires_steps = _StepSwitch(conditioning, 0, params.batch_size, step_callback)
+        return pipe(
+            **conditioning.pipeline_kwargs(0),
+            num_images_per_prompt=params.batch_size,
+            generator=generators,
+            image=latents,
+            latents=noised,
+            strength=strength,
+            num_inference_steps=total,
+            guidance_scale=params.cfg_scale,
+            output_type="latent",
+            callback_on_step_end=hires_steps,
+            callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
+        ).images
+
+
+def _noised(sampler: SamplerChoice, pipe: Any, latents: Any, noise: Any, total: int, steps: int, seeds: list[int]) -> Any:
+    """`latents` with `noise` added at the first timestep of the last `steps` of a `total`-step
+    schedule: what the img2img pipeline would add itself, but from the noise drawn here."""
+    scheduler = sampler.build(pipe.scheduler.config, image_seeds=seeds)
+    scheduler.set_timesteps(total)
+    start = (total - steps) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    timestep = scheduler.timesteps[start:start + 1].repeat(latents.shape[0])
+    return scheduler.add_noise(latents, noise.to(latents.dtype), timestep)
+
+
+def _img2img_pipeline(loaded: Any, sampler: SamplerChoice, seeds: list[int]) -> Any:
+    """An SDXL img2img pipeline over the loaded (txt2img) pipeline's modules, with this job's scheduler."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    scheduler = sampler.build(loaded.scheduler.config, image_seeds=seeds)
+    flags = {k: loaded.config[k] for k in ("force_zeros_for_empty_prompt", "requires_aesthetics_score")
+             if k in loaded.config}
+    pipe: Any = StableDiffusionXLImg2ImgPipeline(**{**loaded.components, "scheduler": scheduler}, **flags,
+                                                 add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _loras_applied(base: Checkpoint, options: RuntimeOptions) -> AbstractContextManager[Any]:
@@ -531,6 +659,21 @@ def _decode(pipe: Any, latents: Any, vae: Any = None) -> list[Any]:
     return pipe.image_processor.postprocess(decoded, output_type="pil")
 
 
+def _encode(pipe: Any, images: list[Any], vae: Any = None) -> Any:
+    """PIL images to latents, the inverse of `_decode` (the latent distribution's mean)."""
+    import torch
+
+    vae = vae if vae is not None else pipe.vae
+    pixels = pipe.image_processor.preprocess(images).to(device=vae.device, dtype=vae.dtype)
+    latents = vae.encode(pixels).latent_dist.mode()
+    mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+    if mean is not None and std is not None:
+        mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+        std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+        return (latents - mean_t) * vae.config.scaling_factor / std_t
+    return latents * vae.config.scaling_factor
+
+
 def image_infotext(
     params: GenerationParams,
     sampler: SamplerChoice,
@@ -544,13 +687,20 @@ def image_infotext(
     vae_hash: str | None = None,
     lora_hashes: str | None = None,
     extra: dict[str, Any] | None = None,
+    hires_sampler: SamplerChoice | None = None,
 ) -> str:
     """The A1111 infotext of image `index` of a job (refiner: None when it was not used; vae_*: the
     VAE chosen by sd_vae, None for the checkpoint's own; lora_hashes: "name: hash, ..." of the LoRAs
     applied, as A1111's Lora extension writes them; extra: img2img's A1111 extra_generation_params,
-    "Denoising strength" in A1111's place, the inpainting keys after the refiner's)."""
+    "Denoising strength" in A1111's place, the inpainting keys after the refiner's; hires_sampler:
+    the hires pass's, with params.hires).
+
+    Size is the first pass's, as A1111 writes it; the hires fields follow A1111's txt2img `init`."""
+    hires = params.hires
     extra = dict(extra or {})
     denoising = extra.pop("Denoising strength", None)
+    if denoising is None and hires is not None:
+        denoising = f"{hires.denoising_strength:g}"
     fields: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": sampler.sampler.name,
@@ -567,10 +717,34 @@ def image_infotext(
         "Denoising strength": denoising,
         "Batch size": params.batch_size if params.batch_size > 1 else None,
         "Batch pos": index % params.batch_size if params.batch_size > 1 else None,
+        **(hires_infotext(params, sampler, hires_sampler or sampler) if hires is not None else {}),
         "Refiner": f"{refiner.model_name} [{refiner.short_hash}]" if refiner else None,
         "Refiner switch at": f"{params.refiner_switch_at:g}" if refiner else None,
+        "Hires refiner": "first pass" if refiner and hires is not None else None,
         **extra,
         "Lora hashes": lora_hashes,
         "Version": "sdxlpool",
     }
     return format_infotext(params.prompt, params.negative_prompt, fields)
+
+
+def hires_infotext(params: GenerationParams, sampler: SamplerChoice, hires_sampler: SamplerChoice) -> dict[str, Any]:
+    """The hires fields of an infotext, in A1111's order and with its rules: the sampler and
+    schedule type when they differ from the first pass's, the prompts when given and different,
+    "Hires upscale" (by hr_scale) or "Hires resize" (as sent), and steps and upscaler when set."""
+    hires = params.hires
+    assert hires is not None
+    first_schedule = sampler.schedule.label if sampler.schedule.name != "automatic" else None
+    hires_schedule_label = hires_sampler.schedule.label if hires_sampler.schedule.name != "automatic" else None
+    by_scale = hires.resize_x == 0 and hires.resize_y == 0
+    return {
+        "Hires sampler": hires_sampler.sampler.name if hires_sampler.sampler.name != sampler.sampler.name else None,
+        "Hires prompt": hires.prompt if hires.prompt not in (None, params.prompt) else None,
+        "Hires negative prompt": (hires.negative_prompt if hires.negative_prompt not in (None, params.negative_prompt)
+                                  else None),
+        "Hires schedule type": hires_schedule_label if hires_schedule_label != first_schedule else None,
+        "Hires upscale": f"{hires.scale:g}" if by_scale else None,
+        "Hires resize": None if by_scale else f"{hires.resize_x}x{hires.resize_y}",
+        "Hires steps": hires.steps if hires.steps_set else None,
+        "Hires upscaler": hires.upscaler if hires.upscaler_set else None,
+    }

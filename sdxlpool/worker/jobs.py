@@ -13,6 +13,11 @@ counted in *normalised steps* (one denoising iteration of one 1024x1024 image):
 middle of a long job sees the truth. `step_seconds` is a moving average of the wall time per
 normalised step measured between each job's denoising iterations (one-off work per job, such as
 text encoding and VAE decode, is small next to the steps of a real SDXL image and is left out).
+
+Stopping a running job: `interrupt` ends the whole job at its next step (the images made so far
+are its answer); `skip` ends only the current batch (A1111's Skip: that batch's image is decoded
+from where it got to) and the job goes on with its next `n_iter` batch. Both may name the job
+(`task_id`, the client's `force_task_id`), so a caller stops its own job or nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class Job:
     batch_no: int = 0
     latest_latents: Any = None
     interrupt: threading.Event = field(default_factory=threading.Event)
+    skip_batch: threading.Event = field(default_factory=threading.Event)  # cleared when the next batch starts
+    _woken: threading.Event = field(default_factory=threading.Event, repr=False)  # wakes `wait` for either
 
     @property
     def label(self) -> str:
@@ -77,9 +84,24 @@ class Job:
     def fraction_done(self) -> float:
         return min(1.0, self.iterations_done / self.iterations) if self.iterations else 0.0
 
+    def stop(self) -> None:
+        """Interrupt the whole job at its next step."""
+        self.interrupt.set()
+        self._woken.set()
+
+    def skip(self) -> None:
+        """End the current batch at its next step; the job goes on with its next batch."""
+        self.skip_batch.set()
+        self._woken.set()
+
     # JobControl, called from the GPU thread by the engine's generate():
-    def on_batch(self, batch_no: int) -> None:
+    def on_batch(self, batch_no: int) -> bool:
+        """A batch begins: False when the job was interrupted (stop); a skip only ended the last one."""
         self.batch_no = batch_no
+        self.skip_batch.clear()
+        if not self.interrupt.is_set():
+            self._woken.clear()
+        return not self.interrupt.is_set()
 
     def on_step(self, latents: Any) -> bool:
         now = time.monotonic()
@@ -88,7 +110,7 @@ class Job:
         self.last_step_at = now
         self.iterations_done += 1
         self.latest_latents = latents
-        return not self.interrupt.is_set()
+        return not (self.interrupt.is_set() or self.skip_batch.is_set())
 
     def measured_step_seconds(self) -> float | None:
         """Seconds per normalised step, from the spacing of this job's denoising iterations.
@@ -103,7 +125,9 @@ class Job:
         return per_iteration / (self.cost / self.iterations)
 
     def wait(self, seconds: float) -> bool:
-        return not self.interrupt.wait(seconds)
+        """Sleep up to `seconds`; False when the job was interrupted or its batch skipped."""
+        self._woken.wait(seconds)
+        return not (self.interrupt.is_set() or self.skip_batch.is_set())
 
 
 @dataclass(frozen=True)
@@ -144,7 +168,7 @@ class JobQueue:
 
     async def close(self) -> None:
         if self.running is not None:
-            self.running.interrupt.set()
+            self.running.stop()
         if self._server is not None:
             self._server.cancel()
             await asyncio.gather(self._server, return_exceptions=True)
@@ -179,15 +203,30 @@ class JobQueue:
             if entry in self._waiting:  # not started: nobody wants it any more
                 self._waiting.remove(entry)
             elif self.running is job:  # started: stop it at the next step, the GPU is needed elsewhere
-                job.interrupt.set()
+                job.stop()
             raise
 
-    def interrupt(self) -> bool:
-        running = self.running
+    def interrupt(self, task_id: str | None = None) -> bool:
+        """Stop the running job (only when it is named `task_id`, when given); False: nothing stopped."""
+        running = self._running_named(task_id)
         if running is None:
             return False
-        running.interrupt.set()
+        running.stop()
         return True
+
+    def skip(self, task_id: str | None = None) -> bool:
+        """End the running job's current batch (only when it is named `task_id`, when given)."""
+        running = self._running_named(task_id)
+        if running is None:
+            return False
+        running.skip()
+        return True
+
+    def _running_named(self, task_id: str | None) -> Job | None:
+        running = self.running
+        if running is None or (task_id is not None and running.label != task_id):
+            return None
+        return running
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -46,6 +46,9 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule("exponential", "Exponential", {"use_exponential_sigmas": True}),
     Schedule("sgm_uniform", "SGM Uniform", {"timestep_spacing": "trailing"}),
     Schedule("beta", "Beta", {"use_beta_sigmas": True}),
+    # A1111's "Normal" (from ComfyUI/Forge) spaces timesteps evenly from sigma_max's to sigma_min's:
+    # what diffusers' linspace spacing does too (SillyTavern's default schedule).
+    Schedule("normal", "Normal", {"timestep_spacing": "linspace"}),
 )
 
 

@@ -18,8 +18,11 @@ from typing import Any
 
 from sdxlpool._images import decode_image
 from sdxlpool.api.a1111 import (
+    ExtrasBatchImagesRequest,
+    ExtrasSingleImageRequest,
     Img2ImgRequest,
     Img2ImgResponse,
+    PngInfoRequest,
     ProcessingRequest,
     ProgressResponse,
     ProgressState,
@@ -28,12 +31,21 @@ from sdxlpool.api.a1111 import (
 )
 from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.api.strict import check_strict
-from sdxlpool.errors import InvalidRequest, RequestError
+from sdxlpool.errors import InvalidRequest, NotFound, RequestError
 from sdxlpool.prompts import LORA_KINDS, apply_styles, extract_networks
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
 from sdxlpool.worker.engine import DiffusersEngine, Engine
+from sdxlpool.worker.extras import (
+    extras_png,
+    html_info,
+    output_size,
+    plan_extras,
+    png_info,
+    postprocess_text,
+    run_extras,
+)
 from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, denoising_steps
 from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.loras import LoraLibrary, LoraUse, resolve_loras
@@ -42,6 +54,7 @@ from sdxlpool.worker.preview import preview_png_base64
 from sdxlpool.worker.samplers import SamplerChoice, resolve_sampler
 from sdxlpool.worker.settings import WorkerSettings, default_cache_dir
 from sdxlpool.worker.styles import StyleFile
+from sdxlpool.worker.upscalers import ModelUpscalers, available_upscalers, find_upscaler
 from sdxlpool.worker.vaes import LoadedVae, VaeSet
 
 __all__ = ["WorkerService", "Placement"]
@@ -100,6 +113,7 @@ class WorkerService:
         self.embeddings: EmbeddingDatabase = load_embeddings(settings.embeddings_dir, _text_widths(checkpoints.current))
         self.ready = False
         self._job_timestamp = "0"
+        self._model_upscalers: ModelUpscalers | None = None  # made on first use, on the job thread
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -144,6 +158,7 @@ class WorkerService:
             params = resolve_request(request, self.settings.defaults, self.settings.limits,
                                      init_size=inputs.images[0].size if inputs.images else None)
             sampler = resolve_sampler(params.sampler_name, params.scheduler, schedules_of=self.engine.schedules)
+            hires = await self._hires(params, sampler)
             overrides = self._check_options(params.override_settings, field_prefix="override_settings.")
             base = self._base_for(overrides)
             refiner = self._refiner_for(params)
@@ -166,7 +181,7 @@ class WorkerService:
         if overrides and not request.override_settings_restore_afterwards:
             self._apply_options(overrides)  # A1111: the override becomes the new global value
         runtime = replace(self._runtime(overrides, vae), loras=loras, infotext_prompt=written,
-                          init_images=inputs.images, mask=inputs.mask)
+                          init_images=inputs.images, mask=inputs.mask, **hires)
         job = self._job(params, base, refiner, sampler, runtime)
         job.task_id = request.force_task_id  # the gateway names its attempts, to follow their /progress
         try:
@@ -211,6 +226,30 @@ class WorkerService:
 
         return await asyncio.to_thread(decode)
 
+    async def _hires(self, params: GenerationParams, sampler: SamplerChoice) -> dict[str, Any]:
+        """A hires fix's sampler and upscaler (RuntimeOptions fields), checked: an unknown one is a 422
+        naming hr_sampler_name, hr_scheduler or hr_upscaler. Nothing for a request without hires fix."""
+        hires = params.hires
+        if hires is None:
+            return {}
+        hires_sampler = sampler
+        if hires.sampler_name is not None or hires.scheduler is not None:
+            name = hires.sampler_name or params.sampler_name
+            field = "hr_sampler_name" if hires.sampler_name is not None else "hr_scheduler"
+            try:
+                hires_sampler = resolve_sampler(name, hires.scheduler or params.scheduler,
+                                                schedules_of=self.engine.schedules)
+            except NotFound as exc:
+                raise InvalidRequest(field, str(exc)) from None
+            except InvalidRequest as exc:
+                raise InvalidRequest("hr_scheduler", exc.message) from None
+        if hires.latent:
+            return {"hires_sampler": hires_sampler}
+        entries = await asyncio.to_thread(available_upscalers, self.settings)
+        entry = find_upscaler(entries, hires.upscaler, field="hr_upscaler")
+        return {"hires_sampler": hires_sampler, "hires_upscaler": entry,
+                "upscale_model": self._upscale_model if entry.kind == "model" else None}
+
     async def _take_loras(
         self, params: GenerationParams, base: Checkpoint, ignored: list[str]
     ) -> tuple[GenerationParams, tuple[LoraUse, ...]]:
@@ -248,9 +287,12 @@ class WorkerService:
         # The iterations that really run: img2img denoises only the last part of its schedule.
         steps = denoising_steps(params)
         per_batch = self.engine.iterations(base, sampler, steps) if steps else 0
+        if params.hires is not None and params.hires.steps_run:  # the second pass runs all its steps
+            per_batch += self.engine.iterations(base, options.hires_sampler or sampler, params.hires.steps)
+            steps += params.hires.steps
         iterations = per_batch * params.n_iter
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
-        cost = params.normalised_steps * per_batch / params.first_pass_steps
+        cost = params.normalised_steps * per_batch / steps if steps else 0.0
         return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
                    cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
 
@@ -351,6 +393,56 @@ class WorkerService:
             },
         }
 
+    # -- upscalers, extras and png-info ------------------------------------------------------------------
+    def _upscale_model(self, path: Any, image: Any) -> Any:
+        """A model upscaler's pass over one image (ModelRunner); called on the job thread only."""
+        if self._model_upscalers is None:
+            self._model_upscalers = ModelUpscalers(self.engine.device or "cpu")
+        return self._model_upscalers.run(path, image)
+
+    async def extras(
+        self, request: ExtrasSingleImageRequest | ExtrasBatchImagesRequest, *, strict: bool | None = None,
+    ) -> tuple[list[str], str]:
+        """The extras routes: (base64 PNGs, html_info). Images are decoded and checked in a thread;
+        PIL upscalers run there too, a model upscaler runs as a job on the queue (it may use the
+        GPU: never beside a generation)."""
+        entries = await asyncio.to_thread(available_upscalers, self.settings)
+        plan = plan_extras(request, entries)
+        check_strict(list(plan.ignored), self.settings.strict if strict is None else strict)
+        if isinstance(request, ExtrasSingleImageRequest):
+            files = [("image", request.image)]
+        else:
+            files = [(f"imageList.{i}.data", item.data) for i, item in enumerate(request.imageList)]
+        limit = self.settings.limits.max_input_pixels
+
+        def decode() -> list[Any]:
+            images = [decode_image(name, data, max_pixels=limit) for name, data in files]
+            for image in images:
+                output_size(plan, image.width, image.height, max_pixels=limit)
+            return images
+
+        images = await asyncio.to_thread(decode)
+
+        def work() -> tuple[list[str], str]:
+            outputs, text = [], ""
+            for image in images:
+                result, info = run_extras(plan, image, self._upscale_model if plan.uses_model else None)
+                text = postprocess_text(info)
+                outputs.append(extras_png(result, image.info, text))
+            return outputs, html_info(text, plan.ignored)
+
+        if not plan.uses_model:
+            return await asyncio.to_thread(work)
+        result: tuple[list[str], str] = await self.queue.submit(Job(run=lambda job: work(), cost=0.0, iterations=0))
+        return result
+
+    async def png_info(self, request: PngInfoRequest) -> dict[str, Any]:
+        """POST /sdapi/v1/png-info: the image's infotext, other text, and the infotext parsed."""
+        if not request.image.strip():  # A1111 answers an empty info for no image
+            return {"info": "", "items": {}, "parameters": {}}
+        limit = self.settings.limits.max_input_pixels
+        return await asyncio.to_thread(lambda: png_info(decode_image("image", request.image, max_pixels=limit)))
+
     # -- options --------------------------------------------------------------------------------------
     def get_options(self) -> dict[str, Any]:
         current = self.checkpoints.current
@@ -416,6 +508,7 @@ class WorkerService:
             image = await asyncio.to_thread(preview_png_base64, job.latest_latents)
         state = ProgressState(
             interrupted=job.interrupt.is_set(),
+            skipped=job.skip_batch.is_set(),
             job=job.label,
             job_count=job.batches,
             job_no=job.batch_no,
@@ -426,8 +519,11 @@ class WorkerService:
         return ProgressResponse(progress=round(fraction, 4), eta_relative=max(0.0, eta), state=state,
                                 current_image=image, textinfo=None)
 
-    def interrupt(self) -> bool:
-        return self.queue.interrupt()
+    def interrupt(self, task_id: str | None = None) -> bool:
+        return self.queue.interrupt(task_id)
+
+    def skip(self, task_id: str | None = None) -> bool:
+        return self.queue.skip(task_id)
 
 
 def _prompt_constructs(prompt: str) -> list[str]:

@@ -55,6 +55,8 @@ class WorkerSettings(GenerationSettings):
     lora_cache_mb: int = Field(2048, ge=0, description="memory the loaded LoRAs may hold; least recently used go first")
     embeddings_dir: Path | None = Field(None, description="folder of SDXL textual-inversion embeddings")
     vae_dir: Path | None = Field(None, description="folder of VAE files selectable by sd_vae")
+    upscaler_dir: Path | None = Field(None, description="folder of upscaler models (ESRGAN, Real-ESRGAN, SwinIR, "
+                                      "... .pth/.safetensors) for hires fix and extras; needs sdxlpool[upscalers]")
     styles: Path | None = Field(None, description="A1111 styles.csv applied by the styles field")
     strict: bool = Field(False, description="refuse (422) a request with anything that would not be applied")
 

@@ -25,7 +25,8 @@ PROVENANCE = ("date", "machine", "command", "commit", "clean")
 FIELDS: dict[str, tuple[str, ...]] = {
     "gateway_overhead": ("setup", "latency_ms", "added_latency_ms", "gateway_added_over_nginx_added_p50",
                          "throughput", "requests_per_s", "gateway_over_nginx_requests_per_s",
-                         "gateway_rss_kib_after", "goal", "load_average_1min"),
+                         "gateway_rss_kib_after", "goal", "load_average_1min", "kinds",
+                         "kind_ratio_over_txt2img"),
     "routing": ("pool", "steps", "size", "capacity_rps", "requests_per_cell", "max_seconds", "seed", "profiles",
                 "wall_seconds", "cells", "summary"),
     "up_first_image": ("runs",),
@@ -74,8 +75,19 @@ def _lora_switch(report: dict[str, Any]) -> None:
     assert report["loras_held_at_the_end"] == 2 + report["rounds"] * report["images_per_kind_per_round"]
 
 
+def _gateway_overhead(report: dict[str, Any]) -> None:
+    """Every kind of request was timed on both sides, the img2img with its upload."""
+    kinds = report["kinds"]
+    assert set(kinds) == {"txt2img", "img2img", "hires"} == set(report["kind_ratio_over_txt2img"])
+    for row in kinds.values():
+        assert row["direct_ms"]["n"] == row["gateway_ms"]["n"] == report["kind_requests"]
+        assert row["gateway_over_direct_p50"] > 0
+    assert kinds["img2img"]["request_bytes"] > 100_000 > kinds["txt2img"]["request_bytes"]
+    assert report["kind_ratio_over_txt2img"]["txt2img"] == 1
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+CHECKS = {"gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
           "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 

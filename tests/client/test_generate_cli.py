@@ -186,6 +186,66 @@ def test_bad_arguments_exit_2_on_one_line(tmp_path: Path, args: list[str], menti
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
 
 
+def write_png(path: Path, size: tuple[int, int], rgb: tuple[int, int, int] = (200, 20, 20)) -> Path:
+    Image.new("RGB", size, rgb).save(path)
+    return path
+
+
+@pytest.mark.parametrize("sims", [[("a100", 0.0)]], indirect=True)
+def test_init_image_mask_and_hires(sims, tmp_path: Path) -> None:
+    """--init-image makes an img2img (at the init image's size), --mask an inpainting, --hires a
+    hires-fix txt2img (at the upscaled size); --denoising-strength goes with either."""
+    write_png(tmp_path / "init.png", (96, 64))
+    write_png(tmp_path / "mask.png", (96, 64), (255, 255, 255))
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        url = ("--gateway", gateway.url)
+        done = generate("x", *url, "--init-image", "init.png", "--denoising-strength", "0.4", "--steps", "10",
+                        "--seed", "1", "-o", "i2i.png", "--json", "-q", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert_png(tmp_path / "i2i.png", (96, 64))
+        assert json.loads(done.stdout)["info"]["denoising_strength"] == 0.4
+        masked = generate("x", *url, "--init-image", "init.png", "--mask", "mask.png", "--seed", "1",
+                          "-o", "inpaint.png", "-q", cwd=tmp_path)
+        assert masked.returncode == 0, masked.stderr
+        assert_png(tmp_path / "inpaint.png", (96, 64))
+        hires = generate("x", *url, "--size", "64x64", "--hires", "2", "--denoising-strength", "0.5", "--seed", "1",
+                         "-o", "hires.png", "-q", cwd=tmp_path)
+        assert hires.returncode == 0, hires.stderr
+        assert_png(tmp_path / "hires.png", (128, 128))
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--init-image", "missing.png"], ["--init-image", "missing.png"]),
+        (["--init-image", "notes.txt"], ["--init-image", "notes.txt", "not an image"]),
+        (["--init-image", "empty.png"], ["--init-image", "empty.png", "empty"]),
+        (["--init-image", "init.png", "--mask", "notes.txt"], ["--mask", "notes.txt"]),
+        (["--mask", "init.png"], ["--mask", "--init-image"]),
+        (["--init-image", "init.png", "--hires", "2"], ["--hires", "--init-image"]),
+        (["--denoising-strength", "0.5"], ["--denoising-strength"]),
+        (["--init-image", "init.png", "--denoising-strength", "1.5"], ["--denoising-strength"]),
+        (["--hires", "0.5"], ["--hires"]),
+        (["--hires", "x2"], ["--hires"]),
+    ],
+    ids=["init-missing", "init-not-an-image", "init-empty", "mask-not-an-image", "mask-without-init",
+         "hires-with-init", "strength-alone", "strength-over-1", "hires-below-1", "hires-not-a-number"],
+)
+def test_bad_image_options_exit_2_on_one_line(tmp_path: Path, args: list[str], mentions: list[str]) -> None:
+    write_png(tmp_path / "init.png", (64, 64))
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    result = generate("x", "--gateway", f"http://127.0.0.1:{free_port()}", *args, cwd=tmp_path, timeout=30)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert len(lines) == 1 and lines[0].startswith("sdxlpool generate: error: "), result.stderr
+    for text in mentions:
+        assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+
+
 def test_bad_gateway_url_in_the_environment_exits_2(tmp_path: Path) -> None:
     result = generate("x", cwd=tmp_path, SDXLPOOL_GATEWAY_URL="localhost:8080")
     assert result.returncode == 2 and "$SDXLPOOL_GATEWAY_URL" in result.stderr, result.stderr

@@ -159,11 +159,12 @@ def first_attempt_seed(first_worker_log: Path, prompt: str) -> int:
 
 
 def assert_failover_kept_the_seed(request: dict, seed: int, image: str, first_worker_log: Path,
-                                  survivor_url: str) -> None:
+                                  survivor_url: str, path: str = "/sdapi/v1/txt2img") -> None:
     """A failed-over answer (its `seed` and `image`) is the first attempt's: `seed` is the one the
-    first worker tried was sent, and the survivor, called directly with it, makes the same pixels."""
+    first worker tried was sent, and the survivor, called directly (on `path`) with it, makes the
+    same pixels."""
     sent = first_attempt_seed(first_worker_log, request["prompt"])
     assert seed == sent, f"the survivor rendered seed {seed}, the first attempt was sent {sent}"
-    direct = httpx.post(survivor_url + "/sdapi/v1/txt2img", json={**request, "seed": sent}, timeout=120)
+    direct = httpx.post(survivor_url + path, json={**request, "seed": sent}, timeout=120)
     assert direct.status_code == 200, direct.text
     assert np.array_equal(pixels(image), pixels(direct.json()["images"][0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import subprocess
 import sys
@@ -57,7 +58,10 @@ def test_presented_key_from_bearer_header_or_query() -> None:
     assert presented_key({"authorization": "bearer  abc "}) == "abc"
     assert presented_key({"x-api-key": "def"}) == "def"
     assert presented_key({}, {"api_key": "ghi"}) == "ghi"
-    assert presented_key({"authorization": "Basic xyz"}) is None
+    assert presented_key({"authorization": "Basic xyz"}) is None  # not base64 of user:pass
+    # A1111 clients (Open WebUI, SillyTavern) know only A1111's --api-auth: the password is the key.
+    assert presented_key({"authorization": "Basic " + base64.b64encode(b"me:sdxl-key").decode()}) == "sdxl-key"
+    assert presented_key({"authorization": "Basic " + base64.b64encode(b":").decode()}) is None  # no auth set
 
 
 def test_api_key_command_prints_an_entry_the_gateway_accepts(tmp_path: Path) -> None:
@@ -143,6 +147,8 @@ def test_gateway_with_keys(sims, tmp_path: Path) -> None:
         assert post(Authorization="Bearer nope").status_code == 401
         assert post(Authorization=f"Bearer {studio}").status_code == 200
         assert post(**{"X-API-Key": studio}).status_code == 200
+        assert post(Authorization="Basic " + base64.b64encode(f"user:{studio}".encode()).decode()).status_code == 200
+        assert post(Authorization="Basic " + base64.b64encode(b"user:wrong").decode()).status_code == 401
         # hobby's own limit: one, then 429; studio is not limited by it.
         assert post(Authorization=f"Bearer {hobby}").status_code == 200
         limited = post(Authorization=f"Bearer {hobby}")

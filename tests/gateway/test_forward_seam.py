@@ -40,8 +40,9 @@ from sdxlpool.gateway.forward import (
     NoBackend,
     WorkersFull,
     fix_seeds,
-    forward_txt2img,
 )
+from sdxlpool.gateway.forward import forward as forward_request
+from sdxlpool.gateway.kinds import EXTRA_SINGLE_IMAGE, TXT2IMG, RequestKind
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import default_scheduler
 from sdxlpool.gateway.routing.testing import fake_state
@@ -71,22 +72,28 @@ class FakeTransport:
     hang                           never answer, /progress frozen
     slow                           never answer, /progress moving (runs until cancelled)
     steps                          answer ok after a few /progress polls that show our job moving
+    late                           answer ok after 3 hang deadlines, /progress frozen meanwhile
     """
 
     behaviours: Mapping[str, str]
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     polls: Counter[str] = field(default_factory=Counter)
 
-    async def send_txt2img(self, backend: Backend, body: Mapping[str, Any], *, timeout: float,
-                           headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    async def send(self, backend: Backend, path: str, body: Mapping[str, Any], *, timeout: float,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        self.paths.append(path)
         self.sent.append((backend.name, dict(body)))
         behaviour = self.behaviours[backend.name]
         if behaviour == "refuse":
             raise TransportFailure("ClientConnectorError: connection refused")
         if behaviour == "timeout":
             raise TransportTimeout("TimeoutError")
+        if behaviour == "late":
+            await asyncio.sleep(3 * DEADLINE)
+            return ANSWERS["ok"]
         if behaviour == "steps":
             while self.polls[backend.name] < 3:
                 await asyncio.sleep(POLL / 2)
@@ -102,7 +109,7 @@ class FakeTransport:
     async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
         self.polls[backend.name] += 1
         job = next((body.get("force_task_id") for name, body in reversed(self.sent) if name == backend.name), None)
-        step = 0 if self.behaviours[backend.name] == "hang" else self.polls[backend.name]
+        step = 0 if self.behaviours[backend.name] in ("hang", "late") else self.polls[backend.name]
         return {"progress": step / 10, "eta_relative": 1.0,
                 "state": {"job": job, "job_no": 0, "job_count": 1, "sampling_step": step, "sampling_steps": 10}}
 
@@ -129,9 +136,9 @@ def pool_of(workers: list[tuple[str, str]], kind: BackendKind = "sdxlpool", pool
 
 
 async def forward(transport: FakeTransport, pool: BackendPool, *, max_attempts: int = 3,
-                  body: dict[str, Any] | None = None, **kwargs: Any) -> Forwarded:
-    return await forward_txt2img(
-        body or {"prompt": "x", "seed": -1}, cost=10, allowed_gpus=(), pool=pool, scheduler=default_scheduler(),
+                  body: dict[str, Any] | None = None, kind: RequestKind = TXT2IMG, **kwargs: Any) -> Forwarded:
+    return await forward_request(
+        kind, body or {"prompt": "x", "seed": -1}, cost=10, allowed_gpus=(), pool=pool, scheduler=default_scheduler(),
         transport=transport, max_attempts=max_attempts, attempt_timeout=1.0, progress_deadline=DEADLINE,
         progress_poll=POLL, **kwargs)
 
@@ -236,6 +243,33 @@ async def test_a_retry_asks_for_the_same_image(first: str, kind: FailureKind) ->
     assert body_a["subseed"] == body_b["subseed"] and body_a["subseed"] >= 0
 
 
+async def test_every_kind_goes_to_its_own_route_and_only_a_generation_gets_a_seed() -> None:
+    """The loop is one for every kind: an extras request fails over the same way, to its own path,
+    and is sent unchanged (no seed to fix: it has none)."""
+    transport = FakeTransport({"a": "refuse", "b": "ok"})
+    extras = {"image": "aW1n", "upscaling_resize": 2}
+    forwarded = await forward(transport, pool_of([("a", "refuse"), ("b", "ok")]), body=extras,
+                              kind=EXTRA_SINGLE_IMAGE)
+    assert forwarded.attempts == 2 and forwarded.state is not None and forwarded.state.name == "b"
+    assert transport.paths == ["/sdapi/v1/extra-single-image"] * 2
+    assert [body for _, body in transport.sent] == [extras, extras]
+    transport = FakeTransport({"a": "ok"})
+    await forward(transport, pool_of([("a", "ok")]), body={"prompt": "x"})
+    assert transport.paths == ["/sdapi/v1/txt2img"] and transport.sent[0][1]["seed"] >= 0
+
+
+async def test_extras_are_not_judged_by_progress_they_cannot_show() -> None:
+    """An upscale shows no denoising steps on /progress: it is not abandoned as hung, as a txt2img
+    whose steps stopped moving is."""
+    workers = [("a", "late"), ("b", "ok")]
+    transport = FakeTransport(dict(workers))
+    forwarded = await forward(transport, pool_of(workers), body={"image": "aW1n"}, kind=EXTRA_SINGLE_IMAGE)
+    assert (forwarded.attempts, forwarded.failures, transport.polls["a"]) == (1, [], 0)
+    transport = FakeTransport(dict(workers))
+    forwarded = await forward(transport, pool_of(workers))
+    assert [f.kind for f in forwarded.failures] == [FailureKind.HUNG] and forwarded.attempts == 2
+
+
 NOT_A_SEED = [pytest.param(-1, id="minus-one"), pytest.param(None, id="missing"), pytest.param(-7, id="negative"),
               pytest.param(True, id="bool"), pytest.param(False, id="bool-false"), pytest.param(1.5, id="float"),
               pytest.param("12", id="string")]
@@ -328,7 +362,7 @@ async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> Non
 async def test_no_backend_before_any_attempt() -> None:
     transport = FakeTransport({"a": "ok"})
     with pytest.raises(NoBackend, match="gpu_allowed"):
-        await forward_txt2img({"prompt": "x"}, cost=10, allowed_gpus=("h100",), pool=pool_of([("a", "ok")]),
+        await forward_request(TXT2IMG, {"prompt": "x"}, cost=10, allowed_gpus=("h100",), pool=pool_of([("a", "ok")]),
                               scheduler=default_scheduler(), transport=transport, max_attempts=3,
                               attempt_timeout=1.0, progress_deadline=DEADLINE)
     assert transport.sent == []

@@ -12,6 +12,7 @@ import pytest
 
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway.backends import Backend
+from sdxlpool.gateway.kinds import TXT2IMG
 from sdxlpool.gateway.transport import HttpWorkerTransport, TransportFailure, TransportTimeout
 from sdxlpool.testing.ports import free_port
 from tests.gateway.conftest import body
@@ -40,9 +41,9 @@ async def test_send_progress_interrupt_and_timeout(sims) -> None:
 
 async def _send_progress_interrupt_and_timeout(transport: HttpWorkerTransport, worker: Backend) -> None:
     with pytest.raises(TransportTimeout):  # a hung job never answers
-        await transport.send_txt2img(worker, body(seed=1), timeout=0.3)
+        await transport.send(worker, TXT2IMG.path, body(seed=1), timeout=0.3)
 
-    sending = asyncio.ensure_future(transport.send_txt2img(worker, {**body(seed=2), "force_task_id": "t-2"},
+    sending = asyncio.ensure_future(transport.send(worker, TXT2IMG.path, {**body(seed=2), "force_task_id": "t-2"},
                                                            timeout=30))
     for _ in range(100):  # /progress names our job once it runs
         answer = await transport.read_progress(worker, timeout=2)
@@ -60,6 +61,6 @@ async def test_no_worker_is_a_transport_failure_and_no_progress() -> None:
     nobody = backend_at(f"http://127.0.0.1:{free_port()}")
     async with http_transport() as transport:
         with pytest.raises(TransportFailure, match="Connect"):
-            await transport.send_txt2img(nobody, body(), timeout=5)
+            await transport.send(nobody, TXT2IMG.path, body(), timeout=5)
         assert await transport.read_progress(nobody, timeout=1) is None
         await transport.interrupt(nobody)  # best effort: never raises

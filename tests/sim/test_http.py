@@ -74,6 +74,61 @@ def test_a_request_takes_the_modelled_time(timed_sim: ServerThread, body: dict, 
     assert STEP * 0.7 <= step_seconds <= (STEP + OVERHEAD / 2) * 1.3
 
 
+def init_image(width: int, height: int, rgb: tuple[int, int, int] = (200, 30, 30)) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), rgb).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize(("path", "body", "iterations", "normalised", "size"), [
+    # img2img runs only its denoised steps, at the init image's size when none is asked for
+    ("img2img", {"init_images": [init_image(512, 512)], "denoising_strength": 0.5, "steps": 20}, 10, 2.5,
+     (512, 512)),
+    ("img2img", {"init_images": [init_image(64, 64)], "denoising_strength": 0.25, "steps": 20, "width": 1024,
+                 "height": 512}, 5, 2.5, (1024, 512)),
+    # hires fix: all first-pass steps at 512x512, then the denoised part of the second pass at 1024x1024
+    ("txt2img", {"enable_hr": True, "hr_scale": 2, "denoising_strength": 0.5, "steps": 10, "width": 512,
+                 "height": 512}, 15, 7.5, (1024, 1024)),
+    ("txt2img", {"enable_hr": True, "hr_resize_x": 768, "hr_second_pass_steps": 4, "denoising_strength": 1.0,
+                 "steps": 10, "width": 512, "height": 512}, 14, 2.5 + 4 * 0.5625, (768, 768)),
+], ids=["img2img-init-size", "img2img-sized", "hires-scale", "hires-resize"])
+def test_img2img_and_hires_take_their_modelled_time_at_their_size(
+        timed_sim: ServerThread, path: str, body: dict, iterations: int, normalised: float,
+        size: tuple[int, int]) -> None:
+    expected = OVERHEAD + normalised * STEP
+    response = httpx.post(timed_sim.url + f"/sdapi/v1/{path}",
+                          json={"prompt": "timed", "seed": 1, "sampler_name": "Euler", **body}, timeout=30)
+    assert response.status_code == 200, response.text
+    placement = info_of(response)["sdxlpool"]
+    assert placement["steps_done"] == iterations
+    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3
+    assert png(response.json()["images"][0]).size == size
+
+
+def test_img2img_images_follow_the_init_image(fast_sim: ServerThread) -> None:
+    """The same upload gives the same image on any sim (as the same seed does on real workers); another
+    upload, another image."""
+    def image(upload: str) -> tuple[int, int, int]:
+        response = httpx.post(fast_sim.url + "/sdapi/v1/img2img", json={
+            "prompt": "p", "seed": 3, "steps": 4, "init_images": [upload]}, timeout=30)
+        assert response.status_code == 200, response.text
+        return colour(response.json()["images"][0])
+
+    red, blue = init_image(64, 64), init_image(64, 64, (0, 0, 200))
+    assert image(red) == image(red) != image(blue)
+
+
+def test_an_image_that_is_not_the_simulators_own_is_encoded_as_a_real_png() -> None:
+    """What the extras routes hand the engine (the upload, resized: a PIL image) keeps its size and
+    pixels, with the infotext."""
+    from sdxlpool.sim import SimEngine, SimSettings
+
+    upload = Image.new("RGB", (48, 32), (1, 2, 3))
+    encoded = png(SimEngine(SimSettings(gpu_model="A100", step_seconds=0.0)).encode_png(upload, "Steps: 2"))
+    assert encoded.size == (48, 32) and encoded.convert("RGB").getpixel((5, 5)) == (1, 2, 3)
+    assert encoded.info["parameters"] == "Steps: 2"
+
+
 def test_the_response_has_the_real_workers_shape(fast_sim: ServerThread) -> None:
     body = {"prompt": "a lighthouse", "negative_prompt": "fog", "seed": 42, "steps": 4, "batch_size": 2,
             "sampler_name": "DPM++ 2M Karras", "cfg_scale": 5, "some_extension_field": 1}
@@ -228,6 +283,36 @@ def test_progress_and_interrupt() -> None:
         assert after[f"{mn.WORKER_REQUESTS}_total{{outcome=interrupted}}"] == 1
         assert after[mn.WORKER_PENDING_STEPS] == 0
         assert client.get("/sdapi/v1/progress").json()["progress"] == 0
+
+
+def test_skip_ends_the_batch_and_the_job_goes_on_with_the_next() -> None:
+    """A1111's Skip: the running batch stops at its next step (its image still comes back) and the
+    next `n_iter` batch runs in full."""
+    with running_sim(step_seconds=0.05) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
+        assert client.post("/sdapi/v1/skip").json() == {"skipped": False}  # nothing running
+        job = Background(sim.url, {"sampler_name": "Euler", "steps": 40, "n_iter": 2, "seed": 3,
+                                   "force_task_id": "mine"})  # 2 s a batch
+        wait_for(lambda: (p := client.get("/sdapi/v1/progress").json()["state"])["job_no"] == 0
+                 and p["sampling_step"] >= 2)
+        # Named: only the job of that name is skipped.
+        assert client.post("/sdapi/v1/skip", params={"id_task": "someone-else"}).json() == {"skipped": False}
+        assert client.post("/sdapi/v1/skip", params={"id_task": "mine"}).json() == {"skipped": True}
+        wait_for(lambda: client.get("/sdapi/v1/progress").json()["state"]["job_no"] == 1)
+        response = job.result()
+        assert response.status_code == 200
+        info = info_of(response)
+        assert len(response.json()["images"]) == 2  # the skipped batch's image, and the next one's
+        assert 40 + 2 <= info["sdxlpool"]["steps_done"] < 80  # the second batch ran all its 40 steps
+        assert info["interrupted"] is False
+
+
+def test_a_named_interrupt_stops_only_that_job() -> None:
+    with running_sim(step_seconds=0.05) as sim, httpx.Client(base_url=sim.url, timeout=10) as client:
+        job = Background(sim.url, {"sampler_name": "Euler", "steps": 20, "seed": 3, "force_task_id": "mine"})
+        wait_for(lambda: client.get("/sdapi/v1/progress").json()["state"]["sampling_step"] >= 1)
+        assert client.post("/sdapi/v1/interrupt", params={"id_task": "theirs"}).json() == {"interrupted": False}
+        response = job.result()
+        assert info_of(response)["interrupted"] is False and info_of(response)["sdxlpool"]["steps_done"] == 20
 
 
 def test_image_bytes_pads_pngs_that_still_decode(fast_sim: ServerThread) -> None:

@@ -8,6 +8,7 @@ Waiting is done with playwright's `expect` (string predicates would need eval, w
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -37,12 +38,18 @@ class Watched:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.events: list[dict] = []
+        self.sent: list[dict] = []  # the request objects the page sent on its WebSocket
         self.urls: list[str] = []
         self.errors: list[str] = []
-        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: self.events.append(json.loads(payload))))
+        page.on("websocket", self._watch_socket)
         page.on("request", lambda request: self.urls.append(request.url))
-        page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
+        page.on("console", lambda message: self.errors.append(f"{message.text} [{message.location.get('url', '')}]")
+                if message.type == "error" else None)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _watch_socket(self, ws) -> None:
+        ws.on("framereceived", lambda payload: self.events.append(json.loads(payload)))
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
 
     def kinds(self) -> list[str]:
         return [event["event"] for event in self.events]
@@ -271,3 +278,250 @@ def test_errors_are_readable_on_a_phone(phone: Watched, strict_gateway) -> None:
     expected = [(401, "unauthorized"), (422, "invalid_request"), (503, "no_backend"), (429, "rate_limited")]
     assert [(e["status"], e["error"]) for e in phone.events if e["event"] == "error"] == expected
     assert phone.errors == []
+
+
+# -- Issue 15: img2img with an uploaded image, an inpainting mask, the hires fix ------------------
+
+INIT_SIZE = (96, 64)
+def write_init_image(path: Path) -> bytes:
+    """A 96x64 PNG with a different colour at every pixel (a gradient), so that pixels can be compared."""
+    image = Image.new("RGB", INIT_SIZE)
+    image.putdata([(x * 2 + 30, y * 3 + 20, 200 - x) for y in range(INIT_SIZE[1]) for x in range(INIT_SIZE[0])])
+    image.save(path, "PNG")
+    return path.read_bytes()
+
+
+def data_url_image(url: str) -> Image.Image:
+    assert url.startswith("data:image/png;base64,"), url[:40]
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def tab_order(page: Page, start: str, stop: str) -> list[str]:
+    """The ids Tab visits from #start until #stop, each checked for a visible (solid) focus ring."""
+    page.locator(f"#{start}").focus()
+    order: list[str] = []
+    while len(order) < 20 and stop not in order:
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+        assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid", order[-1]
+    return order
+
+
+def upload(page: Page, tmp_path: Path) -> bytes:
+    """Set the file input to a PNG the test writes; the image controls appear for it."""
+    init = write_init_image(tmp_path / "start.png")
+    page.get_by_label("Image for img2img").set_input_files(tmp_path / "start.png")
+    expect(page.get_by_role("button", name="Remove image")).to_be_visible()
+    expect(page.locator("#init-thumb")).to_have_attribute("alt", re.compile(r"start\.png, 96 × 64$"))
+    expect(page.locator("#init-thumb")).to_have_js_property("complete", True)
+    return init
+
+
+def last_request(watched: Watched) -> dict:
+    requests = [message for message in watched.sent if "prompt" in message]
+    assert requests, watched.sent
+    return requests[-1]
+
+
+def meta_value(page: Page, term: str):
+    meta = page.locator("#result-meta")
+    return meta.locator("div", has=page.locator("dt", has_text=re.compile(f"^{re.escape(term)}$"))).locator("dd")
+
+
+def test_img2img_and_inpaint_mask_from_the_page(desktop: Watched, gateway, tmp_path: Path) -> None:
+    page = desktop.page
+    page.goto(gateway.url)
+    expect(page.locator("#sampler_name option[value='Euler']")).to_have_count(1)
+
+    # 1. No image: no image controls; the hires fix can be switched on (keyboard), with its scale and
+    #    upscaler ("Latent" at least, whatever the pool's upscaler list says).
+    expect(page.get_by_label("Denoising strength")).to_be_hidden()
+    expect(page.get_by_role("button", name="Mask: whole image")).to_be_hidden()
+    page.get_by_role("switch", name="Upscale and refine").focus()
+    page.keyboard.press("Space")
+    expect(page.get_by_label("Upscale by")).to_have_value("2")
+    expect(page.locator("#hr_upscaler option[value='Latent']")).to_have_count(1)
+    expect(page.get_by_label("Upscaler")).to_have_value("Latent")
+    expect(page.locator("#hires-size")).to_have_text("Final size: 256 × 256")  # the pool's 128 x 128, twice
+
+    # 2. An uploaded image: its thumbnail, the output size set to its own, the denoising slider at
+    #    A1111's 0.75, and the hires fix off (text to image only).
+    init = upload(page, tmp_path)
+    expect(page.get_by_label("Width", exact=True)).to_have_value("96")
+    expect(page.get_by_label("Height", exact=True)).to_have_value("64")
+    expect(page.get_by_label("Denoising strength")).to_have_value("0.75")
+    expect(page.get_by_role("switch", name="Upscale and refine")).to_be_disabled()
+    expect(page.get_by_label("Upscale by")).to_be_hidden()
+    assert page.eval_on_selector("#init-thumb", "img => [img.naturalWidth, img.naturalHeight]") == list(INIT_SIZE)
+    assert page.eval_on_selector("#mask", "canvas => [canvas.width, canvas.height]") == list(INIT_SIZE)
+
+    # 3. Every control of the image by keyboard, in order, each with a visible focus ring.
+    assert tab_order(page, "init_images", "denoising_strength") == [
+        "init-remove", "mask_brush", "mask-whole", "mask-centre", "mask-clear", "inpainting_mask_invert",
+        "denoising_strength"]
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#denoising_strength_value")).to_have_text("0.60")
+    mask_state = page.locator("#mask-state")
+    page.get_by_role("button", name="Mask: whole image").focus()
+    page.keyboard.press("Enter")
+    expect(mask_state).to_contain_text("Mask painted: the painted part is redrawn")
+    page.get_by_role("button", name="Clear mask").focus()
+    page.keyboard.press("Enter")
+    expect(mask_state).to_contain_text("No mask")
+
+    # 4. A stroke with the pointer across the middle of the image (pointerdown, moves, pointerup).
+    box = page.locator("#mask").bounding_box()
+    assert box["width"] >= 250  # a small image is shown large enough to paint on
+    middle = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, middle)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, middle, steps=6)
+    page.mouse.up()
+    expect(mask_state).to_contain_text("Mask painted")
+
+    # 5. Generate: the request is A1111's img2img with an inpainting mask.
+    page.select_option("#sampler_name", "Euler")
+    generate(page, steps="4", seed="4321")
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    sent = last_request(desktop)
+    assert sent["init_images"] == ["data:image/png;base64," + base64.b64encode(init).decode()]
+    assert (sent["denoising_strength"], sent["inpainting_mask_invert"]) == (0.6, 0)
+    assert (sent["width"], sent["height"]) == INIT_SIZE
+    assert "enable_hr" not in sent  # switched on before the upload, but not for img2img
+    mask = data_url_image(sent["mask"])
+    assert mask.size == INIT_SIZE  # the init image's size, not the canvas's size on screen
+    grey = mask.convert("L")
+    assert set(grey.getdata()) == {0, 255}  # black and white only
+    assert grey.getpixel((48, 32)) == 255  # under the stroke
+    for untouched in ((2, 2), (93, 61), (10, 32), (85, 32), (48, 8), (48, 56)):
+        assert grey.getpixel(untouched) == 0, untouched
+    expect(meta_value(page, "Mode")).to_have_text("Inpaint")
+    expect(meta_value(page, "Size")).to_have_text("96 × 64")
+
+    # 6. Inverted, then removed: the next request is text to image with the hires fix again.
+    page.get_by_label("Invert: redraw what is not painted").check()
+    expect(mask_state).to_contain_text("what is not painted is redrawn")
+    page.get_by_role("button", name="Remove image").click()
+    expect(page.get_by_label("Denoising strength")).to_be_hidden()
+    expect(page.get_by_label("Image for img2img")).to_be_focused()
+    expect(page.get_by_label("Upscale by")).to_be_visible()
+    generate(page, width="64", height="64", steps="2")
+    expect(page.locator("#history li")).to_have_count(1, timeout=GENERATION_TIMEOUT_MS)  # the second result
+    sent = last_request(desktop)
+    assert not {"init_images", "mask", "denoising_strength"} & set(sent)
+    assert (sent["enable_hr"], sent["hr_scale"], sent["hr_upscaler"]) == (True, 2, "Latent")
+    expect(meta_value(page, "Mode")).to_have_text("Text to image, hires fix × 2")
+    assert not_yet_routes(desktop.errors) == []
+
+
+def not_yet_routes(errors: list[str]) -> list[str]:
+    """The console errors, less the failed loads of the gateway's upscaler lists, which the page asks
+    for when the hires fix is switched on (and falls back to "Latent" without): 404 until the list
+    routes of issue 15 (wt/lists) are merged, 503 for latent-upscale-modes until the workers' route
+    (wt/hires) is; with both, this filter removes nothing."""
+    lists = ("/sdapi/v1/upscalers]", "/sdapi/v1/latent-upscale-modes]")
+    return [error for error in errors if not (error.startswith("Failed to load resource: the server responded")
+                                              and error.endswith(lists))]
+
+
+def test_a_dropped_image_and_a_mask_by_touch_and_pen_on_a_phone(phone: Watched, gateway, tmp_path: Path) -> None:
+    page = phone.page
+    page.goto(gateway.url)
+    expect(page.locator("#sampler_name option[value='Euler']")).to_have_count(1)
+    # A file that is not an image: refused by the page, naming the field.
+    (tmp_path / "notes.txt").write_text("not an image")
+    page.get_by_label("Image for img2img").set_input_files(tmp_path / "notes.txt")
+    expect(page.locator("#alert")).to_contain_text("Image for img2img: notes.txt is not a PNG, JPEG or WebP image")
+    expect(page.get_by_label("Image for img2img")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Denoising strength")).to_be_hidden()
+
+    # A PNG dropped on the drop zone (a DataTransfer with the file, as a drag from the desktop gives).
+    png = base64.b64encode(write_init_image(tmp_path / "dropped.png")).decode()
+    page.evaluate("""(png) => {
+        const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        const zone = document.getElementById("init-drop");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }""", png)
+    expect(page.locator("#init-thumb")).to_have_attribute("alt", re.compile(r"dropped\.png, 96 × 64$"))
+    expect(page.locator("#init-thumb")).to_have_js_property("complete", True)
+    expect(page.locator("#alert")).to_be_empty()
+    no_horizontal_overflow(page)
+
+    # A finger taps the top left corner (a touch: the page must not scroll instead), a pen draws a
+    # line along the bottom.
+    canvas = page.locator("#mask")
+    assert canvas.evaluate("c => getComputedStyle(c).touchAction") == "none"
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.15)
+    expect(page.locator("#mask-state")).to_contain_text("Mask painted")
+    y = box["y"] + box["height"] * 0.85
+    pen = {"pointerId": 7, "pointerType": "pen", "isPrimary": True, "button": 0, "buttons": 1, "pressure": 0.5}
+    canvas.dispatch_event("pointerdown", {**pen, "clientX": box["x"] + box["width"] * 0.4, "clientY": y})
+    for fraction in (0.5, 0.6, 0.7):
+        canvas.dispatch_event("pointermove", {**pen, "clientX": box["x"] + box["width"] * fraction, "clientY": y})
+    canvas.dispatch_event("pointerup", {**pen, "buttons": 0, "clientX": box["x"] + box["width"] * 0.7, "clientY": y})
+
+    page.get_by_label("Steps").fill("2")
+    page.get_by_role("button", name="Generate").tap()
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    mask = data_url_image(last_request(phone)["mask"]).convert("L")
+    assert mask.size == INIT_SIZE
+    assert mask.getpixel((10, 10)) == 255  # the tap
+    assert [mask.getpixel((x, 54)) for x in (30, 48, 66, 80)] == [0, 255, 255, 0]  # the pen's line, 0.4 to 0.7
+    assert mask.getpixel((48, 32)) == 0
+    assert phone.errors == []
+
+
+def test_inpainting_through_the_pool_keeps_the_unmasked_pixels(desktop: Watched, gateway, tmp_path: Path) -> None:
+    # Needs the worker's img2img (branch wt/img2img) and the gateway's forwarding of init_images on
+    # /v1/ws (wt/gateway): checked passing with both merged; before them, the gateway makes a txt2img.
+    page = desktop.page
+    page.goto(gateway.url)
+    expect(page.locator("#sampler_name option[value='Euler']")).to_have_count(1)
+    upload(page, tmp_path)
+    start = Image.open(tmp_path / "start.png").convert("RGB")
+    page.get_by_label("Denoising strength").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")  # 0.75 -> 0.6
+    page.get_by_role("button", name="Mask: centre").focus()  # the keyboard's mask: the middle half
+    page.keyboard.press("Enter")
+    page.select_option("#sampler_name", "Euler")
+    generate(page, steps="4", seed="99")
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    done = [event for event in desktop.events if event["event"] == "done"][-1]
+    result = Image.open(io.BytesIO(base64.b64decode(done["image"]))).convert("RGB")
+    assert result.size == INIT_SIZE
+    # What the worker did: img2img at 0.6 with a mask (A1111's infotext), the result shown with it.
+    assert done["info"]["denoising_strength"] == 0.6
+    assert "Denoising strength: 0.6" in done["info"]["infotexts"][0]
+    assert "Mask blur: 4" in done["info"]["infotexts"][0]
+    expect(meta_value(page, "Denoising strength")).to_have_text("0.6")
+    # Outside the (blurred) mask the pixels are the uploaded image's; inside they were redrawn.
+    mask = data_url_image(last_request(desktop)["mask"]).convert("L")
+    assert mask.getpixel((48, 32)) == 255 and mask.getpixel((10, 10)) == 0
+    far = [(x, y) for y in range(INIT_SIZE[1]) for x in range(INIT_SIZE[0]) if x < 12 or x >= 84 or y < 6 or y >= 58]
+    assert max(max(abs(a - b) for a, b in zip(result.getpixel(p), start.getpixel(p), strict=True)) for p in far) <= 1
+    inside = [(x, y) for y in range(24, 40) for x in range(36, 60)]
+    changed = sum(sum(abs(a - b) for a, b in zip(result.getpixel(p), start.getpixel(p), strict=True)) for p in inside)
+    assert changed / (3 * len(inside)) > 5
+    assert desktop.errors == []
+
+
+def test_hires_fix_through_the_pool(desktop: Watched, gateway) -> None:
+    # Needs the worker's hires fix (branch wt/hires): checked passing with it merged.
+    page = desktop.page
+    page.goto(gateway.url)
+    expect(page.locator("#sampler_name option[value='Euler']")).to_have_count(1)
+    page.get_by_role("switch", name="Upscale and refine").check()
+    page.select_option("#sampler_name", "Euler")
+    generate(page, width="64", height="64", steps="2", hr_scale="2")
+    expect(page.locator("#current")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    assert page.eval_on_selector("#result-image", "img => [img.naturalWidth, img.naturalHeight]") == [128, 128]
+    expect(meta_value(page, "Size")).to_have_text("128 × 128")
+    assert not_yet_routes(desktop.errors) == []

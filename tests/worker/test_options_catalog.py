@@ -66,7 +66,8 @@ def test_samplers_and_schedulers_lists(client: httpx.Client) -> None:
 
 
 def test_client_probe_endpoints(client: httpx.Client) -> None:
-    for path in ("/sdapi/v1/sd-vae", "/sdapi/v1/upscalers", "/sdapi/v1/loras", "/sdapi/v1/prompt-styles"):
+    for path in ("/sdapi/v1/sd-vae", "/sdapi/v1/loras", "/sdapi/v1/prompt-styles"):
         assert client.get(path).json() == []
+    assert [u["name"] for u in client.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos", "Nearest"]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["status"] == "ready"

@@ -162,6 +162,22 @@ def test_interrupt_returns_the_image_so_far(busy_worker: ServerThread) -> None:
     assert after[mn.WORKER_PENDING_STEPS] == 0
 
 
+def test_skip_ends_the_batch_and_the_next_batch_runs(busy_worker: ServerThread) -> None:
+    """A1111's Skip on the diffusers engine: the running batch stops (its image is decoded from where
+    it got to), the next `n_iter` batch runs all its steps, and the job is not counted interrupted."""
+    url = busy_worker.url
+    body = {**LONG_JOB, "steps": 20, "n_iter": 2, "force_task_id": "two"}
+    job = Background(url, body)
+    wait_for(lambda: (s := httpx.get(url + "/sdapi/v1/progress").json()["state"])["job"] == "two"
+             and s["job_no"] == 0 and s["sampling_step"] >= 2)
+    assert httpx.post(url + "/sdapi/v1/skip", params={"id_task": "two"}).json() == {"skipped": True}
+    response = job.result()
+    assert response.status_code == 200
+    info = json.loads(response.json()["info"])
+    assert len(response.json()["images"]) == 2 and info["interrupted"] is False
+    assert 20 + 2 <= info["sdxlpool"]["steps_done"] < 40
+
+
 def test_a_client_that_goes_away_loses_its_queue_place(busy_worker: ServerThread) -> None:
     url = busy_worker.url
     running = Background(url, LONG_JOB)

@@ -9,7 +9,8 @@ modules/sd_samplers_kdiffusion.py, sd_samplers_compvis/timesteps.py and sd_sched
   Brownian noise) -> DPMSolverSDEScheduler, diffusers' port of that very sampler (its table names
   the deterministic DPMSolverSinglestepScheduler as the nearest);
 - "Uniform" is k-diffusion's default schedule (timesteps spaced evenly over the whole range:
-  diffusers' "linspace"), "SGM Uniform" is diffusers' "trailing", as its table says;
+  diffusers' "linspace"), "SGM Uniform" is diffusers' "trailing", as its table says; "Normal"
+  (ComfyUI's, in A1111 1.10 too: SillyTavern's default) spaces timesteps evenly as well;
 - "Automatic" leaves the model's own scheduler settings alone.
 """
 
@@ -50,6 +51,7 @@ SCHEDULE_TABLE: dict[str, dict[str, Any]] = {
     "exponential": {"use_exponential_sigmas": True},
     "sgm_uniform": {"timestep_spacing": "trailing"},
     "beta": {"use_beta_sigmas": True},
+    "normal": {"timestep_spacing": "linspace"},  # ComfyUI's "normal": evenly spaced timesteps, as uniform
 }
 SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 

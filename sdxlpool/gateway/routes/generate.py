@@ -1,7 +1,9 @@
 """The native API: POST /v1/generate (JSON, or NDJSON events) and WebSocket /v1/ws.
 
 Both take a JSON object of A1111 txt2img fields plus `gpus` (allowed GPU models, preferred first)
-and report the events of `sdxlpool.gateway.events`.
+and report the events of `sdxlpool.gateway.events`. An object with `init_images` (base64 images) is
+an img2img, with A1111's img2img fields (`mask` for inpainting, `denoising_strength`, ...); its
+images are checked before routing, as on POST /sdapi/v1/img2img.
 
 `X-SDXL-Debug-Routing: 1` (or `"debug_routing": true` in the body, or in a WebSocket request)
 adds every attempt's scheduler decision as `routing` to the result (and to an error).
@@ -110,7 +112,7 @@ class _Session:
             message = None
         if not isinstance(message, dict):
             await self.send({"event": "error", "status": 422, "error": "invalid_request",
-                             "detail": "body: each message must be a JSON object of txt2img fields"})
+                             "detail": "body: each message must be a JSON object of txt2img (or img2img) fields"})
             return None
         return message
 

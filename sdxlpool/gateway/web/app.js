@@ -4,10 +4,17 @@
 //
 // WebSocket protocol (sdxlpool/gateway/routes/generate.py): send one JSON object of A1111 txt2img
 // fields plus `gpus` and an `id`; receive queued, assigned, progress..., then done or error, each
-// tagged with that id. {"cancel": true} stops the running generation.
+// tagged with that id. {"cancel": true} stops the running generation. With an image to start from
+// the object carries A1111's img2img fields: `init_images` (a data URL), `denoising_strength`, and
+// for inpainting `mask` (a black and white PNG data URL at the image's size, white = redraw) and
+// `inpainting_mask_invert`. Hires fix (text to image only): `enable_hr`, `hr_scale`, `hr_upscaler`.
 
 const DEFAULT_SAMPLER = "DPM++ SDE Karras";
 const POOL_REFRESH_MS = 4000;
+const INIT_TYPES = ["image/png", "image/jpeg", "image/webp"];
+const MAX_INIT_PIXELS = 1024 * 1024; // an upload sets the output size to its own, scaled down to this area
+const DEFAULT_HR_UPSCALER = "Latent";
+const MASK_PAINT = "#ff2e63"; // shown at the canvas's opacity; any painted pixel is white in the mask sent
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +32,13 @@ const FIELD_LABELS = {
   refiner_switch_at: "Refiner switch at",
   gpus: "GPU models",
   api_key: "API key",
+  init_images: "Image for img2img",
+  mask: "Mask",
+  denoising_strength: "Denoising strength",
+  inpainting_mask_invert: "Invert",
+  enable_hr: "Hires fix",
+  hr_scale: "Upscale by",
+  hr_upscaler: "Upscaler",
 };
 
 const state = {
@@ -40,6 +54,10 @@ const state = {
   poolTimer: 0,
   results: [], // every finished image of this visit, oldest first
   shown: null, // the result on display
+  init: null, // the image to start from: {dataUrl, name, width, height}
+  masked: false, // whether any of the mask is painted (then the request is an inpainting)
+  strokes: new Map(), // pointer id -> its last point, while that pointer paints
+  upscalersLoaded: false,
 };
 
 // -- Small helpers -------------------------------------------------------------------------
@@ -75,6 +93,26 @@ async function getJson(url) {
   const response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
+}
+
+function fieldOf(detail) {
+  // "init_images.0: not an image" -> the form field ("init_images") and the reason
+  const at = detail.indexOf(":");
+  if (at < 0) return { field: "body", reason: detail };
+  return { field: detail.slice(0, at).trim().split(".")[0], reason: detail.slice(at + 1).trim() };
+}
+
+function pngSize(base64) {
+  // A PNG's width and height from its IHDR chunk (bytes 16 to 24), without decoding the image.
+  try {
+    const head = atob(String(base64).slice(0, 32));
+    if (head.slice(1, 4) !== "PNG") return null;
+    const int = (at) => ((head.charCodeAt(at) << 24) | (head.charCodeAt(at + 1) << 16)
+      | (head.charCodeAt(at + 2) << 8) | head.charCodeAt(at + 3)) >>> 0;
+    return { width: int(16), height: int(20) };
+  } catch {
+    return null;
+  }
 }
 
 function modelName(slug) {
@@ -180,6 +218,19 @@ function readForm() {
   };
   const refiner = $("refiner_checkpoint").value;
   if (refiner) request.refiner_checkpoint = refiner;
+  if (state.init) {
+    request.init_images = [state.init.dataUrl];
+    request.denoising_strength = Number($("denoising_strength").value);
+    if (state.masked) {
+      request.mask = maskDataUrl();
+      request.inpainting_mask_invert = $("inpainting_mask_invert").checked ? 1 : 0;
+    }
+  } else if ($("enable_hr").checked) {
+    request.enable_hr = true;
+    request.hr_scale = number("hr_scale");
+    if (request.hr_scale < 1 || request.hr_scale > 4) throw new FieldError("hr_scale", "must be between 1 and 4");
+    request.hr_upscaler = $("hr_upscaler").value || DEFAULT_HR_UPSCALER;
+  }
   if (state.models.length) {
     const gpus = chosenGpus();
     if (!gpus.length) throw new FieldError("gpus", "switch on at least one GPU model");
@@ -296,9 +347,13 @@ function finish() {
 
 function onDone(run, event) {
   finish();
+  const size = pngSize(event.image) || { width: run.request.width, height: run.request.height };
   const result = {
     n: state.results.length + 1,
     src: `data:image/png;base64,${event.image}`,
+    width: size.width,
+    height: size.height,
+    info: event.info || {},
     prompt: run.request.prompt,
     request: run.request,
     seed: event.seed,
@@ -329,8 +384,7 @@ function onError(run, event) {
   const detail = String(event.detail || "");
   const status = Number(event.status);
   if (status === 422) {
-    const field = detail.includes(":") ? detail.slice(0, detail.indexOf(":")).trim() : "body";
-    const reason = detail.includes(":") ? detail.slice(detail.indexOf(":") + 1).trim() : detail;
+    const { field, reason } = fieldOf(detail);
     const label = FIELD_LABELS[field] || field;
     showAlert(`Check “${label}” (422)`, `${label}: ${reason}`);
     const input = markInvalid(field in FIELD_LABELS ? field : "", reason);
@@ -422,9 +476,10 @@ function show(result) {
   const image = $("result-image");
   image.src = result.src;
   image.alt = `Generated image ${result.n}: ${result.prompt}`;
-  image.width = result.request.width;
-  image.height = result.request.height;
+  image.width = result.width;
+  image.height = result.height;
   const t = result.timings;
+  const denoising = result.info.denoising_strength;
   $("result-meta").replaceChildren(
     metaRow("GPU", result.gpuName),
     metaRow("Provider", result.provider || "–"),
@@ -434,15 +489,26 @@ function show(result) {
     metaRow("Total", seconds(t.total_seconds)),
     metaRow("Seed", String(result.seed ?? "–")),
     metaRow("Worker", result.attempts > 1 ? `${result.worker} (attempt ${result.attempts})` : result.worker),
-    metaRow("Size", `${result.request.width} × ${result.request.height}`),
+    metaRow("Size", `${result.width} × ${result.height}`),
     metaRow("Sampler", `${result.request.sampler_name}, ${result.request.steps} steps`),
+    metaRow("Mode", mode(result.request)),
   );
+  if (denoising !== null && denoising !== undefined) {
+    $("result-meta").append(metaRow("Denoising strength", String(denoising)));
+  }
   const link = $("download");
   link.href = result.src;
   link.download = `sdxlpool-${result.n}-${result.seed ?? "image"}.png`;
   $("current").hidden = false;
   $("placeholder").hidden = true;
   renderHistory();
+}
+
+function mode(request) {
+  if (request.mask) return request.inpainting_mask_invert ? "Inpaint (inverted mask)" : "Inpaint";
+  if (request.init_images) return "Image to image";
+  if (request.enable_hr) return `Text to image, hires fix × ${request.hr_scale}`;
+  return "Text to image";
 }
 
 function renderHistory() {
@@ -613,6 +679,277 @@ async function loadCatalog() {
   }
 }
 
+// -- The image to start from (img2img) and its mask (inpainting) ---------------------------
+
+function outputSize(width, height) {
+  // The output size an uploaded image sets: its own, in steps of 8, scaled down to MAX_INIT_PIXELS.
+  const scale = Math.min(1, Math.sqrt(MAX_INIT_PIXELS / (width * height)));
+  const round = (n) => Math.max(64, Math.round((n * scale) / 8) * 8);
+  return [round(width), round(height)];
+}
+
+function readDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.addEventListener("load", () => resolve(String(reader.result)));
+    reader.addEventListener("error", () => reject(reader.error));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function setInitImage(file) {
+  clearAlert();
+  if (!file) return;
+  if (!INIT_TYPES.includes(file.type)) {
+    $("init_images").value = "";
+    showFieldError("init_images", `${file.name || "that file"} is not a PNG, JPEG or WebP image`);
+    return;
+  }
+  let dataUrl;
+  const image = new Image();
+  try {
+    dataUrl = await readDataUrl(file);
+    image.src = dataUrl;
+    await image.decode();
+  } catch {
+    $("init_images").value = "";
+    showFieldError("init_images", `${file.name} could not be read as an image`);
+    return;
+  }
+  const { naturalWidth: width, naturalHeight: height } = image;
+  const thumb = $("init-thumb");
+  thumb.src = dataUrl;
+  await thumb.decode().catch(() => {}); // shown at its size before the mask is painted on it
+  state.init = { dataUrl, name: file.name, width, height };
+  thumb.alt = `The image to start from: ${file.name}, ${width} × ${height}`;
+  const canvas = $("mask");
+  canvas.width = width; // also clears it
+  canvas.height = height;
+  setMasked(false);
+  const [outWidth, outHeight] = outputSize(width, height);
+  $("width").value = String(outWidth);
+  $("height").value = String(outHeight);
+  syncSizePreset();
+  syncModes();
+}
+
+function removeInitImage() {
+  state.init = null;
+  state.strokes.clear();
+  $("init_images").value = "";
+  $("init-thumb").removeAttribute("src");
+  setMasked(false);
+  syncModes();
+  $("init_images").focus();
+}
+
+function syncModes() {
+  // The image controls show with an image; the hires fix is for text to image only.
+  const withImage = state.init !== null;
+  $("init-panel").hidden = !withImage;
+  $("enable_hr").disabled = withImage;
+  $("hires-options").hidden = withImage || !$("enable_hr").checked;
+  $("hires-help").textContent = withImage
+    ? "Hires fix is for text to image only: remove the image to use it."
+    : "Makes the image at the size above, then enlarges it and refines the details (text to image only).";
+  syncHiresSize();
+}
+
+function syncHiresSize() {
+  const note = $("hires-size");
+  const scale = Number($("hr_scale").value);
+  const on = $("enable_hr").checked && !$("enable_hr").disabled && scale >= 1;
+  note.hidden = !on;
+  if (on) {
+    const width = Math.floor(Number($("width").value) * scale);
+    const height = Math.floor(Number($("height").value) * scale);
+    note.textContent = `Final size: ${width} × ${height}`;
+  }
+}
+
+function setMasked(masked) {
+  state.masked = masked;
+  const invert = $("inpainting_mask_invert").checked;
+  $("mask").dataset.invert = String(invert);
+  $("mask-state").textContent = !masked ? "No mask: the whole image is redrawn (img2img)."
+    : invert ? "Mask painted: what is not painted is redrawn (inpainting)."
+      : "Mask painted: the painted part is redrawn (inpainting).";
+}
+
+function maskContext() {
+  return $("mask").getContext("2d", { willReadFrequently: true });
+}
+
+function maskRect(x, y, width, height) {
+  const context = maskContext();
+  context.fillStyle = MASK_PAINT;
+  context.fillRect(x, y, width, height);
+  setMasked(true);
+}
+
+function clearMask() {
+  const canvas = $("mask");
+  maskContext().clearRect(0, 0, canvas.width, canvas.height);
+  setMasked(false);
+}
+
+function canvasPoint(canvas, event) {
+  // The pointer's place in the canvas's own pixels (the init image's), and the brush radius there.
+  const box = canvas.getBoundingClientRect();
+  const scale = canvas.width / Math.max(1, box.width);
+  return {
+    x: (event.clientX - box.left) * scale,
+    y: (event.clientY - box.top) * (canvas.height / Math.max(1, box.height)),
+    radius: (Number($("mask_brush").value) / 2) * scale,
+  };
+}
+
+function paintTo(from, to) {
+  const context = maskContext();
+  context.fillStyle = MASK_PAINT;
+  context.strokeStyle = MASK_PAINT;
+  context.lineCap = "round";
+  context.lineWidth = to.radius * 2;
+  if (from) {
+    context.beginPath();
+    context.moveTo(from.x, from.y);
+    context.lineTo(to.x, to.y);
+    context.stroke();
+  }
+  context.beginPath(); // a dot too: a tap paints, and a zero-length line would not
+  context.arc(to.x, to.y, to.radius, 0, 2 * Math.PI);
+  context.fill();
+}
+
+function onPointerDown(event) {
+  if (!state.init || (event.pointerType === "mouse" && event.button !== 0)) return;
+  event.preventDefault();
+  const canvas = $("mask");
+  try {
+    canvas.setPointerCapture(event.pointerId); // the stroke goes on past the canvas's edge
+  } catch {
+    // not an active pointer (a synthetic event): painting works without the capture
+  }
+  const point = canvasPoint(canvas, event);
+  paintTo(null, point);
+  state.strokes.set(event.pointerId, point);
+  setMasked(true);
+}
+
+function onPointerMove(event) {
+  let last = state.strokes.get(event.pointerId);
+  if (!last) return;
+  const canvas = $("mask");
+  const moves = typeof event.getCoalescedEvents === "function" ? event.getCoalescedEvents() : [];
+  for (const move of moves.length ? moves : [event]) {
+    const point = canvasPoint(canvas, move);
+    paintTo(last, point);
+    last = point;
+  }
+  state.strokes.set(event.pointerId, last);
+}
+
+function onPointerUp(event) {
+  state.strokes.delete(event.pointerId);
+}
+
+function maskDataUrl() {
+  // The mask as A1111 takes it: a PNG of the init image's size, white where painted, black elsewhere.
+  const canvas = $("mask");
+  const { width, height } = canvas;
+  const painted = maskContext().getImageData(0, 0, width, height).data;
+  const mask = new ImageData(width, height);
+  for (let i = 0; i < painted.length; i += 4) {
+    const value = painted[i + 3] >= 128 ? 255 : 0;
+    mask.data[i] = value;
+    mask.data[i + 1] = value;
+    mask.data[i + 2] = value;
+    mask.data[i + 3] = 255;
+  }
+  const out = document.createElement("canvas");
+  out.width = width;
+  out.height = height;
+  out.getContext("2d").putImageData(mask, 0, 0);
+  return out.toDataURL("image/png");
+}
+
+function wireInitImage() {
+  const input = $("init_images");
+  input.addEventListener("change", () => setInitImage(input.files[0]));
+  const zone = $("init-section");
+  zone.addEventListener("dragover", (drag) => {
+    if (![...drag.dataTransfer.types].includes("Files")) return;
+    drag.preventDefault();
+    drag.dataTransfer.dropEffect = "copy";
+    $("init-drop").dataset.over = "true";
+  });
+  zone.addEventListener("dragleave", (drag) => {
+    if (!zone.contains(drag.relatedTarget)) delete $("init-drop").dataset.over;
+  });
+  zone.addEventListener("drop", (drop) => {
+    drop.preventDefault();
+    delete $("init-drop").dataset.over;
+    const file = drop.dataTransfer.files[0];
+    if (file) setInitImage(file);
+  });
+  for (const kind of ["dragover", "drop"]) { // a file dropped beside the zone must not replace the page
+    window.addEventListener(kind, (drag) => {
+      if (drag.dataTransfer && [...drag.dataTransfer.types].includes("Files")) drag.preventDefault();
+    });
+  }
+  $("init-remove").addEventListener("click", removeInitImage);
+  const canvas = $("mask");
+  canvas.addEventListener("pointerdown", onPointerDown);
+  canvas.addEventListener("pointermove", onPointerMove);
+  canvas.addEventListener("pointerup", onPointerUp);
+  canvas.addEventListener("pointercancel", onPointerUp);
+  $("mask_brush").addEventListener("input", () => {
+    $("mask_brush_value").textContent = `${$("mask_brush").value} px`;
+  });
+  $("mask-whole").addEventListener("click", () => maskRect(0, 0, canvas.width, canvas.height));
+  $("mask-centre").addEventListener("click", () => {
+    clearMask();
+    maskRect(canvas.width / 4, canvas.height / 4, canvas.width / 2, canvas.height / 2);
+  });
+  $("mask-clear").addEventListener("click", clearMask);
+  $("inpainting_mask_invert").addEventListener("change", () => setMasked(state.masked));
+  $("denoising_strength").addEventListener("input", () => {
+    $("denoising_strength_value").textContent = Number($("denoising_strength").value).toFixed(2);
+  });
+}
+
+// -- Hires fix -----------------------------------------------------------------------------
+
+async function loadUpscalers() {
+  // The hires upscalers: A1111's latent modes, then the pool's upscalers; "Latent" when neither answers.
+  state.upscalersLoaded = true;
+  const names = [DEFAULT_HR_UPSCALER];
+  for (const url of ["/sdapi/v1/latent-upscale-modes", "/sdapi/v1/upscalers"]) {
+    try {
+      for (const entry of await getJson(url)) {
+        if (entry && entry.name && entry.name !== "None" && !names.includes(entry.name)) names.push(entry.name);
+      }
+    } catch {
+      // not offered by this gateway: the names so far stay
+    }
+  }
+  const select = $("hr_upscaler");
+  const current = select.value || DEFAULT_HR_UPSCALER;
+  select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+  select.value = names.includes(current) ? current : DEFAULT_HR_UPSCALER;
+}
+
+function wireHires() {
+  $("enable_hr").addEventListener("change", () => {
+    syncModes();
+    if ($("enable_hr").checked && !state.upscalersLoaded) loadUpscalers();
+  });
+  $("hr_scale").addEventListener("input", syncHiresSize);
+  $("width").addEventListener("input", syncHiresSize);
+  $("height").addEventListener("input", syncHiresSize);
+  $("size_preset").addEventListener("change", syncHiresSize);
+}
+
 // -- Wiring --------------------------------------------------------------------------------
 
 function syncSizePreset() {
@@ -654,6 +991,9 @@ function init() {
       $("form").requestSubmit();
     }
   });
+  wireInitImage();
+  wireHires();
+  syncModes();
   refreshPool();
 }
 

@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from sdxlpool.api.generation import LATENT_UPSCALE_MODES
 from sdxlpool.worker.deps import StateDep, WorkerDep
 from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
+from sdxlpool.worker.upscalers import available_upscalers
 
 router = APIRouter(prefix="/sdapi/v1", tags=["catalog"])
 
@@ -72,8 +74,22 @@ def prompt_styles(worker: WorkerDep) -> list[dict[str, Any]]:
     return [style.as_a1111() for style in worker.styles.current().values()]
 
 
-# A1111 clients probe these on connect; this worker has no upscalers or hypernetworks to list.
 @router.get("/upscalers")
+async def upscalers(state: StateDep) -> list[dict[str, Any]]:
+    """The upscalers this worker can run (hires fix's hr_upscaler, extras' upscaler_1/2): None,
+    Lanczos, Nearest, and the model files of --upscaler-dir when spandrel is installed. Answers
+    while the model is still loading (clients probe it on connect)."""
+    entries = await asyncio.to_thread(available_upscalers, state.settings)
+    return [entry.as_a1111() for entry in entries]
+
+
+@router.get("/latent-upscale-modes")
+def latent_upscale_modes() -> list[dict[str, Any]]:
+    """Hires fix's latent upscalers (hr_upscaler), as A1111 lists them."""
+    return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+
+# A1111 clients probe this on connect; this worker has no hypernetworks to list.
 @router.get("/hypernetworks")
 def empty_list() -> list[Any]:
     return []

@@ -1,4 +1,9 @@
-"""GET /sdapi/v1/progress and POST /sdapi/v1/interrupt."""
+"""GET /sdapi/v1/progress, POST /sdapi/v1/interrupt and POST /sdapi/v1/skip.
+
+`?id_task=NAME` (not in A1111) makes interrupt and skip conditional: they act only when the
+running job is the one named NAME (its `force_task_id`), so the gateway stops a caller's own job
+and never the next one that started meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,13 @@ async def progress(worker: WorkerDep, skip_current_image: bool = False) -> Progr
 
 
 @router.post("/interrupt")
-def interrupt(worker: WorkerDep) -> dict[str, bool]:
+def interrupt(worker: WorkerDep, id_task: str | None = None) -> dict[str, bool]:
     """Stop the running job at its next step; it returns the image it has so far."""
-    return {"interrupted": worker.interrupt()}
+    return {"interrupted": worker.interrupt(id_task)}
+
+
+@router.post("/skip")
+def skip(worker: WorkerDep, id_task: str | None = None) -> dict[str, bool]:
+    """End the running job's current batch at its next step (that batch's image is made from where it
+    got to); the job goes on with its next `n_iter` batch."""
+    return {"skipped": worker.skip(id_task)}
