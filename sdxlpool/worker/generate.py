@@ -163,6 +163,9 @@ def generate(
             pipe._interrupt = True  # diffusers skips the remaining steps, then returns the latents
         return tensors
 
+    def is_stopped() -> bool:
+        return stopped
+
     # 1a. img2img: the init images (and mask) prepared as A1111 prepares them (pixels only).
     inputs = None
     if params.img2img is not None:
@@ -216,7 +219,7 @@ def generate(
                     passes = _img2img_passes(base_pipe, params, encoded, latents, seeds[batch],
                                              inputs.latent_mask, use_refiner)
                 out = _denoise(base_pipe, refiner_pipe, base_cond, refiner_cond, params, options, generators,
-                               passes, step_callback, lambda: stopped)
+                               passes, step_callback, is_stopped)
 
                 # 2e. Hires fix: upscale, then the second pass (skipped once interrupted, as A1111 does).
                 if hires is not None and hires_cond is not None and not stopped:
