@@ -18,7 +18,7 @@ from sdxlpool.worker.samplers import SCHEDULES, Sampler, Schedule
 __all__ = ["sim_schedules", "sim_iterations"]
 
 _ALL = tuple(s.name for s in SCHEDULES)
-_SIGMA_FREE = ("automatic", "uniform", "sgm_uniform")  # classes without Karras/exponential/beta sigmas
+_SIGMA_FREE = ("automatic", "uniform", "sgm_uniform", "normal")  # classes without Karras/exponential/beta sigmas
 
 # sampler -> schedule names it supports (diffusers 0.3x: the class's __init__ parameters)
 _SCHEDULE_NAMES: dict[str, tuple[str, ...]] = {

@@ -125,19 +125,29 @@ def test_no_request_field_or_header_makes_anything_connect(worker: ServerThread,
                 for fields, status in looked_up:
                     answer = client.post(base + "/sdapi/v1/txt2img", json=small(**fields))
                     assert (answer.status_code, url in answer.json()["detail"]) == (status, True), answer.text
-            assert client.post(front.url + "/v1/generate", json=body).status_code == 200
+            # The native API reads a body with init_images as an img2img: a URL there is not an
+            # image, and is refused (422 naming the field), never fetched; so is one on /img2img.
+            for path in ("/v1/generate", "/sdapi/v1/img2img"):
+                answer = client.post(front.url + path, json=body)
+                assert (answer.status_code, "init_images" in answer.text) == (422, True), answer.text
+            assert client.post(worker.url + "/sdapi/v1/img2img", json=body).status_code == 422
+            no_images = {k: v for k, v in body.items() if k not in ("init_images", "mask")}
+            assert client.post(front.url + "/v1/generate", json=no_images).status_code == 200
+            hires = client.post(front.url + "/sdapi/v1/txt2img", json=small(enable_hr=True, hr_upscaler=url))
+            assert (hires.status_code, "hr_upscaler" in hires.text) == (422, True), hires.text
             for gpus in ({"json": small(gpus=["RTX 3090", url])},
                          {"json": small(), "headers": {"X-SDXL-GPU": f"RTX 3090,{url}"}}):
                 assert client.post(front.url + "/sdapi/v1/txt2img", **gpus).status_code == 422
             assert client.post(worker.url + "/sdapi/v1/options", json={"sd_model_checkpoint": url}).status_code == 404
             assert client.post(worker.url + "/sdapi/v1/options", json={"sd_vae": url}).status_code == 422
             assert client.get(front.url + f"/static/{url}").status_code == 404
-        with connect(front.url.replace("http://", "ws://") + "/v1/ws") as ws:
-            ws.send(json.dumps(body))
-            events = [json.loads(ws.recv(timeout=60))]
-            while events[-1]["event"] not in ("done", "error"):
-                events.append(json.loads(ws.recv(timeout=60)))
-        assert events[-1]["event"] == "done"
+        for sent, last in ((no_images, "done"), (body, "error")):  # the URL as an init image: refused
+            with connect(front.url.replace("http://", "ws://") + "/v1/ws") as ws:
+                ws.send(json.dumps(sent))
+                events = [json.loads(ws.recv(timeout=60))]
+                while events[-1]["event"] not in ("done", "error"):
+                    events.append(json.loads(ws.recv(timeout=60)))
+            assert events[-1]["event"] == last, events[-1]
     assert listener.connections == 0
 
 
