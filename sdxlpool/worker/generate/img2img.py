@@ -9,19 +9,22 @@ from typing import Any
 from sdxlpool.api.generation import GenerationParams
 from sdxlpool.worker.generate.noise import _noised
 from sdxlpool.worker.generate.passes import _MaskBlend, _Passes
-from sdxlpool.worker.generate.pipelines import _encode
+from sdxlpool.worker.generate.pipelines import _encode_pixels
 from sdxlpool.worker.generate.steps import _strength
 from sdxlpool.worker.img2img_inputs import LATENT_FACTOR, Img2ImgInputs, apply_overlay, resize_image
 
 
 def _encode_inits(pipeline: Any, inputs: Img2ImgInputs, vae: Any, params: GenerationParams) -> list[Any]:
-    """Each prepared init image through the VAE (`_encode`); resize mode 3 resizes these latents to
-    the job's size (bilinear)."""
+    """Each prepared init image through the VAE (`_encode_pixels`); resize mode 3 resizes these
+    latents to the job's size (bilinear)."""
+    import numpy as np
     import torch
 
+    vae = vae if vae is not None else pipeline.vae
     encoded = []
     for image in inputs.images:
-        latents = _encode(pipeline, [image], vae)
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
+        latents = _encode_pixels(vae, pixels.permute(2, 0, 1).unsqueeze(0))
         if inputs.latent_upscale:
             size = (params.height // LATENT_FACTOR, params.width // LATENT_FACTOR)
             latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")

@@ -40,15 +40,18 @@ def _decode(pipe: Any, latents: Any, vae: Any = None) -> list[Any]:
 
 
 def _encode(pipe: Any, images: list[Any], vae: Any = None) -> Any:
-    """PIL images of one size to latents, the inverse of `_decode`: the latent distribution's mean
-    (the same latents on every GPU), scaled as the SDXL pipelines scale them."""
-    import numpy as np
-    import torch
-
+    """PIL images of one size to latents, the inverse of `_decode`, from the image processor's pixels."""
     vae = vae if vae is not None else pipe.vae
-    pixels = torch.stack([torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
-                          for image in images])
-    pixels = pixels.permute(0, 3, 1, 2).to(device=vae.device, dtype=vae.dtype)
+    return _encode_pixels(vae, pipe.image_processor.preprocess(images))
+
+
+def _encode_pixels(vae: Any, pixels: Any) -> Any:
+    """Pixels in [-1, 1], (N, 3, H, W), through the VAE: the latent distribution's mean (the same
+    latents on every GPU), scaled as the SDXL pipelines scale them.
+
+    The pixels' memory layout is kept: the VAE's convolutions give other floats for a channels-last
+    tensor (the image processor's) than for a channels-first one (img2img's init images)."""
+    pixels = pixels.to(device=vae.device, dtype=vae.dtype)
     latents = vae.encode(pixels).latent_dist.mode()
     mean, std = _latents_mean_std(vae, latents)
     if mean is not None and std is not None:
