@@ -12,8 +12,8 @@ from sdxlpool.worker.generate.infotext_fields import hires_infotext, image_infot
 from sdxlpool.worker.generate.job import generate
 from sdxlpool.worker.generate.noise import image_seeds
 from sdxlpool.worker.generate.options import GenerationResult, JobControl, RuntimeOptions
-from sdxlpool.worker.generate.pipelines import _decode
+from sdxlpool.worker.generate.pipelines import _decode as _decode  # for tests/worker/test_prompt_encoding.py
 from sdxlpool.worker.generate.steps import denoising_steps, hires_schedule
 
 __all__ = ["JobControl", "RuntimeOptions", "GenerationResult", "generate", "image_seeds", "image_infotext",
-           "denoising_steps", "hires_schedule", "hires_infotext", "_decode"]
+           "denoising_steps", "hires_schedule", "hires_infotext"]
