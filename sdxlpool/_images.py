@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +52,39 @@ def image_bytes(field: str, data: Any) -> bytes:
 
 
 def probe_image(field: str, data: Any, *, max_pixels: int) -> ImageHeader:
-    """Check that `data` is an image within `max_pixels`, from its header only."""
+    """Check that `data` is an image within `max_pixels`, from its header only.
+
+    Only the start of the base64 text is decoded when the header is there (PNG and WebP put the
+    size in their first bytes, most JPEGs within their first kilobytes): the gateway probes every
+    upload of every request, and decoding all of a 10 MB image only to read its size would cost
+    more than the rest of forwarding it. Anything the prefix cannot answer is decoded whole."""
+    header = _prefix_header(data, max_pixels)
+    if header is not None:
+        return header
     image = _open(field, image_bytes(field, data), max_pixels)
+    return ImageHeader(image.width, image.height, str(image.format))
+
+
+_PROBE_CHARS = 64 * 1024  # base64 characters decoded first: 48 KiB of the file
+
+
+def _prefix_header(data: Any, max_pixels: int) -> ImageHeader | None:
+    """The header read from the start of the base64 text alone; None when that cannot decide
+    (too short, not base64, not an image, or over the limit: the whole decode says why)."""
+    if not isinstance(data, str) or len(data) <= 2 * _PROBE_CHARS:
+        return None  # small enough to decode whole
+    text = data.lstrip()
+    if text.startswith(_DATA_URL_PREFIX):
+        text = text.partition(",")[2]
+    prefix = text[:_PROBE_CHARS]
+    try:
+        raw = base64.b64decode(prefix, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        image = _open("", raw, max_pixels)
+    except InvalidRequest:
+        return None
     return ImageHeader(image.width, image.height, str(image.format))
 
 
@@ -75,7 +107,11 @@ def _open(field: str, raw: bytes, max_pixels: int) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        claimed = f" ({size.group(1)} pixels)" if size else ""
+        raise InvalidRequest(field, f"declares a size{claimed} over the limit of {max_pixels} pixels") from None
+    except UnidentifiedImageError:
         raise InvalidRequest(field, "is not an image PIL can read (PNG, JPEG or WebP)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidRequest(field, f"could not be read as an image: {exc}") from None
