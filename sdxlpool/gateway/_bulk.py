@@ -10,7 +10,10 @@ benchmark (docs/benchmarks.md, gateway overhead):
 - httpx over aiohttp (httpx-aiohttp) hands the body on in 16 KiB pieces, ~125 of them per answer;
 - aiohttp's default 64 KiB read buffer pauses and resumes the socket ~30 times per answer.
 
-So: one aiohttp session whose read buffer holds a whole answer, and one `read()` per request.
+So: one aiohttp session whose read buffer holds a whole answer, and one `read()` per request. The
+request body is serialised with orjson: an img2img carries megabytes of base64, which the standard
+library's encoder scans at ~5 ms per MB and orjson copies at ~0.3 ms (a body orjson refuses, an
+integer past 64 bits in an extension's field, falls back to the standard library).
 Failures come back as two exceptions the caller tells apart: `BulkTimeout` and `BulkTransportError`
 (refused, reset, closed mid-answer), like httpx's TimeoutException and TransportError.
 """
@@ -18,10 +21,12 @@ Failures come back as two exceptions the caller tells apart: `BulkTimeout` and `
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 
 from sdxlpool.errors import UpstreamError
 
@@ -62,8 +67,9 @@ class BulkClient:
                         headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         timeouts = aiohttp.ClientTimeout(total=timeout, sock_connect=self._connect_timeout)
         try:
-            async with self._open().post(url, json=body, timeout=timeouts, allow_redirects=False,
-                                         headers=dict(headers) if headers else None) as response:
+            async with self._open().post(url, data=_json_bytes(body), timeout=timeouts, allow_redirects=False,
+                                         headers={**(headers or {}), "Content-Type": "application/json"}
+                                         ) as response:
                 return response.status, await response.read()
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError and total timeouts are both this
             raise BulkTimeout(type(exc).__name__) from exc
@@ -73,3 +79,10 @@ class BulkClient:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _json_bytes(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # e.g. an integer past 64 bits: what the standard library writes is still JSON
+        return json.dumps(body).encode()

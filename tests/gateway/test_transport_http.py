@@ -64,3 +64,13 @@ async def test_no_worker_is_a_transport_failure_and_no_progress() -> None:
             await transport.send(nobody, TXT2IMG.path, body(), timeout=5)
         assert await transport.read_progress(nobody, timeout=1) is None
         await transport.interrupt(nobody)  # best effort: never raises
+
+
+def test_forwarded_bodies_are_json_whatever_a_client_put_in_them() -> None:
+    """orjson writes the body unless it cannot (an integer past 64 bits in an extension's field):
+    then the standard library does, so such a request is forwarded, never a 500."""
+    from sdxlpool.gateway._bulk import _json_bytes
+
+    body = {"prompt": "x", "init_images": ["QUFB" * 1000], "my_extension": {"big": 10**30, "ok": [1.5, None]}}
+    assert json.loads(_json_bytes(body)) == body
+    assert json.loads(_json_bytes({"seed": 7, "prompt": "é"})) == {"seed": 7, "prompt": "é"}
