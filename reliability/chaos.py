@@ -5,12 +5,15 @@
 
 A pool of `--workers` sim-workers behind one gateway gets Poisson arrivals at `--load` x the pool's
 capacity for `--seconds` (at most `--max-requests`), each a txt2img with its own prompt
-("chaos N"); three in four ask for `seed: -1`, the rest for a concrete seed. Meanwhile a chaos
-monkey, every 2-5 s (random), picks a worker and:
+("chaos N"); three in four ask for `seed: -1` (in hang mode, more: see below), the rest for a
+concrete seed. Meanwhile a chaos monkey, every 2-5 s (random), picks a worker and:
 
   kill   SIGKILLs it and starts it again on the same port 0.5-2 s later;
   hang   SIGSTOPs it for 5-10 s, well past the gateway's --progress-deadline, then SIGCONTs it;
-         in this mode one worker also runs with --hang-rate 0.1 (a job that never progresses).
+         in this mode one worker also runs with --hang-rate 0.1 (a job that never progresses),
+         its fault seed chosen so that its first job hangs, and every request asks for `seed: -1`
+         until that worker has been sent a job: one `seed: -1` request's first attempt hangs,
+         and is on record, whatever the machine's load or the gateway's spread of the requests.
 
 Invariants, per mode (all counted, and checked by tests/reliability/test_chaos_short.py):
   lost 0       every request sent is answered 200, or with a clear JSON error (4xx/5xx with an
@@ -62,6 +65,7 @@ from sdxlpool.testing.stats import percentile, poisson_arrivals
 
 STEPS, SIZE = 40, 512  # 40 Euler steps at 512x512 = 10 normalised steps a request
 QUEUE_DEADLINE, ATTEMPT_TIMEOUT, MAX_ATTEMPTS = 10.0, 20.0, 3
+HANG_RATE = 0.1  # of the hang-rate worker's jobs (hang mode)
 MODES = ("kill", "hang")
 
 
@@ -100,7 +104,7 @@ def run_chaos(config: ChaosConfig, workdir: Path, say: Any = print) -> dict[str,
     rng = random.Random(config.seed)
     workers = [WorkerSpec(f"w{i + 1}", "A100", config.step_seconds, env=JOB_LOG_ENV) for i in range(config.workers)]
     if config.mode == "hang":
-        workers[-1].args = ("--hang-rate", "0.1", "--seed", str(config.seed))
+        workers[-1].args = ("--hang-rate", str(HANG_RATE), "--seed", str(first_job_hangs(config.seed, HANG_RATE)))
     env = {"SDXLPOOL_GATEWAY_QUEUE_DEADLINE": str(QUEUE_DEADLINE),
            "SDXLPOOL_GATEWAY_ATTEMPT_TIMEOUT": str(ATTEMPT_TIMEOUT)}
     gateway_args = ("--progress-deadline", str(config.progress_deadline), "--max-attempts", str(MAX_ATTEMPTS))
@@ -122,6 +126,16 @@ def asks_random_seed(i: int) -> bool:
     return i % 4 != 0
 
 
+def first_job_hangs(seed: int, hang_rate: float) -> int:
+    """The first fault seed from `seed` on with which a sim-worker run with `--hang-rate hang_rate`
+    (and no --fail-rate) hangs its first job. The sim draws each job's fate in job order from
+    `random.Random(seed)`, the roll first, and hangs the job when the roll is below the hang rate
+    (sdxlpool/sim/_engine.py, `_draw_fault`; the warm-up job draws nothing)."""
+    while random.Random(seed).random() >= hang_rate:
+        seed += 1
+    return seed
+
+
 async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random
                  ) -> tuple[Tally, dict[str, Outcome], list[str], float]:
     arrivals = poisson_arrivals(rng, config.load * config.capacity, config.max_requests, config.seconds)
@@ -135,17 +149,22 @@ async def _drive(config: ChaosConfig, pool: LocalPool, rng: random.Random
 
         answered: dict[str, Outcome] = {}
 
-        async def one(i: int) -> None:
+        async def one(i: int, random_seed: bool) -> None:
             body = {"prompt": prompt_of(i), "steps": STEPS, "width": SIZE, "height": SIZE, "sampler_name": "Euler",
-                    "seed": -1 if asks_random_seed(i) else 1_000_000 + i}
+                    "seed": -1 if random_seed else 1_000_000 + i}
             answered[body["prompt"]] = outcome = await send(client, pool.url, body, config.client_timeout)
             tally.add(outcome)
 
+        # Hang mode: until the hang-rate worker has been sent a job, every request asks for `seed: -1`,
+        # so its first job (which hangs: `first_job_hangs`) is one a re-drawn seed would get wrong,
+        # however the gateway spreads the load.
+        hang_worker = pool.workers[-1] if config.mode == "hang" else None
         tasks = []
         for i, offset in enumerate(arrivals):
             await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
+            random_seed = asks_random_seed(i) or (hang_worker is not None and not seeds_sent(pool.worker_log(hang_worker)))
             tally.sent += 1
-            tasks.append(asyncio.create_task(one(i)))
+            tasks.append(asyncio.create_task(one(i, random_seed)))
         await monkey
         await asyncio.gather(*tasks)
         wall = time.monotonic() - start
