@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.pool import JOB_LOG_ENV, seeds_sent
 from sdxlpool.testing.ports import free_port
 from tests.conftest import ServerThread, TinyModel
@@ -83,6 +84,18 @@ def workers(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         for worker in started.values():
             worker.stop()
+
+
+def kill_the_one_running_it(workers: tuple[WorkerProcess, ...], timeout: float) -> WorkerProcess:
+    """SIGKILL whichever worker has a request in flight (its metrics say so), mid-generation."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if f"{mn.WORKER_INFLIGHT} 1.0" in httpx.get(worker.url + "/metrics", timeout=2).text:
+                worker.kill()
+                return worker
+        time.sleep(0.05)
+    raise AssertionError("no worker started the request")
 
 
 def write_backends(path: Path, backends: list[dict]) -> Path:

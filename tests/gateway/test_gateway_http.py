@@ -11,7 +11,12 @@ import httpx
 import pytest
 
 from sdxlpool.api import metric_names as mn
-from tests.gateway.conftest import assert_failover_kept_the_seed, start_gateway, write_backends
+from tests.gateway.conftest import (
+    assert_failover_kept_the_seed,
+    kill_the_one_running_it,
+    start_gateway,
+    write_backends,
+)
 from tests.worker.imaging import pixels
 
 
@@ -125,15 +130,7 @@ def test_a_worker_killed_mid_request_fails_over_with_the_same_seed(workers, tiny
         thread = threading.Thread(target=lambda: outcome.update(response=post(gateway, body, gpus="A100")))
         thread.start()
         # Kill whichever worker took the request, mid-generation.
-        victim = None
-        deadline = time.monotonic() + 30
-        while victim is None and time.monotonic() < deadline:
-            for worker in (a, b):
-                if f"{mn.WORKER_INFLIGHT} 1.0" in httpx.get(worker.url + "/metrics", timeout=2).text:
-                    victim = worker
-            time.sleep(0.05)
-        assert victim is not None, "no worker started the request"
-        victim.kill()
+        victim = kill_the_one_running_it((a, b), timeout=30)
         thread.join(120)
         response = outcome["response"]
         survivor = b if victim is a else a

@@ -23,10 +23,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdxlpool.api import metric_names as mn
 from sdxlpool.testing.ports import free_port
 from tests.conftest import TinyModel
-from tests.gateway.conftest import WorkerProcess, assert_failover_kept_the_seed, start_gateway, write_backends
+from tests.gateway.conftest import (
+    WorkerProcess,
+    assert_failover_kept_the_seed,
+    kill_the_one_running_it,
+    start_gateway,
+    write_backends,
+)
 from tests.gateway.ws import websocket
 from tests.worker.imaging import decode, pixels
 
@@ -233,15 +238,7 @@ def test_an_img2img_killed_mid_request_fails_over_with_the_same_seed_and_pixels(
 
         thread = threading.Thread(target=send)
         thread.start()
-        victim = None
-        deadline = time.monotonic() + 60
-        while victim is None and time.monotonic() < deadline:
-            for worker in (a, b):
-                if f"{mn.WORKER_INFLIGHT} 1.0" in httpx.get(worker.url + "/metrics", timeout=2).text:
-                    victim = worker
-            time.sleep(0.05)
-        assert victim is not None, "no worker started the request"
-        victim.kill()
+        victim = kill_the_one_running_it((a, b), timeout=60)
         thread.join(180)
         response = outcome["response"]
         survivor = b if victim is a else a
