@@ -191,7 +191,7 @@ def test_catalogue_and_validation_are_the_real_workers(fast_sim: ServerThread) -
         samplers = client.get("/sdapi/v1/samplers").json()
         assert [s["name"] for s in samplers] == [s.name for s in SAMPLERS]
         by_name = {s["name"]: s["options"]["schedulers"] for s in samplers}
-        assert by_name["Euler a"] == ["automatic", "uniform", "sgm_uniform"]
+        assert by_name["Euler a"] == ["automatic", "uniform", "sgm_uniform", "normal"]
         assert by_name["DPM++ 2M"] == [s.name for s in SCHEDULES]
         assert [s["name"] for s in client.get("/sdapi/v1/schedulers").json()] == [s.name for s in SCHEDULES]
         assert client.get("/healthz").json() == {"status": "ok"}
