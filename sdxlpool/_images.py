@@ -24,7 +24,7 @@ from typing import Any
 
 from sdxlpool.errors import InvalidRequest
 
-__all__ = ["ImageHeader", "probe_image", "decode_image", "image_bytes"]
+__all__ = ["ImageHeader", "probe_image", "decode_image", "image_bytes", "check_mask_size"]
 
 _DATA_URL_PREFIX = "data:"
 
@@ -96,6 +96,14 @@ def decode_image(field: str, data: Any, *, max_pixels: int) -> Any:
     except (OSError, SyntaxError, ValueError) as exc:  # PIL's "image file is truncated", broken chunks
         raise InvalidRequest(field, f"could not be decoded: {exc}") from None
     return image
+
+
+def check_mask_size(mask: tuple[int, int], init: tuple[int, int]) -> None:
+    """An inpainting mask is painted over the first init image, so it must be that image's size (A1111
+    resizes a mask of another size; here it is a 422 naming `mask`, on the gateway and the worker)."""
+    if mask != init:
+        raise InvalidRequest("mask", f"is {mask[0]}x{mask[1]}; it must be the size of init_images.0 "
+                                     f"({init[0]}x{init[1]})")
 
 
 def _open(field: str, raw: bytes, max_pixels: int) -> Any:

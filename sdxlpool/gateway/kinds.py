@@ -8,8 +8,8 @@
 
 Every kind goes the same way (service.py `GatewayService.route`, forward.py `forward`): checked here
 first (a bad field or image is a 422 naming it, before any routing), then GPU choice, failover,
-placement headers. `check` is pure apart from reading image headers: it never decodes pixels, so
-a 10 MB upload costs the gateway a base64 decode and a header read, no more.
+placement headers. `check` is pure apart from reading image headers: it never decodes pixels, and
+reads a large upload's header from the start of its base64 (`sdxlpool._images.probe_image`).
 
 What `check` returns is what routing needs: the request's cost in normalised steps (one denoising
 step of one 1024x1024 image, the unit of the workers' pending_steps), the LoRAs its prompt calls
@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sdxlpool._images import ImageHeader, probe_image
+from sdxlpool._images import ImageHeader, check_mask_size, probe_image
 from sdxlpool.api.a1111 import (
     ExtrasBatchImagesRequest,
     ExtrasSingleImageRequest,
@@ -65,7 +65,7 @@ class RequestKind:
     model: type[BaseModel]  # the A1111 body, for the checks and the OpenAPI document
     check: Check
     generation: bool  # seeds to fix before the first attempt, and an `info` JSON in the answer
-    uploads: bool = True  # the body carries images (megabytes to base64-decode): checked off the event loop
+    uploads: bool = True  # the body carries images (megabytes to walk): checked off the event loop
 
     @property
     def has_info(self) -> bool:
@@ -102,9 +102,8 @@ def _img2img(body: Mapping[str, Any], defaults: GenerationDefaults, limits: Requ
     headers = [_probe(f"init_images.{i}", data, limits) for i, data in enumerate(request.init_images or [])]
     if request.mask:
         mask = _probe("mask", request.mask, limits)
-        if headers and (mask.width, mask.height) != (headers[0].width, headers[0].height):
-            raise InvalidRequest("mask", f"is {mask.width}x{mask.height}; it must be the size of init_images.0 "
-                                         f"({headers[0].width}x{headers[0].height})")
+        if headers:
+            check_mask_size((mask.width, mask.height), (headers[0].width, headers[0].height))
     init_size = (headers[0].width, headers[0].height) if headers else None
     return _generation(resolve_request(request, defaults, limits, init_size=init_size))
 

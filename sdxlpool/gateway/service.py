@@ -180,7 +180,7 @@ class GatewayService:
             caller = self.api_keys.caller(api_key, client)
             if kind.generation:
                 body = self.caller_options.apply(caller.identity, body)  # the caller's POST /options values
-            if kind.uploads:  # base64-decoding megabytes of images would hold up every other request
+            if kind.uploads:  # MBs of images to walk and probe: off the loop, not holding up other requests
                 checked = await asyncio.to_thread(kind.check, body, self.settings.defaults, self.settings.limits)
             else:
                 checked = kind.check(body, self.settings.defaults, self.settings.limits)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sdxlpool._images import decode_image
+from sdxlpool._images import check_mask_size, decode_image
 from sdxlpool.api.a1111 import (
     ExtrasBatchImagesRequest,
     ExtrasSingleImageRequest,
@@ -219,9 +219,8 @@ class WorkerService:
             images = tuple(decode_image(f"init_images.{i}", data, max_pixels=limit)
                            for i, data in enumerate(request.init_images or []))
             mask = decode_image("mask", request.mask, max_pixels=limit) if request.mask else None
-            if mask is not None and mask.size != images[0].size:  # A1111 paints masks over the init image
-                raise InvalidRequest("mask", f"is {mask.width}x{mask.height}; it must be the size of "
-                                     f"init_images.0, {images[0].width}x{images[0].height}")
+            if mask is not None:
+                check_mask_size(mask.size, images[0].size)
             return InputImages(images, mask)
 
         return await asyncio.to_thread(decode)
