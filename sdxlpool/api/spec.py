@@ -61,16 +61,19 @@ __all__ = [
     "FINE_TUNE_FIELDS",
     "FineTuneSource",
     "GatewaySpec",
+    "GpuAutoscaling",
     "GpuEntry",
     "GpuProvider",
     "HuggingFaceCache",
     "HuggingFaceFileSource",
     "HuggingFaceModelSource",
+    "LatencyTarget",
     "LimitsSpec",
     "LocalObjectReference",
     "ModelSource",
     "NetworkPolicySpec",
     "Placement",
+    "PoolAutoscaling",
     "PoolSpecError",
     "Quantity",
     "RateLimitSpec",
@@ -396,6 +399,13 @@ class GpuProvider(_SpecModel):
     location: str | None = None
 
 
+class GpuAutoscaling(_SpecModel):
+    """How far the pool's autoscaler may move one GPU model's replicas (spec.autoscaling.enabled)."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest workers; 0 lets the model scale to zero.")
+    max_replicas: int = Field(ge=0, description="Most workers.")
+
+
 class GpuEntry(_SpecModel):
     """One GPU model of the pool; the operator makes one Deployment per entry."""
 
@@ -411,6 +421,10 @@ class GpuEntry(_SpecModel):
     )
     provider: GpuProvider | None = None
     price_per_hour: float | None = Field(None, ge=0)
+    autoscaling: GpuAutoscaling | None = Field(
+        None, description="Replica bounds for the pool's autoscaler (spec.autoscaling); unset: this entry keeps "
+        "`replicas` workers."
+    )
 
     @field_validator("model")
     @classmethod
@@ -507,6 +521,26 @@ class NetworkPolicySpec(_SpecModel):
     )
 
 
+class LatencyTarget(_SpecModel):
+    """The latency the autoscaler sizes the pool for."""
+
+    p95_seconds: float = Field(30.0, gt=0, description="95th percentile of a request's seconds at the gateway "
+                               "(queue + inference).")
+
+
+class PoolAutoscaling(_SpecModel):
+    """Demand- and price-driven replicas per GPU model: the operator reads the gateway's demand and
+    sizes each entry that has `autoscaling` bounds, cheapest price per normalised step first, to keep
+    the predicted p95 under the target; `replicas` is each entry's starting size."""
+
+    enabled: bool = False
+    latency_target: LatencyTarget = Field(default_factory=LatencyTarget, json_schema_extra=_OBJECT_DEFAULT)
+    scale_up_delay: float = Field(15.0, ge=0, description="Seconds more replicas must be wanted before they are "
+                                  "added (a model at zero with requests waiting starts at once).")
+    scale_down_delay: float = Field(300.0, ge=0, description="Seconds fewer replicas must be enough before any "
+                                    "is removed.")
+
+
 class SDXLPoolSpec(_SpecModel):
     """``spec`` of an SDXLPool."""
 
@@ -519,6 +553,7 @@ class SDXLPoolSpec(_SpecModel):
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec, json_schema_extra=_OBJECT_DEFAULT)
     limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=_OBJECT_DEFAULT)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, json_schema_extra=_OBJECT_DEFAULT)
+    autoscaling: PoolAutoscaling = Field(default_factory=PoolAutoscaling, json_schema_extra=_OBJECT_DEFAULT)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, json_schema_extra=_OBJECT_DEFAULT)
     loras: list[FineTuneSource] = Field(
         default_factory=list,
@@ -552,6 +587,27 @@ class SDXLPoolSpec(_SpecModel):
         if clashes:
             raise ValueError("; ".join(clashes) + "; give each GPU model one entry")
         return gpus
+
+    @model_validator(mode="after")
+    def _replicas_within_autoscaling(self) -> SDXLPoolSpec:
+        """minReplicas <= replicas <= maxReplicas for every entry with bounds: `replicas` is where
+        the autoscaler starts, so it must be a size the autoscaler could choose."""
+        problems = []
+        for index, entry in enumerate(self.gpus):
+            bounds = entry.autoscaling
+            if bounds is None:
+                continue
+            where = f"gpus[{index}] ({entry.model})"
+            if bounds.min_replicas > bounds.max_replicas:
+                problems.append(f"{where}.autoscaling: minReplicas ({bounds.min_replicas}) exceeds maxReplicas "
+                                f"({bounds.max_replicas})")
+            elif not bounds.min_replicas <= entry.replicas <= bounds.max_replicas:
+                problems.append(f"{where}.replicas ({entry.replicas}) must lie within autoscaling "
+                                f"minReplicas..maxReplicas ({bounds.min_replicas}..{bounds.max_replicas}): it is "
+                                "the starting size")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> SDXLPoolSpec:

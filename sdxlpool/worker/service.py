@@ -60,6 +60,7 @@ from sdxlpool.worker.vaes import LoadedVae, VaeSet
 __all__ = ["WorkerService", "Placement"]
 
 log = logging.getLogger(__name__)
+_WARM_UP_STEPS = 6  # first-to-last over 5 intervals: one late wake-up moves the estimate a fifth as much
 
 # A1111 option keys this worker acts on, with A1111's defaults and the accepted type.
 _OPTION_TYPES: dict[str, type] = {
@@ -127,8 +128,13 @@ class WorkerService:
         await self.queue.close()
 
     async def _warm_up(self) -> None:
-        """One short job at the default size: first-call kernel set-up, and a first step_seconds."""
-        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=2),
+        """One short job at the default size: first-call kernel set-up, and a first step_seconds.
+
+        Several steps, not two: step_seconds is measured from the first to the last iteration, so
+        one late wake-up on a loaded machine is divided by the intervals between them; from a single
+        interval it could make one of two equal workers look twice as slow and skew routing.
+        """
+        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=_WARM_UP_STEPS),
                                  self.settings.defaults, self.settings.limits)
         sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
         job = self._job(params, self.checkpoints.current, None, sampler, self._runtime({}))

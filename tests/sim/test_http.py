@@ -69,7 +69,7 @@ def test_a_request_takes_the_modelled_time(timed_sim: ServerThread, body: dict, 
     assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3
     assert expected * 0.7 <= wall <= expected * 1.3 + 0.1  # + HTTP and PNG work
     # The worker's own estimate follows the model: step_seconds plus the overhead spread over a job's
-    # steps (the most for the 2-step warm-up it started from).
+    # steps (the most for the short warm-up it started from).
     step_seconds = metrics(timed_sim.url)[mn.WORKER_STEP_SECONDS]
     assert STEP * 0.7 <= step_seconds <= (STEP + OVERHEAD / 2) * 1.3
 

@@ -1,0 +1,167 @@
+"""Demand -> replicas per GPU model: enough capacity for the latency target at the lowest price.
+
+Pure: a `ScalingPolicy` (from the SDXLPool spec), a `DemandReport` (from the gateway) and the
+current replicas in; one `Recommendation` per GPU model out, with its reason. `Autoscaler`
+(stabiliser.py) adds time: the delays that keep it from flapping.
+
+The rule, step by step:
+
+1. Speeds: each model's seconds per normalised step, measured or estimated (speeds.py). A model
+   that cannot finish an average request within the target even when idle is *too slow*: it gets
+   load only when a class of requests allows nothing faster.
+2. Load to place, per class (the GPU models its requests allowed): its arrival rate plus the spare
+   kept for start-up time (`headroom`), plus its waiting requests spread over the target (so a
+   backlog is cleared within it).
+3. Placement, most restricted classes first (their choice is narrowest): first onto the capacity
+   that is paid for anyway (each model's `minReplicas`), then onto the models with the lowest
+   price per normalised step (price per hour x seconds per step; models without a price after the
+   priced ones, fastest first), each filled up to what its `maxReplicas` take within the target
+   (queueing.py) before the next is used.
+4. Replicas: per model, the fewest workers whose M/M/c p95 (queueing.py) for the load it was given
+   stays within the target, plus what clears the work already queued on its workers; clamped to
+   `minReplicas..maxReplicas`. An entry without autoscaling bounds keeps its replicas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sdxlpool.api.spec import SDXLPoolSpec
+from sdxlpool.scaling.demand import DemandClass, DemandReport
+from sdxlpool.scaling.queueing import arrivals_within_target, predicted_p95, servers_for_target
+from sdxlpool.scaling.speeds import estimate_seconds_per_step
+
+__all__ = ["ModelPolicy", "Recommendation", "ScalingPolicy", "policy_from_spec", "recommend"]
+
+_DEFAULT_REQUEST_STEPS = 25.0  # an average request before any arrived: the pool default's 25 steps
+_MAX_SERVERS = 10_000  # search bound for "no maxReplicas" (fixed entries never search)
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    gpu: str  # canonical slug
+    replicas: int  # the spec's replicas: the starting size, and the fixed size without bounds
+    min_replicas: int
+    max_replicas: int
+    price_per_hour: float | None = None
+    autoscaled: bool = True
+
+    @property
+    def fixed(self) -> bool:
+        return not self.autoscaled
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    models: tuple[ModelPolicy, ...]
+    p95_target: float = 30.0
+    scale_up_delay: float = 15.0
+    scale_down_delay: float = 300.0
+    headroom: float = 0.15  # spare capacity over the measured rate: demand grows while workers start
+
+    def model(self, gpu: str) -> ModelPolicy | None:
+        return next((m for m in self.models if m.gpu == gpu), None)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    gpu: str
+    replicas: int
+    reason: str
+    load_steps_per_second: float = 0.0  # the normalised steps per second placed on this model
+    predicted_p95: float | None = None  # at `replicas`, for the load placed here
+
+
+def policy_from_spec(spec: SDXLPoolSpec) -> ScalingPolicy:
+    """The autoscaling part of a pool spec (entries without bounds stay at their replicas)."""
+    models = []
+    for entry in spec.gpus:
+        bounds = entry.autoscaling if spec.autoscaling.enabled else None
+        models.append(ModelPolicy(
+            gpu=entry.slug, replicas=entry.replicas,
+            min_replicas=bounds.min_replicas if bounds else entry.replicas,
+            max_replicas=bounds.max_replicas if bounds else entry.replicas,
+            price_per_hour=entry.price_per_hour, autoscaled=bounds is not None))
+    auto = spec.autoscaling
+    return ScalingPolicy(models=tuple(models), p95_target=auto.latency_target.p95_seconds,
+                         scale_up_delay=auto.scale_up_delay, scale_down_delay=auto.scale_down_delay)
+
+
+def recommend(policy: ScalingPolicy, demand: DemandReport) -> dict[str, Recommendation]:
+    """Replicas per GPU model of `policy` for `demand`, each with its reason."""
+    target = policy.p95_target
+    request_steps = demand.mean_request_steps or _DEFAULT_REQUEST_STEPS
+    measured = {m.gpu: m.seconds_per_step for m in demand.models if m.seconds_per_step}
+    speed = {m.gpu: estimate_seconds_per_step(m.gpu, measured) for m in policy.models}
+    too_slow = {gpu for gpu, s in speed.items() if request_steps * s > target}
+
+    # Steps per second `workers` workers of a model take with the p95 within the target.
+    def capacity(model: ModelPolicy, workers: int) -> float:
+        seconds = request_steps * speed[model.gpu]
+        return arrivals_within_target(workers, seconds, target) * request_steps
+
+    load = {m.gpu: 0.0 for m in policy.models}
+    for demand_class in sorted(demand.classes, key=lambda c: (len(c.allowed) or math.inf, c.allowed)):
+        rate = demand_class.steps_per_second * (1 + policy.headroom) + demand_class.waiting_steps / target
+        candidates = _candidates(policy, demand_class, speed, too_slow)
+        # (3) capacity already paid for, then the cheapest per step, each up to its max.
+        for bound in (lambda m: m.min_replicas, lambda m: m.max_replicas):
+            for model in candidates:
+                take = min(rate, max(0.0, capacity(model, bound(model)) - load[model.gpu]))
+                load[model.gpu] += take
+                rate -= take
+        if rate > 1e-9 and candidates:  # more than every allowed model at its max can take
+            load[candidates[0].gpu] += rate
+
+    recommendations = {}
+    for model in policy.models:
+        recommendations[model.gpu] = _replicas(policy, model, demand, load[model.gpu], speed[model.gpu],
+                                               request_steps, model.gpu in too_slow)
+    return recommendations
+
+
+def _candidates(policy: ScalingPolicy, demand_class: DemandClass, speed: Mapping[str, float],
+                too_slow: set[str]) -> list[ModelPolicy]:
+    allowed = [m for m in policy.models if not demand_class.allowed or m.gpu in demand_class.allowed]
+    fast_enough = [m for m in allowed if m.gpu not in too_slow]
+    if fast_enough:
+        def price_per_step(m: ModelPolicy) -> tuple[int, float]:
+            if m.price_per_hour is None:
+                return (1, speed[m.gpu])
+            return (0, m.price_per_hour * speed[m.gpu])
+        return sorted(fast_enough, key=price_per_step)
+    return sorted(allowed, key=lambda m: speed[m.gpu])  # only slow ones allowed: fastest first
+
+
+def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, load: float, seconds_per_step: float,
+              request_steps: float, too_slow: bool) -> Recommendation:
+    if model.fixed:
+        return Recommendation(model.gpu, model.replicas, "fixed: no autoscaling bounds", load)
+    target = policy.p95_target
+    service = request_steps * seconds_per_step
+    arrivals = load / request_steps
+    state = demand.model(model.gpu)
+    queued = state.pending_steps if state is not None else 0.0
+    # Workers to clear what already sits on this model's workers within the target, on top.
+    clearing = math.ceil(queued * seconds_per_step / target) if queued > 0 else 0
+    needed = servers_for_target(arrivals, service, target, most=max(model.max_replicas, 1))
+    rate = f"{load:.3g} steps/s at {seconds_per_step:.3g} s/step"
+    if needed is None:
+        wanted = model.max_replicas
+        reason = (f"{rate}: one request takes {service:.3g} s, over the {target:g} s target" if too_slow
+                  else f"{rate}: even maxReplicas ({model.max_replicas}) miss the {target:g} s p95")
+    else:
+        wanted = needed + clearing
+        if load <= 0 and not clearing:
+            reason = "no demand"
+        else:
+            reason = f"{rate} needs {wanted} for p95 <= {target:g} s"
+            if clearing:
+                reason += f" ({clearing} for {queued:.3g} queued steps)"
+    replicas = min(max(wanted, model.min_replicas), model.max_replicas)
+    if replicas != wanted:
+        reason += f"; held at {'minReplicas' if replicas > wanted else 'maxReplicas'} ({replicas})"
+    p95 = predicted_p95(replicas, arrivals, service) if load > 0 else None
+    return Recommendation(model.gpu, replicas, reason, load, p95)
