@@ -16,14 +16,21 @@ __all__ = [
     "GATEWAY_ASYNCIO_TASKS",
     "GATEWAY_ATTEMPTS",
     "GATEWAY_BACKEND_PENDING_STEPS",
+    "GATEWAY_BACKEND_PRICE_PER_HOUR",
     "GATEWAY_BACKEND_UP",
     "GATEWAY_FAILOVERS",
+    "GATEWAY_DEMAND_REQUESTS",
+    "GATEWAY_DEMAND_STEPS",
     "GATEWAY_INFLIGHT",
+    "GATEWAY_LATENCY_TARGET_SECONDS",
+    "GATEWAY_MODEL_READY_WORKERS",
+    "GATEWAY_MODEL_SECONDS_PER_STEP",
     "GATEWAY_PLUGIN_SECONDS",
     "GATEWAY_QUEUE_DEPTH",
     "GATEWAY_REQUESTS",
     "GATEWAY_REQUEST_SECONDS",
     "GATEWAY_SCRAPE_AGE_SECONDS",
+    "GATEWAY_WAITING_STEPS",
     "WORKER_INFERENCE_SECONDS",
     "WORKER_INFLIGHT",
     "WORKER_INFO",
@@ -84,6 +91,15 @@ GATEWAY_QUEUE_DEPTH = "sdxl_gateway_queue_depth"
 GATEWAY_INFLIGHT = "sdxl_gateway_inflight"
 GATEWAY_PLUGIN_SECONDS = "sdxl_gateway_plugin_seconds"
 GATEWAY_ASYNCIO_TASKS = "sdxl_gateway_asyncio_tasks"
+# Demand, for the autoscaler and its dashboard (label `allowed`: the request's GPU models, sorted and
+# comma-joined, or "any"); cost per hour is price_per_hour x backend_up, summed.
+GATEWAY_DEMAND_REQUESTS = "sdxl_gateway_demand_requests"  # counter, {allowed}
+GATEWAY_DEMAND_STEPS = "sdxl_gateway_demand_steps"  # counter of normalised steps arrived, {allowed}
+GATEWAY_WAITING_STEPS = "sdxl_gateway_waiting_steps"  # gauge, steps waiting in the gateway queue, {allowed}
+GATEWAY_MODEL_READY_WORKERS = "sdxl_gateway_model_ready_workers"  # gauge, {gpu_model}
+GATEWAY_MODEL_SECONDS_PER_STEP = "sdxl_gateway_model_seconds_per_step"  # gauge, median measured, {gpu_model}
+GATEWAY_BACKEND_PRICE_PER_HOUR = "sdxl_gateway_backend_price_per_hour"  # gauge, {backend, gpu_model, ...}
+GATEWAY_LATENCY_TARGET_SECONDS = "sdxl_gateway_latency_target_seconds"  # gauge: the pool's p95 target
 
 
 def exported(counter: str) -> str:
