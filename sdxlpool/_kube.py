@@ -89,6 +89,14 @@ class KubeClient:
             resource = resource.subresources["status"]
         return self._call(resource.patch, body=dict(patch), name=name, namespace=namespace, content_type=_MERGE_PATCH)
 
+    def scale(self, api_version: str, kind: str, name: str, namespace: str | None, replicas: int) -> dict[str, Any]:
+        """Set `replicas` through the object's scale subresource (what `kubectl scale` and the
+        HorizontalPodAutoscaler write): a merge patch of the Scale's spec.replicas, nothing else of
+        the object touched. Returns the Scale the server answers with."""
+        resource = self._resource(api_version, kind).subresources["scale"]
+        return self._call(resource.patch, body={"spec": {"replicas": int(replicas)}}, name=name, namespace=namespace,
+                          content_type=_MERGE_PATCH)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete (children go with it: background propagation). False if it was already gone."""
         try:

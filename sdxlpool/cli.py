@@ -309,7 +309,8 @@ def _operator(args: argparse.Namespace) -> int:
     except (ValidationError, SettingsError) as exc:  # SettingsError: an SDXLPOOL_OPERATOR_* that does not parse
         raise settings_error(exc, {"namespaces": "--namespace", **{
             field: f"$SDXLPOOL_OPERATOR_{field.upper()}"
-            for field in ("resync_seconds", "workers", "retry_seconds", "retry_max_seconds")}}) from None
+            for field in ("resync_seconds", "workers", "retry_seconds", "retry_max_seconds", "autoscale_seconds",
+                          "demand_url", "demand_timeout_seconds")}}) from None
     try:
         connect(settings.kubeconfig)
     except (kubernetes.config.ConfigException, OSError) as exc:

@@ -148,6 +148,33 @@ def _replicas_schema(description: str) -> dict[str, Any]:
     }
 
 
+def _autoscaling_schema() -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    stamp = {"type": "string", "format": "date-time"}
+    return {
+        "type": "object",
+        "description": "What the autoscaler decided (spec.autoscaling.enabled), and why.",
+        "properties": {
+            "lastScaleTime": {**stamp, "description": "When it last changed a GPU model's replicas."},
+            "demandReadAt": {**stamp, "description": "When it last read the gateway's demand."},
+            "message": {"type": "string", "description": "Empty, or why the demand could not be read or a "
+                        "scale was refused (the pool then keeps its size)."},
+            "gpus": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "model": {"type": "string", "description": "The GPU model as written in the spec."},
+                    "slug": {"type": "string", "description": "Canonical GPU name, e.g. a100-80gb."},
+                    "desiredReplicas": {**count, "description": "The replicas it runs, after the delays."},
+                    "recommendedReplicas": {**count, "description": "What the demand asks for now."},
+                    "reason": {"type": "string"},
+                    "predictedP95Seconds": {"type": "number", "minimum": 0,
+                                            "description": "Predicted p95 at recommendedReplicas for the demand."},
+                },
+            }},
+        },
+    }
+
+
 def status_schema() -> dict[str, Any]:
     """``openAPIV3Schema.properties.status``: what the operator reports; unknown fields kept."""
     return {
@@ -165,6 +192,7 @@ def status_schema() -> dict[str, Any]:
             },
             "gpus": {"type": "array", "items": _replicas_schema("One GPU model's workers.")},
             "gateway": _replicas_schema("The pool's gateway Deployment."),
+            "autoscaling": _autoscaling_schema(),
         },
     }
 

@@ -9,6 +9,9 @@ What the operator watches, and why:
   kept in kopf indexes, so a sync reads them from memory; any change or deletion of one syncs its
   pool, which repairs a child edited or deleted by hand and refreshes status from the Deployment.
 * Nodes: their GPU labels, in an index; when they change, pools re-place their Deployments.
+* Autoscaling: a second timer per pool, every `autoscale_seconds`, that works only for pools with
+  `spec.autoscaling.enabled`: it reads the gateway's demand, scales the GPU models' Deployments
+  (autoscale.py) and syncs the pool, whose reconcile renders the autoscaler's replicas.
 
 Configuration: one `OperatorSettings`, handed in by `run_operator` (the CLI's and the tests' one
 way in): the handlers are registered on a registry built for those settings (the timer's
@@ -22,7 +25,7 @@ why (Degraded, reason Rejected) until a spec change or the resync timer tries ag
 spec is not an error at all: it is reported as a Degraded condition and waits for the next edit.
 
 State per pool (a lock, so two reactions to the same pool never interleave; the status last
-written) lives in the operator's memo (`PoolStates`) and is dropped when the pool is deleted.
+written; the pool's `Autoscaler` and what it decided) lives in the operator's memo (`PoolStates`) and is dropped when the pool is deleted.
 
 Threads: the reactions are coroutines on kopf's event loop. They read kopf's indexes there, where
 kopf updates them (read from a handler thread, an index could change size mid-iteration), and hand
@@ -36,6 +39,7 @@ import functools
 import json
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +49,11 @@ import kopf
 
 from sdxlpool._kube import KubeError, client_configuration, connect
 from sdxlpool.api import labels as lbl
-from sdxlpool.api.spec import GROUP, PLURAL, VERSION
-from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED, report_rejection, sync_pool
+from sdxlpool.api.spec import GROUP, PLURAL, VERSION, PoolSpecError, load_pool
+from sdxlpool.operator.autoscale import Autoscaled, autoscale_step
+from sdxlpool.operator.reconcile import CHILD_KINDS, MANAGED, now_stamp, report_rejection, sync_pool
 from sdxlpool.operator.settings import OperatorSettings
+from sdxlpool.scaling import Autoscaler, policy_from_spec
 
 __all__ = ["PoolState", "PoolStates", "build_registry", "run_operator"]
 
@@ -69,6 +75,10 @@ class PoolState:
     # own writes, and comparing with a stale copy would rewrite the same status again and again.
     written_uid: str = ""
     written: dict[str, Any] | None = None
+    # The pool's autoscaler (its history of recommendations: the delays), rebuilt when the spec's
+    # policy changes, and what it last decided (the replicas a sync renders, status.autoscaling).
+    autoscaler: Autoscaler | None = None
+    autoscaled: Autoscaled | None = None
 
 
 class PoolStates:
@@ -134,6 +144,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)(pool_changed)
     kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds, initial_delay=settings.resync_seconds,
                idle=None, registry=registry)(pool_resync)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.autoscale_seconds, initial_delay=settings.autoscale_seconds,
+               idle=None, registry=registry)(pool_autoscale)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(pool_event)
     kopf.on.event("", "v1", "nodes", registry=registry)(node_changed)
     return registry
@@ -199,6 +211,52 @@ async def pool_resync(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     await _sync(_plain(body), memo, kwargs)
 
 
+async def pool_autoscale(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """One autoscaler step for a pool with spec.autoscaling.enabled (others: nothing, no API call)."""
+    plain = _plain(body)
+    meta = plain["metadata"]
+    key = (meta["namespace"], meta["name"])
+    states: PoolStates = memo.pools
+    if not ((plain.get("spec") or {}).get("autoscaling") or {}).get("enabled"):
+        if key in states:  # switched off: forget its history, so switching on starts afresh
+            state = states.of(key)
+            state.autoscaler, state.autoscaled = None, None
+        return
+    state = states.of(key)
+    async with state.lock:
+        fresh = _current_pool(kwargs, key) or plain
+        try:
+            pool = load_pool(dict(fresh))
+        except PoolSpecError:
+            return  # the sync reports it (Degraded); nothing to size
+        if not pool.spec.autoscaling.enabled:
+            return
+        policy = policy_from_spec(pool.spec)
+        now = time.monotonic()
+        if state.autoscaler is None or state.autoscaler.policy != policy:
+            state.autoscaler = Autoscaler(policy, started_at=now)
+        deployments = {child["metadata"]["name"]: child for child in kwargs["children_deployments"].get(key, ())}
+        uid = fresh["metadata"].get("uid", "")
+        last_status = (state.written if state.written_uid == uid else None) or fresh.get("status") or {}
+        settings: OperatorSettings = memo.settings
+        result = await _in_thread(memo, functools.partial(
+            autoscale_step, memo.kube, pool, state.autoscaler, deployments,
+            remembered=state.autoscaled.replicas if state.autoscaled else None,
+            previous=last_status.get("autoscaling"), demand_url=settings.demand_url,
+            timeout=settings.demand_timeout_seconds, now=now, stamp=now_stamp()))
+        state.autoscaled = result.autoscaled
+    for action in result.scaled:
+        # A Normal event whatever kopf's posting level (kopf.info would obey it: WARNING here).
+        # kopf reads any mapping here; its annotation asks for its own Body view of one
+        kopf.event(dict(body), type="Normal", reason="Scaled", message=action.message[:1000])  # type: ignore[arg-type]
+    if result.error is not None:
+        logger.warning(f"Scaling refused: {result.error}")
+    # The scaled Deployments as they are now (the index may not have heard yet), then one sync:
+    # status (autoscaling and per GPU model desired) and drift repair with the new replicas.
+    scaled = {action.deployment: action.desired for action in result.scaled}
+    await _sync(fresh, memo, kwargs, scaled=scaled)
+
+
 def pool_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     # No finalizer (deleting a pool must not wait for the operator): the watch's DELETED event is
     # the one sure sign that a pool is gone, and its state goes with it.
@@ -223,7 +281,8 @@ async def node_changed(name: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs
 
 # -- the one path every reaction takes -------------------------------------------------------------
 
-async def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
+async def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, Any], *,
+                scaled: Mapping[str, int] | None = None) -> None:
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     states: PoolStates = memo.pools
@@ -237,11 +296,17 @@ async def _sync(body: Mapping[str, Any], memo: kopf.Memo, kwargs: Mapping[str, A
                    for child in kwargs[f"children_{_PLURALS[kind[1]]}"].get(key, ())}
             for kind in CHILD_KINDS
         }
+        for name, replicas in (scaled or {}).items():  # scaled just now: the index may lag behind
+            deployment = children[("apps/v1", "Deployment")].get(name)
+            if deployment is not None:
+                deployment = children[("apps/v1", "Deployment")][name] = _plain(deployment)
+                deployment.setdefault("spec", {})["replicas"] = replicas
         uid = fresh["metadata"].get("uid", "")
         last_status = state.written if state.written_uid == uid else None
         try:
             result = await _in_thread(memo, functools.partial(
-                sync_pool, memo.kube, fresh, nodes=nodes, children=children, last_status=last_status))
+                sync_pool, memo.kube, fresh, nodes=nodes, children=children, last_status=last_status,
+                autoscaled=state.autoscaled))
             state.written_uid, state.written = uid, result.status
         except KubeError as exc:
             if exc.retryable:  # 409, 429, 5xx, no answer: it may pass

@@ -4,11 +4,13 @@ This is the I/O shell around the pure parts. Every write it makes is one that ch
 so a pool at rest costs no API calls beyond kopf's own watches:
 
   1. validate the spec (an invalid one only gets a Degraded status; its children are left alone)
-  2. render the desired children from spec + nodes (`sdxlpool render` prints the same)
+  2. render the desired children from spec + nodes (`sdxlpool render` prints the same), with the
+     autoscaler's replicas for the GPU models it sizes (autoscale.py), so a sync never reverts a scale
   3. adopt each child: an owner reference to the pool, so deleting the pool deletes them
   4. create what is missing, patch what drifted (a child edited by hand is put back)
   5. delete children of this pool that the spec no longer asks for (a GPU model removed)
-  6. report status from what the Deployments say, writing it only when it changed
+  6. report status from what the Deployments say (and the autoscaler's `status.autoscaling`),
+     writing it only when it changed
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from sdxlpool._kube import KubeClient, KubeError
 from sdxlpool.api import labels as lbl
 from sdxlpool.api.spec import PoolSpecError, load_pool
+from sdxlpool.operator.autoscale import Autoscaled, replicas_to_run
 from sdxlpool.operator.drift import drift_patch
 from sdxlpool.operator.status import (
     EntryObservation,
@@ -30,7 +33,7 @@ from sdxlpool.operator.status import (
     rejected_status,
 )
 
-__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "report_rejection", "MANAGED"]
+__all__ = ["CHILD_KINDS", "ChildIndex", "SyncResult", "sync_pool", "report_rejection", "MANAGED", "now_stamp"]
 
 MANAGED = {lbl.MANAGED_BY: lbl.MANAGER}
 """The label every child carries: what the operator's indexes and watches select."""
@@ -69,9 +72,11 @@ def sync_pool(
     nodes: Sequence[Mapping[str, Any]],
     children: ChildIndex | None = None,
     last_status: Mapping[str, Any] | None = None,
+    autoscaled: Autoscaled | None = None,
 ) -> SyncResult:
     """Sync one pool. `children` are its observed children (default: read from the API);
-    `last_status` is the status this process wrote last, newer than a cached pool body may be."""
+    `last_status` is the status this process wrote last, newer than a cached pool body may be;
+    `autoscaled`: what this operator's autoscaler last decided for it (none: what its status says)."""
     import kopf
 
     from sdxlpool.operator.desired import desired_state
@@ -81,7 +86,7 @@ def sync_pool(
     name, namespace = meta["name"], meta["namespace"]
     generation = int(meta.get("generation") or 1)
     previous = last_status or pool_body.get("status") or None
-    now = _now()
+    now = now_stamp()
 
     # 1. Validate.
     try:
@@ -92,8 +97,10 @@ def sync_pool(
         result.status_written = _write_status(kube, pool_body, result.status, previous)
         return result
 
-    # 2. Desired children.
-    desired = desired_state(pool, nodes)
+    # 2. Desired children, with the replicas the autoscaler runs (none when it is off).
+    reported = (previous or {}).get("autoscaling")
+    replicas = replicas_to_run(pool.spec, autoscaled.replicas if autoscaled else None, reported)
+    desired = desired_state(pool, nodes, replicas)
     observed = children if children is not None else _list_children(kube, namespace, name)
 
     owner_checked = False
@@ -147,6 +154,10 @@ def sync_pool(
         gateway = _entry("gateway", "gateway", _replicas(desired.children, gateway_name),
                          deployments.get(gateway_name), None)
     result.status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=previous, now=now)
+    if pool.spec.autoscaling.enabled:  # its own report, or the one a previous operator left
+        scaling = autoscaled.status if autoscaled is not None and autoscaled.status else reported
+        if scaling:
+            result.status["autoscaling"] = dict(scaling)
     result.status_written = _write_status(kube, pool_body, result.status, previous)
     return result
 
@@ -157,12 +168,13 @@ def report_rejection(kube: KubeClient, pool_body: Mapping[str, Any], message: st
     Returns the status reported; a status write that fails too is left to the caller's log."""
     previous = last_status or pool_body.get("status") or None
     generation = int(pool_body["metadata"].get("generation") or 1)
-    status = rejected_status(generation=generation, message=message, previous=previous, now=_now())
+    status = rejected_status(generation=generation, message=message, previous=previous, now=now_stamp())
     _write_status(kube, pool_body, status, previous)
     return status
 
 
-def _now() -> str:
+def now_stamp() -> str:
+    """Now, as status timestamps write it (UTC, seconds)."""
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -30,6 +30,11 @@ class OperatorSettings(BaseSettings):
     priority: int | None = Field(None, description="peering priority; none: random, so replicas never tie")
     standalone: bool = Field(False, description="no peering: a single replica")
     liveness: str | None = Field(None, description="kopf's liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    autoscale_seconds: float = Field(15.0, gt=0, description="seconds between two autoscaler steps of a pool with "
+                                     "spec.autoscaling.enabled (each reads the gateway's demand)")
+    demand_url: str | None = Field(None, description="where to read a pool's demand, a template with {namespace} and "
+                                   "{name}; none: each ready gateway pod of the pool at podIP:8080/v1/demand")
+    demand_timeout_seconds: float = Field(3.0, gt=0, description="how long one read of a gateway's demand may take")
 
     def retry_delay(self, retry: int) -> float:
         """Seconds before retry number `retry` (0 for the first) of a failure that may pass: exponential backoff."""

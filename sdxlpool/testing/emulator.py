@@ -3,7 +3,7 @@
 kmock 0.8 keeps objects as plain JSON and merges patches into them, which is most of what an
 operator needs. What it leaves out, and this subclass adds (CONTRIBUTING.md, "How the tests are organised"):
 
-* metadata a real API server stamps: uid, resourceVersion (bumped on every write),
+* metadata a real API server stamps: a name from generateName, uid, resourceVersion (bumped on every write),
   creationTimestamp, generation (bumped when a write touches `spec`), namespace;
 * garbage collection: deleting an object deletes, transitively, every object whose
   ownerReferences name its uid, and an object created with only dead owners is deleted at once,
@@ -13,7 +13,10 @@ operator needs. What it leaves out, and this subclass adds (CONTRIBUTING.md, "Ho
 * watches that miss nothing: kmock subscribes a watch to changes only after sending it the
   existing objects, and loses what happens in between; and a watch started from a list's
   resourceVersion hears of the objects deleted since (a real server replays them);
-* `kind` and `apiVersion` on list responses.
+* `kind` and `apiVersion` on list responses;
+* the scale subresource (`.../deployments/NAME/scale`) as a real server serves it: an
+  `autoscaling/v1` Scale in and out; a patch sets only `spec.replicas` (and bumps the
+  generation, as any spec change does), whatever else it carries.
 
 Left as it is, on purpose: label and field selectors are ignored (code must filter client-side),
 PUT is unsupported (code patches), and there is no admission, defaulting or scheduling.
@@ -157,6 +160,12 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "status": "Failure",
                                               "reason": "Invalid", "code": 422,
                                               "message": "the JSON patch's test operation failed"}, status=422)
+        scale = request.resource is not None and request.subresource == "scale" and request.name is not None
+        if scale and request.action == enums.action.UPDATE and isinstance(request.data, dict):
+            replicas = (request.data.get("spec") or {}).get("replicas")
+            request.data.clear()  # a Scale carries nothing else of the object
+            if replicas is not None:
+                request.data["spec"] = {"replicas": replicas}
         deleted_uid = None
         deleted_raw: dict[str, Any] | None = None
         if request.resource is not None:
@@ -175,6 +184,10 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
             await self._collect_garbage(deleted_uid)
         if request.action == enums.action.CREATE and response.status < 300 and isinstance(request.data, dict):
             await self._collect_orphan(request.data)
+        if scale and response.status < 300 and (stored := self._find(request)) is not None:
+            import aiohttp.web
+
+            return aiohttp.web.json_response(_scale_of(stored.raw))
         return response
 
     async def _collect_orphan(self, created: dict[str, Any]) -> None:
@@ -220,6 +233,8 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
 
     def _stamp_new(self, request: Any) -> None:
         meta = request.data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):  # kopf's Events: a fresh name each
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
         meta.setdefault("uid", str(uuid.uuid4()))
         meta["resourceVersion"] = self._next_version()
         meta.setdefault("creationTimestamp", _now())
@@ -233,7 +248,7 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
             return
         meta["resourceVersion"] = self._next_version()
         stored = self._find(request)
-        if stored is not None and "spec" in request.data and request.subresource is None:
+        if stored is not None and "spec" in request.data and request.subresource in (None, "scale"):
             # As a real API server: only a patch that changes the spec makes a new generation.
             before = stored.raw.get("spec")
             if _merge_patched(before, request.data["spec"]) != before:
@@ -267,6 +282,19 @@ class GapFillingEmulator(kmock.KubernetesEmulator):
                     self._bury((resource, namespace, name), raw)
                     pending.append(raw.get("metadata", {}).get("uid"))
                     await self._buses[resource].put({"type": "DELETED", "object": raw})
+
+
+def _scale_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale a real API server answers for an object's scale subresource."""
+    meta = raw.get("metadata", {})
+    spec = raw.get("spec") or {}
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion",
+                                                     "creationTimestamp") if key in meta},
+            "spec": {"replicas": int(spec.get("replicas", 1))},
+            "status": {"replicas": int((raw.get("status") or {}).get("replicas") or 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
 
 
 def _merge_patched(target: Any, patch: Any) -> Any:

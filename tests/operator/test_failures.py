@@ -183,16 +183,18 @@ def test_settings_keep_every_documented_variable(monkeypatch: pytest.MonkeyPatch
     assert OperatorSettings(resync_seconds=5).resync_seconds == 5
 
 
-def test_each_operator_gets_the_resync_interval_of_its_settings() -> None:
+def test_each_operator_gets_the_timer_intervals_of_its_settings() -> None:
     """Not read at import time: two operators in one process may differ (these tests' own do)."""
     from sdxlpool.operator.handlers import build_registry
 
-    def timer_intervals(settings: OperatorSettings) -> list[float]:
+    def timer_intervals(settings: OperatorSettings) -> dict[str, float]:
         spawning = build_registry(settings)._spawning  # kopf keeps timers and daemons here
-        return [handler.interval for handler in spawning.get_all_handlers() if getattr(handler, "interval", None)]
+        return {handler.id: handler.interval for handler in spawning.get_all_handlers()
+                if getattr(handler, "interval", None)}
 
-    assert timer_intervals(OperatorSettings(resync_seconds=2)) == [2]
-    assert timer_intervals(OperatorSettings(resync_seconds=300)) == [300]
+    assert timer_intervals(OperatorSettings(resync_seconds=2)) == {"pool_resync": 2, "pool_autoscale": 15}
+    assert timer_intervals(OperatorSettings(resync_seconds=300, autoscale_seconds=1)) == {
+        "pool_resync": 300, "pool_autoscale": 1}
 
 
 def test_a_rejection_keeps_what_was_reported_and_says_why() -> None:

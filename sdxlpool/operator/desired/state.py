@@ -59,8 +59,12 @@ class DesiredState:
         return frozenset(identity(child) for child in self.children)
 
 
-def desired_state(pool: SDXLPool, nodes: Sequence[Mapping[str, Any]] = ()) -> DesiredState:
+def desired_state(pool: SDXLPool, nodes: Sequence[Mapping[str, Any]] = (),
+                  replicas: Mapping[str, int] | None = None) -> DesiredState:
     """Every child of ``pool`` given the cluster's ``nodes`` (Node objects as dicts).
+
+    ``replicas`` (GPU slug -> workers) overrides entries' ``replicas``: the operator passes what its
+    autoscaler runs, so a sync never reverts a scale; ``sdxlpool render`` passes none (the spec's).
 
     ``pool.metadata`` must have a ``name`` (``PoolSpecError`` otherwise); a missing namespace is
     ``default``.
@@ -81,7 +85,8 @@ def desired_state(pool: SDXLPool, nodes: Sequence[Mapping[str, Any]] = ()) -> De
     rbac: list[dict[str, Any]] = []
     services = [worker_service(name, namespace, child_name(name, "workers"), WORKER_PORT)]
     deployments = [
-        worker_deployment(name, namespace, spec, entry, placements[entry.slug]) for entry in spec.gpus
+        worker_deployment(name, namespace, spec, entry, placements[entry.slug], (replicas or {}).get(entry.slug))
+        for entry in spec.gpus
     ]
 
     # 3. the gateway's Service and Deployment, when the pool has one

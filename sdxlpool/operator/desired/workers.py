@@ -120,9 +120,11 @@ def _pod_annotations(entry: GpuEntry) -> dict[str, str]:
 
 
 def worker_deployment(
-    pool: str, namespace: str, spec: SDXLPoolSpec, entry: GpuEntry, placement: EntryPlacement
+    pool: str, namespace: str, spec: SDXLPoolSpec, entry: GpuEntry, placement: EntryPlacement,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
-    """The worker Deployment of ``entry`` (named ``placement.deployment``)."""
+    """The worker Deployment of ``entry`` (named ``placement.deployment``), with ``replicas`` workers
+    (the autoscaler's choice) or else the entry's own."""
     resources = resource_amounts(entry.resources)
     resources.setdefault("limits", {})[lbl.GPU_RESOURCE] = str(entry.gpus_per_replica)
     mount = {"name": _MODELS_VOLUME, "mountPath": MODELS_DIR, "readOnly": True}
@@ -169,7 +171,7 @@ def worker_deployment(
             "labels": lbl.child_labels(pool, "worker", entry.slug),
         },
         "spec": {
-            "replicas": entry.replicas,
+            "replicas": entry.replicas if replicas is None else replicas,
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 3600,
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
