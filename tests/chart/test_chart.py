@@ -122,6 +122,9 @@ def test_rbac_covers_what_the_operator_does(helm: Path) -> None:
                for resource in rule["resources"] for verb in rule["verbs"]}
     needed = {("sdxlpool.dev", "sdxlpools", verb) for verb in ("get", "list", "watch", "patch")}
     needed |= {("sdxlpool.dev", "sdxlpools/status", "patch"), ("", "events", "create")}
+    needed |= {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")}
+    # The autoscaler: replicas through the scale subresource; the gateway pods it reads demand from.
+    needed |= {("apps", "deployments/scale", verb) for verb in ("get", "patch", "update")}
     needed |= {("", "nodes", verb) for verb in ("list", "watch")}
     needed |= {("", "pods", verb) for verb in ("get", "list", "watch")}  # granted on to the gateway's Role
     needed |= {("kopf.dev", "clusterkopfpeerings", verb) for verb in ("get", "list", "watch", "patch")}

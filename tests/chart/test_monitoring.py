@@ -157,13 +157,14 @@ def promtool_run(promtool: str, *args: str | Path, cwd: Path) -> str:
 def test_rules_pass_promtool_check(helm: Path, promtool: str, tmp_path: Path, args: tuple[str, ...]) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_groups(helm, *args)))
     output = promtool_run(promtool, "check", "rules", "rules.yaml", cwd=tmp_path)
-    assert "SUCCESS: 6 rules found" in output, output
+    assert "SUCCESS: 7 rules found" in output, output
 
 
 def test_the_alerts_the_issue_asks_for(helm: Path) -> None:
     alerts = {rule["alert"]: rule for group in rule_groups(helm)["groups"] for rule in group["rules"]}
     assert set(alerts) == {"SDXLPoolGPUModelNoReadyWorkers", "SDXLPoolDegraded", "SDXLPoolMetricsTargetDown",
-                           "SDXLPoolHighRejectionRate", "SDXLPoolHighFailoverRate", "SDXLPoolStaleWorkerMetrics"}
+                           "SDXLPoolHighRejectionRate", "SDXLPoolHighFailoverRate", "SDXLPoolStaleWorkerMetrics",
+                           "SDXLPoolLatencyTargetMissed"}
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
@@ -206,6 +207,9 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert {"Requests by GPU model", "Gateway latency by GPU model", "Queue depth",
             "Busy and ready workers by GPU model", "Failovers by worker"} <= titles
+    # Issue 17: demand, replicas and cost per hour.
+    assert {"Demand by allowed GPU models", "Ready workers by GPU model", "Cost per hour by GPU model",
+            "Gateway p95 and the latency target"} <= titles
     assert dashboard["uid"] == "sdxlpool"
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -260,6 +264,8 @@ def test_every_metric_in_rules_and_dashboard_is_exported(helm: Path) -> None:
     # The alerts and panels the issue names rest on these.
     assert {f"{mn.GATEWAY_FAILOVERS}_total", mn.GATEWAY_QUEUE_DEPTH, mn.WORKER_INFLIGHT,
             mn.GATEWAY_SCRAPE_AGE_SECONDS, mn.WORKER_INFO} <= used
+    assert {f"{mn.GATEWAY_DEMAND_STEPS}_total", mn.GATEWAY_MODEL_READY_WORKERS, mn.GATEWAY_BACKEND_PRICE_PER_HOUR,
+            mn.GATEWAY_LATENCY_TARGET_SECONDS} <= used  # issue 17's panels and alert
 
 
 def test_the_metric_name_check_catches_a_typo() -> None:
