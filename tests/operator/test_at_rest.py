@@ -2,7 +2,8 @@
 section; `benchmarks/operator_scale.py` measures it at scale).
 
 The timer is short here (1 s) and the window holds at least two of its runs on every pool: the
-timer's syncs compare with kopf's in-memory indexes and write nothing that is already right.
+timer's syncs compare with kopf's in-memory indexes and write nothing that is already right. The
+autoscaler's timer runs as often, and on pools without spec.autoscaling.enabled does nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def test_pools_at_rest_make_no_api_calls_across_timer_runs(server) -> None:
     kube = connect(str(server.kubeconfig))
     kube.create(node("gpu-a", "NVIDIA-A100-SXM4-80GB"))
     names = ["calm-one", "calm-two"]
-    with TimerRuns() as timer_runs, OperatorThread(server.kubeconfig, resync_seconds=RESYNC):
+    with TimerRuns() as timer_runs, OperatorThread(server.kubeconfig, resync_seconds=RESYNC,
+                                                       autoscale_seconds=RESYNC):
         for name in names:
             body = copy.deepcopy(POOL)
             body["metadata"]["name"] = name
