@@ -180,6 +180,7 @@ def test_override_values(helm: Path) -> None:
     assert container["args"] == ["operator", "--peering=sdxlpool", "--namespace=sdxl", "--namespace=sdxl-staging",
                                  "--liveness=http://0.0.0.0:9090/healthz"]
     assert {"name": "SDXLPOOL_OPERATOR_RESYNC_SECONDS", "value": "120"} in container["env"]
+    assert {"name": "SDXLPOOL_OPERATOR_AUTOSCALE_SECONDS", "value": "5"} in container["env"]
     assert pod["serviceAccountName"] == "sdxl-operator" and pod["imagePullSecrets"] == [{"name": "regcred"}]
     peerings = sorted((doc["kind"], doc["metadata"]["namespace"]) for doc in documents
                       if doc["apiVersion"] == "kopf.dev/v1")
