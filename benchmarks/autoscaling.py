@@ -3,10 +3,11 @@
 A discrete-event SIMULATION, not a load test: a simulated clock, no processes, no sleeping, no
 network. Seeded and deterministic: the same arguments give the same figures on any machine (one
 `random.Random` per stream: arrivals, request sizes, service jitter, start-up delays), and every
-policy sees the SAME arrivals, the same request sizes and the same k-th start-up delay. A simulated
-day of about 100,000 requests runs in seconds of wall time.
+policy sees the SAME arrivals, the same request sizes and the same k-th start-up delay. The default
+day (about 22,000 requests) takes a few seconds of wall time per policy.
 
-    python benchmarks/autoscaling.py [--hours 6] [--peak-rps 2.0] [--target 30] [--seed 1] [--out FILE]
+    python benchmarks/autoscaling.py [--hours 6] [--peak-rps 2.0] [--target 30] [--seed 1] [--sweep 7.5,10]
+                                     [--no-min0] [--no-matched] [--out FILE]
     python benchmarks/autoscaling.py --smoke --out FILE   # CI: 20 simulated minutes, in a second
 
 The pool: five GPU models with the relative SDXL speeds of `sdxlpool.scaling.speeds` (seconds per
@@ -43,13 +44,18 @@ The policies, every 15 simulated seconds, on the same pool bounds:
   300 s, the pool's latency target) fed a `DemandReport` built from the simulated gateway's view
   (60 s window per class of allowed models, waiting requests, per model ready workers, measured
   seconds per step, queued steps, price).
+* ours-min0 (unless --no-min0): ours with minReplicas 0 for every model but the H100 (scale to
+  zero, which an HPA on utilisation cannot do).
 * ours-at-hpa-p95 (unless --no-matched): ours again, its latency target set to the p95 the HPA
   reached in this run, to compare cost at an equal p95 rather than at the pool's target.
+* the sweep (`--sweep`, default 7.5,10,15,20): ours at other latency targets, cost against p95.
 
 Figures per policy: cost per 1000 images (GPU-seconds from creation to stop, start-up and draining
 included, x price), p50/p95/p99 latency (arrival to answer), minutes whose rolling 5-minute p95
-(answers in the last 5 simulated minutes) was over the target, lost requests, replica changes
-(Deployment scale events and workers started), mean ready workers.
+(answers in the last 5 simulated minutes) was over the pool's target (and, for rows with a target of
+their own, over it), lost requests, replica changes (Deployment scale events and workers started),
+mean ready workers (sampled every 15 s), each model's GPU-hours and busy share. The day, the pool
+and the policies are fixed in this file; results and their reading: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -467,7 +473,8 @@ def ours_policy(target: float, start: dict[str, int]) -> ScalingPolicy:
 def figures(sim: Simulation, target: float, seconds: float) -> dict[str, Any]:
     latencies = [lat for _, lat, _ in sim.done]
     cost = sum((w.stopped - w.created) * PRICES[w.gpu] / 3600 for w in sim.retired if w.stopped is not None)
-    gpu_seconds, busy = Counter[str](), Counter[str]()
+    gpu_seconds: dict[str, float] = dict.fromkeys(GPUS, 0.0)
+    busy: dict[str, float] = dict.fromkeys(GPUS, 0.0)
     for w in sim.retired:
         if w.stopped is not None:
             gpu_seconds[w.gpu] += w.stopped - w.created
@@ -571,11 +578,11 @@ def main() -> int:
         sweep[f"{target:g}"] = simulate(f"ours, target {target:g} s", start, ours(target), target)
     summary = {f"{name}_over_hpa": ratios(result, policies["hpa"]) for name, result in policies.items()
                if name.startswith("ours")}
-    ours, hpa = policies["ours"], policies["hpa"]
+    mine, hpa = policies["ours"], policies["hpa"]
     cheaper = 1 - (summary["ours_over_hpa"]["cost_per_1000_images"] or 1)
     goal = {"cheaper_than_hpa": round(cheaper, 4), "at_least_20_percent_cheaper": cheaper >= 0.20,
-            "p95_equal_or_better": (ours["p95"] or math.inf) <= (hpa["p95"] or 0),
-            "p95_within_target": (ours["p95"] or math.inf) <= args.target, "nothing_lost": ours["lost"] == 0}
+            "p95_equal_or_better": (mine["p95"] or math.inf) <= (hpa["p95"] or 0),
+            "p95_within_target": (mine["p95"] or math.inf) <= args.target, "nothing_lost": mine["lost"] == 0}
     result = {
         "simulation": "discrete-event, simulated clock, seeded: deterministic for the same arguments",
         "seed": args.seed, "simulated_hours": args.hours, "day_hours_per_simulated_hour": 24 / args.hours,
