@@ -38,8 +38,9 @@ The policies, every 15 simulated seconds, on the same pool bounds:
   the last 60 s, target 70% (the Kubernetes formula desired = ceil(ready x utilisation / 0.70), 10%
   tolerance, starting pods counted at 0% when scaling up, no action with no ready pod), the
   default behaviours (scale-up: the larger of +4 pods and +100% per 15 s, no stabilisation;
-  scale-down: 300 s stabilisation window, 100% per 15 s), minReplicas..maxReplicas. No price, no
-  notion of which model a request allowed.
+  scale-down: 300 s stabilisation window, 100% per 15 s; as Kubernetes' autoscaling/v2 defaults and
+  the controller manager's default flags), minReplicas..maxReplicas. No price, no notion of which
+  model a request allowed.
 * ours: `sdxlpool.scaling.Autoscaler` (the operator's code, scaleUpDelay 15 s, scaleDownDelay
   300 s, the pool's latency target) fed a `DemandReport` built from the simulated gateway's view
   (60 s window per class of allowed models, waiting requests, per model ready workers, measured
