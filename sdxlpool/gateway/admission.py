@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway.backends import BackendState
+from sdxlpool.gateway.demand import DemandTracker
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import allowed_rank, expected_completion_seconds, pool_drain_rate
 
@@ -93,8 +94,10 @@ class Admission:
     served, among waiters whose GPU models have room (a waiter for a busy model never blocks one
     for an idle model). A newcomer goes straight through only when nobody it would overtake waits."""
 
-    def __init__(self, pool: BackendPool, *, backlog_seconds: float, queue_size: int, queue_deadline: float) -> None:
+    def __init__(self, pool: BackendPool, *, backlog_seconds: float, queue_size: int, queue_deadline: float,
+                 demand: DemandTracker | None = None) -> None:
         self.pool = pool
+        self.demand = demand  # told who waits, for the autoscaler
         self.backlog_seconds = backlog_seconds
         self.queue_size = queue_size
         self.queue_deadline = queue_deadline
@@ -123,7 +126,7 @@ class Admission:
         rate = pool_drain_rate(states, now)
         return backlog / rate if rate > 0 else self.queue_deadline
 
-    async def admit(self, allowed: tuple[str, ...], priority: int = 0) -> float:
+    async def admit(self, allowed: tuple[str, ...], priority: int = 0, cost: float = 0.0) -> float:
         """Wait for room; returns the seconds waited. TooBusy when the queue is full or time runs out."""
         started = time.monotonic()
         ticket = _Ticket((-priority, next(self._arrivals)), allowed)
@@ -133,6 +136,7 @@ class Admission:
             raise TooBusy("saturated", f"every allowed worker is busy and {self.waiting} requests are waiting",
                           self.retry_after(allowed, started))
         bisect.insort(self._waiters, ticket)
+        waiting = self.demand.wait(allowed, cost, started) if self.demand is not None else None
         try:
             while True:
                 await asyncio.sleep(_POLL_SECONDS)
@@ -145,6 +149,8 @@ class Admission:
         finally:
             if ticket in self._waiters:
                 self._waiters.remove(ticket)
+            if waiting is not None and self.demand is not None:
+                self.demand.done_waiting(waiting)
 
     def _may_go(self, ticket: _Ticket, now: float) -> bool:
         """Room for `ticket`'s GPU models, and no waiter ranked ahead of it that could take that room."""

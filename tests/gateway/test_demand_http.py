@@ -1,0 +1,85 @@
+"""The gateway's demand, as the autoscaler reads it: GET /v1/demand and the Prometheus series, over
+real sim-workers of two GPU models with prices; and scale from zero (a request for a GPU model of
+the pool with no worker waits for one to appear)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sdxlpool.api import metric_names as mn
+from tests.gateway.conftest import body, start_gateway, write_backends
+from tests.polling import metrics, wait_for
+
+PRICES = {"A100": 1.5, "H100": 3.25}
+
+
+def priced(sim) -> dict:
+    return {**sim.backend(), "pricePerHour": PRICES[sim.gpu]}
+
+
+def demand(gateway) -> dict:
+    response = httpx.get(gateway.url + "/v1/demand", timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("sims", [[("a100", 0.01, "--gpu-model", "A100"), ("h100", 0.02, "--gpu-model", "H100")]],
+                         indirect=True)
+def test_demand_per_class_and_the_models_workers_at_v1_demand_and_in_the_metrics(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [priced(s) for s in sims])
+    with start_gateway(path, pool_gpus=["A100", "H100", "L40S"], latency_target=20.0,
+                       demand_window=120.0) as gateway:
+        gateway.wait_ready()
+        # Both workers measured (the scraped step time is what the report's speeds are).
+        wait_for(lambda: all(m["seconds_per_step"] for m in demand(gateway)["models"] if m["workers"]), timeout=30)
+        sent = {"H100": 2, "h100, NVIDIA A100-SXM4-80GB": 1, None: 1}  # X-SDXL-GPU -> requests
+        for header, count in sent.items():
+            for i in range(count):
+                headers = {"X-SDXL-GPU": header} if header else {}
+                response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(steps=2, seed=i), headers=headers,
+                                      timeout=60)
+                assert response.status_code == 200, response.text
+        bad = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(steps=-1), timeout=60)
+        assert bad.status_code == 422  # refused by its checks: no demand
+
+        report = demand(gateway)
+        assert report["window_seconds"] == 120.0
+        classes = {tuple(c["allowed"]): c for c in report["classes"]}
+        assert set(classes) == {(), ("a100-80gb", "h100"), ("h100",)}
+        for allowed, count in (((), 1), (("a100-80gb", "h100"), 1), (("h100",), 2)):
+            assert classes[allowed]["arrivals_per_second"] * 120 == pytest.approx(count)
+            assert classes[allowed]["steps_per_second"] * 120 == pytest.approx(2.0 * count)  # 2 steps at 1024^2
+            assert classes[allowed]["waiting"] == 0
+        models = {m["gpu"]: m for m in report["models"]}
+        assert set(models) == {"a100", "h100", "l40s"}
+        assert (models["a100"]["workers"], models["a100"]["ready"], models["a100"]["price_per_hour"]) == (1, 1, 1.5)
+        assert (models["h100"]["workers"], models["h100"]["ready"], models["h100"]["price_per_hour"]) == (1, 1, 3.25)
+        assert models["h100"]["seconds_per_step"] == pytest.approx(0.02, rel=0.5)
+        assert models["l40s"] == {"gpu": "l40s", "workers": 0, "ready": 0, "seconds_per_step": None,
+                                  "pending_steps": 0.0, "price_per_hour": None}
+        assert report["p95_seconds"] is not None and 0 < report["p95_seconds"] < 30
+
+        seen = metrics(gateway.url)
+        assert seen[f"{mn.GATEWAY_DEMAND_REQUESTS}_total{{allowed=h100}}"] == 2
+        assert seen[f"{mn.GATEWAY_DEMAND_REQUESTS}_total{{allowed=a100-80gb,h100}}"] == 1
+        assert seen[f"{mn.GATEWAY_DEMAND_REQUESTS}_total{{allowed=any}}"] == 1
+        assert seen[f"{mn.GATEWAY_DEMAND_STEPS}_total{{allowed=h100}}"] == pytest.approx(4.0)
+        assert seen[f"{mn.GATEWAY_MODEL_READY_WORKERS}{{gpu_model=h100}}"] == 1
+        assert seen[f"{mn.GATEWAY_MODEL_READY_WORKERS}{{gpu_model=l40s}}"] == 0
+        assert seen[f"{mn.GATEWAY_MODEL_SECONDS_PER_STEP}{{gpu_model=a100}}"] == pytest.approx(0.01, rel=0.5)
+        assert f"{mn.GATEWAY_MODEL_SECONDS_PER_STEP}{{gpu_model=l40s}}" not in seen
+        assert seen[f"{mn.GATEWAY_BACKEND_PRICE_PER_HOUR}{{backend=h100,gpu_model=h100,location=rack-h100,"
+                    f"provider=provider-h100}}"] == 3.25
+        assert seen[mn.GATEWAY_LATENCY_TARGET_SECONDS] == 20.0
+
+
+@pytest.mark.parametrize("sims", [[("only", 0.01)]], indirect=True)
+def test_without_a_latency_target_there_is_no_target_series(sims, tmp_path) -> None:
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        seen = metrics(gateway.url)
+        assert mn.GATEWAY_LATENCY_TARGET_SECONDS not in seen
+        assert not any(key.startswith(mn.GATEWAY_BACKEND_PRICE_PER_HOUR) for key in seen)  # no price given
+        assert [m["gpu"] for m in demand(gateway)["models"]] == ["a100"]
