@@ -21,7 +21,7 @@ from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.gateway import events
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
-from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
+from sdxlpool.gateway.admission import Admission, OnStarting, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Caller, Unauthorized, load_api_keys
 from sdxlpool.gateway.caller_options import VAE_SPECIAL, CallerOptions, check_options
 from sdxlpool.gateway.caller_tasks import (
@@ -112,7 +112,8 @@ class GatewayService:
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
                                    queue_size=settings.queue_size, queue_deadline=settings.queue_deadline,
-                                   demand=self.demand)
+                                   demand=self.demand, pool_gpus=settings.pool_gpus,
+                                   cold_start_deadline=settings.cold_start_deadline)
         self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
         # A1111's per-client state, per caller: their requests in flight (progress, interrupt, skip)
@@ -199,7 +200,8 @@ class GatewayService:
                 on_event(events.queued(self.admission.waiting))
             task = self.caller_tasks.begin(caller.identity, body.get("force_task_id"))
             try:
-                waited = await self.admission.admit(allowed, caller.priority, checked.cost)
+                waited = await self.admission.admit(allowed, caller.priority, checked.cost,
+                                                    on_starting=_starting_events(on_event))
                 forwarded = await forward(
                     kind, body, cost=checked.cost, allowed_gpus=allowed, pool=self.pool,
                     scheduler=self.scheduler, transport=self.transport,
@@ -351,6 +353,14 @@ class GatewayService:
         if available_only:
             states = [state for state in states if state.available(now)] or states
         return await ask_each(self.client, states, method, path, timeout=timeout)
+
+
+def _starting_events(on_event: EventSink | None) -> OnStarting | None:
+    """Admission's word that the request waits for a worker to start, as a `starting` event."""
+    if on_event is None:
+        return None
+    sink = on_event
+    return lambda gpu_models, seconds: sink(events.starting(gpu_models, seconds))
 
 
 def _debug_routing_field(value: Any) -> bool:
