@@ -120,6 +120,8 @@ def test_a_request_for_a_pool_model_with_no_worker_waits_until_one_is_up(sims, t
         assert (waiting["waiting"], waiting["waiting_steps"]) == (1, 2.0)
         assert (waiting["models"]["h100"]["workers"], waiting["models"]["h100"]["ready"]) == (0, 0)
         assert metrics(gateway.url)[f"{mn.GATEWAY_WAITING_STEPS}{{allowed=h100}}"] == 2.0
+        offered = httpx.get(gateway.url + "/v1/pool", timeout=10).json()["models"]  # the web page's toggles
+        assert {m["gpu_model"]: m["workers"] for m in offered} == {"a100": 1, "h100": 0}
         other = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(steps=2), headers={"X-SDXL-GPU": "A100"},
                            timeout=30)
         assert other.status_code == 200 and other.headers["X-SDXL-Worker"] == "a100"

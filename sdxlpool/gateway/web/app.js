@@ -540,6 +540,7 @@ function renderHistory() {
 // -- The pool: GPU toggles and the catalog (samplers, refiners) -----------------------------
 
 function availability(model) {
+  if (model.workers === 0) return { state: "down", text: "starts on demand" }; // scale from zero
   if (model.up === 0) return { state: "down", text: model.workers === 1 ? "down" : `0 of ${model.workers} up` };
   const up = model.workers === model.up ? `${model.up} up` : `${model.up} of ${model.workers} up`;
   if (model.busy >= model.up) return { state: "busy", text: `${up} · all busy` };
