@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdxlpool.api import labels as lbl
-from sdxlpool.api.ports import GATEWAY_PORT
+from sdxlpool.api.ports import DEMAND_PATH, GATEWAY_PORT
 from sdxlpool.api.spec import SDXLPool, SDXLPoolSpec
 from sdxlpool.errors import UpstreamError
 from sdxlpool.operator.desired.names import child_name
@@ -51,8 +51,6 @@ __all__ = [
     "scale_actions",
     "unread_status",
 ]
-
-DEMAND_PATH = "/v1/demand"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ The pool: an A100 (fast, dear: 2.0/h, 1..2 replicas) and an RTX 4090 (slower, ch
 2 s target: the cheap RTX 4090 is scaled up (through the scale subresource, with its reason in
 status and an Event), the A100 not; the load stops: after the demand window and scaleDownDelay
 the RTX 4090 goes back to 0. Every request is answered 200.
+
+The gateway gives a worker at most BACKLOG_SECONDS of work (`backlog_seconds`), so a backlog waits
+in the gateway's queue, where any model may take it and the autoscaler places it cheapest first;
+work queued on a worker can only be cleared by its own model (the policy sizes that model up for
+it), which with the default 60 s would make the busy A100 grow first.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ MODELS = {  # slug: (spec model, price per hour, sim seconds per normalised step
 }
 RATE = 6.0  # requests per second, 10 normalised steps each: more than one A100 takes within the target
 LOAD_SECONDS = 12.0
+BACKLOG_SECONDS = 0.1  # the gateway sends a worker work for this long at most, and holds the rest (below)
 BODY = {"prompt": "a lighthouse", "steps": 10, "width": 1024, "height": 1024, "sampler_name": "Euler"}
 
 POOL: dict[str, Any] = {
@@ -175,7 +181,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     gateway = spawn([sys.executable, "-m", "sdxlpool", "gateway", "--backends", str(backends), "--port", str(port),
                      "--scrape-interval", "0.1", "--pool-gpus", ",".join(m[0] for m in MODELS.values()),
                      "--latency-target", str(TARGET), "--demand-window", str(DEMAND_WINDOW)],
-                    work / "gateway.log", env={"SDXLPOOL_GATEWAY_RELOAD_INTERVAL": "0.2"})
+                    work / "gateway.log", env={"SDXLPOOL_GATEWAY_RELOAD_INTERVAL": "0.2",
+                                                "SDXLPOOL_GATEWAY_BACKLOG_SECONDS": str(BACKLOG_SECONDS)})
     try:
         with EmulatorThread(work) as emulator:
             kube = connect(str(emulator.kubeconfig))
