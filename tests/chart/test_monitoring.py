@@ -239,7 +239,8 @@ def exported_series() -> set[str]:
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
                 "summary": ("", "_sum", "_count"), "info": ("_info",)}
-    registries = [GatewayMetrics(BackendPool()).registry,
+    # A gateway with a latency target (--latency-target; only then is it exported)
+    registries = [GatewayMetrics(BackendPool(), latency_target=30.0).registry,
                   WorkerMetrics(JobQueue(max_queued=1), ready=lambda: True, info={}).registry]
     return {family.name + suffix for registry in registries for family in registry.collect()
             for suffix in suffixes.get(family.type, ("",))}
