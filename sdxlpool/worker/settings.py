@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
-from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool._settings import GenerationSettings
+from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 
 __all__ = ["WorkerSettings", "default_cache_dir"]
 
