@@ -151,10 +151,11 @@ class LocalAutoscaler:
 
         try:
             response = await client.get(self.gateway_url + DEMAND_PATH)
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise ValueError(f"GET {DEMAND_PATH}: HTTP {response.status_code}")
             report = DemandReport.model_validate_json(response.content)
         except (httpx.HTTPError, ValueError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if problem != self._unreadable:  # once per kind of problem, not every few seconds
                 self.say(f"autoscaler: cannot read the gateway's demand ({problem}); holding the workers as they are")
             self._unreadable = problem
