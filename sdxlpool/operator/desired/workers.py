@@ -25,7 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 from sdxlpool.api import labels as lbl
-from sdxlpool.api.pool_config import MODELS_DIR, WORKER_STOP_GRACE_SECONDS, hf_download_command, pod_worker_args
+from sdxlpool.api.pool_config import (
+    MODELS_DIR,
+    WORKER_STOP_GRACE_SECONDS,
+    hf_download_command,
+    pod_worker_args,
+)
 from sdxlpool.api.ports import HEALTH_PATH, READY_PATH, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, HuggingFaceModelSource, SDXLPoolSpec
 from sdxlpool.operator.desired.fine_tunes import fine_tune_downloads, fine_tune_mounts, fine_tune_volumes
