@@ -54,7 +54,9 @@ def test_up_sim_adds_a_worker_under_load_and_drains_it_after(tmp_path: Path) -> 
     pool.write_text(POOL)
     gateway_port, worker_port = _ports()
     gateway = f"http://127.0.0.1:{gateway_port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SDXLPOOL_CACHE": str(tmp_path / "cache")}
+    # The gateway averages arrival rates over 10 s (default 60): the load is gone from them soon after it stops.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SDXLPOOL_CACHE": str(tmp_path / "cache"),
+           "SDXLPOOL_GATEWAY_DEMAND_WINDOW": "10"}
     up = Up("--sim", str(pool), "--port", str(gateway_port), "--worker-port", str(worker_port), env=env)
     statuses: list[int] = []
     stop_load = threading.Event()
