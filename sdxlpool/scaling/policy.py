@@ -18,8 +18,10 @@ The rule, step by step:
    priced ones, fastest first), each filled up to what its `maxReplicas` take within the target
    (queueing.py) before the next is used.
 4. Replicas: per model, the fewest workers whose M/M/c p95 (queueing.py) for the load it was given
-   stays within the target, plus what clears the work already queued on its workers; clamped to
-   `minReplicas..maxReplicas`. An entry without autoscaling bounds keeps its replicas.
+   stays within the target, plus what clears the work already queued on its workers within the
+   target beyond what those workers' spare capacity clears (their running jobs are part of the
+   load the M/M/c sizing covers, not a backlog); clamped to `minReplicas..maxReplicas`. An entry
+   without autoscaling bounds keeps its replicas.
 """
 
 from __future__ import annotations
@@ -144,9 +146,14 @@ def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, l
     arrivals = load / request_steps
     state = demand.model(model.gpu)
     queued = state.pending_steps if state is not None else 0.0
-    # Workers to clear what already sits on this model's workers within the target, on top.
-    clearing = math.ceil(queued * seconds_per_step / target) if queued > 0 else 0
     needed = servers_for_target(arrivals, service, target, most=max(model.max_replicas, 1))
+    # Workers, on top, to clear what already sits on this model's workers within the target: only
+    # what the spare capacity of `needed` (needed - offered load, in workers) cannot clear in time.
+    # The jobs running at the sizing's own pace are part of the M/M/c load, not extra work.
+    clearing = 0
+    if queued > 0 and needed is not None:
+        spare = needed - arrivals * service
+        clearing = max(0, math.ceil(queued * seconds_per_step / target - spare - 1e-9))
     rate = f"{load:.3g} steps/s at {seconds_per_step:.3g} s/step"
     if needed is None:
         wanted = model.max_replicas

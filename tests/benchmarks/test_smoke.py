@@ -34,6 +34,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
     "gpu_sdxl": ("diffusers", "worker"),
     "prompt_encoding": ("model", "device", "repeats", "cases"),
+    "autoscaling": ("simulation", "seed", "simulated_hours", "peak_rps", "target_p95_seconds", "requests", "pool",
+                    "policies", "summary", "goal", "ours_target_sweep"),
     "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
@@ -86,8 +88,18 @@ def _gateway_overhead(report: dict[str, Any]) -> None:
     assert report["kind_ratio_over_txt2img"]["txt2img"] == 1
 
 
+def _autoscaling(report: dict[str, Any]) -> None:
+    """Every policy ran the same requests and accounted for each of them (answered or lost)."""
+    policies = report["policies"]
+    assert {"fixed", "hpa", "ours"} <= set(policies)
+    for name, figures in policies.items():
+        assert figures["images"] + figures["lost"] == report["requests"] > 0, name
+        assert figures["cost_per_1000_images"] > 0 and figures["p95"] >= figures["p50"] > 0, name
+    assert policies["fixed"]["replica_changes"] == 0 and report["summary"]["ours_over_hpa"]["cost_per_1000_images"]
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+CHECKS = {"autoscaling": _autoscaling, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
           "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
