@@ -112,6 +112,15 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--strict", action="store_const", const=True,
                          help="refuse (422) a request with fields or prompt constructs that would not be applied "
                               "(per request: X-SDXL-Strict: 1 or 0; passed on to the worker)")
+    gateway.add_argument("--pool-gpus", metavar="GPUS",
+                         help="the pool's GPU models, e.g. A100,H100: a request allowing one with no worker ready "
+                              "waits (up to --cold-start-deadline) while the autoscaler starts one")
+    gateway.add_argument("--latency-target", type=float, metavar="S",
+                         help="the pool's p95 latency target in seconds, exported as a metric (default: none)")
+    gateway.add_argument("--cold-start-deadline", type=float, metavar="S",
+                         help="longest a request waits for a worker of a GPU model with none ready (600)")
+    gateway.add_argument("--demand-window", type=float, metavar="S",
+                         help="seconds GET /v1/demand averages arrival rates over (60)")
     add_generation_flags(gateway)
     gateway.set_defaults(handler=_gateway)
 
@@ -249,7 +258,8 @@ def _gateway(args: argparse.Namespace) -> int:
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
         "rate_limit_per_minute": args.rate_limit, "rate_limit_burst": args.rate_limit_burst,
         "api_keys_file": args.api_keys, "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
-        "strict": args.strict,
+        "strict": args.strict, "pool_gpus": args.pool_gpus, "latency_target": args.latency_target,
+        "cold_start_deadline": args.cold_start_deadline, "demand_window": args.demand_window,
     }.items() if value is not None} | generation_given(args)
     try:
         settings = GatewaySettings(**given)

@@ -17,6 +17,7 @@ and tests/test_errors.py keeps this drawing and the code in step.
     │   ├── Unauthorized          no API key, or an unknown one (401)                    (gateway/api_keys.py)
     │   ├── TooBusy               over a rate limit, or the gateway queue is full (429)  (gateway/admission.py)
     │   │   └── WorkersSaturated  every worker tried had a full queue, answered as 429   (gateway/service.py)
+    │   ├── NoWorkerStarted       no worker of a GPU model at zero became ready in time (503)  (gateway/admission.py)
     │   ├── WorkerRejected        a worker's own 4xx, passed on with its status         (gateway/service.py)
     │   ├── ForwardError          the pool could not serve it; `.routing` on request     (gateway/forward.py)
     │   │   ├── NoBackend         no worker of the allowed GPU models is up (503)        (gateway/forward.py)

@@ -2,7 +2,8 @@
 
 Read from the Prometheus registries of the real apps, started in-process: a sim-worker (the worker's
 own app and ``WorkerService``, whose registry the real worker has too; only the engine differs) and
-a gateway with one static backend (so the per-backend series show their labels). Nothing listens
+a gateway with one static backend (so the per-backend series show their labels) and a latency
+target (so its series shows). Nothing listens
 on a port; the gateway's scrape of its backend simply fails.
 """
 
@@ -35,8 +36,11 @@ def rows(registry: Any) -> list[MetricRow]:
         declared = tuple(getattr(collector, "_labelnames", ()))
         for family in collector.collect():
             sampled = tuple(dict.fromkeys(k for s in family.samples for k in s.labels if k not in ("le", "quantile")))
+            # A custom collector's families (GaugeMetricFamily) keep their label names even without samples.
+            labelled = tuple(getattr(family, "_labelnames", ()))
             name = family.name + "_total" if family.type == "counter" else family.name
-            found[name] = MetricRow(name, family.type, declared or sampled, " ".join(family.documentation.split()))
+            found[name] = MetricRow(name, family.type, declared or labelled or sampled,
+                                    " ".join(family.documentation.split()))
     return sorted(found.values(), key=lambda row: row.name)
 
 
@@ -53,7 +57,7 @@ def registries() -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="sdxlpool-reference-") as folder:
         backends = Path(folder) / "backends.yaml"
         backends.write_text("backends:\n  - {name: w1, url: 'http://127.0.0.1:9', gpu: A100}\n", encoding="utf-8")
-        gateway = create_gateway(GatewaySettings.model_validate({"backends_file": backends}))
+        gateway = create_gateway(GatewaySettings.model_validate({"backends_file": backends, "latency_target": 30}))
         with TestClient(worker), TestClient(gateway):
             service = _wait_for(lambda: worker.state.worker.service)  # loads in the background
             _wait_for(lambda: len(gateway.state.gateway.pool))

@@ -19,6 +19,8 @@ What each spec field becomes:
     spec.model                  -> ``--model`` / ``--refiner`` paths under the weights folder, and the
                                    ``hf download`` commands that fill it (:func:`hf_download_command`)
     spec.gateway.rateLimit      -> the gateway's ``--rate-limit`` and ``--rate-limit-burst``
+    spec.gpus[*] slugs          -> the gateway's ``--pool-gpus`` (models a request may wait for: scale from zero)
+    spec.autoscaling            -> the gateway's ``--latency-target`` (p95 seconds), when enabled
     spec.loras, .embeddings,    -> ``--lora-dir`` / ``--embeddings-dir`` / ``--vae-dir``, one folder per kind
       .vaes, .styles               (:func:`fine_tune_dir`, only for kinds the spec lists), and ``--styles``
                                    naming the one styles.csv inside its folder (:func:`fine_tune_paths`):
@@ -359,7 +361,8 @@ def gateway_args(
     api_keys: str | None = None,
     defaults: DefaultsSpec | None = None,
 ) -> list[str]:
-    """``gateway DISCOVERY --host H --port P`` with the pool's rate limit, limits and defaults.
+    """``gateway DISCOVERY --host H --port P`` with the pool's rate limit, GPU models (``--pool-gpus``),
+    latency target (when autoscaling is enabled), limits and defaults.
 
     `discovery` is how it finds the workers: ``["--backends", FILE]`` or
     ``["--kubernetes", "--namespace", NS, "--pool", NAME]``.
@@ -370,5 +373,9 @@ def gateway_args(
     rate = spec.gateway.rate_limit
     if rate is not None:
         args += ["--rate-limit", str(rate.requests_per_minute), "--rate-limit-burst", str(rate.burst)]
+    # The pool's GPU models: a request may wait for one with no worker ready (scale from zero).
+    args += ["--pool-gpus", ",".join(dict.fromkeys(entry.slug for entry in spec.gpus))]
+    if spec.autoscaling.enabled:
+        args += ["--latency-target", str(spec.autoscaling.latency_target.p95_seconds)]
     return args + generation_args(spec.limits, defaults or spec.defaults)
 

@@ -8,6 +8,7 @@ and the command line's defaults all take them from here.
 from __future__ import annotations
 
 __all__ = [
+    "DEMAND_PATH",
     "GATEWAY_PORT",
     "HEALTH_PATH",
     "LOCAL_WORKER_PORT",
@@ -28,3 +29,5 @@ LOCAL_WORKER_PORT = 7861
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+DEMAND_PATH = "/v1/demand"
+"""The gateway's demand report for the autoscaler (JSON: :class:`sdxlpool.scaling.DemandReport`)."""

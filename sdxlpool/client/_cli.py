@@ -185,6 +185,7 @@ def progress_line(event: Mapping[str, Any], where: Mapping[str, Any] | None = No
     """The line to show for one gateway event; `where` is the latest `assigned` event, if any.
 
     queued    -> "queued at the gateway (2 ahead)"
+    starting  -> "starting a worker (H100 80GB)"
     assigned  -> "running on A100 80GB (Foundry, US-East; worker a100-1)"
     progress  -> "[##########--------------] step 10/25  40% on A100 80GB, 3.1 s left"
     others    -> None (the result and errors are reported by the command itself)
@@ -193,6 +194,10 @@ def progress_line(event: Mapping[str, Any], where: Mapping[str, Any] | None = No
     if kind == "queued":
         ahead = _int(event.get("position"))
         return "queued at the gateway" + (f" ({ahead} ahead)" if ahead > 0 else "")
+    if kind == "starting":
+        names = event.get("gpu_names") or event.get("gpu_models")
+        names = [str(name) for name in names] if isinstance(names, list) else []
+        return "starting a worker" + (f" ({', '.join(names)})" if names else "")
     if kind == "assigned":
         attempt = _int(event.get("attempt"), 1)
         verb = "running on" if attempt <= 1 else f"attempt {attempt}: retrying on"

@@ -2,6 +2,10 @@
 `POST /v1/generate` with `Accept: application/x-ndjson`.
 
     queued    {position}                 admitted to the gateway; `position` requests wait ahead
+    starting  {gpu_models, gpu_names, waited_seconds}
+                                         no worker of its GPU models is ready: it waits while the
+                                         autoscaler starts one of these (scale from zero); sent
+                                         once, then `assigned`, or `error` no_worker_started
     assigned  {gpu_model, gpu_name, provider, location, worker, attempt}
                                          a worker took it (again after a failover, attempt 2, ...)
     progress  {step, steps, progress, eta_seconds}
@@ -26,11 +30,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from sdxlpool.api.gpu import display_name
 from sdxlpool.errors import RequestError
 from sdxlpool.gateway.attempts import AttemptStarted, ForwardEvent, ForwardListener, ProgressSeen
 from sdxlpool.gateway.backends import BackendState
 
-__all__ = ["EventSink", "queued", "assigned", "progress", "result", "done", "error", "placement", "stream_listener"]
+__all__ = ["EventSink", "queued", "starting", "assigned", "progress", "result", "done", "error", "placement", "stream_listener"]
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -51,6 +56,11 @@ def stream_listener(sink: EventSink) -> ForwardListener:
 
 def queued(position: int) -> dict[str, Any]:
     return {"event": "queued", "position": position}
+
+
+def starting(gpu_models: tuple[str, ...], waited_seconds: float) -> dict[str, Any]:
+    return {"event": "starting", "gpu_models": list(gpu_models),
+            "gpu_names": [display_name(gpu) for gpu in gpu_models], "waited_seconds": round(waited_seconds, 3)}
 
 
 def assigned(state: BackendState, attempt: int) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """The gateway's Prometheus metrics (names in :mod:`sdxlpool.api.metric_names`): what operators on call look at.
 
 Per-backend series (up, scrape age, pending work) are computed from the live pool at scrape time
-by a custom collector, so removed backends disappear with them. The asyncio-tasks gauge counts
+by a custom collector, so removed backends disappear with them; so are the autoscaler's series
+(`_DemandCollector`: steps waiting per class of allowed GPU models, ready workers and measured
+seconds per step per GPU model, each backend's price, the latency target). Demand counters count
+each request that passed its checks, by class (`allowed`: its GPU slugs sorted and joined by ",",
+or "any"). The asyncio-tasks gauge counts
 the event loop's live tasks at scrape time (the soak test watches it for leaks).
 """
 
@@ -16,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sdxlpool.api import metric_names as m
+from sdxlpool.gateway.demand import DemandTracker, class_label, model_states
 from sdxlpool.gateway.pool import BackendPool
 
 __all__ = ["GatewayMetrics", "OUTCOMES"]
@@ -53,8 +58,45 @@ class _PoolCollector(Collector):
         yield pending
 
 
+class _DemandCollector(Collector):
+    def __init__(self, pool: BackendPool, demand: DemandTracker, latency_target: float | None) -> None:
+        self.pool, self.demand, self.latency_target = pool, demand, latency_target
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        waiting = GaugeMetricFamily(m.GATEWAY_WAITING_STEPS, "Normalised steps of the requests waiting in the "
+                                    "gateway queue, by the GPU models they allowed", labels=["allowed"])
+        for allowed, steps in sorted(self.demand.waiting_steps().items()):
+            waiting.add_metric([class_label(allowed)], steps)
+        yield waiting
+        ready = GaugeMetricFamily(m.GATEWAY_MODEL_READY_WORKERS, "Workers of the GPU model ready to take requests",
+                                  labels=["gpu_model"])
+        speed = GaugeMetricFamily(m.GATEWAY_MODEL_SECONDS_PER_STEP, "Median measured seconds per normalised step "
+                                  "of the GPU model's ready workers", labels=["gpu_model"])
+        states = self.pool.states()
+        for model in model_states(states, now, pool_gpus=self.demand.pool_gpus):
+            ready.add_metric([model.gpu], float(model.ready))
+            if model.seconds_per_step is not None:
+                speed.add_metric([model.gpu], model.seconds_per_step)
+        yield ready
+        yield speed
+        price = GaugeMetricFamily(m.GATEWAY_BACKEND_PRICE_PER_HOUR,
+                                  "The backend's pricePerHour (backends that have one)",
+                                  labels=["backend", "gpu_model", "provider", "location"])
+        for state in states:
+            b = state.backend
+            if b.price_per_hour is not None:
+                price.add_metric([b.name, b.gpu, b.provider, b.location], b.price_per_hour)
+        yield price
+        if self.latency_target is not None:
+            yield GaugeMetricFamily(m.GATEWAY_LATENCY_TARGET_SECONDS,
+                                    "The pool's p95 latency target in seconds (--latency-target; absent without one)",
+                                    value=self.latency_target)
+
+
 class GatewayMetrics:
-    def __init__(self, pool: BackendPool) -> None:
+    def __init__(self, pool: BackendPool, demand: DemandTracker | None = None, *,
+                 latency_target: float | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(m.GATEWAY_REQUESTS, "Requests by GPU model that served them and outcome",
@@ -76,7 +118,18 @@ class GatewayMetrics:
         loop = _running_loop()
         if loop is not None:  # created in the app's lifespan; /metrics is served from a worker thread
             self.asyncio_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        self.demand_requests = Counter(m.GATEWAY_DEMAND_REQUESTS, "Requests that passed their checks, by the GPU "
+                                       "models they allowed", ["allowed"], registry=r)
+        self.demand_steps = Counter(m.GATEWAY_DEMAND_STEPS, "Normalised steps of the requests that passed their "
+                                    "checks, by the GPU models they allowed", ["allowed"], registry=r)
         r.register(_PoolCollector(pool))
+        r.register(_DemandCollector(pool, demand if demand is not None else DemandTracker(), latency_target))
+
+    def demand_arrived(self, allowed: tuple[str, ...], cost: float) -> None:
+        """A request of class `allowed` (`DemandTracker.arrived`'s) and `cost` normalised steps arrived."""
+        label = class_label(allowed)
+        self.demand_requests.labels(label).inc()
+        self.demand_steps.labels(label).inc(cost)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -2,7 +2,8 @@
 
     {"gpu_model": "a100", "gpu_name": "A100", "workers": 2, "up": 1, "busy": 1, "pricePerHour": 1.1}
 
-* `workers`: backends of that model in the pool, up or not;
+* `workers`: backends of that model in the pool, up or not (0 for a model of `--pool-gpus` with none:
+  a request for it waits while one starts);
 * `up`: those that can take a request now: circuit closed (`BackendState.available`), and seen
   alive within `stale_after` seconds (sdxlpool workers: a scrape with the model loaded; plain
   A1111 servers: their progress probe answered);
@@ -20,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sdxlpool.api.gpu import display_name
 from sdxlpool.gateway.backends import BackendState
 
 __all__ = ["GpuModelSummary", "summarise_pool", "is_up", "is_busy"]
@@ -56,8 +58,11 @@ def is_busy(state: BackendState) -> bool:
     return reported or state.inflight > 0
 
 
-def summarise_pool(states: Iterable[BackendState], now: float, *, stale_after: float) -> list[GpuModelSummary]:
-    groups: dict[str, list[BackendState]] = {}
+def summarise_pool(states: Iterable[BackendState], now: float, *, stale_after: float,
+                   pool_gpus: Iterable[str] = ()) -> list[GpuModelSummary]:
+    """Per GPU model of `states`, and of `pool_gpus` (the pool's models, `--pool-gpus`: listed with
+    0 workers while none runs, so a request can still ask for one and wait for it to start)."""
+    groups: dict[str, list[BackendState]] = {gpu: [] for gpu in pool_gpus}
     for state in states:
         groups.setdefault(state.backend.gpu, []).append(state)
     summaries = []
@@ -66,13 +71,20 @@ def summarise_pool(states: Iterable[BackendState], now: float, *, stale_after: f
         prices = [s.backend.price_per_hour for s in members if s.backend.price_per_hour is not None]
         summaries.append(GpuModelSummary(
             gpu_model=gpu,
-            gpu_name=_display(members[0]),
+            gpu_name=_display(members[0]) if members else _display_slug(gpu),
             workers=len(members),
             up=len(up),
             busy=sum(1 for s in up if is_busy(s)),
             price_per_hour=min(prices) if prices else None,
         ))
     return sorted(summaries, key=lambda s: (s.gpu_name.lower(), s.gpu_model))
+
+
+def _display_slug(gpu: str) -> str:
+    try:
+        return display_name(gpu)
+    except ValueError:
+        return gpu
 
 
 def _display(state: BackendState) -> str:

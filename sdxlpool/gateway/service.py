@@ -21,7 +21,7 @@ from sdxlpool.errors import InvalidRequest, RequestError
 from sdxlpool.gateway import events
 from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
-from sdxlpool.gateway.admission import Admission, RateLimiter, TooBusy
+from sdxlpool.gateway.admission import Admission, OnStarting, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Caller, Unauthorized, load_api_keys
 from sdxlpool.gateway.caller_options import VAE_SPECIAL, CallerOptions, check_options
 from sdxlpool.gateway.caller_tasks import (
@@ -32,6 +32,7 @@ from sdxlpool.gateway.caller_tasks import (
     progress_answer,
 )
 from sdxlpool.gateway.catalog import Reply, ask_each, first_answer
+from sdxlpool.gateway.demand import DemandTracker
 from sdxlpool.gateway.discovery.static import load_backends_file, watch_backends_file
 from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward
@@ -96,7 +97,8 @@ class GatewayService:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.pool = BackendPool()
-        self.metrics = GatewayMetrics(self.pool)
+        self.demand = DemandTracker(settings.demand_window, pool_gpus=settings.pool_gpus)
+        self.metrics = GatewayMetrics(self.pool, self.demand, latency_target=settings.latency_target)
         self.scheduler = _scheduler(settings, lambda name, seconds: self.metrics.plugin_seconds.labels(name).observe(seconds))
         max_connections = 1000  # per client, to all workers together
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=200)
@@ -109,7 +111,9 @@ class GatewayService:
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else ApiKeys([])
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.admission = Admission(self.pool, backlog_seconds=settings.backlog_seconds,
-                                   queue_size=settings.queue_size, queue_deadline=settings.queue_deadline)
+                                   queue_size=settings.queue_size, queue_deadline=settings.queue_deadline,
+                                   demand=self.demand, pool_gpus=settings.pool_gpus,
+                                   cold_start_deadline=settings.cold_start_deadline)
         self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
         # A1111's per-client state, per caller: their requests in flight (progress, interrupt, skip)
@@ -190,11 +194,14 @@ class GatewayService:
             headers = {STRICT_HEADER: "1" if strict_now else "0"} if strict_now or strict is not None else None
             self.rate_limiter.check(caller.identity, time.monotonic(), per_minute=caller.rate_per_minute,
                                     burst=caller.burst)
+            # Demand, for the autoscaler (/v1/demand and the metrics): every request that got this far.
+            self.metrics.demand_arrived(self.demand.arrived(allowed, checked.cost), checked.cost)
             if on_event is not None:
                 on_event(events.queued(self.admission.waiting))
             task = self.caller_tasks.begin(caller.identity, body.get("force_task_id"))
             try:
-                waited = await self.admission.admit(allowed, caller.priority)
+                waited = await self.admission.admit(allowed, caller.priority, checked.cost,
+                                                    on_starting=_starting_events(on_event))
                 forwarded = await forward(
                     kind, body, cost=checked.cost, allowed_gpus=allowed, pool=self.pool,
                     scheduler=self.scheduler, transport=self.transport,
@@ -232,9 +239,12 @@ class GatewayService:
             outcome = "cancelled"
             raise
         finally:
+            seconds = time.monotonic() - started
             self.metrics.inflight.dec()
             self.metrics.requests.labels(gpu, outcome).inc()
-            self.metrics.latency.labels(gpu).observe(time.monotonic() - started)
+            self.metrics.latency.labels(gpu).observe(seconds)
+            if outcome == "success":
+                self.demand.finished(seconds)  # the observed p95 the autoscaler compares with its target
 
     async def generate(self, raw: dict[str, Any], *, client: str = "", api_key: str | None = None,
                        on_event: EventSink | None = None, debug_routing: bool = False,
@@ -343,6 +353,14 @@ class GatewayService:
         if available_only:
             states = [state for state in states if state.available(now)] or states
         return await ask_each(self.client, states, method, path, timeout=timeout)
+
+
+def _starting_events(on_event: EventSink | None) -> OnStarting | None:
+    """Admission's word that the request waits for a worker to start, as a `starting` event."""
+    if on_event is None:
+        return None
+    sink = on_event
+    return lambda gpu_models, seconds: sink(events.starting(gpu_models, seconds))
 
 
 def _debug_routing_field(value: Any) -> bool:

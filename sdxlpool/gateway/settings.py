@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool._settings import GenerationSettings
+from sdxlpool.api.gpu import normalize_gpu_name
 
 __all__ = ["GatewaySettings"]
 
@@ -54,11 +56,37 @@ class GatewaySettings(GenerationSettings):
     rate_limit_burst: int = Field(10, ge=1)
     api_keys_file: Path | None = Field(None, description="API keys (hashed) with their own rates and priority")
 
+    # Autoscaling (sdxlpool.scaling): the demand it reports at /v1/demand, and scale from zero.
+    pool_gpus: list[str] = Field(default_factory=list, description="GPU models of the pool (slugs): a request may "
+                                 "wait for one with no worker up, while the autoscaler starts one")
+    latency_target: float | None = Field(None, gt=0, description="the pool's p95 target in seconds (exported)")
+    cold_start_deadline: float = Field(600.0, gt=0, description="longest a request waits for a worker of a GPU "
+                                       "model with none ready")
+    demand_window: float = Field(60.0, gt=0, description="seconds the reported demand rates are averaged over")
+
     # Hostile clients: request body cap (413) and read timeout (408); also the WebSocket message cap.
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
     # CORS: closed by default (no CORS headers); browser pages from these origins may call the API.
     cors_origins: list[str] = Field(default_factory=list, description='e.g. ["https://app.example"]; "*" = any')
+
+    @field_validator("pool_gpus", mode="before")
+    @classmethod
+    def _gpu_slugs(cls, value: Any) -> Any:
+        """`A100,H100` or a list of names, in any spelling -> canonical slugs, each once."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        slugs: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"GPU model names must be text, got {item!r}")
+            if item.strip():
+                slug = normalize_gpu_name(item)
+                if slug not in slugs:
+                    slugs.append(slug)
+        return slugs
 
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:

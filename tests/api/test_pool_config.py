@@ -167,6 +167,24 @@ def test_workers_and_gateway_get_the_same_limits_and_defaults_everywhere() -> No
     assert (worker[worker.index("--provider") + 1], worker[worker.index("--location") + 1]) == ("Lab", "Here")
 
 
+
+def test_the_gateway_is_told_the_pools_gpu_models_and_its_latency_target_when_autoscaling() -> None:
+    """--pool-gpus: every entry's slug (a request may wait for one at zero workers);
+    --latency-target: only when spec.autoscaling is enabled. The gateway's settings take both."""
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    pool = yaml.safe_load(POOL)["spec"]
+    pool["gpus"].append({"model": "NVIDIA H100 80GB HBM3", "replicas": 0, "provider": {"name": "Lab"}})
+    fixed = gateway_args(load_spec(pool), discovery=["--backends", "b.yaml"], host="127.0.0.1", port=2)
+    assert fixed[fixed.index("--pool-gpus") + 1] == "a100,h100-80gb" and "--latency-target" not in fixed
+    pool["autoscaling"] = {"enabled": True, "latencyTarget": {"p95Seconds": 12.5}}
+    scaled = gateway_args(load_spec(pool), discovery=["--backends", "b.yaml"], host="127.0.0.1", port=2)
+    assert scaled[scaled.index("--latency-target") + 1] == "12.5"
+    settings = GatewaySettings(backends_file="b.yaml", pool_gpus=scaled[scaled.index("--pool-gpus") + 1],
+                               latency_target=scaled[scaled.index("--latency-target") + 1])
+    assert (settings.pool_gpus, settings.latency_target) == (["a100", "h100-80gb"], 12.5)
+
+
 FINE_TUNES = """
   loras:
     - huggingFace: {repo: nerijs/pixel-art-xl, file: pixel-art-xl.safetensors}

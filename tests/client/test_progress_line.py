@@ -25,6 +25,9 @@ def progress(step: int, steps: int = 20, eta: float | None = None) -> dict:
     [
         ({"event": "queued", "position": 0}, None, "queued at the gateway"),
         ({"event": "queued", "position": 3}, None, "queued at the gateway (3 ahead)"),
+        ({"event": "starting", "gpu_models": ["h100-80gb", "l40s"], "gpu_names": ["H100 80GB", "L40S"],
+          "waited_seconds": 0.0}, None, "starting a worker (H100 80GB, L40S)"),
+        ({"event": "starting"}, None, "starting a worker"),
         (ASSIGNED, None, "running on A100 80GB (Foundry, US-East; worker a100-1)"),
         ({**ASSIGNED, "attempt": 2, "gpu_name": "RTX 3090", "worker": "rtx-1"}, None,
          "attempt 2: retrying on RTX 3090 (Foundry, US-East; worker rtx-1)"),
@@ -42,7 +45,7 @@ def progress(step: int, steps: int = 20, eta: float | None = None) -> dict:
         ({"event": "error", "status": 503}, ASSIGNED, None),
         ({"event": "something-new"}, None, None),
     ],
-    ids=["queued", "queued-behind", "assigned", "failover", "assigned-bare", "assigned-slug-only", "step-0",
+    ids=["queued", "queued-behind", "starting", "starting-bare", "assigned", "failover", "assigned-bare", "assigned-slug-only", "step-0",
          "step-5", "eta", "last-step", "no-assigned", "no-steps", "overshoot", "done", "error", "unknown"],
 )
 def test_progress_line(event: dict, where: dict | None, expected: str | None) -> None:

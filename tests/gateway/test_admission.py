@@ -73,3 +73,56 @@ def test_saturation_queues_briefly_then_sheds_with_429(sims, tmp_path) -> None:
         # Retry-After from the live drain rate: ~5 s of queued work at 2 normalised steps per second on an
         # idle machine; a loaded one slows the sim's steps, and the measured rate with them (10 s seen).
         assert 2 <= int(response.headers["Retry-After"]) <= 20
+
+
+def _workers(pool, *gpus: str) -> None:
+    """The pool now holds one ready (scraped) worker of each GPU model in `gpus`."""
+    from sdxlpool.gateway.backends import Backend
+    from sdxlpool.gateway.worker_metrics import WorkerMetrics
+
+    pool.update([Backend(name=f"{gpu}-1", url=f"http://{gpu}", gpu=gpu) for gpu in gpus])
+    for state in pool.states():
+        state.metrics = WorkerMetrics(queue_depth=0, inflight=0, pending_steps=0, step_seconds=0.01, ready=True)
+        state.scraped_at = time.monotonic()
+
+
+def test_a_request_for_a_cold_pool_model_waits_is_told_once_and_goes_when_a_worker_is_ready() -> None:
+    """Scale from zero in the admission alone: an H100 request (the pool has H100s, none ready)
+    waits, counted as demand, is told once; an A100 request meanwhile goes straight through; when
+    an H100 worker is ready it goes; the queue bound holds; past the deadline NoWorkerStarted."""
+    import asyncio
+
+    from sdxlpool.gateway.admission import Admission, NoWorkerStarted
+    from sdxlpool.gateway.demand import DemandTracker
+    from sdxlpool.gateway.pool import BackendPool
+
+    async def scenario() -> None:
+        pool = BackendPool()
+        _workers(pool, "A100")
+        demand = DemandTracker(60)
+        admission = Admission(pool, backlog_seconds=60, queue_size=1, queue_deadline=0.2, demand=demand,
+                              pool_gpus=("a100", "h100"), cold_start_deadline=30)
+        told: list[tuple[tuple[str, ...], float]] = []
+        cold = asyncio.create_task(admission.admit(("h100",), cost=8.0,
+                                                   on_starting=lambda models, s: told.append((models, s))))
+        while not admission.waiting:
+            await asyncio.sleep(0.01)
+        assert demand.waiting_steps() == {("h100",): 8.0}
+        assert await admission.admit(("a100",)) == 0.0  # not held up behind the cold one
+        with pytest.raises(TooBusy):  # the queue (size 1) is full: bounded
+            await admission.admit(("h100",))
+        await asyncio.sleep(0.3)  # past queue_deadline: still waiting, not "saturated"
+        assert not cold.done() and [models for models, _ in told] == [("h100",)]
+        _workers(pool, "A100", "H100")
+        waited = await asyncio.wait_for(cold, 5)
+        assert waited >= 0.3 and len(told) == 1 and demand.waiting_count == 0
+        # Not a model of the pool: no wait (routing answers 503 at once).
+        assert await asyncio.wait_for(admission.admit(("l40s",)), 1) == 0.0
+        admission.cold_start_deadline = 0.2
+        _workers(pool, "A100")
+        with pytest.raises(NoWorkerStarted) as caught:
+            await admission.admit(("h100",))
+        assert caught.value.status == 503 and caught.value.code == "no_worker_started"
+        assert "H100" in caught.value.detail and demand.waiting_count == 0
+
+    asyncio.run(scenario())

@@ -90,3 +90,36 @@ def test_the_gateway_follows_the_pools_pods(emulator, kube, monkeypatch) -> None
     finally:
         sim.terminate()
         sim.wait(timeout=15)
+
+
+def test_a_pod_that_turns_unready_or_starts_terminating_leaves_the_gateways_pool(emulator, kube, monkeypatch) -> None:
+    """Scale-down drains: the pod chosen for removal is terminating (deletionTimestamp set, the pod
+    still there while it finishes its work) or unready before it is gone, and the gateway drops it
+    from the set it routes to at once."""
+    from sdxlpool.gateway.app import create_app
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    monkeypatch.setenv("KUBECONFIG", str(emulator.kubeconfig))
+    port = free_port()
+    settings = GatewaySettings(kubernetes=True, namespace=NS, pool="demo", port=port)
+
+    def names(gateway) -> list[str] | None:
+        try:
+            return [b["name"] for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]]
+        except httpx.TransportError:  # not listening yet
+            return None
+
+    kube.create(pod("demo-a100-1", ip="127.0.0.9"))
+    held = pod("demo-a100-2", ip="127.0.0.10")
+    held["metadata"]["finalizers"] = ["example.com/hold"]  # deleted, it stays (terminating) until released
+    kube.create(held)
+    with ServerThread(create_app(settings), port) as gateway:
+        eventually(lambda: names(gateway) == ["demo-a100-1", "demo-a100-2"], timeout=20)
+        kube.patch("v1", "Pod", "demo-a100-1", {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+                   NS, status=True)
+        eventually(lambda: names(gateway) == ["demo-a100-2"], timeout=20)
+        kube.delete("v1", "Pod", "demo-a100-2", NS)
+        terminating = kube.get("v1", "Pod", "demo-a100-2", NS)
+        assert terminating is not None and terminating["metadata"].get("deletionTimestamp")  # still there, draining
+        eventually(lambda: names(gateway) == [], timeout=20)
+        kube.patch("v1", "Pod", "demo-a100-2", {"metadata": {"finalizers": None}}, NS)

@@ -82,3 +82,10 @@ def test_json_shape() -> None:
 
 def test_empty_pool() -> None:
     assert summarise_pool([], NOW, stale_after=STALE) == []
+
+
+def test_the_pools_models_without_a_worker_are_listed_with_none() -> None:
+    """--pool-gpus: a model at zero workers is still offered (a request for it waits for one to start)."""
+    summaries = summarise_pool([state("a1", "A100")], NOW, stale_after=STALE, pool_gpus=["h100", "a100"])
+    assert [(s.gpu_model, s.gpu_name, s.workers, s.up, s.busy, s.price_per_hour) for s in summaries] == [
+        ("a100", "A100", 1, 1, 0, None), ("h100", "H100", 0, 0, 0, None)]

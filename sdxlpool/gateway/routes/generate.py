@@ -9,8 +9,8 @@ images are checked before routing, as on POST /sdapi/v1/img2img.
 adds every attempt's scheduler decision as `routing` to the result (and to an error).
 
 WebSocket protocol: the client sends one request object (optionally with an `id`, echoed in every
-event of that generation) and receives `queued`, `assigned`, `progress`..., then `done` or
-`error`; it may then send the next request on the same socket. `{"cancel": true}` while a
+event of that generation) and receives `queued`, `starting` (only while a worker of its GPU models
+is being started: scale from zero), `assigned`, `progress`..., then `done` or `error`; it may then send the next request on the same socket. `{"cancel": true}` while a
 generation runs stops it (an `error` event with code `cancelled` follows); closing the socket stops
 it too. A request sent while another runs gets an `error` (`busy`), and the running one goes on.
 """

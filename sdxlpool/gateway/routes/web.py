@@ -109,7 +109,8 @@ def favicon(request: Request) -> Response:
 def pool(gateway: GatewayDep) -> dict[str, Any]:
     """The pool per GPU model (workers, up, busy, price), whether generating needs an API key, and
     the pool's default steps and size (the page starts from them: `up` on a CPU asks for small images)."""
-    models = summarise_pool(gateway.pool.states(), time.monotonic(), stale_after=_UP_WITHIN_SECONDS)
+    models = summarise_pool(gateway.pool.states(), time.monotonic(), stale_after=_UP_WITHIN_SECONDS,
+                            pool_gpus=gateway.settings.pool_gpus)
     settings = gateway.settings
     return {"models": [m.as_json() for m in models], "api_key_required": gateway.api_keys.required,
             "defaults": {"steps": settings.default_steps, "width": settings.default_width,

@@ -3,7 +3,7 @@
 // this visit (in memory only). Plain ES module, no framework, no build step, nothing from outside.
 //
 // WebSocket protocol (sdxlpool/gateway/routes/generate.py): send one JSON object of A1111 txt2img
-// fields plus `gpus` and an `id`; receive queued, assigned, progress..., then done or error, each
+// fields plus `gpus` and an `id`; receive queued, (starting,) assigned, progress..., then done or error, each
 // tagged with that id. {"cancel": true} stops the running generation. With an image to start from
 // the object carries A1111's img2img fields: `init_images` (a data URL), `denoising_strength`, and
 // for inpainting `mask` (a black and white PNG data URL at the image's size, white = redraw) and
@@ -299,6 +299,13 @@ function onMessage(message) {
       setStatus(event.position > 0 ? `Queued at the gateway, ${event.position} ahead…` : "Queued at the gateway…");
       setProgress(null);
       break;
+    case "starting": {
+      // no worker of the allowed GPU models is up yet: the autoscaler is starting one
+      const names = (event.gpu_names || event.gpu_models || []).join(", ");
+      setStatus(names ? `Starting a worker (${names})…` : "Starting a worker…");
+      setProgress(null);
+      break;
+    }
     case "assigned":
       onAssigned(run, event);
       break;
@@ -533,6 +540,7 @@ function renderHistory() {
 // -- The pool: GPU toggles and the catalog (samplers, refiners) -----------------------------
 
 function availability(model) {
+  if (model.workers === 0) return { state: "down", text: "starts on demand" }; // scale from zero
   if (model.up === 0) return { state: "down", text: model.workers === 1 ? "down" : `0 of ${model.workers} up` };
   const up = model.workers === model.up ? `${model.up} up` : `${model.up} of ${model.workers} up`;
   if (model.busy >= model.up) return { state: "busy", text: `${up} · all busy` };
