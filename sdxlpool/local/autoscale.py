@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
+from sdxlpool.api.ports import DEMAND_PATH
 from sdxlpool.local.plan import WorkerPlan
 from sdxlpool.local.supervisor import Supervised, Supervisor
 from sdxlpool.scaling import Autoscaler, DemandReport, ScalingDecision, ScalingPolicy
 
 __all__ = ["Changes", "LocalAutoscaler", "plan_changes"]
 
-DEMAND_PATH = "/v1/demand"
 INTERVAL = 2.0  # seconds between two reads of the demand
 LEAVE_TIMEOUT = 15.0  # the most seconds a leaving worker waits for the gateway to drop it before its SIGTERM
 
