@@ -92,3 +92,54 @@ def test_up_sim_adds_a_worker_under_load_and_drains_it_after(tmp_path: Path) -> 
     assert statuses and set(statuses) == {200}, statuses
     assert code == 0
 
+
+
+FROM_ZERO = """
+apiVersion: sdxlpool.dev/v1alpha1
+kind: SDXLPool
+metadata: {name: from-zero-test}
+spec:
+  image: example/worker:1
+  model: {huggingFace: {repo: stabilityai/stable-diffusion-xl-base-1.0}}
+  gpus:
+    - model: RTX-3090
+      replicas: 1
+    - model: H100
+      replicas: 0
+      pricePerHour: 2.49
+      autoscaling: {minReplicas: 0, maxReplicas: 1}
+  autoscaling:
+    enabled: true
+    latencyTarget: {p95Seconds: 10}
+    scaleUpDelay: 600
+    scaleDownDelay: 3
+  defaults: {steps: 4, width: 1024, height: 1024}
+"""
+
+
+def test_up_sim_starts_a_model_from_zero_for_a_request_that_waits_for_it(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.yaml"
+    pool.write_text(FROM_ZERO)
+    gateway_port, worker_port = _ports()
+    gateway = f"http://127.0.0.1:{gateway_port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SDXLPOOL_CACHE": str(tmp_path / "cache"),
+           "SDXLPOOL_GATEWAY_DEMAND_WINDOW": "5"}
+    up = Up("--sim", str(pool), "--port", str(gateway_port), "--worker-port", str(worker_port), env=env)
+    try:
+        up.wait_for("sdxlpool up: ready", timeout=60)
+        assert _backends(gateway) == ["rtx-3090-1"]
+        # Only an H100 will do, and none runs: the request waits in the gateway while one starts
+        # (at once, for all the 600 s scaleUpDelay: its user waits for nothing else).
+        answer = httpx.post(gateway + "/sdapi/v1/txt2img", json={"prompt": "h100 only"},
+                            headers={"X-SDXL-GPU": "H100"}, timeout=60)
+        assert answer.status_code == 200 and answer.headers["X-SDXL-Worker"] == "h100-1"
+        assert "starting at once" in up.wait_for("autoscaler: h100 0 -> 1 (", timeout=5)
+        # Nothing more for it: back to zero after the demand window and the delay.
+        up.wait_for("autoscaler: h100 1 -> 0 (", timeout=60)
+        up.wait_for("stopped h100-1 (drained, exit 0)", timeout=30)
+        assert _backends(gateway) == ["rtx-3090-1"]
+    finally:
+        if up.process.poll() is None:
+            up.process.send_signal(signal.SIGINT)
+        code = up.process.wait(timeout=30)
+    assert code == 0
