@@ -4,6 +4,13 @@
 exit 2), runs uvicorn, stops the server when the app reports a fatal start-up error (exit 1 with
 one line), and makes a clean SIGTERM stop exit 0, as Kubernetes and process managers expect.
 
+A stop drains: on SIGTERM the service closes its listening socket at once (a new connection is
+refused, so a gateway or a load balancer tries elsewhere), marks `app.state.draining` (a worker's
+/readyz answers 503 on any connection still open), lets every request in flight finish, answers
+included, for up to `drain_seconds`, and only then runs the app's shutdown. A worker passes its
+`--drain-seconds` (its queued jobs are requests in flight too, so they are finished, not dropped);
+what is still running after that is cancelled, as before.
+
 `server_config` is the uvicorn configuration every service runs with, hostile clients in mind:
 WebSocket messages are capped at the service's body cap (uvicorn's default is 16 MiB), and a
 connection must finish each request's headers within `header_timeout` seconds of its first byte
@@ -22,10 +29,11 @@ from typing import Any
 
 from sdxlpool.errors import ConfigError
 
-__all__ = ["serve", "check_port_free", "server_config", "HEADER_TIMEOUT"]
+__all__ = ["serve", "check_port_free", "server_config", "DRAIN_SECONDS", "HEADER_TIMEOUT"]
 
 OnFatal = Callable[[BaseException], None]
 HEADER_TIMEOUT = 10.0  # seconds from a request's first byte (or the connection) to the end of its headers
+DRAIN_SECONDS = 5.0  # how long a stop waits for requests in flight, unless the command says otherwise
 
 
 def server_config(app: Any, *, host: str, port: int, max_message_bytes: int | None = None,
@@ -97,7 +105,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(command: str, make_app: Callable[[OnFatal], Any], *, host: str, port: int,
-          max_message_bytes: int | None = None) -> int:
+          max_message_bytes: int | None = None, drain_seconds: float = DRAIN_SECONDS) -> int:
     import uvicorn
 
     check_port_free(host, port)
@@ -110,9 +118,18 @@ def serve(command: str, make_app: Callable[[OnFatal], Any], *, host: str, port: 
             server.should_exit = True
 
     # No access log: it would record query strings, where WebSocket clients may put their API key.
-    config = server_config(make_app(on_fatal), host=host, port=port, max_message_bytes=max_message_bytes,
-                           log_level="info", access_log=False, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    app = make_app(on_fatal)
+    config = server_config(app, host=host, port=port, max_message_bytes=max_message_bytes,
+                           log_level="info", access_log=False, timeout_graceful_shutdown=drain_seconds)
+
+    class Draining(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state = getattr(app, "state", None)
+            if state is not None:  # the app learns of the stop at once: its /readyz can say 503
+                state.draining = True
+            super().handle_exit(sig, frame)
+
+    server = Draining(config)
     # uvicorn re-raises the signal that stopped it once it has shut down cleanly; a no-op handler
     # for SIGTERM makes that clean stop exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -121,3 +138,4 @@ def serve(command: str, make_app: Callable[[OnFatal], Any], *, host: str, port: 
         print(f"sdxlpool {command}: error: {failures[0]}", file=sys.stderr)
         return 1
     return 0
+

@@ -16,6 +16,7 @@ from pathlib import Path
 from sdxlpool import __version__
 from sdxlpool._args import Parser, add_generation_flags, generation_given, run_handler
 from sdxlpool._files import read_text
+from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.errors import ConfigError
 
 __all__ = ["main"]
@@ -70,6 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
                              "instead of listing them in info.sdxlpool.ignored (per request: X-SDXL-Strict: 1 or 0)")
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
+    worker.add_argument("--drain-seconds", type=float, metavar="S",
+                        help="on SIGTERM: refuse new connections, finish the running and queued jobs for up to S "
+                             f"seconds, then exit (default {WORKER_DRAIN_SECONDS:g})")
     worker.add_argument("--log-prompts", action="store_const", const=True,
                         help="log each job's prompts at INFO (default: prompts are never logged)")
     worker.set_defaults(handler=_worker)
@@ -194,7 +198,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
             "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
-            "vae_dir", "upscaler_dir", "styles", "strict")
+            "vae_dir", "upscaler_dir", "styles", "strict", "drain_seconds")
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model
@@ -212,7 +216,8 @@ def _worker(args: argparse.Namespace) -> int:
     from sdxlpool.worker.app import create_app
 
     return serve("worker", lambda on_fatal: create_app(settings, on_fatal=on_fatal),
-                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes)
+                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes,
+                 drain_seconds=settings.drain_seconds)
 
 
 def _check_model_paths(settings: object) -> None:

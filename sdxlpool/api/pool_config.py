@@ -53,6 +53,8 @@ __all__ = [
     "GENERATION_FLAGS",
     "HF_INCLUDE",
     "MODELS_DIR",
+    "WORKER_DRAIN_SECONDS",
+    "WORKER_STOP_GRACE_SECONDS",
     "FineTuneKind",
     "GenerationFlag",
     "backend_entry",
@@ -72,6 +74,15 @@ __all__ = [
     "volume_file_path",
     "worker_args",
 ]
+
+
+WORKER_DRAIN_SECONDS = 300.0
+"""How long a worker told to stop (SIGTERM: a scale-down, a rollout, Ctrl-C) keeps finishing the jobs
+it holds, running and queued, before it gives up on them (``--drain-seconds``' default)."""
+
+WORKER_STOP_GRACE_SECONDS = int(WORKER_DRAIN_SECONDS) + 30
+"""A worker pod's ``terminationGracePeriodSeconds``: the drain, plus time to answer and exit, before
+the kubelet's SIGKILL."""
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,15 @@ Steps, each visible in what it prints:
   1. read and validate the SDXLPool (the same YAML a platform team applies to a cluster)
   2. choose the weights (`model.py`): the spec's when on this machine, else the tiny model
   3. plan the processes (`plan.py`): one worker per replica, each on its own port, and the gateway
+     (with spec.autoscaling.enabled: a slot per replica up to each entry's maxReplicas)
   4. check every port is free (a second `up` gets one clear line, exit 2)
   5. start and supervise them (`supervisor.py`), print a line per process as it becomes ready,
      then the web page's address; Ctrl-C or SIGTERM stops everything, exit 0
+  6. with autoscaling: size each autoscaled GPU model from the gateway's demand (`autoscale.py`,
+     the operator's policy), a line per change; removed workers drain first
+
+`--sim` runs simulated workers (`sdxlpool sim-worker`: no model, no GPU, each GPU model as fast as
+its estimate), so a pool, its routing and its autoscaling can be watched on any machine.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
                     help="run at most N workers in all (each GPU model keeps at least one while N allows)")
     up.add_argument("--model", type=Path, metavar="PATH", help="serve this SDXL base instead of the spec's weights")
     up.add_argument("--refiner", type=Path, metavar="PATH", help="with --model: this refiner")
+    up.add_argument("--sim", action="store_true",
+                    help="run simulated workers (sdxlpool sim-worker) instead of real ones: no model, no GPU; each "
+                         "GPU model as fast as its estimated seconds per step, so routing and autoscaling can be "
+                         "watched on any machine")
     up.add_argument("--log-dir", type=Path, metavar="DIR",
                     help="keep each process's log here (default: a temporary folder, removed at exit)")
     up.set_defaults(handler=run_up)
@@ -56,7 +66,7 @@ def run_up(args: argparse.Namespace) -> int:
     from sdxlpool._serving import check_port_free
     from sdxlpool.api.spec import pool_from_yaml
     from sdxlpool.local.model import resolve_model
-    from sdxlpool.local.plan import plan_pool
+    from sdxlpool.local.plan import Model, plan_pool
     from sdxlpool.worker.settings import default_cache_dir
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness probe
@@ -70,16 +80,21 @@ def run_up(args: argparse.Namespace) -> int:
     for flag, port in (("--port", args.port), ("--worker-port", args.worker_port)):
         if not 1 <= port <= 65535:
             raise ConfigError(f"{flag}: must be a port number 1-65535, got {port}")
-    device, cuda_devices = _device(args.device)
+    if args.sim and args.model is not None:
+        raise ConfigError("--sim runs simulated workers: it takes no --model")
+    device, cuda_devices = ("sim", 0) if args.sim else _device(args.device)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="sdxlpool-up-"))
     log_dir.mkdir(parents=True, exist_ok=True)
 
     # 2-3. The weights, then the processes.
     say(f"sdxlpool up: pool {name} from {args.pool}")
-    model = resolve_model(pool.spec, cache_dir=default_cache_dir(), base=args.model, refiner=args.refiner)
+    if args.sim:
+        model = Model(Path("sim"), None, tiny=False)
+    else:
+        model = resolve_model(pool.spec, cache_dir=default_cache_dir(), base=args.model, refiner=args.refiner)
     plan = plan_pool(pool.spec, model, device=device, cuda_devices=cuda_devices, cpu_count=os.cpu_count() or 1,
                      max_workers=args.max_workers, host=args.host, port=args.port, worker_port=args.worker_port,
-                     backends_file=log_dir / "backends.yaml")
+                     backends_file=log_dir / "backends.yaml", sim=args.sim)
     if not plan.workers:
         raise ConfigError(f"{args.pool}: no replicas to run (every spec.gpus entry has replicas: 0)")
 
@@ -90,9 +105,9 @@ def run_up(args: argparse.Namespace) -> int:
 
     for note in plan.notes:
         say(f"  {note}")
-    say(f"  starting {len(plan.workers)} workers and the gateway (logs: {log_dir})")
+    say(f"  starting {len(plan.starting)} workers and the gateway (logs: {log_dir})")
     try:
-        asyncio.run(_run(plan, log_dir))
+        asyncio.run(_run(plan, log_dir, pool.spec))
     finally:
         if args.log_dir is None:
             shutil.rmtree(log_dir, ignore_errors=True)
@@ -100,23 +115,28 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(plan: Any, log_dir: Path) -> None:
+async def _run(plan: Any, log_dir: Path, spec: Any) -> None:
     import asyncio
     import signal
 
     import yaml
 
+    from sdxlpool.local.autoscale import LocalAutoscaler
     from sdxlpool.local.supervisor import Supervised, Supervisor
+    from sdxlpool.scaling import policy_from_spec
 
-    (log_dir / "backends.yaml").write_text(yaml.safe_dump(plan.backends_file_entries(), sort_keys=False))
-    processes = [
-        Supervised(w.name, w.argv, w.env, w.url + READY_PATH, log_dir / f"{w.name}.log",
-                   describe=f"{w.name:<16} {w.gpu_model:<10} {w.provider}, {w.location}  {w.url}  [{w.device}]")
+    backends_file = log_dir / "backends.yaml"
+    backends_file.write_text(yaml.safe_dump(plan.backends_file_entries(), sort_keys=False))
+    supervised = {
+        w.name: Supervised(w.name, w.argv, w.env, w.url + READY_PATH, log_dir / f"{w.name}.log",
+                           describe=f"{w.name:<16} {w.gpu_model:<10} {w.provider}, {w.location}  {w.url}  [{w.device}]")
         for w in plan.workers
-    ]
+    }
+    processes = [supervised[w.name] for w in plan.starting]
     gateway = plan.gateway
-    processes.append(Supervised("gateway", gateway.argv, gateway.env, gateway.url + HEALTH_PATH,
-                                log_dir / "gateway.log", describe=f"{'gateway':<16} {gateway.url}/"))
+    gateway_process = Supervised("gateway", gateway.argv, gateway.env, gateway.url + HEALTH_PATH,
+                                 log_dir / "gateway.log", describe=f"{'gateway':<16} {gateway.url}/")
+    processes.append(gateway_process)
     supervisor = Supervisor(say)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,7 +145,18 @@ async def _run(plan: Any, log_dir: Path) -> None:
     def all_ready() -> None:
         say(f"sdxlpool up: ready. Open {gateway.url}/ (A1111 API: {gateway.url}/sdapi/v1/txt2img). Ctrl-C stops.")
 
-    await supervisor.run(processes, all_ready)
+    policy = policy_from_spec(spec)
+    if not any(model.autoscaled for model in policy.models):
+        await supervisor.run(processes, all_ready)
+        return
+    autoscaler = LocalAutoscaler(policy, plan.workers, supervised, supervisor, gateway_url=gateway.url,
+                                 backends_file=backends_file, say=say, max_running=plan.max_running)
+    scaling = asyncio.create_task(autoscaler.run(gateway_process.ready))
+    try:
+        await supervisor.run(processes, all_ready)
+    finally:
+        scaling.cancel()
+        await asyncio.gather(scaling, return_exceptions=True)
 
 
 def _stopper(supervisor: Any) -> Any:

@@ -10,6 +10,13 @@
            for the operator's pods and the Akash export, so requests are judged as in the cluster
     the workers
         -> the gateway's backends file (`backends_file_entries`)
+    spec.autoscaling (enabled) and spec.gpus[i].autoscaling.maxReplicas
+        -> a worker slot (name, port, flags) for every replica up to maxReplicas; those past
+           `replicas` are `standby`: not started at first, started and stopped by the autoscaler
+           (autoscale.py)
+    --sim
+        -> `sdxlpool sim-worker` processes instead of workers, each GPU model timed by its estimated
+           seconds per step (sdxlpool.scaling.speeds), so the relative speeds are those of the cards
 
 Nothing here starts a process or touches the disk; `supervisor.py` does, from this plan.
 """
@@ -21,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdxlpool.api.pool_config import backend_entry, gateway_args, worker_args
+from sdxlpool.api.pool_config import backend_entry, gateway_args, generation_args, worker_args
 from sdxlpool.api.ports import GATEWAY_PORT, LOCAL_WORKER_PORT
-from sdxlpool.api.spec import GpuEntry, SDXLPoolSpec
+from sdxlpool.api.spec import DefaultsSpec, GpuEntry, SDXLPoolSpec
+from sdxlpool.scaling.speeds import estimate_seconds_per_step
 
-__all__ = ["Model", "WorkerPlan", "GatewayPlan", "LocalPlan", "plan_pool", "cap_replicas", "TINY_DEFAULT_SIDE"]
+__all__ = ["Model", "WorkerPlan", "GatewayPlan", "LocalPlan", "plan_pool", "cap_replicas", "autoscaling_slots",
+           "sim_worker_args", "TINY_DEFAULT_SIDE"]
 
 # The tiny random-weight model on a CPU takes minutes per 1024x1024 image: `up` asks for this size by
 # default instead (and says so), so a first image comes in seconds. Real weights keep the spec's size.
@@ -53,10 +62,15 @@ class WorkerPlan:
     threads: int | None = None  # OMP/torch threads on a CPU; None: library default
     argv: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    standby: bool = False  # a slot past `replicas` (up to maxReplicas): started only by the autoscaler
 
     @property
     def gpu_model(self) -> str:
         return self.entry.model
+
+    @property
+    def slug(self) -> str:
+        return self.entry.slug
 
     @property
     def url(self) -> str:
@@ -82,12 +96,19 @@ class GatewayPlan:
 
 @dataclass(frozen=True)
 class LocalPlan:
-    workers: list[WorkerPlan]
+    workers: list[WorkerPlan]  # every slot, standby ones included
     gateway: GatewayPlan
     notes: list[str]  # what `up` decided on the user's behalf, printed before starting
+    max_running: int | None = None  # --max-workers: the most workers running at once
 
-    def backends_file_entries(self) -> dict[str, Any]:
-        return {"backends": [w.backend() for w in self.workers]}
+    @property
+    def starting(self) -> list[WorkerPlan]:
+        """The workers started at first: `replicas` of each entry."""
+        return [w for w in self.workers if not w.standby]
+
+    def backends_file_entries(self, workers: list[WorkerPlan] | None = None) -> dict[str, Any]:
+        """The gateway's backends file listing `workers` (default: those started at first)."""
+        return {"backends": [w.backend() for w in (self.starting if workers is None else workers)]}
 
 
 def cap_replicas(replicas: list[int], limit: int | None) -> list[int]:
@@ -122,8 +143,10 @@ def plan_pool(
     worker_port: int = LOCAL_WORKER_PORT,
     backends_file: Path,
     python: str = sys.executable,
+    sim: bool = False,
 ) -> LocalPlan:
-    """`device`: "cpu" or "cuda" (already resolved from "auto"); `cuda_devices`: GPUs visible."""
+    """`device`: "cpu" or "cuda" (already resolved from "auto"); `cuda_devices`: GPUs visible;
+    `sim`: simulated workers (`sdxlpool sim-worker`), no model, no device."""
     notes: list[str] = [f"model: {model.source}"] if model.source else []
     notes += model.fine_tune_notes
     fine_tunes = {name: str(folder) for name, folder in model.fine_tunes.items()}
@@ -131,7 +154,19 @@ def plan_pool(
     counts = cap_replicas(wanted, max_workers)
     if counts != wanted:
         notes.append(f"--max-workers {max_workers}: running {sum(counts)} of the spec's {sum(wanted)} workers")
-    total = sum(counts)
+    slots = autoscaling_slots(spec, counts)
+    if slots != counts:
+        bounds = ", ".join(f"{e.slug} {e.autoscaling.min_replicas}..{e.autoscaling.max_replicas}"
+                           for e in spec.gpus if e.autoscaling is not None)
+        notes.append(f"autoscaling ({bounds}; p95 target {spec.autoscaling.latency_target.p95_seconds:g} s, "
+                     f"delays up {spec.autoscaling.scale_up_delay:g} s / down {spec.autoscaling.scale_down_delay:g} s):"
+                     f" {sum(counts)} workers at first, up to {sum(slots)}"
+                     + (f" ({max_workers} at once: --max-workers)" if max_workers is not None else ""))
+    if sim:
+        notes.append("--sim: simulated workers (sdxlpool sim-worker, no model, no GPU), each GPU model as fast as "
+                     "its estimated seconds per step: " + ", ".join(
+                         f"{e.slug} {estimate_seconds_per_step(e.slug, {}):.3g} s" for e in spec.gpus))
+    total = sum(slots) if max_workers is None else min(sum(slots), max_workers)
     defaults = spec.defaults
     if model.tiny and device == "cpu" and max(defaults.width, defaults.height) > TINY_DEFAULT_SIDE:
         defaults = defaults.model_copy(update={"width": TINY_DEFAULT_SIDE, "height": TINY_DEFAULT_SIDE})
@@ -142,24 +177,51 @@ def plan_pool(
     if device == "cuda" and cuda_devices and total > cuda_devices:
         notes.append(f"{total} workers on {cuda_devices} GPU(s): they share them round-robin, each process with "
                      "its own copy of the model (cap with --max-workers)")
-    if device == "cpu" and total:
+    if sim:
+        device, threads = "sim", None
+    elif device == "cpu" and total:
         notes.append(f"device cpu: {total} worker processes, {threads} CPU thread(s) each")
 
     workers: list[WorkerPlan] = []
-    for entry, count in zip(spec.gpus, counts, strict=True):
+    for entry, count, slot_count in zip(spec.gpus, counts, slots, strict=True):
         provider = entry.provider.name if entry.provider else "local"
         location = (entry.provider.location if entry.provider else None) or "this machine"
-        for n in range(1, count + 1):
+        for n in range(1, slot_count + 1):
             index = len(workers)
             worker_device = f"cuda:{index % cuda_devices}" if device == "cuda" and cuda_devices else device
             name = f"{entry.slug}-{n}"
             worker_port_n = worker_port + index
-            args = worker_args(spec, entry, base=str(model.base), refiner=str(model.refiner) if model.refiner else None,
-                               host="127.0.0.1", port=worker_port_n, device=worker_device, provider=provider,
-                               location=location, name=name, defaults=defaults, fine_tunes=fine_tunes)
+            if sim:
+                args = sim_worker_args(spec, entry, port=worker_port_n, provider=provider, location=location,
+                                       name=name, defaults=defaults)
+            else:
+                args = worker_args(spec, entry, base=str(model.base),
+                                   refiner=str(model.refiner) if model.refiner else None, host="127.0.0.1",
+                                   port=worker_port_n, device=worker_device, provider=provider, location=location,
+                                   name=name, defaults=defaults, fine_tunes=fine_tunes)
             env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
             workers.append(WorkerPlan(name, entry, provider, location, worker_port_n, worker_device, threads,
-                                      (python, "-m", "sdxlpool", *args), env))
+                                      (python, "-m", "sdxlpool", *args), env, standby=n > count))
 
     args = gateway_args(spec, discovery=["--backends", str(backends_file)], host=host, port=port, defaults=defaults)
-    return LocalPlan(workers, GatewayPlan(host, port, (python, "-m", "sdxlpool", *args), {}), notes)
+    return LocalPlan(workers, GatewayPlan(host, port, (python, "-m", "sdxlpool", *args), {}), notes, max_workers)
+
+
+def autoscaling_slots(spec: SDXLPoolSpec, counts: list[int]) -> list[int]:
+    """Worker slots per entry: `counts` (the replicas started), raised to maxReplicas for the
+    entries the autoscaler sizes (spec.autoscaling.enabled and the entry has bounds)."""
+    if not spec.autoscaling.enabled:
+        return list(counts)
+    return [max(count, entry.autoscaling.max_replicas) if entry.autoscaling is not None else count
+            for entry, count in zip(spec.gpus, counts, strict=True)]
+
+
+def sim_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, provider: str, location: str, name: str,
+                    defaults: DefaultsSpec) -> list[str]:
+    """``sim-worker`` standing in for a worker of `entry`: as fast as its GPU model is estimated to be
+    (nothing is measured yet: the H100 reference scaled by relative speed), with the pool's limits
+    and defaults."""
+    seconds = estimate_seconds_per_step(entry.slug, {})
+    return ["sim-worker", "--gpu-model", entry.model, "--step-seconds", f"{seconds:.4g}", "--host", "127.0.0.1",
+            "--port", str(port), "--provider", provider, "--location", location, "--worker-name", name,
+            *generation_args(spec.limits, defaults)]

@@ -11,13 +11,14 @@ import argparse
 from typing import Any
 
 from sdxlpool._args import add_generation_flags, at_least, between, generation_given
+from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.errors import ConfigError
 
 __all__ = ["add_parser", "run_sim_worker"]
 
 # flag attribute -> SimSettings field, for everything the command passes on when given
 _SETTINGS_KEYS = ("gpu_model", "step_seconds", "overhead_seconds", "fail_rate", "hang_rate", "seed", "image_bytes",
-                  "host", "port", "provider", "location", "worker_name", "max_queue", "warmup")
+                  "host", "port", "provider", "location", "worker_name", "max_queue", "warmup", "drain_seconds")
 
 
 def add_parser(subcommands: Any) -> argparse.ArgumentParser:
@@ -50,6 +51,9 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     sim.add_argument("--provider", help="provider name shown to users")
     sim.add_argument("--location", help="location shown to users")
     sim.add_argument("--worker-name", help="this worker's name (default host:port)")
+    sim.add_argument("--drain-seconds", type=_seconds, metavar="S",
+                     help="on SIGTERM: refuse new connections, finish the running and queued jobs for up to S "
+                          f"seconds, then exit (default {WORKER_DRAIN_SECONDS:g})")
     sim.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                      help="skip the start-up job that measures step time (step_seconds reads 0 until a request)")
     sim.set_defaults(handler=run_sim_worker)
@@ -77,7 +81,8 @@ def run_sim_worker(args: argparse.Namespace) -> int:
     from sdxlpool.sim._app import create_sim_app
 
     return serve("sim-worker", lambda on_fatal: create_sim_app(settings, on_fatal=on_fatal),
-                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes)
+                 host=settings.host, port=settings.port, max_message_bytes=settings.max_body_bytes,
+                 drain_seconds=settings.drain_seconds)
 
 
 _seconds = at_least(float, 0, rule="0 or more seconds")

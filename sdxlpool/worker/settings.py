@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool._settings import GenerationSettings
+from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 
 __all__ = ["WorkerSettings", "default_cache_dir"]
 
@@ -61,6 +62,8 @@ class WorkerSettings(GenerationSettings):
     strict: bool = Field(False, description="refuse (422) a request with anything that would not be applied")
 
     warmup: bool = True  # one short job at start-up: compiles kernels and measures step_seconds
+    drain_seconds: float = Field(WORKER_DRAIN_SECONDS, ge=0, description="on SIGTERM: refuse new connections and "
+                                 "finish the running and queued jobs for up to this long before exiting")
 
     @field_validator("device")
     @classmethod

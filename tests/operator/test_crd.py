@@ -189,8 +189,9 @@ def test_valid_pools_validate(name: str) -> None:
     SPEC_VALIDATOR.validate(dumped)
 
 
-def test_examples_pool_validates() -> None:
-    SPEC_VALIDATOR.validate(yaml.safe_load((ROOT / "examples" / "pool.yaml").read_text())["spec"])
+@pytest.mark.parametrize("name", ["pool.yaml", "local-pool.yaml", "autoscaling-pool.yaml"])
+def test_examples_pool_validates(name: str) -> None:
+    SPEC_VALIDATOR.validate(yaml.safe_load((ROOT / "examples" / name).read_text())["spec"])
 
 
 def test_server_defaults_equal_pydantic_defaults() -> None:

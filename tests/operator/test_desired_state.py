@@ -19,6 +19,7 @@ from sdxlpool.api import labels as lbl
 from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, parse_gpu_name
 from sdxlpool.api.labels import GPU_RESOURCE, label_value
 from sdxlpool.api.labels import NVIDIA_PRODUCT as NVIDIA_PRODUCT_LABEL
+from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.api.spec import PoolSpecError, SDXLPool, is_label_key, is_label_value, load_pool
 from sdxlpool.operator.desired import (
@@ -641,6 +642,9 @@ def test_workers(case: tuple[str, DesiredState, SDXLPool, list]) -> None:
         assert worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert worker["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert spec["automountServiceAccountToken"] is False
+        # a stopped worker drains (--drain-seconds, default) before the kubelet's SIGKILL
+        assert spec["terminationGracePeriodSeconds"] > WORKER_DRAIN_SECONDS
+        assert "--drain-seconds" not in worker["args"]
         assert any(m["name"] == "models" and m.get("readOnly") for m in worker["volumeMounts"])
         assert terms(dep) == [dict(t) for t in placement.node_selector_terms]
         assert placement.reason == ("Matched" if placement.matched_nodes else "NoMatchingNodes")

@@ -25,7 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 from sdxlpool.api import labels as lbl
-from sdxlpool.api.pool_config import MODELS_DIR, hf_download_command, pod_worker_args
+from sdxlpool.api.pool_config import (
+    MODELS_DIR,
+    WORKER_STOP_GRACE_SECONDS,
+    hf_download_command,
+    pod_worker_args,
+)
 from sdxlpool.api.ports import HEALTH_PATH, READY_PATH, WORKER_PORT
 from sdxlpool.api.spec import GpuEntry, HuggingFaceModelSource, SDXLPoolSpec
 from sdxlpool.operator.desired.fine_tunes import fine_tune_downloads, fine_tune_mounts, fine_tune_volumes
@@ -147,6 +152,8 @@ def worker_deployment(
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        # A stopped worker (scale-down, rollout) finishes the jobs it holds first (--drain-seconds).
+        "terminationGracePeriodSeconds": WORKER_STOP_GRACE_SECONDS,
         "securityContext": pod_security_context(),
         "affinity": {"nodeAffinity": placement.node_affinity},
         "tolerations": _tolerations(entry),

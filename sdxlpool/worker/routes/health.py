@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,8 +23,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get(READY_PATH, responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}})
-def readyz(state: StateDep) -> JSONResponse:
+def readyz(state: StateDep, request: Request) -> JSONResponse:
     service = state.service
+    if getattr(request.app.state, "draining", False):  # stopping: finishing its jobs, taking no more
+        held = service.queue.snapshot() if service is not None else None
+        jobs = held.inflight + held.queue_depth if held is not None else 0
+        return JSONResponse({"error": "not_ready", "detail": f"draining: finishing {jobs} job(s) before exit"},
+                            status_code=503)
     if service is None or not service.ready:
         detail = f"failed: {state.error}" if state.error else "loading the model"
         return JSONResponse({"error": "not_ready", "detail": detail}, status_code=503)
