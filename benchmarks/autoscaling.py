@@ -74,6 +74,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdxlpool.gateway.backends import Backend, BackendState
+from sdxlpool.gateway.routing import RouteRequest, Scheduler, default_scheduler
+from sdxlpool.gateway.worker_metrics import WorkerMetrics
 from sdxlpool.scaling import (
     Autoscaler,
     DemandClass,
@@ -172,6 +175,7 @@ class Worker:
     busy_total: float = 0.0  # busy seconds of finished jobs
     run_start: float = 0.0
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (t, busy seconds so far)
+    state: BackendState | None = None  # what the gateway's scheduler sees of it (set by Simulation._add)
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at and self.stopped is None
@@ -193,8 +197,12 @@ class Simulation:
     """One policy over the trace. `controller(sim, now)` runs every 15 s and calls `scale`."""
 
     def __init__(self, name: str, requests: list[Request], seconds: float, start: dict[str, int],
-                 startup_delays: list[float], controller: Callable[[Simulation, float], None]) -> None:
+                 startup_delays: list[float], controller: Callable[[Simulation, float], None], *,
+                 scheduler: Scheduler | None = None) -> None:
         self.name, self.requests, self.seconds, self.controller = name, requests, seconds, controller
+        # The gateway's real routing code (sdxlpool.gateway.routing); today's default profile unless given.
+        self.scheduler = scheduler if scheduler is not None else gateway_scheduler(None)
+        self.by_name: dict[str, Worker] = {}
         self.startup_delays, self.started_workers = startup_delays, 0
         self.workers: list[Worker] = []  # not stopped yet (stopped ones move to `retired` every 15 s)
         self.retired: list[Worker] = []
@@ -260,6 +268,9 @@ class Simulation:
             self.started_workers += 1
             self._push(now + delay, "ready")
         w = Worker(gpu, now, now + delay, seconds_per_step(gpu), free_at=now + delay)
+        name = f"{gpu}-{len(self.by_name)}"
+        w.state = BackendState(Backend(name=name, url=f"http://{name}.sim", gpu=gpu, price_per_hour=PRICES[gpu]))
+        self.by_name[name] = w
         w.samples.append((now + delay, 0.0))
         self.workers.append(w)
 
@@ -304,12 +315,30 @@ class Simulation:
         candidates = self._candidates(r, now)
         if not candidates:
             return False
-        w = min(candidates, key=lambda w: w.queued_seconds(now) + r.steps * w.sps)
+        w = self._pick(r, candidates, now)
         w.free_at = max(w.free_at, now) + r.steps * w.sps
         w.queue.append(r)
         if w.running is None:
             self._start_next(w, now)
         return True
+
+    def _pick(self, r: Request, candidates: list[Worker], now: float) -> Worker:
+        """The real scheduler's choice among `candidates`, each seen as a worker just scraped: its
+        queued work in normalised steps (the estimate free_at - now, as the gateway's own
+        accounting would count it) and its model's seconds per step. The allowed models and the
+        backlog bound are applied by `_candidates` (a set, no preference order: `allowed_gpus` is
+        left empty, so the `preference` scorer stays neutral)."""
+        states = []
+        for w in candidates:
+            state = w.state
+            assert state is not None
+            state.metrics = WorkerMetrics(queue_depth=0.0, inflight=0.0, pending_steps=w.queued_seconds(now) / w.sps,
+                                          step_seconds=w.sps, ready=True, gpu_model=w.gpu)
+            state.scraped_at = now
+            states.append(state)
+        decision = self.scheduler.schedule(RouteRequest(cost=r.steps, now=now), states)
+        assert decision.state is not None, decision.reason
+        return self.by_name[decision.state.name]
 
     def _start_next(self, w: Worker, now: float) -> None:
         r = w.queue.popleft()
@@ -461,6 +490,13 @@ class Ours:
         sim.scale(decision.replicas, now)
 
 
+def gateway_scheduler(latency_target: float | None, seed: int = 0) -> Scheduler:
+    """The gateway's routing: `default_scheduler` as the gateway builds it, with the pool's latency
+    target for ours (cheapest per step among workers within half the target, else soonest), without
+    for the peers (soonest completion). Ties are drawn with a seeded generator."""
+    return default_scheduler(latency_target=latency_target, rng=random.Random(seed))
+
+
 def ours_policy(target: float, start: dict[str, int]) -> ScalingPolicy:
     """sdxlpool's autoscaling for the pool; `start` is also each model's minReplicas."""
     return ScalingPolicy(
@@ -530,6 +566,8 @@ def main() -> int:
                         help="more runs of ours at these latency targets (cost against p95); empty: none")
     parser.add_argument("--no-min0", action="store_true", help="skip ours with minReplicas 0 (but the H100)")
     parser.add_argument("--no-matched", action="store_true", help="skip ours at the HPA's p95")
+    parser.add_argument("--no-hpa-routed", action="store_true",
+                        help="skip the HPA-like autoscaler behind the target-aware routing")
     parser.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/DATE-sim-autoscaling.json)")
     parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: 20 simulated minutes")
     args = parser.parse_args()
@@ -548,9 +586,11 @@ def main() -> int:
           f"target p95 {args.target:g} s", flush=True)
 
     def simulate(name: str, begin: dict[str, int], controller: Callable[[Simulation, float], None],
-                 target: float | None = None) -> dict[str, Any]:
-        """One policy's figures; minutes over the pool's target, and over its own `target` if given."""
-        sim = Simulation(name, requests, seconds, begin, startup_delays, controller)
+                 target: float | None = None, routing_target: float | None = None) -> dict[str, Any]:
+        """One policy's figures; minutes over the pool's target, and over its own `target` if given.
+        The gateway routes with `routing_target` as its latency target (None: today's default)."""
+        sim = Simulation(name, requests, seconds, begin, startup_delays, controller,
+                         scheduler=gateway_scheduler(routing_target, args.seed))
         sim.run()
         result = figures(sim, args.target, seconds)
         if target is not None:
@@ -566,17 +606,22 @@ def main() -> int:
     print(HEADER)
     policies["fixed"] = simulate("fixed", dict(FIXED), fixed_controller)
     policies["hpa"] = simulate("hpa", start, Hpa())
-    policies["ours"] = simulate("ours", start, ours(args.target), args.target)
+    policies["ours"] = simulate("ours", start, ours(args.target), args.target, routing_target=args.target)
+    if not args.no_hpa_routed:
+        policies["hpa-target-routing"] = simulate("hpa-target-routing", start, Hpa(), routing_target=args.target)
     if not args.no_min0:
-        policies["ours-min0"] = simulate("ours-min0", MIN0, ours(args.target, MIN0), args.target)
+        policies["ours-min0"] = simulate("ours-min0", MIN0, ours(args.target, MIN0), args.target,
+                                         routing_target=args.target)
     matched_target = None
     if not args.no_matched and policies["hpa"]["p95"]:
         matched_target = math.floor(policies["hpa"]["p95"] * 10) / 10
         if matched_target > 0:
-            policies["ours-at-hpa-p95"] = simulate("ours-at-hpa-p95", start, ours(matched_target), matched_target)
+            policies["ours-at-hpa-p95"] = simulate("ours-at-hpa-p95", start, ours(matched_target), matched_target,
+                                                   routing_target=matched_target)
     sweep = {}
     for target in [float(x) for x in args.sweep.split(",") if x.strip()]:
-        sweep[f"{target:g}"] = simulate(f"ours, target {target:g} s", start, ours(target), target)
+        sweep[f"{target:g}"] = simulate(f"ours, target {target:g} s", start, ours(target), target,
+                                        routing_target=target)
     summary = {f"{name}_over_hpa": ratios(result, policies["hpa"]) for name, result in policies.items()
                if name.startswith("ours")}
     mine, hpa = policies["ours"], policies["hpa"]
