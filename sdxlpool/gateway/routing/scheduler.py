@@ -167,10 +167,10 @@ def default_scheduler(
     gateway's queue, the estimate ignores the jobs' jitter, and a burst fills queues for the 1-2
     minutes new workers take to start; the rest of the target is left for those. Cheap workers
     are filled up to the budget, so the p95 lands near it: in benchmarks/autoscaling.py (30 s
-    target) a budget of 50 % of the target gave a p95 of 14.8 s, 80 % gave 21.6 s, no request
-    lost; 70 % also keeps the cheap RTX 4090s in use at tight targets (an average request of 29
-    steps takes 4.9 s on one: within 70 % of 7 s, not within half). The autoscaler judges "fast
-    enough" by the same share (sdxlpool.scaling.policy.WITHIN_SHARE), so it does not buy models
+    target) this budget gave a p95 of 19.8 s, nothing lost (trial runs: 14.8 s with half the
+    target, 21.6 s with 80 %); 70 % also keeps the cheap RTX 4090s in use at tighter targets (an
+    average request of 29 steps takes 4.9 s on one: within 70 % of a 9 s target, not within
+    half of it). The autoscaler judges "fast enough" by the same share (sdxlpool.scaling.policy.WITHIN_SHARE), so it does not buy models
     the gateway would leave idle. Its weight (`cost_weight` if > 0, else
     TARGET_COST_WEIGHT = 3) lets price lead among the workers within the budget: an idle RTX 4090
     (0.5x an H100's speed, completion score 0.5) must beat an idle H100 when it is 45 % cheaper

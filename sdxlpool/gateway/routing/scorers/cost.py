@@ -26,7 +26,8 @@ scores 1.0 (neutral). Unknown step times fall back as in `completion_time`.
 
 Off by default. To enable it, give it a weight comparable to `completion_time`'s (1.0) or above:
 then a cheaper backend within the bound wins over a faster dearer one. `default_scheduler(
-latency_target=T)` adds it with `withinSeconds: T/2, basis: step` (scheduler.py says why).
+latency_target=T)` adds it with `withinSeconds: 0.7 x T, basis: step`, weight 3 (scheduler.py
+says why).
 
 Config: `{type: cost, weight: 1.0, maxSlowdown: 1.5}`;
 `{type: cost, weight: 3.0, withinSeconds: 15, basis: step}`.
