@@ -22,9 +22,14 @@ one hour of the day lasts 15 simulated minutes), quiet at 04:00 (10% of the peak
 A request is 20-40 Euler steps at 1024x1024 or a hires job (its normalised steps, as the gateway
 counts them); `--restricted` of them (10%) allow only an H100 or an A100 (`X-SDXL-GPU`).
 
-The gateway, as sdxlpool's: each request goes to the allowed, ready, not draining worker with the
-soonest expected completion (its queued work + this job, at the model's speed), among those whose
-queued work lasts under `backlog_seconds` (60 s); when none has room it waits in the gateway queue
+The gateway, as sdxlpool's, with its real routing code (`sdxlpool.gateway.routing.default_scheduler`,
+the plugins themselves, fed each worker as if just scraped: its queued work in normalised steps and
+its model's seconds per step): among the allowed, ready, not draining workers whose queued work
+lasts under `backlog_seconds` (60 s), the fixed pool and the HPA-like one route with today's default
+(soonest expected completion: queued work + this job, at the model's speed, no price), ours with the
+pool's latency target (`default_scheduler(latency_target=...)`: the worker cheapest per normalised
+step among those that would finish within 70% of the target, else the soonest), as the gateway does
+when the pool has a latency target. When no worker has room the request waits in the gateway queue
 (100 places, 30 s deadline, then 429: counted as LOST, as is a full queue). Each worker runs one
 job at a time; a job takes its steps x the model's seconds per step x a jitter of +-10%.
 A new worker is paid from its creation and is ready after a start-up delay of 60-120 s; a removed
@@ -44,12 +49,17 @@ The policies, every 15 simulated seconds, on the same pool bounds:
 * ours: `sdxlpool.scaling.Autoscaler` (the operator's code, scaleUpDelay 15 s, scaleDownDelay
   300 s, the pool's latency target) fed a `DemandReport` built from the simulated gateway's view
   (60 s window per class of allowed models, waiting requests, per model ready workers, measured
-  seconds per step, queued steps, price).
+  seconds per step, queued steps, price, and the spread of request sizes: `steps_cv2`, which
+  lets the policy use the Allen-Cunneen correction for regular jobs).
+* hpa-target-routing (unless --no-hpa-routed): the HPA-like autoscaler behind the target-aware
+  routing of ours, to show what the routing alone gives.
 * ours-min0 (unless --no-min0): ours with minReplicas 0 for every model but the H100 (scale to
   zero, which an HPA on utilisation cannot do).
 * ours-at-hpa-p95 (unless --no-matched): ours again, its latency target set to the p95 the HPA
   reached in this run, to compare cost at an equal p95 rather than at the pool's target.
-* the sweep (`--sweep`, default 7.5,10,15,20): ours at other latency targets, cost against p95.
+* the sweep (`--sweep`, default 8,9,10,12,15,20): ours at other latency targets, cost against p95;
+  with ours-at-hpa-p95 it gives ours' cost at the HPA's p95 (`goal.at_hpa_p95`: the cheapest run
+  with an equal or better p95, and the cost interpolated between the runs around it).
 
 Figures per policy: cost per 1000 images (GPU-seconds from creation to stop, start-up and draining
 included, x price), p50/p95/p99 latency (arrival to answer), minutes whose rolling 5-minute p95
@@ -74,6 +84,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdxlpool.gateway.backends import Backend, BackendState
+from sdxlpool.gateway.routing import RouteRequest, Scheduler, default_scheduler
+from sdxlpool.gateway.worker_metrics import WorkerMetrics
 from sdxlpool.scaling import (
     Autoscaler,
     DemandClass,
@@ -172,6 +185,7 @@ class Worker:
     busy_total: float = 0.0  # busy seconds of finished jobs
     run_start: float = 0.0
     samples: deque[tuple[float, float]] = field(default_factory=deque)  # (t, busy seconds so far)
+    state: BackendState | None = None  # what the gateway's scheduler sees of it (set by Simulation._add)
 
     def ready(self, now: float) -> bool:
         return now >= self.ready_at and self.stopped is None
@@ -193,8 +207,13 @@ class Simulation:
     """One policy over the trace. `controller(sim, now)` runs every 15 s and calls `scale`."""
 
     def __init__(self, name: str, requests: list[Request], seconds: float, start: dict[str, int],
-                 startup_delays: list[float], controller: Callable[[Simulation, float], None]) -> None:
+                 startup_delays: list[float], controller: Callable[[Simulation, float], None], *,
+                 scheduler: Scheduler | None = None) -> None:
         self.name, self.requests, self.seconds, self.controller = name, requests, seconds, controller
+        # The gateway's real routing code (sdxlpool.gateway.routing); today's default profile unless given.
+        self.scheduler = scheduler if scheduler is not None else gateway_scheduler(None)
+        self.by_name: dict[str, Worker] = {}
+        self.report_spread = True  # the demand report carries the request sizes' spread (steps_cv2)
         self.startup_delays, self.started_workers = startup_delays, 0
         self.workers: list[Worker] = []  # not stopped yet (stopped ones move to `retired` every 15 s)
         self.retired: list[Worker] = []
@@ -260,6 +279,9 @@ class Simulation:
             self.started_workers += 1
             self._push(now + delay, "ready")
         w = Worker(gpu, now, now + delay, seconds_per_step(gpu), free_at=now + delay)
+        name = f"{gpu}-{len(self.by_name)}"
+        w.state = BackendState(Backend(name=name, url=f"http://{name}.sim", gpu=gpu, price_per_hour=PRICES[gpu]))
+        self.by_name[name] = w
         w.samples.append((now + delay, 0.0))
         self.workers.append(w)
 
@@ -304,12 +326,30 @@ class Simulation:
         candidates = self._candidates(r, now)
         if not candidates:
             return False
-        w = min(candidates, key=lambda w: w.queued_seconds(now) + r.steps * w.sps)
+        w = self._pick(r, candidates, now)
         w.free_at = max(w.free_at, now) + r.steps * w.sps
         w.queue.append(r)
         if w.running is None:
             self._start_next(w, now)
         return True
+
+    def _pick(self, r: Request, candidates: list[Worker], now: float) -> Worker:
+        """The real scheduler's choice among `candidates`, each seen as a worker just scraped: its
+        queued work in normalised steps (the estimate free_at - now, as the gateway's own
+        accounting would count it) and its model's seconds per step. The allowed models and the
+        backlog bound are applied by `_candidates` (a set, no preference order: `allowed_gpus` is
+        left empty, so the `preference` scorer stays neutral)."""
+        states = []
+        for w in candidates:
+            state = w.state
+            assert state is not None
+            state.metrics = WorkerMetrics(queue_depth=0.0, inflight=0.0, pending_steps=w.queued_seconds(now) / w.sps,
+                                          step_seconds=w.sps, ready=True, gpu_model=w.gpu)
+            state.scraped_at = now
+            states.append(state)
+        decision = self.scheduler.schedule(RouteRequest(cost=r.steps, now=now), states)
+        assert decision.state is not None, decision.reason
+        return self.by_name[decision.state.name]
 
     def _start_next(self, w: Worker, now: float) -> None:
         r = w.queue.popleft()
@@ -377,11 +417,14 @@ class Simulation:
             while window and window[0][0] <= now - WINDOW_SECONDS:
                 window.popleft()
             waiting = [r for r in self.waiting if r.allowed == allowed]
+            mean = sum(s for _, s in window) / len(window) if window else 0.0
+            cv2 = sum((s - mean) ** 2 for _, s in window) / len(window) / mean ** 2 if mean > 0 else None
             classes.append(DemandClass(
                 allowed=allowed, arrivals_per_second=len(window) / WINDOW_SECONDS,
                 steps_per_second=sum(s for _, s in window) / WINDOW_SECONDS, waiting=len(waiting),
                 waiting_steps=sum(r.steps for r in waiting),
-                oldest_wait_seconds=max((now - r.at for r in waiting), default=0.0)))
+                oldest_wait_seconds=max((now - r.at for r in waiting), default=0.0),
+                steps_cv2=cv2 if self.report_spread else None))
         models = []
         for gpu in GPUS:
             ready = self.ready_workers(gpu, now)
@@ -461,6 +504,13 @@ class Ours:
         sim.scale(decision.replicas, now)
 
 
+def gateway_scheduler(latency_target: float | None, seed: int = 0) -> Scheduler:
+    """The gateway's routing: `default_scheduler` as the gateway builds it, with the pool's latency
+    target for ours (cheapest per step among workers within half the target, else soonest), without
+    for the peers (soonest completion). Ties are drawn with a seeded generator."""
+    return default_scheduler(latency_target=latency_target, rng=random.Random(seed))
+
+
 def ours_policy(target: float, start: dict[str, int]) -> ScalingPolicy:
     """sdxlpool's autoscaling for the pool; `start` is also each model's minReplicas."""
     return ScalingPolicy(
@@ -512,6 +562,31 @@ def minutes_over(sim: Simulation, target: float, seconds: float) -> tuple[int, i
     return misses, minutes
 
 
+def at_p95(runs: list[dict[str, Any]], peer: dict[str, Any]) -> dict[str, Any]:
+    """Ours at the peer's p95, from ours' runs at several targets: the cheapest run whose p95 is
+    equal or better, and the cost interpolated linearly (in p95) between the two runs around it."""
+    p95, cost = peer["p95"], peer["cost_per_1000_images"]
+    runs = sorted((r for r in runs if r["p95"] is not None and r["cost_per_1000_images"]), key=lambda r: r["p95"])
+    within = [r for r in runs if r["p95"] <= p95 and r["lost"] == 0]
+    best = min(within, key=lambda r: r["cost_per_1000_images"], default=None)
+    below = [r for r in runs if r["p95"] <= p95]
+    above = [r for r in runs if r["p95"] > p95]
+    interpolated = None
+    if below and above:
+        lo, hi = below[-1], above[0]
+        share = (p95 - lo["p95"]) / (hi["p95"] - lo["p95"])
+        interpolated = lo["cost_per_1000_images"] + share * (hi["cost_per_1000_images"] - lo["cost_per_1000_images"])
+    return {
+        "peer_p95": p95, "peer_cost_per_1000_images": cost,
+        "best_run_target": best.get("target") if best else None, "best_run_p95": best["p95"] if best else None,
+        "best_run_cost_per_1000_images": best["cost_per_1000_images"] if best else None,
+        "best_run_cost_over_peer": round(best["cost_per_1000_images"] / cost, 4) if best else None,
+        "interpolated_cost_per_1000_images": round(interpolated, 4) if interpolated is not None else None,
+        "interpolated_cost_over_peer": round(interpolated / cost, 4) if interpolated is not None else None,
+        "at_least_20_percent_cheaper": bool(best and best["cost_per_1000_images"] <= 0.8 * cost),
+    }
+
+
 def ratios(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
     def ratio(key: str) -> float | None:
         return round(a[key] / b[key], 4) if a.get(key) and b.get(key) else None
@@ -526,10 +601,12 @@ def main() -> int:
     parser.add_argument("--restricted", type=float, default=0.10, help="share of requests allowing only H100/A100")
     parser.add_argument("--bursts", type=int, default=5, help="bursts in the day")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sweep", default="7.5,10,15,20",
+    parser.add_argument("--sweep", default="8,9,10,12,15,20",
                         help="more runs of ours at these latency targets (cost against p95); empty: none")
     parser.add_argument("--no-min0", action="store_true", help="skip ours with minReplicas 0 (but the H100)")
     parser.add_argument("--no-matched", action="store_true", help="skip ours at the HPA's p95")
+    parser.add_argument("--no-hpa-routed", action="store_true",
+                        help="skip the HPA-like autoscaler behind the target-aware routing")
     parser.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/DATE-sim-autoscaling.json)")
     parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: 20 simulated minutes")
     args = parser.parse_args()
@@ -548,9 +625,11 @@ def main() -> int:
           f"target p95 {args.target:g} s", flush=True)
 
     def simulate(name: str, begin: dict[str, int], controller: Callable[[Simulation, float], None],
-                 target: float | None = None) -> dict[str, Any]:
-        """One policy's figures; minutes over the pool's target, and over its own `target` if given."""
-        sim = Simulation(name, requests, seconds, begin, startup_delays, controller)
+                 target: float | None = None, routing_target: float | None = None) -> dict[str, Any]:
+        """One policy's figures; minutes over the pool's target, and over its own `target` if given.
+        The gateway routes with `routing_target` as its latency target (None: today's default)."""
+        sim = Simulation(name, requests, seconds, begin, startup_delays, controller,
+                         scheduler=gateway_scheduler(routing_target, args.seed))
         sim.run()
         result = figures(sim, args.target, seconds)
         if target is not None:
@@ -566,24 +645,31 @@ def main() -> int:
     print(HEADER)
     policies["fixed"] = simulate("fixed", dict(FIXED), fixed_controller)
     policies["hpa"] = simulate("hpa", start, Hpa())
-    policies["ours"] = simulate("ours", start, ours(args.target), args.target)
+    policies["ours"] = simulate("ours", start, ours(args.target), args.target, routing_target=args.target)
+    if not args.no_hpa_routed:
+        policies["hpa-target-routing"] = simulate("hpa-target-routing", start, Hpa(), routing_target=args.target)
     if not args.no_min0:
-        policies["ours-min0"] = simulate("ours-min0", MIN0, ours(args.target, MIN0), args.target)
+        policies["ours-min0"] = simulate("ours-min0", MIN0, ours(args.target, MIN0), args.target,
+                                         routing_target=args.target)
     matched_target = None
     if not args.no_matched and policies["hpa"]["p95"]:
         matched_target = math.floor(policies["hpa"]["p95"] * 10) / 10
         if matched_target > 0:
-            policies["ours-at-hpa-p95"] = simulate("ours-at-hpa-p95", start, ours(matched_target), matched_target)
+            policies["ours-at-hpa-p95"] = simulate("ours-at-hpa-p95", start, ours(matched_target), matched_target,
+                                                   routing_target=matched_target)
     sweep = {}
     for target in [float(x) for x in args.sweep.split(",") if x.strip()]:
-        sweep[f"{target:g}"] = simulate(f"ours, target {target:g} s", start, ours(target), target)
+        sweep[f"{target:g}"] = simulate(f"ours, target {target:g} s", start, ours(target), target,
+                                        routing_target=target)
     summary = {f"{name}_over_hpa": ratios(result, policies["hpa"]) for name, result in policies.items()
                if name.startswith("ours")}
     mine, hpa = policies["ours"], policies["hpa"]
     cheaper = 1 - (summary["ours_over_hpa"]["cost_per_1000_images"] or 1)
+    ours_runs = [r for name, r in policies.items() if name in ("ours", "ours-at-hpa-p95")] + list(sweep.values())
     goal = {"cheaper_than_hpa": round(cheaper, 4), "at_least_20_percent_cheaper": cheaper >= 0.20,
             "p95_equal_or_better": (mine["p95"] or math.inf) <= (hpa["p95"] or 0),
-            "p95_within_target": (mine["p95"] or math.inf) <= args.target, "nothing_lost": mine["lost"] == 0}
+            "p95_within_target": (mine["p95"] or math.inf) <= args.target, "nothing_lost": mine["lost"] == 0,
+            "at_hpa_p95": at_p95(ours_runs, hpa)}
     result = {
         "simulation": "discrete-event, simulated clock, seeded: deterministic for the same arguments",
         "seed": args.seed, "simulated_hours": args.hours, "day_hours_per_simulated_hour": 24 / args.hours,

@@ -12,12 +12,19 @@ processes) and `benchmarks/autoscaling.py`, so all three scale the same way:
 
 from sdxlpool.scaling.demand import DemandClass, DemandReport, ModelState, merge_reports
 from sdxlpool.scaling.policy import ModelPolicy, Recommendation, ScalingPolicy, policy_from_spec, recommend
-from sdxlpool.scaling.queueing import arrivals_within_target, erlang_c, predicted_p95, servers_for_target
+from sdxlpool.scaling.queueing import (
+    allen_cunneen,
+    arrivals_within_target,
+    erlang_c,
+    predicted_p95,
+    servers_for_target,
+)
 from sdxlpool.scaling.speeds import estimate_seconds_per_step
 from sdxlpool.scaling.stabiliser import Autoscaler, ModelDecision, ScalingDecision
 
 __all__ = [
     "Autoscaler",
+    "allen_cunneen",
     "arrivals_within_target",
     "DemandClass",
     "DemandReport",

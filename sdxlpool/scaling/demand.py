@@ -31,6 +31,9 @@ class DemandClass(_Report):
     waiting: int = Field(0, ge=0, description="Requests waiting in the gateway's queue now.")
     waiting_steps: float = Field(0.0, ge=0, description="Their normalised steps.")
     oldest_wait_seconds: float = Field(0.0, ge=0, description="How long the oldest of them has waited.")
+    steps_cv2: float | None = Field(None, ge=0, description="Squared coefficient of variation (variance / "
+                                    "mean^2) of the requests' normalised steps over the window; none: not "
+                                    "reported (the autoscaler then assumes exponential job times, M/M/c).")
 
 
 class ModelState(_Report):
@@ -57,6 +60,24 @@ class DemandReport(_Report):
         arrivals = sum(c.arrivals_per_second for c in self.classes)
         return sum(c.steps_per_second for c in self.classes) / arrivals if arrivals > 0 else None
 
+    @property
+    def request_steps_cv2(self) -> float | None:
+        """Squared coefficient of variation of the request sizes over every class (their second
+        moments pooled by arrival rate); none when a class with arrivals does not report it."""
+        arrivals = sum(c.arrivals_per_second for c in self.classes)
+        if arrivals <= 0:
+            return None
+        second = 0.0
+        for c in self.classes:
+            if c.arrivals_per_second <= 0:
+                continue
+            if c.steps_cv2 is None:
+                return None
+            mean = c.steps_per_second / c.arrivals_per_second
+            second += c.arrivals_per_second * mean * mean * (1 + c.steps_cv2)
+        mean = sum(c.steps_per_second for c in self.classes) / arrivals
+        return max(0.0, second / arrivals / (mean * mean) - 1) if mean > 0 else None
+
     def model(self, gpu: str) -> ModelState | None:
         return next((m for m in self.models if m.gpu == gpu), None)
 
@@ -68,8 +89,14 @@ def merge_reports(reports: Iterable[DemandReport]) -> DemandReport:
     if len(reports) == 1:
         return reports[0]
     classes: dict[tuple[str, ...], dict[str, float]] = {}
+    second: dict[tuple[str, ...], float | None] = {}  # per class: sum of arrivals x E[steps^2]; None: unknown
     for report in reports:
         for c in report.classes:
+            if c.arrivals_per_second > 0:
+                known = second.get(c.allowed, 0.0)
+                mean = c.steps_per_second / c.arrivals_per_second
+                second[c.allowed] = None if known is None or c.steps_cv2 is None else \
+                    known + c.arrivals_per_second * mean * mean * (1 + c.steps_cv2)
             into = classes.setdefault(c.allowed, {"arrivals_per_second": 0.0, "steps_per_second": 0.0, "waiting": 0,
                                                   "waiting_steps": 0.0, "oldest_wait_seconds": 0.0})
             into["arrivals_per_second"] += c.arrivals_per_second
@@ -89,7 +116,16 @@ def merge_reports(reports: Iterable[DemandReport]) -> DemandReport:
     p95s = [r.p95_seconds for r in reports if r.p95_seconds is not None]
     return DemandReport(
         window_seconds=max((r.window_seconds for r in reports), default=60.0),
-        classes=tuple(DemandClass(allowed=allowed, **values)
+        classes=tuple(DemandClass(allowed=allowed, **values, steps_cv2=_cv2(values, second.get(allowed)))
                       for allowed, values in sorted(classes.items())),
         models=tuple(models[gpu] for gpu in sorted(models)),
         p95_seconds=max(p95s) if p95s else None)
+
+
+def _cv2(values: dict[str, float], second: float | None) -> float | None:
+    """A merged class's squared CV of request steps from its pooled second moment."""
+    arrivals, steps = values["arrivals_per_second"], values["steps_per_second"]
+    if second is None or arrivals <= 0 or steps <= 0:
+        return None
+    mean = steps / arrivals
+    return max(0.0, second / arrivals / (mean * mean) - 1)

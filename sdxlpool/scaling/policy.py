@@ -7,8 +7,12 @@ current replicas in; one `Recommendation` per GPU model out, with its reason. `A
 The rule, step by step:
 
 1. Speeds: each model's seconds per normalised step, measured or estimated (speeds.py). A model
-   that cannot finish an average request within the target even when idle is *too slow*: it gets
-   load only when a class of requests allows nothing faster.
+   that cannot finish an average request within the routing budget (`WITHIN_SHARE` of the
+   target) even when idle is *too slow*: it gets load only when a class of requests allows
+   nothing faster. The gateway, given the same target, sends a request to the worker cheapest per
+   step among those that would finish it within that budget, else to the soonest
+   (sdxlpool.gateway.routing's `default_scheduler(latency_target=...)`), so a model slower than
+   that would be paid for and left idle.
 2. Load to place, per class (the GPU models its requests allowed): its arrival rate plus the spare
    kept for start-up time (`headroom`), plus its waiting requests spread over the target (so a
    backlog is cleared within it).
@@ -17,7 +21,8 @@ The rule, step by step:
    price per normalised step (price per hour x seconds per step; models without a price after the
    priced ones, fastest first), each filled up to what its `maxReplicas` take within the target
    (queueing.py) before the next is used.
-4. Replicas: per model, the fewest workers whose M/M/c p95 (queueing.py) for the load it was given
+4. Replicas: per model, the fewest workers whose M/M/c p95 (queueing.py; with the Allen-Cunneen
+   correction when the gateway reports the spread of request sizes) for the load it was given
    stays within the target, plus what clears the work already queued on its workers within the
    target beyond what those workers' spare capacity clears (their running jobs are part of the
    load the M/M/c sizing covers, not a backlog); clamped to `minReplicas..maxReplicas`. An entry
@@ -32,10 +37,15 @@ from dataclasses import dataclass
 
 from sdxlpool.api.spec import SDXLPoolSpec
 from sdxlpool.scaling.demand import DemandClass, DemandReport
-from sdxlpool.scaling.queueing import arrivals_within_target, predicted_p95, servers_for_target
+from sdxlpool.scaling.queueing import allen_cunneen, arrivals_within_target, predicted_p95, servers_for_target
 from sdxlpool.scaling.speeds import estimate_seconds_per_step
 
-__all__ = ["ModelPolicy", "Recommendation", "ScalingPolicy", "policy_from_spec", "recommend"]
+__all__ = ["WITHIN_SHARE", "ModelPolicy", "Recommendation", "ScalingPolicy", "policy_from_spec", "recommend"]
+
+# The share of the latency target within which the gateway routes by price (the rest of the
+# target is for waiting in the gateway's queue, the estimate's error and bursts while workers
+# start); shared with sdxlpool.gateway.routing so that routing and scaling agree on "fast enough".
+WITHIN_SHARE = 0.7
 
 _DEFAULT_REQUEST_STEPS = 25.0  # an average request before any arrived: the pool default's 25 steps
 _MAX_SERVERS = 10_000  # search bound for "no maxReplicas" (fixed entries never search)
@@ -62,6 +72,7 @@ class ScalingPolicy:
     scale_up_delay: float = 15.0
     scale_down_delay: float = 300.0
     headroom: float = 0.15  # spare capacity over the measured rate: demand grows while workers start
+    within_share: float = WITHIN_SHARE  # too slow: an average request alone takes over this x the target
 
     def model(self, gpu: str) -> ModelPolicy | None:
         return next((m for m in self.models if m.gpu == gpu), None)
@@ -97,12 +108,16 @@ def recommend(policy: ScalingPolicy, demand: DemandReport) -> dict[str, Recommen
     request_steps = demand.mean_request_steps or _DEFAULT_REQUEST_STEPS
     measured = {m.gpu: m.seconds_per_step for m in demand.models if m.seconds_per_step}
     speed = {m.gpu: estimate_seconds_per_step(m.gpu, measured) for m in policy.models}
-    too_slow = {gpu for gpu, s in speed.items() if request_steps * s > target}
+    too_slow = {gpu for gpu, s in speed.items() if request_steps * s > target * policy.within_share}
+    # G/G/c waits: Poisson arrivals, job times spread like the request sizes (one model's speed is
+    # constant); without the spread, exponential job times (M/M/c, the cautious default).
+    cv2 = demand.request_steps_cv2
+    variability = allen_cunneen(cv2) if cv2 is not None else 1.0
 
     # Steps per second `workers` workers of a model take with the p95 within the target.
     def capacity(model: ModelPolicy, workers: int) -> float:
         seconds = request_steps * speed[model.gpu]
-        return arrivals_within_target(workers, seconds, target) * request_steps
+        return arrivals_within_target(workers, seconds, target, variability=variability) * request_steps
 
     load = {m.gpu: 0.0 for m in policy.models}
     for demand_class in sorted(demand.classes, key=lambda c: (len(c.allowed) or math.inf, c.allowed)):
@@ -120,7 +135,7 @@ def recommend(policy: ScalingPolicy, demand: DemandReport) -> dict[str, Recommen
     recommendations = {}
     for model in policy.models:
         recommendations[model.gpu] = _replicas(policy, model, demand, load[model.gpu], speed[model.gpu],
-                                               request_steps, model.gpu in too_slow)
+                                               request_steps, model.gpu in too_slow, variability)
     return recommendations
 
 
@@ -138,7 +153,7 @@ def _candidates(policy: ScalingPolicy, demand_class: DemandClass, speed: Mapping
 
 
 def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, load: float, seconds_per_step: float,
-              request_steps: float, too_slow: bool) -> Recommendation:
+              request_steps: float, too_slow: bool, variability: float = 1.0) -> Recommendation:
     if model.fixed:
         return Recommendation(model.gpu, model.replicas, "fixed: no autoscaling bounds", load)
     target = policy.p95_target
@@ -146,7 +161,7 @@ def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, l
     arrivals = load / request_steps
     state = demand.model(model.gpu)
     queued = state.pending_steps if state is not None else 0.0
-    needed = servers_for_target(arrivals, service, target, most=max(model.max_replicas, 1))
+    needed = servers_for_target(arrivals, service, target, most=max(model.max_replicas, 1), variability=variability)
     # Workers, on top, to clear what already sits on this model's workers within the target: only
     # what the spare capacity of `needed` (needed - offered load, in workers) cannot clear in time.
     # The jobs running at the sizing's own pace are part of the M/M/c load, not extra work.
@@ -170,5 +185,5 @@ def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, l
     replicas = min(max(wanted, model.min_replicas), model.max_replicas)
     if replicas != wanted:
         reason += f"; held at {'minReplicas' if replicas > wanted else 'maxReplicas'} ({replicas})"
-    p95 = predicted_p95(replicas, arrivals, service) if load > 0 else None
+    p95 = predicted_p95(replicas, arrivals, service, variability=variability) if load > 0 else None
     return Recommendation(model.gpu, replicas, reason, load, p95)

@@ -9,14 +9,22 @@ Erlang C gives the chance a request waits, and the wait's tail is exponential:
 
 so the p95 of a request's seconds is about `T + max(0, T / (c - a) * ln(C / 0.05))`. Image jobs
 of one pool are much more regular than exponential, which makes this estimate cautious (an M/D/c
-queue waits about half as long): the safe side for a latency target.
+queue waits about half as long): the safe side for a latency target, and the default.
+
+When the spread of request sizes is known, `variability` applies the Allen-Cunneen correction for
+a G/G/c queue: its waits are the M/M/c ones times `(Ca^2 + Cs^2) / 2`, with Ca^2 and Cs^2 the
+squared coefficients of variation of the times between arrivals and of the service times
+(`allen_cunneen`). Poisson arrivals (Ca^2 = 1) and exponential service (Cs^2 = 1) give 1: M/M/c;
+equal jobs (Cs^2 = 0) give 1/2: the M/D/c rule of thumb. Here the chance of waiting stays Erlang
+C's and the conditional wait's tail is scaled (`T / (c - a)` times the factor), as Whitt's
+approximations for G/G/c do.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["arrivals_within_target", "erlang_c", "predicted_p95", "servers_for_target"]
+__all__ = ["allen_cunneen", "arrivals_within_target", "erlang_c", "predicted_p95", "servers_for_target"]
 
 _P = 0.05  # the tail the target is about: p95
 
@@ -37,32 +45,43 @@ def erlang_c(servers: int, load: float) -> float:
     return b / (1 - rho + rho * b)
 
 
-def predicted_p95(servers: int, arrivals_per_second: float, service_seconds: float) -> float:
-    """p95 seconds of a request (wait + service); infinite when the servers cannot keep up."""
+def allen_cunneen(service_cv2: float, arrivals_cv2: float = 1.0) -> float:
+    """The factor on M/M/c waits for a G/G/c queue: `(Ca^2 + Cs^2) / 2` (Poisson arrivals by default)."""
+    if not (math.isfinite(service_cv2) and math.isfinite(arrivals_cv2)) or service_cv2 < 0 or arrivals_cv2 < 0:
+        raise ValueError(f"squared coefficients of variation must be finite and >= 0, got "
+                         f"{service_cv2!r}, {arrivals_cv2!r}")
+    return (arrivals_cv2 + service_cv2) / 2
+
+
+def predicted_p95(servers: int, arrivals_per_second: float, service_seconds: float, *,
+                  variability: float = 1.0) -> float:
+    """p95 seconds of a request (wait + service); infinite when the servers cannot keep up.
+    `variability`: the Allen-Cunneen factor on the waits (1: M/M/c)."""
     if arrivals_per_second <= 0:
         return service_seconds
     load = arrivals_per_second * service_seconds
     if servers <= 0 or load >= servers:
         return math.inf
     waits = erlang_c(servers, load)
-    wait = service_seconds / (servers - load) * math.log(waits / _P) if waits > _P else 0.0
+    wait = variability * service_seconds / (servers - load) * math.log(waits / _P) if waits > _P else 0.0
     return service_seconds + wait
 
 
 def servers_for_target(arrivals_per_second: float, service_seconds: float, target: float, *,
-                       most: int) -> int | None:
+                       most: int, variability: float = 1.0) -> int | None:
     """The fewest servers (up to `most`) whose predicted p95 is within `target`; None when even
     `most` are not enough (or one job alone takes longer than the target)."""
     if arrivals_per_second <= 0:
         return 0
     first = max(1, math.floor(arrivals_per_second * service_seconds) + 1)  # fewer cannot keep up
     for servers in range(first, most + 1):
-        if predicted_p95(servers, arrivals_per_second, service_seconds) <= target:
+        if predicted_p95(servers, arrivals_per_second, service_seconds, variability=variability) <= target:
             return servers
     return None
 
 
-def arrivals_within_target(servers: int, service_seconds: float, target: float) -> float:
+def arrivals_within_target(servers: int, service_seconds: float, target: float, *,
+                           variability: float = 1.0) -> float:
     """The highest arrival rate (requests/s) `servers` servers take with a p95 within `target`
     (0 when one job alone is over it): the capacity the autoscaler fills before adding a model."""
     if servers <= 0 or service_seconds > target:
@@ -70,5 +89,6 @@ def arrivals_within_target(servers: int, service_seconds: float, target: float) 
     low, high = 0.0, servers / service_seconds
     for _ in range(40):  # bisection: the p95 rises with the rate
         middle = (low + high) / 2
-        low, high = (middle, high) if predicted_p95(servers, middle, service_seconds) <= target else (low, middle)
+        p95 = predicted_p95(servers, middle, service_seconds, variability=variability)
+        low, high = (middle, high) if p95 <= target else (low, middle)
     return low

@@ -35,10 +35,18 @@ from sdxlpool.gateway.routing.pickers import Best
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
 from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LoraAffinity, Preference
 from sdxlpool.gateway.routing.types import Candidate, Decision, Explanation, FilterStep, RouteRequest, Scored
+from sdxlpool.scaling.policy import WITHIN_SHARE
 
-__all__ = ["Scheduler", "default_scheduler"]
+__all__ = ["Scheduler", "default_scheduler", "TARGET_COST_WEIGHT", "TARGET_WITHIN_SHARE"]
 
 log = logging.getLogger(__name__)
+
+# With a latency target T, default_scheduler adds the `cost` scorer on a per-step basis with a
+# latency budget of TARGET_WITHIN_SHARE x T and weight TARGET_COST_WEIGHT (see its docstring). The
+# share is the autoscaler's (sdxlpool.scaling.policy.WITHIN_SHARE): both call a model fast enough
+# when it finishes a request within that budget.
+TARGET_WITHIN_SHARE = WITHIN_SHARE
+TARGET_COST_WEIGHT = 3.0
 
 
 class Scheduler:
@@ -141,6 +149,7 @@ def default_scheduler(
     lora_weight: float = 0.2,
     lora_max_slowdown: float = 1.5,
     default_step_seconds: float = DEFAULT_STEP_SECONDS,
+    latency_target: float | None = None,
     rng: random.Random | None = None,
     on_plugin_seconds: Callable[[str, float], None] | None = None,
 ) -> Scheduler:
@@ -148,6 +157,25 @@ def default_scheduler(
 
     Filters run gpu_allowed -> not_tried -> available -> freshness, so a 503 tells "no such GPU
     model in the pool" apart from "all of them are down". The cost scorer is left out at weight 0.
+
+    `latency_target` (the pool's p95 goal in seconds; None: today's profile, unchanged) routes as
+    the autoscaler sizes (sdxlpool.scaling.policy buys the models cheapest per normalised step
+    first, as much as the target needs): the cost scorer joins with `basis="step"` and
+    `within_seconds = TARGET_WITHIN_SHARE x latency_target` (0.7), so the worker cheapest per step
+    among those that would finish within 70 % of the target wins, else the soonest. Not all of
+    it, because the worker's queue is only part of a request's time: it may have waited in the
+    gateway's queue, the estimate ignores the jobs' jitter, and a burst fills queues for the 1-2
+    minutes new workers take to start; the rest of the target is left for those. Cheap workers
+    are filled up to the budget, so the p95 lands near it: in benchmarks/autoscaling.py (30 s
+    target) this budget gave a p95 of 19.8 s, nothing lost (trial runs: 14.8 s with half the
+    target, 21.6 s with 80 %); 70 % also keeps the cheap RTX 4090s in use at tighter targets (an
+    average request of 29 steps takes 4.9 s on one: within 70 % of a 9 s target, not within
+    half of it). The autoscaler judges "fast enough" by the same share (sdxlpool.scaling.policy.WITHIN_SHARE), so it does not buy models
+    the gateway would leave idle. Its weight (`cost_weight` if > 0, else
+    TARGET_COST_WEIGHT = 3) lets price lead among the workers within the budget: an idle RTX 4090
+    (0.5x an H100's speed, completion score 0.5) must beat an idle H100 when it is 45 % cheaper
+    per step, which needs weight x 0.45 > 0.5 (and an RTX 3090 at 0.3x speed, weight x 0.4 > 0.7);
+    3 clears both, and leaves speed to decide between models within ~15 % of each other's price.
     """
     scorers: list[tuple[Scorer, float]] = [
         (CompletionTime(default_step_seconds=default_step_seconds), completion_weight),
@@ -156,7 +184,14 @@ def default_scheduler(
     if lora_weight > 0:
         scorers.append((LoraAffinity(max_slowdown=lora_max_slowdown, default_step_seconds=default_step_seconds),
                         lora_weight))
-    if cost_weight > 0:
+    if latency_target is not None:
+        if isinstance(latency_target, bool) or not isinstance(latency_target, int | float) \
+                or not math.isfinite(latency_target) or latency_target <= 0:
+            raise ValueError(f"latency_target: must be a number of seconds > 0, got {latency_target!r}")
+        scorers.append((Cost(max_slowdown=cost_max_slowdown, within_seconds=TARGET_WITHIN_SHARE * latency_target,
+                             basis="step", default_step_seconds=default_step_seconds),
+                        cost_weight if cost_weight > 0 else TARGET_COST_WEIGHT))
+    elif cost_weight > 0:
         scorers.append((Cost(max_slowdown=cost_max_slowdown, default_step_seconds=default_step_seconds),
                         cost_weight))
     return Scheduler(

@@ -2,7 +2,8 @@
 
     completion_time  best expected completion / own: the soonest finisher scores 1.0
     preference       earlier in the request's GPU list scores higher; neutral without a list
-    cost             cheaper pricePerHour scores higher, while within a bound of the soonest
+    cost             cheaper pricePerHour (or price per step) scores higher, while within a bound
+                     of the soonest or a latency budget
     least_inflight   fewer requests in flight from this gateway scores higher (least-connections)
     lora_affinity    a worker holding the request's LoRAs scores higher, while within a bound of the soonest
 """
