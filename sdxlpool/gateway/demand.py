@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sdxlpool.gateway.backends import BackendState
 from sdxlpool.scaling.demand import DemandClass, DemandReport, ModelState
@@ -124,7 +125,7 @@ class DemandTracker:
 
         `now` is the clock's (the same monotonic clock as the pool's states)."""
         now = self.clock() if now is None else now
-        classes: dict[tuple[str, ...], dict[str, float]] = {}
+        classes: dict[tuple[str, ...], dict[str, Any]] = {}
         for key in list(self._arrivals):
             arrivals = self._arrivals[key]
             self._prune(arrivals, now)
@@ -134,6 +135,7 @@ class DemandTracker:
             into = classes.setdefault(key, _empty_class())
             into["arrivals_per_second"] = len(arrivals) / self.window
             into["steps_per_second"] = sum(cost for _, cost in arrivals) / self.window
+            into["steps_cv2"] = _squared_cv([cost for _, cost in arrivals])
         for waiter in self._waiters.values():
             into = classes.setdefault(waiter.allowed, _empty_class())
             into["waiting"] += 1
@@ -144,7 +146,8 @@ class DemandTracker:
             classes=tuple(DemandClass(allowed=key, arrivals_per_second=v["arrivals_per_second"],
                                       steps_per_second=v["steps_per_second"], waiting=int(v["waiting"]),
                                       waiting_steps=v["waiting_steps"],
-                                      oldest_wait_seconds=max(0.0, v["oldest_wait_seconds"]))
+                                      oldest_wait_seconds=max(0.0, v["oldest_wait_seconds"]),
+                                      steps_cv2=v.get("steps_cv2"))
                           for key, v in sorted(classes.items())),
             models=model_states(states, now, pool_gpus=self.pool_gpus),
             p95_seconds=self.p95_seconds(now))
@@ -155,7 +158,18 @@ class DemandTracker:
             entries.popleft()
 
 
-def _empty_class() -> dict[str, float]:
+def _squared_cv(sizes: list[float]) -> float | None:
+    """Variance / mean^2 of the request sizes: how regular the jobs are, which the autoscaler's
+    queueing model uses (Allen-Cunneen); none from a single request."""
+    if len(sizes) < 2:
+        return None
+    mean = sum(sizes) / len(sizes)
+    if mean <= 0:
+        return None
+    return sum((size - mean) ** 2 for size in sizes) / len(sizes) / (mean * mean)
+
+
+def _empty_class() -> dict[str, Any]:
     return {"arrivals_per_second": 0.0, "steps_per_second": 0.0, "waiting": 0.0, "waiting_steps": 0.0,
             "oldest_wait_seconds": 0.0}
 

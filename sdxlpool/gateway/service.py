@@ -372,5 +372,7 @@ def _debug_routing_field(value: Any) -> bool:
 def _scheduler(settings: GatewaySettings, on_plugin_seconds: Callable[[str, float], None]) -> Scheduler:
     if settings.routing_file is not None:
         return load_routing_file(settings.routing_file, on_plugin_seconds=on_plugin_seconds)
+    # With the pool's latency target (an autoscaled pool), route like the autoscaler plans: the
+    # cheapest per step among the workers that finish within the budget (routing/scorers/cost.py).
     return default_scheduler(stale_after=settings.stale_after, cost_weight=settings.cost_weight,
-                             on_plugin_seconds=on_plugin_seconds)
+                             latency_target=settings.latency_target, on_plugin_seconds=on_plugin_seconds)

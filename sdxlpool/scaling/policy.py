@@ -23,10 +23,10 @@ The rule, step by step:
    (queueing.py) before the next is used.
 4. Replicas: per model, the fewest workers whose M/M/c p95 (queueing.py; with the Allen-Cunneen
    correction when the gateway reports the spread of request sizes) for the load it was given
-   stays within the target, plus what clears the work already queued on its workers within the
-   target beyond what those workers' spare capacity clears (their running jobs are part of the
-   load the M/M/c sizing covers, not a backlog); clamped to `minReplicas..maxReplicas`. An entry
-   without autoscaling bounds keeps its replicas.
+   stays within the target; clamped to `minReplicas..maxReplicas`. Work already queued on a
+   model's workers adds none: it stays with the worker it was sent to, where a new replica cannot
+   take it (the movable backlog is the gateway's queue, step 2). An entry without autoscaling
+   bounds keeps its replicas.
 """
 
 from __future__ import annotations
@@ -159,29 +159,19 @@ def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, l
     target = policy.p95_target
     service = request_steps * seconds_per_step
     arrivals = load / request_steps
-    state = demand.model(model.gpu)
-    queued = state.pending_steps if state is not None else 0.0
+    # Work already queued on this model's workers is not counted here: it stays with the worker it
+    # was sent to, so a new replica would not take any of it. New arrivals are what replicas serve,
+    # and the router sends them past a long queue (movable work waits in the gateway's queue and
+    # counts through the classes' waiting steps).
     needed = servers_for_target(arrivals, service, target, most=max(model.max_replicas, 1), variability=variability)
-    # Workers, on top, to clear what already sits on this model's workers within the target: only
-    # what the spare capacity of `needed` (needed - offered load, in workers) cannot clear in time.
-    # The jobs running at the sizing's own pace are part of the M/M/c load, not extra work.
-    clearing = 0
-    if queued > 0 and needed is not None:
-        spare = needed - arrivals * service
-        clearing = max(0, math.ceil(queued * seconds_per_step / target - spare - 1e-9))
     rate = f"{load:.3g} steps/s at {seconds_per_step:.3g} s/step"
     if needed is None:
         wanted = model.max_replicas
         reason = (f"{rate}: one request takes {service:.3g} s, over the {target:g} s target" if too_slow
                   else f"{rate}: even maxReplicas ({model.max_replicas}) miss the {target:g} s p95")
     else:
-        wanted = needed + clearing
-        if load <= 0 and not clearing:
-            reason = "no demand"
-        else:
-            reason = f"{rate} needs {wanted} for p95 <= {target:g} s"
-            if clearing:
-                reason += f" ({clearing} for {queued:.3g} queued steps)"
+        wanted = needed
+        reason = "no demand" if load <= 0 else f"{rate} needs {wanted} for p95 <= {target:g} s"
     replicas = min(max(wanted, model.min_replicas), model.max_replicas)
     if replicas != wanted:
         reason += f"; held at {'minReplicas' if replicas > wanted else 'maxReplicas'} ({replicas})"

@@ -135,7 +135,8 @@ def test_the_report_is_the_json_contract_the_operator_reads() -> None:
     body = demand.report([]).model_dump(mode="json")
     assert body["classes"] == [{"allowed": ["h100"], "arrivals_per_second": pytest.approx(1 / 60),
                                 "steps_per_second": 0.5,
-                                "waiting": 1, "waiting_steps": 30.0, "oldest_wait_seconds": 0.0}]
+                                "waiting": 1, "waiting_steps": 30.0, "oldest_wait_seconds": 0.0,
+                                "steps_cv2": None}]
     assert DemandReport.model_validate(body).model("h100").ready == 0  # type: ignore[union-attr]
     demand.done_waiting(token)
 
@@ -143,3 +144,18 @@ def test_the_report_is_the_json_contract_the_operator_reads() -> None:
 def test_a_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="window"):
         DemandTracker(0)
+
+
+def test_the_spread_of_request_sizes_is_reported_per_class() -> None:
+    # What the autoscaler's Allen-Cunneen sizing reads: variance / mean^2 of the window's sizes.
+    clock = Clock()
+    demand = DemandTracker(60.0, clock=clock)
+    demand.arrived((), 25.0)
+    assert demand.report([]).classes[0].steps_cv2 is None  # one request says nothing of the spread
+    for size in (25.0, 25.0, 25.0):
+        demand.arrived((), size)
+    assert demand.report([]).classes[0].steps_cv2 == pytest.approx(0.0)  # equal jobs: regular
+    demand.arrived(("h100",), 10.0)
+    demand.arrived(("h100",), 30.0)
+    h100 = demand.report([]).classes[1]
+    assert h100.steps_cv2 == pytest.approx(100 / 400)  # mean 20, variance 100
