@@ -134,7 +134,8 @@ class WorkerService:
         one late wake-up on a loaded machine is divided by the intervals between them; from a single
         interval it could make one of two equal workers look twice as slow and skew routing.
         """
-        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=_WARM_UP_STEPS),
+        steps = min(_WARM_UP_STEPS, self.settings.limits.max_steps)  # a pool may allow fewer
+        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=steps),
                                  self.settings.defaults, self.settings.limits)
         sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
         job = self._job(params, self.checkpoints.current, None, sampler, self._runtime({}))

@@ -286,8 +286,11 @@ def test_cli_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch, tiny_mode
 
     served: list[tuple[object, int | None]] = []
 
-    def fake_serve(command, make_app, *, host, port, max_message_bytes=None):
+    drains: list[float | None] = []
+
+    def fake_serve(command, make_app, *, host, port, max_message_bytes=None, drain_seconds=None):
         served.append((make_app(lambda exc: None), max_message_bytes))
+        drains.append(drain_seconds)
         return 0
 
     monkeypatch.setattr(sdxlpool._serving, "serve", fake_serve)
@@ -302,4 +305,5 @@ def test_cli_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch, tiny_mode
     assert (gateway_settings.max_body_bytes, gateway_cap) == (4096, 4096)
     assert gateway_settings.cors_origins == ["https://a.example", "https://b.example"]
     assert (worker_settings.max_body_bytes, worker_cap, worker_settings.log_prompts) == (8192, 8192, True)
+    assert drains == [None, worker_settings.drain_seconds]  # only the worker drains its jobs on SIGTERM
     assert GatewaySettings(backends_file=backends).cors_origins == []  # closed unless asked
