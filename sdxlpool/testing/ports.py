@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["free_port"]
+__all__ = ["connection_refused", "free_port"]
 
 
 def free_port() -> int:
@@ -12,3 +12,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def connection_refused(port: int) -> bool:
+    """True when a connection to 127.0.0.1:`port` is refused: nothing listens there (any more)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True

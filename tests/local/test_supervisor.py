@@ -4,14 +4,13 @@ added one is started and reported ready; a removed one drains its job, exits 0 a
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from pathlib import Path
 
 import httpx
 
 from sdxlpool.local.supervisor import Supervised, Supervisor
-from sdxlpool.testing.ports import free_port
+from sdxlpool.testing.ports import connection_refused, free_port
 
 
 def _sim(name: str, port: int, log_dir: Path) -> Supervised:
@@ -19,14 +18,6 @@ def _sim(name: str, port: int, log_dir: Path) -> Supervised:
             "--port", str(port), "--no-warmup", "--worker-name", name)
     return Supervised(name, argv, {"SDXLPOOL_LOG_LEVEL": "WARNING"}, f"http://127.0.0.1:{port}/readyz",
                       log_dir / f"{name}.log")
-
-
-def _refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def test_added_processes_start_and_removed_ones_drain_and_stay_stopped(tmp_path: Path) -> None:
@@ -51,7 +42,7 @@ def test_added_processes_start_and_removed_ones_drain_and_stay_stopped(tmp_path:
                 answered = (await job).status_code
             names = supervisor.names
             await asyncio.sleep(0.5)  # a restart would have begun by now (backoff 0.1 s)
-            assert _refused(added_port), "a removed process is not started again"
+            assert connection_refused(added_port), "a removed process is not started again"
         finally:
             supervisor.stop()
             await asyncio.wait_for(running, 30)
@@ -61,4 +52,4 @@ def test_added_processes_start_and_removed_ones_drain_and_stay_stopped(tmp_path:
     assert code == 0 and answered == 200
     assert names == {"first"}
     assert "all ready" in lines and not any("exited" in line for line in lines), lines
-    assert _refused(first_port)
+    assert connection_refused(first_port)

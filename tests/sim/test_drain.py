@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +13,12 @@ from pathlib import Path
 import httpx
 
 from sdxlpool.api import metric_names as mn
-from sdxlpool.testing.ports import free_port
+from sdxlpool.testing.ports import connection_refused, free_port
 from tests.sim.conftest import Background, metrics, running_sim, wait_for
 
 JOBS = 4
 STEP_SECONDS = 0.1
 STEPS = 20  # 1024x1024: 20 normalised steps, 2 s a job; the last of 4 ends ~8 s after the first starts
-
-
-def _refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def test_sigterm_finishes_the_running_and_queued_jobs_then_exits_0(tmp_path: Path) -> None:
@@ -54,7 +45,7 @@ def test_sigterm_finishes_the_running_and_queued_jobs_then_exits_0(tmp_path: Pat
         wait_for(lambda: metrics(url).get(mn.WORKER_QUEUE_DEPTH) == JOBS - 1, timeout=10)
 
         process.send_signal(signal.SIGTERM)
-        wait_for(lambda: _refused(port), timeout=5)  # no new connection, while the jobs are still being made
+        wait_for(lambda: connection_refused(port), timeout=5)  # no new connection, while the jobs are still being made
         assert process.poll() is None and not any(r.response for r in requests[1:])
 
         answers = [r.result(timeout=60) for r in requests]
