@@ -51,6 +51,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "AKASH_GPU_LABEL_PREFIX",
+    "GPU_NAME_CHARACTERS",
+    "GPU_NAME_FAMILY_WORD",
     "GpuName",
     "akash_labels",
     "akash_model_name",
@@ -84,6 +86,18 @@ _GLUED_SUFFIX = re.compile(r"ti|super|sff|ada|blackwell|d")
 _DATACENTER = re.compile(r"(?:gh|gb|[abhklmptv])\d{1,4}[a-z]?")
 _AMPERE_WORKSTATION = re.compile(r"a\d{4}")
 _TITAN_VARIANTS = frozenset({"rtx", "v", "x", "xp", "z", "black"})
+
+# A permissive pattern for admission (sdxlpool.api.cel): every name `parse_gpu_name` accepts has
+# only these characters and, lower-cased, a word (between spaces, dashes, underscores or slashes)
+# that looks like a family: glued consumer numbers (3090, rtx3090ti, a6000, 4000sffada), data-centre
+# parts (a100, h100, l40s, a10g, gh200) or titan. Written in the subset of regular-expression syntax
+# that Python's `re` and Go's RE2 (CEL's matches()) read alike; tests/api/test_gpu_names.py checks
+# that it accepts every name the parser accepts.
+GPU_NAME_CHARACTERS = r"^[A-Za-z0-9 ._/+-]+$"
+GPU_NAME_FAMILY_WORD = (
+    r"(^|[ _/-])((rtx|gtx)?a?[0-9]{3,4}e?(ti|super|sff|ada|blackwell|d)*|(gh|gb|[abhklmptv])[0-9]{1,4}[a-z]?|titan)"
+    r"([ _/-]|$)"
+)
 
 # Families NVIDIA ships with exactly one memory size, so a request naming that size matches a
 # node label that leaves it out ("L40S-48GB" runs on "NVIDIA-L40S"). Families with several sizes

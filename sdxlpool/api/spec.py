@@ -45,6 +45,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from sdxlpool.api import cel
 from sdxlpool.api.gpu import GpuName, parse_gpu_name
 from sdxlpool.api.labels import GPU_RESOURCE
 from sdxlpool.errors import ConfigError
@@ -116,6 +117,12 @@ class PoolSpecError(ConfigError, ValueError):
         super().__init__(message)
 
 
+# Bounds that keep the CEL rules' cost estimate within the API server's budget (sdxlpool.api.cel);
+# far above any real pool.
+MAX_GPU_ENTRIES = 64
+MAX_GPU_NAME_CHARS = 128
+
+
 class _SpecModel(BaseModel):
     """Shared config: camelCase aliases, snake_case names also accepted, unknown keys rejected."""
 
@@ -179,15 +186,16 @@ def is_label_key(text: str) -> bool:
 class LocalObjectReference(_SpecModel):
     """An object in the pool's namespace, by name (here: an image pull Secret)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="Name of the Secret.")
 
 
 class ResourceAmounts(_SpecModel):
     """Amounts of the resources a worker may set; ``nvidia.com/gpu`` comes from ``gpusPerReplica``."""
 
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
-    ephemeral_storage: Quantity | None = Field(None, alias="ephemeral-storage")
+    cpu: Quantity | None = Field(None, description="CPU cores, e.g. 4 or 500m; unset: none stated.")
+    memory: Quantity | None = Field(None, description="Memory, e.g. 32Gi; unset: none stated.")
+    ephemeral_storage: Quantity | None = Field(None, alias="ephemeral-storage",
+                                               description="Local disk, e.g. 50Gi; unset: none stated.")
 
 
 class Resources(_SpecModel):
@@ -200,10 +208,15 @@ class Resources(_SpecModel):
 class Toleration(_SpecModel):
     """A Pod toleration, as in a Pod spec."""
 
+    model_config = ConfigDict(json_schema_extra=cel.validations(
+        cel.TOLERATION_EXISTS_NO_VALUE, cel.TOLERATION_KEYLESS_EXISTS, cel.TOLERATION_SECONDS_NO_EXECUTE))
+
     key: str | None = Field(None, min_length=1, description="Taint key; unset with operator Exists: every taint.")
-    operator: Literal["Exists", "Equal"] = "Equal"
-    value: LabelValue | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Equal: the taint's value must be `value`; "
+                                                 "Exists: any value.")
+    value: LabelValue | None = Field(None, description="Taint value to match; operator Equal only.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; unset: every effect.")
     toleration_seconds: int | None = Field(None, description="NoExecute only: how long the pod stays bound.")
 
     @field_validator("key")
@@ -230,14 +243,14 @@ class Toleration(_SpecModel):
 class SecretKeyRef(_SpecModel):
     """A key of a Secret in the pool's namespace (here: a Hugging Face token)."""
 
-    name: str = Field(min_length=1)
-    key: str = Field("token", min_length=1)
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field("token", min_length=1, description="Key in the Secret whose value is the token.")
 
 
 class VolumeModelSource(_SpecModel):
     """Weights already on a PersistentVolumeClaim, in diffusers layout or as one .safetensors."""
 
-    claim_name: str = Field(min_length=1)
+    claim_name: str = Field(min_length=1, description="PersistentVolumeClaim holding the weights (mounted read-only).")
     base_path: str = Field(min_length=1, description="Path of the SDXL base model inside the volume.")
     refiner_path: str | None = Field(None, min_length=1, description="Path of the refiner; none: no refiner.")
 
@@ -255,6 +268,8 @@ class HuggingFaceCache(_SpecModel):
     """Where downloaded weights are kept: a PersistentVolumeClaim (shared, survives restarts;
     ReadWriteMany when replicas run on several nodes) or an emptyDir (the default)."""
 
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.CACHE_AT_MOST_ONE))
+
     claim_name: str | None = Field(None, min_length=1, description="PVC holding the download cache.")
     empty_dir: EmptyDirCache | None = None
 
@@ -269,14 +284,16 @@ class HuggingFaceModelSource(_SpecModel):
     """Weights (diffusers layout) downloaded from the Hugging Face Hub before a worker starts."""
 
     repo: str = Field(pattern=_HF_REPO_ID, description="Repo id of the SDXL base model.")
-    refiner_repo: str | None = Field(None, pattern=_HF_REPO_ID)
-    revision: str | None = Field(None, min_length=1)
-    token_secret: SecretKeyRef | None = None
+    refiner_repo: str | None = Field(None, pattern=_HF_REPO_ID, description="Repo id of the refiner; unset: no refiner.")
+    revision: str | None = Field(None, min_length=1, description="Branch, tag or commit of the repos; unset: main.")
+    token_secret: SecretKeyRef | None = Field(None, description="Token for gated or private repos; unset: none.")
     cache: HuggingFaceCache = Field(default_factory=HuggingFaceCache, json_schema_extra=_OBJECT_DEFAULT)
 
 
 class ModelSource(_SpecModel):
     """Exactly one of ``volume`` or ``huggingFace``."""
+
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.MODEL_SOURCE_EXACTLY_ONE))
 
     volume: VolumeModelSource | None = None
     hugging_face: HuggingFaceModelSource | None = None
@@ -294,7 +311,7 @@ class HuggingFaceFileSource(_SpecModel):
 
     repo: str = Field(pattern=_HF_REPO_ID, description="Repo id, e.g. nerijs/pixel-art-xl.")
     file: str = Field(min_length=1, description="Path of the file in the repo, e.g. pixel-art-xl.safetensors.")
-    revision: str | None = Field(None, min_length=1)
+    revision: str | None = Field(None, min_length=1, description="Branch, tag or commit; unset: main.")
     token_secret: SecretKeyRef | None = Field(None, description="Token for a gated or private repo.")
 
     @field_validator("file")
@@ -338,6 +355,8 @@ def _inside(path: str, folder: str) -> bool:
 class FineTuneSource(_SpecModel):
     """Where one fine-tune file comes from: exactly one of ``huggingFace`` or ``volume``."""
 
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.FINE_TUNE_EXACTLY_ONE))
+
     hugging_face: HuggingFaceFileSource | None = None
     volume: VolumeFileSource | None = None
 
@@ -368,7 +387,11 @@ class Placement(_SpecModel):
       replaced by the entry's GPU slug (``example.com/gpu.{model}`` -> ``example.com/gpu.a100``).
     """
 
-    label_scheme: Literal["nvidia", "akash", "custom"] = "nvidia"
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.TEMPLATE_IFF_CUSTOM))
+
+    label_scheme: Literal["nvidia", "akash", "custom"] = Field(
+        "nvidia", description="nvidia: nvidia.com/gpu.product; akash: akash.network/capabilities.gpu.vendor.nvidia."
+        "model.<m>; custom: labelKeyTemplate.")
     label_key_template: str | None = Field(
         None,
         pattern=r"\{model\}",
@@ -395,12 +418,14 @@ class Placement(_SpecModel):
 class GpuProvider(_SpecModel):
     """Who runs these GPUs; reported by workers and the gateway, not used for placement."""
 
-    name: str = Field(min_length=1)
-    location: str | None = None
+    name: str = Field(min_length=1, description="Provider name shown to users, e.g. Foundry Staking.")
+    location: str | None = Field(None, description="Where the GPUs are, e.g. US-East; shown to users.")
 
 
 class GpuAutoscaling(_SpecModel):
     """How far the pool's autoscaler may move one GPU model's replicas (spec.autoscaling.enabled)."""
+
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.AUTOSCALING_MIN_WITHIN_MAX))
 
     min_replicas: int = Field(1, ge=0, description="Fewest workers; 0 lets the model scale to zero.")
     max_replicas: int = Field(ge=0, description="Most workers.")
@@ -409,8 +434,12 @@ class GpuAutoscaling(_SpecModel):
 class GpuEntry(_SpecModel):
     """One GPU model of the pool; the operator makes one Deployment per entry."""
 
-    model: str = Field(description="GPU model, any common spelling: A100, RTX-3090, NVIDIA-A100-SXM4-80GB.")
-    replicas: int = Field(1, ge=0)
+    model_config = ConfigDict(json_schema_extra=cel.validations(cel.REPLICAS_WITHIN_AUTOSCALING))
+
+    model: str = Field(description="GPU model, any common spelling: A100, RTX-3090, NVIDIA-A100-SXM4-80GB.",
+                       max_length=MAX_GPU_NAME_CHARS,
+                       json_schema_extra=cel.validations(cel.GPU_NAME_LOOKS_NVIDIA))
+    replicas: int = Field(1, ge=0, description="Worker pods of this GPU model; with autoscaling, the starting size.")
     gpus_per_replica: int = Field(1, ge=1, description=f"{GPU_RESOURCE} per worker pod.")
     resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
     node_selector: dict[str, LabelValue] = Field(
@@ -420,7 +449,9 @@ class GpuEntry(_SpecModel):
         default_factory=list, description=f"Added to the toleration of the {GPU_RESOURCE} taint."
     )
     provider: GpuProvider | None = None
-    price_per_hour: float | None = Field(None, ge=0)
+    price_per_hour: float | None = Field(
+        None, gt=0, description="What one worker of this model costs per hour (any currency, the same for every "
+        "entry); the gateway's cost routing and the autoscaler prefer the cheapest per step.")
     autoscaling: GpuAutoscaling | None = Field(
         None, description="Replica bounds for the pool's autoscaler (spec.autoscaling); unset: this entry keeps "
         "`replicas` workers."
@@ -459,28 +490,30 @@ class GpuEntry(_SpecModel):
 class DefaultsSpec(_SpecModel):
     """txt2img parameters used when a request leaves them out."""
 
-    sampler: str = Field("DPM++ SDE Karras", min_length=1)
-    steps: int = Field(25, ge=1)
-    cfg_scale: float = Field(7.0, ge=1.0, le=30.0)
-    refiner_switch_at: float = Field(0.8, ge=0.0, le=1.0)
-    width: int = Field(1024, ge=64, multiple_of=8)
-    height: int = Field(1024, ge=64, multiple_of=8)
+    sampler: str = Field("DPM++ SDE Karras", min_length=1, description="A1111 sampler name, e.g. Euler a.")
+    steps: int = Field(25, ge=1, description="Denoising steps; at most limits.maxSteps.")
+    cfg_scale: float = Field(7.0, ge=1.0, le=30.0, description="Classifier-free guidance scale.")
+    refiner_switch_at: float = Field(0.8, ge=0.0, le=1.0, description="Share of the steps run by the base model "
+                                     "before the refiner takes over; 1: no refiner.")
+    width: int = Field(1024, ge=64, multiple_of=8, description="Image width in pixels, a multiple of 8.")
+    height: int = Field(1024, ge=64, multiple_of=8, description="Image height in pixels, a multiple of 8; "
+                        "width x height at most limits.maxPixels.")
 
 
 class LimitsSpec(_SpecModel):
     """Largest request the pool accepts; beyond these workers and gateway answer 422."""
 
-    max_steps: int = Field(60, ge=1)
+    max_steps: int = Field(60, ge=1, description="Most denoising steps a request may ask for.")
     max_pixels: int = Field(2097152, ge=1, description="width * height of one image.")
-    max_batch: int = Field(4, ge=1)
-    max_prompt_chars: int = Field(400, ge=1)
+    max_batch: int = Field(4, ge=1, description="Most images one request may ask for.")
+    max_prompt_chars: int = Field(400, ge=1, description="Longest prompt (and negative prompt), in characters.")
 
 
 class RateLimitSpec(_SpecModel):
     """Per-client token bucket at the gateway: refills requestsPerMinute, holds up to burst."""
 
-    requests_per_minute: int = Field(ge=1)
-    burst: int = Field(10, ge=1)
+    requests_per_minute: int = Field(ge=1, description="Requests a client may send per minute, sustained.")
+    burst: int = Field(10, ge=1, description="Requests a client may send at once after a quiet spell.")
 
 
 class ApiKeysSecretRef(_SpecModel):
@@ -488,19 +521,21 @@ class ApiKeysSecretRef(_SpecModel):
     made with sdxlpool api-key). Mounted read-only into the gateway and passed as --api-keys; the
     gateway re-reads it when the Secret changes. Unset: no API keys, the gateway is open."""
 
-    name: str = Field(min_length=1)
-    key: str = Field("keys.yaml", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field("keys.yaml", description="Key in the Secret holding the keys file.", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
 class GatewaySpec(_SpecModel):
     """The pool's own gateway Deployment and Service."""
 
-    enabled: bool = True
-    replicas: int = Field(2, ge=0)
+    enabled: bool = Field(True, description="Run the pool's gateway; false: workers only.")
+    replicas: int = Field(2, ge=0, description="Gateway pods behind the pool's Service.")
     image: str | None = Field(None, min_length=1, description="Gateway image; default: spec.image.")
-    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="Type of the gateway's Service.")
     rate_limit: RateLimitSpec | None = Field(None, description="Unset: no per-client rate limit.")
-    api_keys_secret: ApiKeysSecretRef | None = None
+    api_keys_secret: ApiKeysSecretRef | None = Field(None, description="Secret with the gateway's API keys; unset: "
+                                                     "no API keys, the gateway is open.")
     resources: Resources = Field(default_factory=Resources, json_schema_extra=_OBJECT_DEFAULT)
 
 
@@ -512,7 +547,7 @@ class NetworkPolicySpec(_SpecModel):
     and from pods of the monitoring namespace (Prometheus), on the worker port. Needs a CNI that
     enforces NetworkPolicy (Calico, Cilium, ...); elsewhere it is accepted and has no effect."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Make the NetworkPolicy; false: none.")
     monitoring_namespace: str | None = Field(
         "monitoring",
         max_length=63,
@@ -533,7 +568,7 @@ class PoolAutoscaling(_SpecModel):
     sizes each entry that has `autoscaling` bounds, cheapest price per normalised step first, to keep
     the predicted p95 under the target; `replicas` is each entry's starting size."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Let the operator size the entries that have autoscaling bounds.")
     latency_target: LatencyTarget = Field(default_factory=LatencyTarget, json_schema_extra=_OBJECT_DEFAULT)
     scale_up_delay: float = Field(15.0, ge=0, description="Seconds more replicas must be wanted before they are "
                                   "added (a model at zero with requests waiting starts at once).")
@@ -544,12 +579,19 @@ class PoolAutoscaling(_SpecModel):
 class SDXLPoolSpec(_SpecModel):
     """``spec`` of an SDXLPool."""
 
+    model_config = ConfigDict(json_schema_extra=cel.validations(
+        cel.DEFAULT_STEPS_WITHIN_LIMITS, cel.DEFAULT_PIXELS_WITHIN_LIMITS))
+
     image: str = Field(min_length=1, description="Worker container image.")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Pull policy of the worker and gateway containers.")
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets for pulling the images from a private registry.")
     model: ModelSource
     placement: Placement = Field(default_factory=Placement, json_schema_extra=_OBJECT_DEFAULT)
-    gpus: list[GpuEntry] = Field(min_length=1)
+    gpus: list[GpuEntry] = Field(
+        min_length=1, max_length=MAX_GPU_ENTRIES, description="The pool's GPU models, one entry each: how many "
+        "workers, where they run, what they cost.", json_schema_extra=cel.validations(cel.GPU_ENTRIES_UNIQUE))
     defaults: DefaultsSpec = Field(default_factory=DefaultsSpec, json_schema_extra=_OBJECT_DEFAULT)
     limits: LimitsSpec = Field(default_factory=LimitsSpec, json_schema_extra=_OBJECT_DEFAULT)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, json_schema_extra=_OBJECT_DEFAULT)

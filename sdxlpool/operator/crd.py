@@ -46,6 +46,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 SHORT_NAMES = ["sdxl"]
 
 _DROPPED = frozenset({"title", "$defs"})
+_RULES = "x-kubernetes-validations"
 
 
 def structural(schema: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         siblings = {key: value for key, value in node.items() if key != "$ref"}
-        return _convert({**target, **siblings}, defs)
+        merged = {**target, **siblings}
+        rules = [*target.get(_RULES, []), *siblings.get(_RULES, [])]  # the model's and the field's own
+        if rules:
+            merged[_RULES] = rules
+        return _convert(merged, defs)
     if "anyOf" in node:
         options = [option for option in node["anyOf"] if option.get("type") != "null"]
         nullable = len(options) < len(node["anyOf"])
@@ -118,32 +123,38 @@ def _condition_schema() -> dict[str, Any]:
         "required": ["type", "status"],
         "properties": {
             "type": {"type": "string", "description": "Ready, Progressing or Degraded."},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": text,
-            "message": text,
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"],
+                       "description": "Whether the condition holds."},
+            "reason": {**text, "description": "One CamelCase word saying why, e.g. ReplicasNotReady."},
+            "message": {**text, "description": "What a person should know: which GPU model, which field."},
+            "lastTransitionTime": {"type": "string", "format": "date-time",
+                                   "description": "When status last changed."},
+            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0,
+                                   "description": "The spec generation this condition is about."},
         },
     }
 
 
 def _replicas_schema(description: str) -> dict[str, Any]:
-    count = {"type": "integer", "minimum": 0}
+    def count(what: str) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 0, "description": what}
+
     return {
         "type": "object",
         "description": description,
         "properties": {
             "model": {"type": "string", "description": "The GPU model as written in the spec."},
             "slug": {"type": "string", "description": "Canonical GPU name, e.g. a100-80gb."},
-            "desired": count,
-            "ready": count,
-            "available": count,
+            "desired": count("Replicas wanted (the spec's, or the autoscaler's)."),
+            "ready": count("Replicas whose pods are ready."),
+            "available": count("Replicas ready for at least the Deployment's minReadySeconds."),
             "matchedNodes": {
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "Nodes whose labels match this GPU model (and its nodeSelector).",
             },
-            "message": {"type": "string"},
+            "message": {"type": "string", "description": "Empty, or why replicas are missing (no matching "
+                        "nodes, a failed rollout)."},
         },
     }
 
@@ -159,14 +170,15 @@ def _autoscaling_schema() -> dict[str, Any]:
             "demandReadAt": {**stamp, "description": "When it last read the gateway's demand."},
             "message": {"type": "string", "description": "Empty, or why the demand could not be read or a "
                         "scale was refused (the pool then keeps its size)."},
-            "gpus": {"type": "array", "items": {
+            "gpus": {"type": "array", "description": "Per GPU model with autoscaling bounds.", "items": {
                 "type": "object",
                 "properties": {
                     "model": {"type": "string", "description": "The GPU model as written in the spec."},
                     "slug": {"type": "string", "description": "Canonical GPU name, e.g. a100-80gb."},
                     "desiredReplicas": {**count, "description": "The replicas it runs, after the delays."},
                     "recommendedReplicas": {**count, "description": "What the demand asks for now."},
-                    "reason": {"type": "string"},
+                    "reason": {"type": "string", "description": "Why: the load placed on this model and "
+                               "what it needs, or the bound that held it."},
                     "predictedP95Seconds": {"type": "number", "minimum": 0,
                                             "description": "Predicted p95 at recommendedReplicas for the demand."},
                 },
@@ -179,19 +191,25 @@ def status_schema() -> dict[str, Any]:
     """``openAPIV3Schema.properties.status``: what the operator reports; unknown fields kept."""
     return {
         "type": "object",
+        "description": "What the operator observed and did; written by the operator only.",
         "x-kubernetes-preserve-unknown-fields": True,
         "properties": {
-            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0,
+                                   "description": "The spec generation this status is about."},
             "summary": {"type": "string", "description": "Ready worker replicas / desired, e.g. 3/6."},
             "gpuModels": {"type": "string", "description": "The pool's GPU models, comma separated."},
             "conditions": {
                 "type": "array",
+                "description": "Ready, Progressing and Degraded, as Deployments report theirs.",
                 "items": _condition_schema(),
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
             },
-            "gpus": {"type": "array", "items": _replicas_schema("One GPU model's workers.")},
+            "gpus": {"type": "array", "description": "Workers per GPU model, in spec order.",
+                     "items": _replicas_schema("One GPU model's workers.")},
             "gateway": _replicas_schema("The pool's gateway Deployment."),
+            "gatewayURL": {"type": "string", "description": "The gateway's in-cluster URL (its Service), e.g. "
+                           "http://sdxl-gateway.default.svc:8080; unset without a gateway."},
             "autoscaling": _autoscaling_schema(),
         },
     }
@@ -237,6 +255,12 @@ def crd_manifest() -> dict[str, Any]:
                             "description": "GPU models of the pool.",
                         },
                         {
+                            "name": "Gateway",
+                            "type": "string",
+                            "jsonPath": ".status.gatewayURL",
+                            "description": "The gateway's in-cluster URL.",
+                        },
+                        {
                             "name": "Degraded",
                             "type": "string",
                             "jsonPath": '.status.conditions[?(@.type=="Degraded")].status',
@@ -250,9 +274,10 @@ def crd_manifest() -> dict[str, Any]:
                             "description": "A pool of SDXL workers on several NVIDIA GPU models, with a gateway.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": "sdxlpool.dev/v1alpha1."},
+                                "kind": {"type": "string", "description": "SDXLPool."},
+                                "metadata": {"type": "object", "description": "Name, namespace, labels: "
+                                             "standard object metadata."},
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },

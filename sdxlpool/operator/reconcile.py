@@ -79,7 +79,7 @@ def sync_pool(
     `autoscaled`: what this operator's autoscaler last decided for it (none: what its status says)."""
     import kopf
 
-    from sdxlpool.operator.desired import desired_state
+    from sdxlpool.operator.desired import desired_state, gateway_url
 
     result = SyncResult()
     meta = pool_body["metadata"]
@@ -153,7 +153,8 @@ def sync_pool(
     if gateway_name is not None:
         gateway = _entry("gateway", "gateway", _replicas(desired.children, gateway_name),
                          deployments.get(gateway_name), None)
-    result.status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=previous, now=now)
+    result.status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=previous, now=now,
+                                gateway_url=gateway_url(namespace, gateway_name) if gateway_name else None)
     if pool.spec.autoscaling.enabled:  # its own report, or the one a previous operator left
         scaling = autoscaled.status if autoscaled is not None and autoscaled.status else reported
         if scaling:

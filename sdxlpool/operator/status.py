@@ -78,6 +78,7 @@ def pool_status(
     gateway: EntryObservation | None,
     previous: Mapping[str, Any] | None,
     now: str,
+    gateway_url: str | None = None,
 ) -> dict[str, Any]:
     parts = [*entries, *([gateway] if gateway else [])]
     failed = [e for e in parts if e.failure]
@@ -113,6 +114,7 @@ def pool_status(
         "conditions": conditions,
         "gpus": [e.as_status() for e in entries],
         **({"gateway": gateway.as_status()} if gateway else {}),
+        **({"gatewayURL": gateway_url} if gateway_url else {}),
     }
 
 

@@ -220,8 +220,13 @@ INVALID_CASES = [
     ),
     pytest.param(
         _gpu(pricePerHour=-0.5),
-        "spec.gpus[0].pricePerHour: Input should be greater than or equal to 0",
+        "spec.gpus[0].pricePerHour: Input should be greater than 0",
         id="price-negative",
+    ),
+    pytest.param(
+        _gpu(pricePerHour=0),
+        "spec.gpus[0].pricePerHour: Input should be greater than 0",
+        id="price-zero",
     ),
     pytest.param(
         _gpu(provider={"location": "EU"}),

@@ -141,7 +141,8 @@ def test_schema_keeps_constraints_descriptions_and_defaults() -> None:
     assert spec["required"] == ["image", "model", "gpus"]
     assert props["gpus"]["minItems"] == 1
     entry = props["gpus"]["items"]["properties"]
-    assert entry["replicas"] == {"default": 1, "minimum": 0, "type": "integer"}
+    assert {k: v for k, v in entry["replicas"].items() if k != "description"} == {
+        "default": 1, "minimum": 0, "type": "integer"}
     assert entry["gpusPerReplica"]["minimum"] == 1
     assert entry["model"]["description"].startswith("GPU model, any common spelling")
     assert props["placement"]["properties"]["labelScheme"]["enum"] == ["nvidia", "akash", "custom"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from sdxlpool.operator.desired.names import child_name
 from sdxlpool.operator.desired.placement import EntryPlacement, canonical_product_label, place_entry
+from sdxlpool.operator.desired.services import gateway_url
 from sdxlpool.operator.desired.state import DEFAULT_NAMESPACE, DesiredState, desired_state, identity
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "canonical_product_label",
     "child_name",
     "desired_state",
+    "gateway_url",
     "identity",
     "place_entry",
 ]

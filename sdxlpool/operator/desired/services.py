@@ -13,7 +13,7 @@ from sdxlpool.api import labels as lbl
 from sdxlpool.api.ports import GATEWAY_PORT
 from sdxlpool.api.spec import GatewaySpec
 
-__all__ = ["gateway_service", "worker_service"]
+__all__ = ["gateway_service", "gateway_url", "worker_service"]
 
 
 def worker_service(pool: str, namespace: str, name: str, port: int) -> dict[str, Any]:
@@ -29,6 +29,11 @@ def worker_service(pool: str, namespace: str, name: str, port: int) -> dict[str,
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def gateway_url(namespace: str, name: str) -> str:
+    """The gateway's in-cluster URL: its Service's DNS name and port (status.gatewayURL)."""
+    return f"http://{name}.{namespace}.svc:{GATEWAY_PORT}"
 
 
 def gateway_service(pool: str, namespace: str, name: str, gateway: GatewaySpec) -> dict[str, Any]:
