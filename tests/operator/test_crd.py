@@ -100,11 +100,21 @@ def test_names_and_printer_columns() -> None:
     assert (v["name"], v["served"], v["storage"], v["subresources"]) == ("v1alpha1", True, True, {"status": {}})
     columns = {c["name"]: c["jsonPath"] for c in v["additionalPrinterColumns"]}
     assert columns["Ready"] == ".status.summary" and columns["GPUs"] == ".status.gpuModels"
+    assert columns["Gateway"] == ".status.gatewayURL"
     assert columns["Age"] == ".metadata.creationTimestamp"
     status = status_schema()["properties"]
     for path in columns.values():
         if path.startswith(".status."):
             assert path.split(".")[2].split("[")[0] in status
+
+
+def test_every_field_has_a_description() -> None:
+    """`kubectl explain sdxlpool.spec...` is never blank: each field of spec and status says what it is."""
+    fields = [(path, node) for path, node in walk(version()["schema"]["openAPIV3Schema"])
+              if path and not path.endswith(("[]", "{}"))]  # list items and map values: their field says
+    assert len(fields) > 150
+    missing = [path for path, node in fields if "description" not in node]
+    assert missing == []
 
 
 # --- structural -------------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ def test_status_reports_placement_and_readiness(pool, kube) -> None:
     controller_reports_ready(kube, "demo-a100", 2)
     eventually(lambda: {g["model"]: g for g in get_pool(kube)["status"]["gpus"]}["A100"]["ready"] == 2)
     assert get_pool(kube)["status"]["summary"] == "2/6"
+    # The gateway's in-cluster URL, for `kubectl get` (printer column Gateway) and for people.
+    assert get_pool(kube)["status"]["gatewayURL"] == f"http://demo-gateway.{NS}.svc:8080"
 
 
 def test_node_labels_appearing_update_affinity_and_status(pool, kube) -> None:
