@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CRD_FILE", "render", "fields"]
+__all__ = ["CRD_FILE", "render", "fields", "rules"]
 
 CRD_FILE = "crds/sdxlpools.sdxlpool.dev.yaml"
 
@@ -33,7 +33,23 @@ def render(root: Path) -> str:
         parts.append("| field | type | default | required | constraints | description |\n"
                      "|---|---|---|---|---|---|\n" + "".join(
                          "| " + " | ".join(_cell(value) for value in row) + " |\n" for row in fields(node, section)))
+    parts.append("## Admission rules\n\nCEL rules (`x-kubernetes-validations`) the API server checks when a pool "
+                 "is created or changed; a pool that breaks one is refused with its message (`sdxlpool/api/cel.py`)."
+                 "\n\n| at | rule | message |\n|---|---|---|\n" + "".join(
+                     "| " + " | ".join(_cell(value) for value in row) + " |\n"
+                     for row in rules(schema["properties"]["spec"], "spec")))
     return "\n".join(parts)
+
+
+def rules(node: dict[str, Any], path: str) -> Iterator[tuple[str, str, str]]:
+    """(path, rule, message) for every CEL rule at or under node, depth first."""
+    for rule in node.get("x-kubernetes-validations", ()):
+        message = rule.get("message") or f"(an expression) `{_text(rule['messageExpression'])}`"
+        yield f"`{path}{rule.get('fieldPath', '')}`", f"`{_text(rule['rule'])}`", _text(message)
+    for name, child in node.get("properties", {}).items():
+        yield from rules(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from rules(node["items"], path + "[]")
 
 
 def fields(node: dict[str, Any], path: str) -> Iterator[tuple[str, str, str, str, str, str]]:
