@@ -11,6 +11,8 @@
     processes  `spawn`, `stop`, `wait_ready`, `wait_scraped`: sdxlpool commands as child processes
     pool       `LocalPool` (sim-workers and a gateway as processes) and `send`, which sorts every
                answer into one `Outcome`; samples of the gateway process
+    apiserver  `ApiExtensionsServer`: etcd and a real apiextensions-apiserver (Kubernetes' CRD server,
+               built by scripts/fetch-apiextensions.sh) on 127.0.0.1, for testing the CRDs
 
 Nothing in the product imports this package (an import-linter contract in pyproject.toml says so),
 and it may need the `test` extra: the emulator needs kmock, the pool psutil. Importing this package
