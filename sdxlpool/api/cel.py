@@ -72,14 +72,16 @@ def validations(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+# Messages are fixed text where they would quote numbers: the API server estimates the cost of a
+# messageExpression from the largest values the schema allows, and string(int) concatenations
+# exceed its budget. The field path and the value's type come with the server's error anyway.
+
 # spec.gpus: SDXLPoolSpec._one_entry_per_gpu (which also catches names that normalise alike).
-_SAME = "h.model.lowerAscii() == g.model.lowerAscii()"
 GPU_ENTRIES_UNIQUE = Rule(
-    f"self.all(g, self.exists_one(h, {_SAME}))",
-    message_expression=(
-        f"'GPU model ' + self.filter(g, self.filter(h, {_SAME}).size() > 1)[0].model + "
-        "' has more than one entry: give each GPU model one entry (add their replicas up)'"),
-    reason="FieldValueDuplicate",
+    "self.all(g, self.exists_one(h, h.model.lowerAscii() == g.model.lowerAscii()))",
+    message="a GPU model is listed more than once (names compared ignoring case): give each GPU model one "
+            "entry, adding their replicas up",
+    # No reason FieldValueDuplicate: the API server then prints "Duplicate value" alone, not the message.
 )
 
 # spec.gpus[].model: GpuEntry._known_gpu (sdxlpool.api.gpu.parse_gpu_name) -- see the docstring.
@@ -92,34 +94,26 @@ GPU_NAME_LOOKS_NVIDIA = Rule(
 # spec.gpus[]: SDXLPoolSpec._replicas_within_autoscaling.
 AUTOSCALING_MIN_WITHIN_MAX = Rule(
     "self.minReplicas <= self.maxReplicas",
-    message_expression=("'minReplicas (' + string(self.minReplicas) + ') exceeds maxReplicas (' + "
-                        "string(self.maxReplicas) + '): raise maxReplicas or lower minReplicas'"),
+    message="minReplicas exceeds maxReplicas: raise maxReplicas or lower minReplicas",
     field_path=".minReplicas",
 )
 REPLICAS_WITHIN_AUTOSCALING = Rule(
     "!has(self.autoscaling) || self.autoscaling.minReplicas > self.autoscaling.maxReplicas || "
     "(self.autoscaling.minReplicas <= self.replicas && self.replicas <= self.autoscaling.maxReplicas)",
-    message_expression=(
-        "'replicas (' + string(self.replicas) + ') must lie within autoscaling.minReplicas..maxReplicas (' + "
-        "string(self.autoscaling.minReplicas) + '..' + string(self.autoscaling.maxReplicas) + "
-        "'): it is the starting size; set replicas within them'"),
+    message="replicas must lie within autoscaling.minReplicas..maxReplicas: it is the starting size",
     field_path=".replicas",
 )
 
 # spec: SDXLPoolSpec._defaults_within_limits.
 DEFAULT_STEPS_WITHIN_LIMITS = Rule(
     "self.defaults.steps <= self.limits.maxSteps",
-    message_expression=(
-        "'defaults.steps (' + string(self.defaults.steps) + ') exceeds limits.maxSteps (' + "
-        "string(self.limits.maxSteps) + '): lower defaults.steps or raise limits.maxSteps'"),
+    message="defaults.steps exceeds limits.maxSteps: lower defaults.steps or raise limits.maxSteps",
     field_path=".defaults.steps",
 )
 DEFAULT_PIXELS_WITHIN_LIMITS = Rule(
     "self.defaults.width * self.defaults.height <= self.limits.maxPixels",
-    message_expression=(
-        "'defaults.width x defaults.height (' + string(self.defaults.width) + 'x' + string(self.defaults.height) + "
-        "' = ' + string(self.defaults.width * self.defaults.height) + ') exceeds limits.maxPixels (' + "
-        "string(self.limits.maxPixels) + '): make the default image smaller or raise limits.maxPixels'"),
+    message="defaults.width x defaults.height exceeds limits.maxPixels: make the default image smaller or "
+            "raise limits.maxPixels",
     field_path=".defaults.width",
 )
 
@@ -136,11 +130,14 @@ CACHE_AT_MOST_ONE = Rule(
     "!(has(self.claimName) && has(self.emptyDir))",
     message="set claimName or emptyDir, not both",
 )
+# The API server also checks a field's `default` against its rules, before the defaults inside it
+# are filled in (placement's `{}` has no labelScheme yet): hence the has() guards.
+_SCHEME = "(has(self.labelScheme) ? self.labelScheme : 'nvidia')"
 TEMPLATE_IFF_CUSTOM = Rule(
-    "(self.labelScheme == 'custom') == has(self.labelKeyTemplate)",
+    f"({_SCHEME} == 'custom') == has(self.labelKeyTemplate)",
     message_expression=(
-        "self.labelScheme == 'custom' ? 'labelScheme custom needs labelKeyTemplate, e.g. example.com/gpu.{model}' "
-        ": 'labelKeyTemplate is only used with labelScheme custom, not ' + self.labelScheme"),
+        f"{_SCHEME} == 'custom' ? 'labelScheme custom needs labelKeyTemplate, e.g. example.com/gpu.{{model}}' "
+        f": 'labelKeyTemplate is only used with labelScheme custom, not ' + {_SCHEME}"),
 )
 
 # spec.gpus[].tolerations[]: Toleration._consistent.

@@ -276,8 +276,8 @@ def crd_manifest() -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "sdxlpool.dev/v1alpha1."},
                                 "kind": {"type": "string", "description": "SDXLPool."},
-                                "metadata": {"type": "object", "description": "Name, namespace, labels: "
-                                             "standard object metadata."},
+                                # The API server allows nothing more here (not even a description).
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": status_schema(),
                             },
