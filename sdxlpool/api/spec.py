@@ -46,8 +46,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from sdxlpool.api import cel
-from sdxlpool.api.gpu import GpuName, parse_gpu_name
-from sdxlpool.api.labels import GPU_RESOURCE
+from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, GpuName, parse_gpu_name
+from sdxlpool.api.labels import GPU_RESOURCE, NVIDIA_PRODUCT
 from sdxlpool.errors import ConfigError
 
 __all__ = [
@@ -390,8 +390,7 @@ class Placement(_SpecModel):
     model_config = ConfigDict(json_schema_extra=cel.validations(cel.TEMPLATE_IFF_CUSTOM))
 
     label_scheme: Literal["nvidia", "akash", "custom"] = Field(
-        "nvidia", description="nvidia: nvidia.com/gpu.product; akash: akash.network/capabilities.gpu.vendor.nvidia."
-        "model.<m>; custom: labelKeyTemplate.")
+        "nvidia", description=f"nvidia: {NVIDIA_PRODUCT}; akash: {AKASH_GPU_LABEL_PREFIX}<m>; custom: labelKeyTemplate.")
     label_key_template: str | None = Field(
         None,
         pattern=r"\{model\}",
