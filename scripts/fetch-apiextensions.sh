@@ -18,9 +18,11 @@
 # versions copies them (seconds, no download, no build). When Debian cannot be reached: a cached build
 # is used if there is one, else the script exits 3 with a one-line reason on stderr, also written to
 # .tools/fetch-apiextensions.error (tests/apiserver/conftest.py skips with it). Any other failure exits 1.
-# Unpacked, the packages take about 2.5 GB (320 MB of .debs), in CACHE/work while it builds only.
+# Unpacked, the packages take about 2.3 GB (320 MB of .debs), in CACHE/work while it builds only.
+# apt checks every .deb against the signed Release of the suite (the system's Debian keyring).
 #
-# SDXLPOOL_TOOLS_DIR=DIR installs into DIR/bin instead of .tools/bin.
+# SDXLPOOL_TOOLS_DIR=DIR installs into DIR/bin instead of .tools/bin; SDXLPOOL_DEBIAN_MIRROR=URL uses
+# another Debian mirror (tests/apiserver/test_fetch_script.py: one that does not answer).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +31,7 @@ MIRROR=${SDXLPOOL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ROOT_PACKAGE=golang-k8s-apiextensions-apiserver-dev
 GO_PACKAGES=(golang-1.27-go golang-1.27-src)
 GO_VERSION=1.27
+RECIPE=1  # part of the cache key: raise it when the build below changes, so cached builds are not reused
 cache=${SDXLPOOL_CACHE_DIR:-$HOME/.cache/sdxlpool}/apiextensions
 bin=${SDXLPOOL_TOOLS_DIR:-$PWD/.tools}/bin
 error_file=$bin/../fetch-apiextensions.error
@@ -87,11 +90,13 @@ Acquire::Retries "2";
 Acquire::http::Timeout "20";
 Debug::NoLocking "true";
 EOF
+# As root apt downloads as _apt, who cannot write under root's home: download as root, without the warning.
+[[ $(id -u) != 0 ]] || echo 'APT::Sandbox::User "root";' >>"$cache/apt/apt.conf"
 : >"$cache/apt/etc/preferences"
 export APT_CONFIG=$cache/apt/apt.conf
 
 if ! apt-get -q update >"$cache/update.log" 2>&1 || grep -qE '^(W|E): Failed to fetch' "$cache/update.log"; then
-    unreachable "cannot reach Debian $SUITE at $MIRROR ($(grep -E '^(W|E):' "$cache/update.log" | head -n1 | cut -c1-200))"
+    unreachable "cannot reach Debian $SUITE at $MIRROR ($(grep -E '^(E:|W: Failed)' "$cache/update.log" | head -n1 | tr -s '\t ' ' ' | cut -c1-200))"
 fi
 say "apt-get update against $MIRROR $SUITE done"
 
@@ -109,7 +114,7 @@ version_of() { printf '%s\n' "${packages[@]}" | awk -F= -v p="$1" '$1 == p {prin
 for pkg in "$ROOT_PACKAGE" "${GO_PACKAGES[@]}" "$etcd_pkg"; do
     [[ -n $(version_of "$pkg") ]] || { echo "fetch-apiextensions: $pkg has no candidate in $SUITE or bookworm" >&2; exit 1; }
 done
-key=$(printf '%s\n' "${packages[@]}" | sort | sha256sum | cut -c1-16)
+key=$( (echo "recipe=$RECIPE"; printf '%s\n' "${packages[@]}" | sort) | sha256sum | cut -c1-16)
 build=$cache/builds/$key
 say "${#packages[@]} packages ($ROOT_PACKAGE $(version_of "$ROOT_PACKAGE"), golang-$GO_VERSION-go $(version_of "golang-$GO_VERSION-go"), $etcd_pkg $(version_of "$etcd_pkg")), key $key"
 
@@ -126,7 +131,7 @@ mkdir -p "$work/debs" "$work/root"
 trap 'rm -rf "$work"' EXIT
 (cd "$work/debs" && apt-get -q download "${packages[@]}" >"$cache/download.log" 2>&1) || {
     tail -n5 "$cache/download.log" >&2
-    unreachable "apt-get download from $MIRROR failed ($(grep -E '^(W|E):' "$cache/download.log" | head -n1 | cut -c1-200))"
+    unreachable "apt-get download from $MIRROR failed ($(grep -E '^(E:|W: Failed)' "$cache/download.log" | head -n1 | tr -s '\t ' ' ' | cut -c1-200))"
 }
 for deb in "$work"/debs/*.deb; do
     dpkg -x "$deb" "$work/root"

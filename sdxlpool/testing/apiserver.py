@@ -97,6 +97,15 @@ def kubeconfig_document(url: str, certs: Path) -> dict[str, Any]:
     }
 
 
+def distinct_ports(count: int) -> list[int]:
+    """`count` free ports on 127.0.0.1, no two the same (each is free when picked; not reserved)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     """The last `lines` lines of a log file ('' when it does not exist)."""
     try:
@@ -161,7 +170,7 @@ class ApiExtensionsServer:
 
     def _start(self) -> None:
         make_certificates(self.certs)
-        client_port, peer_port, self.port = free_port(), free_port(), free_port()
+        client_port, peer_port, self.port = distinct_ports(3)
         etcd_url = f"http://127.0.0.1:{client_port}"
         self._etcd = spawn([str(self.etcd_bin), *etcd_args(self.workdir / "etcd", client_port, peer_port)],
                            self.etcd_log)

@@ -18,29 +18,30 @@ import yaml
 from sdxlpool.testing.apiserver import ApiExtensionsServer
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / ".tools" / "bin"
-FETCH_ERROR = ROOT / ".tools" / "fetch-apiextensions.error"  # scripts/fetch-apiextensions.sh's exit-3 reason
+TOOLS = ROOT / ".tools"
+BIN = TOOLS / "bin"
 CRD_FILES = sorted((ROOT / "crds").glob("*.yaml")) + sorted((ROOT / "charts" / "sdxlpool" / "crds").glob("*.yaml"))
 POOL_CRD = ROOT / "crds" / "sdxlpools.sdxlpool.dev.yaml"  # read at test time: the CRD as it is now, never a copy
 
 KubectlCreate = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def missing_reason(names: tuple[str, ...]) -> str | None:
-    """Why the server cannot start here, or None when both binaries are in .tools/bin."""
-    missing = [name for name in names if not (BIN / name).is_file()]
+def missing_reason(tools: Path = TOOLS) -> str | None:
+    """Why the server cannot start here, or None when both binaries are in `tools`/bin; with the reason
+    scripts/fetch-apiextensions.sh recorded when it last could not reach Debian."""
+    missing = [name for name in ("apiextensions-apiserver", "etcd") if not (tools / "bin" / name).is_file()]
     if not missing:
         return None
     reason = f"{', '.join(missing)} not in .tools/bin: run `bash scripts/fetch-apiextensions.sh`"
-    if FETCH_ERROR.is_file():
-        reason += f" (its last run: {FETCH_ERROR.read_text().strip()})"
+    if (recorded := tools / "fetch-apiextensions.error").is_file():
+        reason += f" (its last run: {recorded.read_text().strip()})"
     return reason
 
 
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiExtensionsServer]:
     """etcd and the apiextensions-apiserver on 127.0.0.1 with the pool CRD applied (from crds/, as it is now)."""
-    reason = missing_reason(("apiextensions-apiserver", "etcd"))
+    reason = missing_reason()
     if reason:
         pytest.skip(reason)
     with ApiExtensionsServer(BIN / "apiextensions-apiserver", BIN / "etcd",
