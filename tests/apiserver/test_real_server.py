@@ -22,6 +22,7 @@ import yaml
 
 from sdxlpool.api.spec import SDXLPoolSpec, load_spec
 from sdxlpool.operator.autoscale import unread_status
+from sdxlpool.operator.desired import gateway_url
 from sdxlpool.operator.status import EntryObservation, pool_status
 from sdxlpool.testing.apiserver import ApiExtensionsServer
 
@@ -146,7 +147,8 @@ def operator_status(spec: SDXLPoolSpec, generation: int) -> dict[str, Any]:
     gateway = EntryObservation(model="gateway", slug="gateway", desired=2, ready=2, available=2, updated=2,
                                matched_nodes=(), placement_message="", no_matching_nodes=False, rolled_out=True,
                                failure=None)
-    status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=None, now=NOW)
+    status = pool_status(generation=generation, entries=entries, gateway=gateway, previous=None, now=NOW,
+                         gateway_url=gateway_url("printer", "example-gateway"))
     status["autoscaling"] = unread_status(spec, {g.slug: g.replicas for g in spec.gpus}, previous=None,
                                           message="no gateway replica ready")
     return status
@@ -188,3 +190,4 @@ def test_printer_columns_render(apiserver: ApiExtensionsServer) -> None:
     assert cells["Name"] == stored["metadata"]["name"]
     assert (cells["Ready"], cells["GPUs"], cells["Degraded"]) == (status["summary"], status["gpuModels"], "False")
     assert (cells["Ready"], cells["GPUs"]) == ("1/1", "RTX-3090,RTX-4090,H100")  # the example's 1 + 0 + 0 replicas
+    assert cells["Gateway"] == status["gatewayURL"] == "http://example-gateway.printer.svc:8080"
