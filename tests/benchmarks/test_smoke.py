@@ -37,6 +37,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "autoscaling": ("simulation", "seed", "simulated_hours", "peak_rps", "target_p95_seconds", "requests", "pool",
                     "policies", "summary", "goal", "ours_target_sweep"),
     "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
+    "image_encoding": ("size", "repeats", "kinds", "goal"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -98,8 +99,21 @@ def _autoscaling(report: dict[str, Any]) -> None:
     assert policies["fixed"]["replica_changes"] == 0 and report["summary"]["ours_over_hpa"]["cost_per_1000_images"]
 
 
+def _image_encoding(report: dict[str, Any]) -> None:
+    """Both encoders timed on both kinds of image, every part of the overhead (PNG, base64, JSON)."""
+    assert set(report["kinds"]) == {"noise", "photo_like"}
+    for row in report["kinds"].values():
+        for side in ("before", "after"):
+            for part in ("png_ms", "base64_ms", "json_ms", "total_ms"):
+                assert set(row[side][part]) == SPREAD and row[side][part]["n"] == report["repeats"], (side, part)
+            assert row[side]["png_bytes"] > 0 and row[side]["json_bytes"] > row[side]["png_bytes"]
+        assert row["after_over_before_total"] > 0 and set(row["pillow_levels"]) == {"0", "1", "6"}
+    assert report["goal"]["after_percent_of_gpu_image_worst_kind"] > 0
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
 CHECKS = {"autoscaling": _autoscaling, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+          "image_encoding": _image_encoding,
           "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
