@@ -143,10 +143,16 @@ class EncodedImages:
 
         try:
             return [await asyncio.wrap_future(f) for f in self.futures]
+        except asyncio.CancelledError:  # the client went away: its images not started yet are dropped
+            self._cancel()
+            raise
         except Exception as exc:
-            for future in self.futures:
-                future.cancel()
+            self._cancel()
             raise ImageEncodingFailed(f"the image could not be encoded as PNG: {type(exc).__name__}: {exc}") from exc
+
+    def _cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
 
     @property
     def seconds(self) -> float:
