@@ -79,7 +79,7 @@ WARM_UPS = 2
 # In fp32 on the CPU both sides draw identical pixels, so the smoke run asks for exactly that.
 SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf,
          "sizes": "128x96", "batches": "1,2", "samplers": "euler", "profile_images": 1,
-         "gate_seeds": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf}
+         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf}
 ASPECT_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344"
 SAMPLERS = {"euler": ("Euler", "Automatic"), "dpmpp-sde-karras": ("DPM++ SDE", "Karras")}
 
@@ -89,7 +89,8 @@ def main() -> int:
     parser.add_argument("--arch", choices=["real", "tiny"], default="real")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sdxl-random"))
-    parser.add_argument("--images", type=int, default=10, help=f"timed images per side (after {WARM_UPS} warm-ups)")
+    parser.add_argument("--images", type=int, default=10, help="timed images per side (after --warm-ups)")
+    parser.add_argument("--warm-ups", type=int, default=WARM_UPS, help="untimed images per side first")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--switch", type=float, default=0.8)
@@ -155,7 +156,7 @@ def main() -> int:
     worker = WorkerProcess(args, base, refiner)
     try:
         worker.wait_ready()
-        for warm_up in range(WARM_UPS):  # kernel selection and allocator growth on both sides
+        for warm_up in range(args.warm_ups):  # kernel selection and allocator growth on both sides
             direct.image(warm_up)
             worker.image(warm_up)
         direct_times, worker_times, same = [], [], []
@@ -534,7 +535,7 @@ class WorkerProcess:
     def details(self) -> dict:
         metrics = self.client.get("/metrics").text
         return {
-            "inference_seconds": spread(self.inference[WARM_UPS:]),
+            "inference_seconds": spread(self.inference[self.args.warm_ups:]),
             "load_and_warmup_seconds": round(self.ready_seconds, 1),
             "step_seconds_metric": next(float(line.split()[-1]) for line in metrics.splitlines()
                                         if line.startswith(f"{mn.WORKER_STEP_SECONDS} ")),
