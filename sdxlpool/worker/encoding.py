@@ -44,7 +44,7 @@ __all__ = ["EncodedImages", "ImageEncoder", "ImageEncodingFailed", "encode_png_p
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (PNG colour type, bytes per pixel)
-_STRIP_BYTES = 1 << 20  # a strip per ~1 MiB of filtered rows: 3 strips for 1024x1024 RGB
+_STRIP_BYTES = 1 << 20  # about 1 MiB of filtered rows per strip: 3 strips for 1024x1024 RGB
 _KEY = "parameters"  # A1111's infotext key
 
 
@@ -87,7 +87,7 @@ def png_bytes(image: Any, infotext: str, *, strips: Callable[[list[bytes]], list
     rows[0, 1:] = pixels[0]
     np.subtract(pixels[1:], pixels[:-1], out=rows[1:, 1:])
     raw = rows.tobytes()
-    per_strip = max(1, _STRIP_BYTES // rows.shape[1])
+    per_strip = -(-height // max(1, round(len(raw) / _STRIP_BYTES)))  # rows per strip, strips of equal size
     pieces = [raw[i * rows.shape[1]: (i + per_strip) * rows.shape[1]] for i in range(0, height, per_strip)]
     deflated = (strips or _deflate_strips)(pieces)
     stream = b"\x78\x01" + b"".join(deflated) + struct.pack(">I", zlib.adler32(raw))
