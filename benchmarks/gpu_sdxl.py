@@ -15,7 +15,32 @@ difference 8 levels). PSNR and the largest difference per seed are in the result
 Reported: the per-image seconds of each side with their spread (median, p10, p90, min, max), the
 ratio of the medians, and the spread of the per-seed ratios (worker over diffusers, same seed).
 
+Measure first (issue 16), in the same run, on the worker's own code path in-process
+(`DiffusersEngine.generate`, as a job runs it; not over HTTP):
+
+* **per-stage profile**: text encoders, every base UNet evaluation, every refiner UNet evaluation,
+  VAE decode (CUDA events recorded by forward hooks on the modules the pipelines hold, read after
+  one synchronize per image; `time.perf_counter` on the CPU, so --smoke runs the same code), and
+  the PNG + base64 of each image (the worker's `encode_png`, CPU). Euler runs one UNet evaluation
+  per step (CFG batched), DPM++ SDE two; `*_steps` counts the steps, `*_evaluations` the calls.
+* **sweep**: sizes (1024x1024 and SDXL's aspect buckets 1152x896, 896x1152, 1216x832, 832x1216,
+  1344x768, 768x1344), batch sizes (1, 2, 4) and samplers (Euler; DPM++ SDE Karras, the pool's
+  default), each chosen by a flag (`--sweep` takes them all); every cell gets one warm-up job, then
+  `--profile-images` timed jobs.
+* **exactness gate** against today's eager output: for each of `--gate-seeds` fixed seeds and each
+  gate sampler, at --size and batch 1, the worker's image next to the eager diffusers pipeline
+  (the baseline below, same scheduler, same CPU-drawn noise): the largest |difference| of the final
+  latents (before the VAE) and the PSNR of the decoded images. Thresholds: on a GPU (fp16 UNets,
+  fp32 VAE) max |d latent| <= 0.05 (`--max-latent-diff`; SDXL's final latents have a spread of
+  about 1 and fp16 keeps about 3 significant digits, so reordered fp16 arithmetic should stay well
+  inside it, while a changed computation leaves it; a first GPU run should confirm the margin) and
+  PSNR >= 40 dB (`--gate-min-psnr`; an RMS error of at most 2.6 levels in 255);
+  on the CPU in fp32 (--smoke) identical latents and pixels. A gate that fails prints its figures
+  and the script exits 1 without timings. Not run yet on a GPU: the GPU figures of the profile,
+  sweep and gate are not measured.
+
     python benchmarks/gpu_sdxl.py --out results.json            # on a CUDA machine
+    python benchmarks/gpu_sdxl.py --sweep --out results.json    # ... with every size, batch and sampler
     python benchmarks/gpu_sdxl.py --smoke                       # seconds, CPU, tiny model: CI
 
 Bounded: a fixed number of images, every wait has a timeout, all traffic to 127.0.0.1.
@@ -52,7 +77,11 @@ CFG_SCALE = 5.0
 WARM_UPS = 2
 # --smoke: the tiny architecture on the CPU, two images, in seconds; checks the script end to end.
 # In fp32 on the CPU both sides draw identical pixels, so the smoke run asks for exactly that.
-SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf}
+SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf,
+         "sizes": "128x96", "batches": "1,2", "samplers": "euler", "profile_images": 1,
+         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf}
+ASPECT_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344"
+SAMPLERS = {"euler": ("Euler", "Automatic"), "dpmpp-sde-karras": ("DPM++ SDE", "Karras")}
 
 
 def main() -> int:
@@ -60,18 +89,34 @@ def main() -> int:
     parser.add_argument("--arch", choices=["real", "tiny"], default="real")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sdxl-random"))
-    parser.add_argument("--images", type=int, default=10, help=f"timed images per side (after {WARM_UPS} warm-ups)")
+    parser.add_argument("--images", type=int, default=10, help="timed images per side (after --warm-ups)")
+    parser.add_argument("--warm-ups", type=int, default=WARM_UPS, help="untimed images per side first")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--switch", type=float, default=0.8)
     parser.add_argument("--min-psnr", type=float, default=50.0,
                         help="the least PSNR (dB) between the two sides' images at one seed for 'same work'")
     parser.add_argument("--port", type=int, help="the worker's port (default: a free one)")
+    parser.add_argument("--sizes", default=None, help="profile sweep sizes, WxH,... (default: --size square)")
+    parser.add_argument("--batches", default="1", help="profile sweep batch sizes, e.g. 1,2,4")
+    parser.add_argument("--samplers", default="euler", help=f"profile sweep samplers, of {sorted(SAMPLERS)}")
+    parser.add_argument("--sweep", action="store_true",
+                        help=f"the whole sweep: sizes {ASPECT_SIZES}, batches 1,2,4, samplers {','.join(SAMPLERS)}")
+    parser.add_argument("--profile-images", type=int, default=3, help="timed jobs per sweep cell (after one warm-up)")
+    parser.add_argument("--gate-seeds", type=int, default=3, help="fixed seeds the exactness gate compares")
+    parser.add_argument("--gate-samplers", default="euler", help="samplers the exactness gate runs")
+    parser.add_argument("--max-latent-diff", type=float, default=0.05,
+                        help="the gate's largest |difference| of the final latents")
+    parser.add_argument("--gate-min-psnr", type=float, default=40.0, help="the gate's least PSNR (dB) of the images")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP worker vs diffusers timing")
     parser.add_argument("--smoke", action="store_true", help=f"a quick CPU run that checks the script: {SMOKE}")
     parser.add_argument("--out", type=Path, help="write the results JSON here")
     args = parser.parse_args()
     if args.smoke:
         vars(args).update(SMOKE, workdir=Path(tempfile.mkdtemp(prefix="sdxl-gpu-smoke-")))
+    if args.sweep:
+        vars(args).update(sizes=ASPECT_SIZES, batches="1,2,4", samplers=",".join(SAMPLERS))
+    args.sizes = args.sizes or f"{args.size}x{args.size}"
     args.port = args.port or free_port()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -85,14 +130,33 @@ def main() -> int:
         results["gpu"] = torch.cuda.get_device_name()
 
     base, refiner = weights(args, dtype)
+    direct = DirectDiffusers(args, base, refiner, dtype)
+    # Measure first, in-process: the exactness gate, then the per-stage profile of every sweep cell.
+    in_process = InProcessWorker(args, base, refiner)
+    phase = time.perf_counter()
+    results["exactness"] = exactness_gate(args, direct, in_process)
+    print(f"exactness gate: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+    if not results["exactness"]["passed"]:
+        print(json.dumps(results["exactness"], indent=2), file=sys.stderr)
+        print("gpu_sdxl: the worker's images are not today's eager images within the gate's thresholds "
+              f"({results['exactness']['thresholds']}); no timing reported", file=sys.stderr)
+        return 1
+    phase = time.perf_counter()
+    results["profile"] = profile_sweep(args, in_process)
+    print(f"profile sweep: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+    in_process.close()
+    del in_process
+    if args.no_http:
+        print(json.dumps(results, indent=2))
+        write_report(args.out, **results)
+        return 0
     # Both sides are loaded at once (two processes, one GPU) and take turns, image by image (which
     # side goes first alternates), so clock ramps and other drift hit both alike; neither ever
     # runs while the other does.
     worker = WorkerProcess(args, base, refiner)
     try:
-        direct = DirectDiffusers(args, base, refiner, dtype)
         worker.wait_ready()
-        for warm_up in range(WARM_UPS):  # kernel selection and allocator growth on both sides
+        for warm_up in range(args.warm_ups):  # kernel selection and allocator growth on both sides
             direct.image(warm_up)
             worker.image(warm_up)
         direct_times, worker_times, same = [], [], []
@@ -138,6 +202,216 @@ def compare(direct: Image.Image, worker: Image.Image) -> dict[str, Any]:
     mse = float(np.mean((a - b) ** 2))
     psnr = None if mse == 0 else round(10 * math.log10(255**2 / mse), 2)
     return {"psnr_db": psnr, "max_abs_difference": float(np.abs(a - b).max())}
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """"1024x1024,1152x896" -> [(1024, 1024), (1152, 896)] (width, height)."""
+    sizes = []
+    for item in text.split(","):
+        width, _, height = item.strip().partition("x")
+        sizes.append((int(width), int(height)))
+    return sizes
+
+
+def parse_list(text: str, known: dict[str, Any] | None = None) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in items if known is not None and item not in known]
+    if unknown:
+        raise SystemExit(f"gpu_sdxl: unknown {unknown}; known: {sorted(known or {})}")
+    return items
+
+
+class StageClock:
+    """Spans of named stages: CUDA events on a GPU (read after one synchronize), perf_counter on the CPU."""
+
+    def __init__(self, cuda: bool) -> None:
+        import torch
+
+        self.torch, self.cuda = torch, cuda
+        self.kind = "cuda events" if cuda else "time.perf_counter"
+        self.spans: list[tuple[str, Any, Any]] = []
+        self.open: dict[str, Any] = {}
+
+    def _mark(self) -> Any:
+        if self.cuda:
+            event = self.torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def start(self, stage: str) -> None:
+        self.open[stage] = self._mark()
+
+    def stop(self, stage: str) -> None:
+        if stage in self.open:
+            self.spans.append((stage, self.open.pop(stage), self._mark()))
+
+    def read(self) -> dict[str, list[float]]:
+        """Milliseconds of every span since the last read, by stage, in order."""
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        out: dict[str, list[float]] = {}
+        for stage, begin, end in self.spans:
+            out.setdefault(stage, []).append(begin.elapsed_time(end) if self.cuda else 1000 * (end - begin))
+        self.spans.clear()
+        self.open.clear()
+        return out
+
+
+class KeepLatents:
+    """A JobControl that lets the job run to its end and keeps the latest latents (the final ones)."""
+
+    def __init__(self) -> None:
+        self.latents: Any = None
+        self.steps = 0
+
+    def on_batch(self, batch_no: int) -> bool:
+        return True
+
+    def on_step(self, latents: Any) -> bool:
+        self.latents = latents
+        self.steps += 1
+        return True
+
+    def wait(self, seconds: float) -> bool:
+        return True
+
+
+class InProcessWorker:
+    """The worker's own code path in this process: `DiffusersEngine.generate` on checkpoints loaded
+    by the worker's loader, with a request resolved as the worker resolves it: what a job runs."""
+
+    def __init__(self, args: argparse.Namespace, base: Path, refiner: Path) -> None:
+        from sdxlpool.worker.engine import DiffusersEngine
+        from sdxlpool.worker.settings import WorkerSettings
+
+        self.args = args
+        self.settings = WorkerSettings(models=[base], refiner=refiner, device=args.device, warmup=False)
+        self.engine = DiffusersEngine(self.settings)
+        self.checkpoints = self.engine.load()
+        self.base = self.checkpoints.current
+        self.refiner = next(c for c in self.checkpoints.all if c.kind == "refiner")
+
+    def sampler(self, key: str) -> Any:
+        from sdxlpool.worker.samplers import resolve_sampler
+
+        name, schedule = SAMPLERS[key]
+        return resolve_sampler(name, schedule, schedules_of=self.engine.schedules)
+
+    def job(self, *, seed: int, width: int, height: int, batch: int, sampler: str) -> tuple[Any, Any]:
+        """One job as the worker runs it: (GenerationResult, the final latents)."""
+        from sdxlpool.api.a1111 import Txt2ImgRequest
+        from sdxlpool.api.generation import resolve_request
+        from sdxlpool.worker.generate import RuntimeOptions
+
+        name, schedule = SAMPLERS[sampler]
+        request = Txt2ImgRequest(prompt=PROMPT, seed=seed, subseed=0, steps=self.args.steps, width=width,
+                                 height=height, batch_size=batch, cfg_scale=CFG_SCALE, sampler_name=name,
+                                 scheduler=schedule, refiner_checkpoint=self.refiner.title,
+                                 refiner_switch_at=self.args.switch)
+        params = resolve_request(request, self.settings.defaults, self.settings.limits)
+        control = KeepLatents()
+        result = self.engine.generate(self.base, self.refiner, params, self.sampler(sampler), RuntimeOptions(),
+                                      control)
+        return result, control.latents
+
+    def hook(self, clock: StageClock) -> list[Any]:
+        """Forward hooks that time each stage on the modules the pipelines hold (shared ones once)."""
+        base, refiner = self.base.pipeline, self.refiner.pipeline
+        stages = {"text_encoders": [base.text_encoder, base.text_encoder_2, refiner.text_encoder_2],
+                  "base_unet": [base.unet], "refiner_unet": [refiner.unet], "vae_decode": [base.vae.decoder]}
+        handles, seen = [], set()
+        for stage, modules in stages.items():
+            for module in modules:
+                if module is None or id(module) in seen:
+                    continue
+                seen.add(id(module))
+                handles.append(module.register_forward_pre_hook(lambda *_a, s=stage: clock.start(s)))
+                handles.append(module.register_forward_hook(lambda *_a, s=stage: clock.stop(s)))
+        return handles
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.checkpoints = self.base = self.refiner = None  # type: ignore[assignment]
+        gc.collect()
+        if self.args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def exactness_gate(args: argparse.Namespace, direct: DirectDiffusers, worker: InProcessWorker) -> dict[str, Any]:
+    """The worker's images against today's eager ones (diffusers, same scheduler and noise) at fixed
+    seeds: the largest |d latent| of the final latents and the PSNR of the decoded images."""
+    thresholds = {"max_abs_latent_difference": args.max_latent_diff,
+                  "min_psnr_db": args.gate_min_psnr if math.isfinite(args.gate_min_psnr) else "identical pixels"}
+    cells = []
+    for key in parse_list(args.gate_samplers, SAMPLERS):
+        for seed in range(1000, 1000 + args.gate_seeds):
+            result, latents = worker.job(seed=seed, width=args.size, height=args.size, batch=1, sampler=key)
+            eager_latents, eager_image = direct.eager(seed, worker.sampler(key))
+            latent_diff = float((latents.float().cpu() - eager_latents.float().cpu()).abs().max())
+            cells.append({"sampler": key, "seed": seed, "max_abs_latent_difference": latent_diff,
+                          **compare(eager_image, result.images[0])})
+    passed = all(c["max_abs_latent_difference"] <= args.max_latent_diff
+                 and (c["psnr_db"] is None or c["psnr_db"] >= args.gate_min_psnr) for c in cells)
+    return {"reference": "diffusers eager pipelines (base + refiner), same scheduler and CPU noise",
+            "size": args.size, "steps": args.steps, "thresholds": thresholds, "per_seed": cells, "passed": passed}
+
+
+def profile_sweep(args: argparse.Namespace, worker: InProcessWorker) -> dict[str, Any]:
+    """Per-stage times of every (size, batch, sampler) cell: one warm-up job, then timed jobs."""
+    cuda = args.device.startswith("cuda")
+    clock = StageClock(cuda)
+    handles = worker.hook(clock)
+    cells = []
+    try:
+        for width, height in parse_sizes(args.sizes):
+            for batch in (int(b) for b in parse_list(args.batches)):
+                for key in parse_list(args.samplers, SAMPLERS):
+                    cell = {"width": width, "height": height, "batch": batch, "sampler": key}
+                    worker.job(seed=0, width=width, height=height, batch=batch, sampler=key)  # warm-up
+                    clock.read()
+                    jobs = [profile_job(worker, clock, seed=100 + n, **cell) for n in range(args.profile_images)]
+                    cells.append({**cell, **summarise_jobs(jobs, batch)})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"clock": clock.kind, "device": args.device, "steps": args.steps, "refiner_switch_at": args.switch,
+            "jobs_per_cell": args.profile_images, "measured_on_gpu": cuda, "cells": cells}
+
+
+def profile_job(worker: InProcessWorker, clock: StageClock, *, seed: int, width: int, height: int, batch: int,
+                sampler: str) -> dict[str, Any]:
+    """One timed job: its stages (ms per span), wall seconds, and PNG + base64 ms of each image (CPU)."""
+    started = time.perf_counter()
+    clock.start("job")
+    result, _ = worker.job(seed=seed, width=width, height=height, batch=batch, sampler=sampler)
+    clock.stop("job")
+    stages = clock.read()
+    wall = time.perf_counter() - started
+    png = []
+    for image, text in zip(result.images, result.infotexts, strict=True):
+        begin = time.perf_counter()
+        worker.engine.encode_png(image, text)
+        png.append(1000 * (time.perf_counter() - begin))
+    return {"wall_seconds": wall, "stages": stages, "png_base64_ms": png, "steps_done": result.steps_done}
+
+
+def summarise_jobs(jobs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+    """Spreads over a cell's jobs: per stage the ms per job and per call (a UNet call is one evaluation)."""
+    out: dict[str, Any] = {"seconds_per_image": spread(j["wall_seconds"] / batch for j in jobs),
+                           "steps_per_job": jobs[-1]["steps_done"]}
+    for stage in ("job", "text_encoders", "base_unet", "refiner_unet", "vae_decode"):
+        calls = [j["stages"].get(stage, []) for j in jobs]
+        out[f"{stage}_ms_per_job"] = spread(sum(c) for c in calls)
+        out[f"{stage}_calls_per_job"] = len(calls[-1])
+        if stage in ("base_unet", "refiner_unet"):
+            out[f"{stage}_ms_per_evaluation"] = spread(ms for c in calls for ms in c)
+            out[f"{stage}_ms_last_job"] = [round(ms, 3) for ms in calls[-1]]  # each step's evaluation(s)
+    out["png_base64_ms_per_image"] = spread(ms for j in jobs for ms in j["png_base64_ms"])
+    return out
 
 
 def weights(args: argparse.Namespace, dtype) -> tuple[Path, Path]:
@@ -189,6 +463,35 @@ class DirectDiffusers:
             torch.cuda.synchronize()
         return time.perf_counter() - started, image
 
+    def eager(self, seed: int, sampler: Any) -> tuple[Any, Image.Image]:
+        """Today's eager output for the exactness gate: final latents and decoded image at `seed`,
+        with the worker's scheduler for `sampler` (built for this seed) on base and refiner."""
+        args, torch = self.args, self.torch
+        kept = self.base.scheduler, self.refiner.scheduler
+        self.base.scheduler = sampler.build(kept[0].config, image_seeds=[seed])
+        self.refiner.scheduler = sampler.build(kept[1].config, image_seeds=[seed])
+        try:
+            generator = torch.Generator("cpu").manual_seed(seed)
+            shape = (1, self.base.unet.config.in_channels, args.size // self.base.vae_scale_factor,
+                     args.size // self.base.vae_scale_factor)
+            noise = torch.randn(shape, generator=generator).to(device=args.device, dtype=self.base.unet.dtype)
+            latents = self.base(PROMPT, num_inference_steps=args.steps, denoising_end=args.switch,
+                                output_type="latent", width=args.size, height=args.size, guidance_scale=CFG_SCALE,
+                                latents=noise, generator=generator).images
+            final = self.refiner(PROMPT, image=latents, num_inference_steps=args.steps, denoising_start=args.switch,
+                                 guidance_scale=CFG_SCALE, generator=generator, output_type="latent").images
+            with torch.inference_mode():
+                vae = self.refiner.vae
+                dtype = vae.dtype
+                if dtype == torch.float16 and vae.config.force_upcast:  # as diffusers decodes: fp32
+                    vae.to(torch.float32)
+                pixels = vae.decode(final.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+                vae.to(dtype)
+                image = self.refiner.image_processor.postprocess(pixels, output_type="pil")[0]
+        finally:
+            self.base.scheduler, self.refiner.scheduler = kept
+        return final, image
+
     def memory(self) -> dict:
         if not self.args.device.startswith("cuda"):
             return {}
@@ -232,7 +535,7 @@ class WorkerProcess:
     def details(self) -> dict:
         metrics = self.client.get("/metrics").text
         return {
-            "inference_seconds": spread(self.inference[WARM_UPS:]),
+            "inference_seconds": spread(self.inference[self.args.warm_ups:]),
             "load_and_warmup_seconds": round(self.ready_seconds, 1),
             "step_seconds_metric": next(float(line.split()[-1]) for line in metrics.splitlines()
                                         if line.startswith(f"{mn.WORKER_STEP_SECONDS} ")),

@@ -14,6 +14,7 @@ and tests/test_errors.py keeps this drawing and the code in step.
     │   ├── NotFound              an unknown sampler, scheduler or checkpoint (404)
     │   ├── QueueFull             the worker's queue is at its bound (503 + Retry-After)
     │   ├── NotReady              the worker is still loading its pipeline (503)         (worker/deps.py)
+    │   ├── ImageEncodingFailed   a made image could not be encoded as PNG (500)        (worker/encoding.py)
     │   ├── Unauthorized          no API key, or an unknown one (401)                    (gateway/api_keys.py)
     │   ├── TooBusy               over a rate limit, or the gateway queue is full (429)  (gateway/admission.py)
     │   │   └── WorkersSaturated  every worker tried had a full queue, answered as 429   (gateway/service.py)

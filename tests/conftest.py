@@ -79,6 +79,7 @@ def start_worker(tiny: TinyModel, **overrides) -> ServerThread:
     from sdxlpool.worker.settings import WorkerSettings
 
     port = free_port()
+    engine = overrides.pop("engine", None)  # a callable: settings -> Engine (default: diffusers)
     settings = WorkerSettings(
         models=overrides.pop("models", [tiny.base, tiny.other_base]),
         refiner=overrides.pop("refiner", tiny.refiner),
@@ -92,7 +93,7 @@ def start_worker(tiny: TinyModel, **overrides) -> ServerThread:
         location="Lab, 127.0.0.1",
         **overrides,
     )
-    return ServerThread(create_app(settings), port)
+    return ServerThread(create_app(settings, engine=engine(settings) if engine else None), port)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ reads them as A1111's `parse_generation_parameters` does (POST /sdapi/v1/png-inf
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import re
 from collections.abc import Mapping
@@ -39,14 +37,11 @@ quote = _quote  # for the extras' postprocessing text, written the same way
 
 
 def encode_png(image: Any, infotext: str) -> str:
-    """base64 PNG of a PIL image with the infotext under the `parameters` key, as A1111 writes it."""
-    from PIL.PngImagePlugin import PngInfo
+    """base64 PNG of a PIL image with the infotext under the `parameters` key, as A1111 writes it
+    (`worker.encoding.png_bytes`: the fast writer, Pillow's path for what it does not write)."""
+    from sdxlpool.worker.encoding import png_base64
 
-    meta = PngInfo()
-    meta.add_text("parameters", infotext)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=meta, compress_level=1)  # speed over a few % of size
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_base64(image, infotext)
 
 
 # One "Key: value" of the last line: a key of word characters, spaces, "-" and "/", then a value that

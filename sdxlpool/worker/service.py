@@ -36,6 +36,7 @@ from sdxlpool.prompts import LORA_KINDS, apply_styles, extract_networks
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
+from sdxlpool.worker.encoding import ImageEncoder, ImageEncodingFailed
 from sdxlpool.worker.engine import DiffusersEngine, Engine
 from sdxlpool.worker.extras import (
     extras_png,
@@ -105,6 +106,8 @@ class WorkerService:
         self.checkpoints = checkpoints
         self.placement = placement
         self.queue = JobQueue(max_queued=settings.max_queue)
+        # PNG encoding runs here, not on the job thread: the next job starts while it runs.
+        self.encoder = ImageEncoder(self.engine.encode_png)
         self.loras = LoraLibrary(settings.lora_dir)  # the files; what is loaded is the engine's (checkpoint.loras)
         self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels(),
                                      loaded_loras=self._loaded_loras)
@@ -126,6 +129,7 @@ class WorkerService:
     async def close(self) -> None:
         self.ready = False
         await self.queue.close()
+        self.encoder.close()
 
     async def _warm_up(self) -> None:
         """One short job at the default size: first-call kernel set-up, and a first step_seconds.
@@ -204,17 +208,20 @@ class WorkerService:
             log.exception("generation failed")
             raise
         self.metrics.inference_seconds.observe(result.seconds)
+        # The job thread has moved on to the next job; this request waits for its own images only.
+        shown = (result.images, result.infotexts) if params.send_images else ([], [])
+        encoded = self.encoder.submit(*shown)
+        try:
+            images = await encoded.result()
+        except ImageEncodingFailed:
+            self.metrics.requests.labels("error").inc()
+            log.exception("PNG encoding failed")
+            raise
         self.metrics.requests.labels("interrupted" if result.interrupted else "success").inc()
-        encode = self.engine.encode_png
-        images = await asyncio.to_thread(
-            lambda: [encode(im, text) for im, text in zip(result.images, result.infotexts, strict=True)]
-        ) if params.send_images else []
-        return {
-            "images": images,
-            "parameters": request.model_dump(),
-            "info": json.dumps(self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
-                                          request.styles or [], vae, ignored)),
-        }
+        info = self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
+                          request.styles or [], vae, ignored)
+        info["sdxlpool"]["encode_seconds"] = round(encoded.seconds, 4)
+        return {"images": images, "parameters": request.model_dump(), "info": json.dumps(info)}
 
     async def _inputs(self, request: ProcessingRequest) -> InputImages:
         """An img2img request's init images and mask, decoded in a thread (a txt2img has none)."""

@@ -32,11 +32,12 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "up_first_image": ("runs",),
     "operator_scale": ("pools", "seconds_to_converge", "api_calls_per_pool_per_minute_at_rest"),
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
-    "gpu_sdxl": ("diffusers", "worker"),
+    "gpu_sdxl": ("diffusers", "worker", "exactness", "profile"),
     "prompt_encoding": ("model", "device", "repeats", "cases"),
     "autoscaling": ("simulation", "seed", "simulated_hours", "peak_rps", "target_p95_seconds", "requests", "pool",
                     "policies", "summary", "goal", "ours_target_sweep"),
     "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
+    "image_encoding": ("size", "repeats", "kinds", "goal"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -56,6 +57,17 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
     for side in ("diffusers", "worker"):
         assert set(report[side]["seconds"]) == SPREAD and report[side]["seconds"]["n"] == 2
     assert report["ratio_worker_over_diffusers_median"] > 0
+    gate = report["exactness"]  # the worker in-process against eager diffusers: identical on the CPU
+    assert gate["passed"] is True and {c["sampler"] for c in gate["per_seed"]} == {"euler", "dpmpp-sde-karras"}
+    assert all(c["max_abs_latent_difference"] == 0 and c["psnr_db"] is None for c in gate["per_seed"]), gate
+    profile = report["profile"]  # every stage timed in every cell of the (smoke) sweep
+    assert profile["clock"] == "time.perf_counter" and profile["measured_on_gpu"] is False
+    assert {(c["width"], c["height"], c["batch"]) for c in profile["cells"]} == {(128, 96, 1), (128, 96, 2)}
+    for cell in profile["cells"]:
+        for stage in ("text_encoders", "base_unet", "refiner_unet", "vae_decode"):
+            assert cell[f"{stage}_calls_per_job"] >= 1 and cell[f"{stage}_ms_per_job"]["median"] > 0, stage
+        assert cell["base_unet_calls_per_job"] + cell["refiner_unet_calls_per_job"] == report["steps"]  # Euler
+        assert cell["png_base64_ms_per_image"]["n"] == cell["batch"]
 
 
 def _prompt_encoding(report: dict[str, Any]) -> None:
@@ -98,8 +110,21 @@ def _autoscaling(report: dict[str, Any]) -> None:
     assert policies["fixed"]["replica_changes"] == 0 and report["summary"]["ours_over_hpa"]["cost_per_1000_images"]
 
 
+def _image_encoding(report: dict[str, Any]) -> None:
+    """Both encoders timed on both kinds of image, every part of the overhead (PNG, base64, JSON)."""
+    assert set(report["kinds"]) == {"noise", "photo_like"}
+    for row in report["kinds"].values():
+        for side in ("before", "after"):
+            for part in ("png_ms", "base64_ms", "json_ms", "total_ms"):
+                assert set(row[side][part]) == SPREAD and row[side][part]["n"] == report["repeats"], (side, part)
+            assert row[side]["png_bytes"] > 0 and row[side]["json_bytes"] > row[side]["png_bytes"]
+        assert row["after_over_before_total"] > 0 and set(row["pillow_levels"]) == {"0", "1", "6"}
+    assert report["goal"]["after_percent_of_gpu_image_worst_kind"] > 0
+
+
 # What a script's smoke results must say beyond its fields (its own claims).
 CHECKS = {"autoscaling": _autoscaling, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+          "image_encoding": _image_encoding,
           "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
