@@ -263,7 +263,8 @@ class FastPath:
     @contextmanager
     def job(self) -> Iterator[set[str]]:
         """Around one job: the set it yields fills with the paths its calls took ("compiled", "eager")."""
-        self._paths = paths = set()
+        paths: set[str] = set()
+        self._paths = paths
         self.job_thread = threading.current_thread().name
         yield paths
 
