@@ -11,6 +11,10 @@ An engine is made cheaply with the app. `schedules` may be asked at any time (it
 `iterations` and `encode_png` are called per request; `generate` runs on the queue's one job thread
 and reports every denoising iteration to its `JobControl` (that is what /progress, /interrupt and
 the pending_steps metric see).
+
+`DiffusersEngine.fast` is the exact fast path (`fastpath.py`: channels_last, fused QKV, compiled
+UNets and VAE decode at whitelisted shapes) when `--compile` is on; the service warms its shapes on
+the job thread, and each job's result names the path it took (`extra["path"]`).
 """
 
 from __future__ import annotations
@@ -89,11 +93,6 @@ class DiffusersEngine:
             self.fast = _fast_path(settings, self.device)
             self.fast.install([c.pipeline for c in checkpoints.all])
         return checkpoints
-
-    @property
-    def compute_path(self) -> str:
-        """What /readyz and each job's info name: "compiled" (the fast path is on) or "eager"."""
-        return "compiled" if self.fast is not None else "eager"
 
     def schedules(self, sampler: Sampler) -> tuple[Schedule, ...]:
         return sampler.schedules  # what the diffusers class really implements

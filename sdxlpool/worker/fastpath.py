@@ -167,9 +167,10 @@ class ShapeDispatch:
         key = call_key(args, kwargs)
         with self.around():
             if fast.compiling and not fast.forced_eager:
-                self.warm.add(key)
+                out = self.compiled(*args, **kwargs)
+                self.warm.add(key)  # compiled, for the requests that follow
                 fast.note("compiled")
-                return self.compiled(*args, **kwargs)
+                return out
             if key in self.warm and not fast.forced_eager:
                 fast.note("compiled")
                 with torch.compiler.set_stance("eager_on_recompile"):  # never compile in a request

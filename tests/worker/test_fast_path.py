@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -87,27 +89,42 @@ def test_a_call_is_keyed_by_its_tensor_shapes_not_their_values() -> None:
     assert a != call_key((torch.zeros(2, 4, 8, 8),), {"return_dict": True, "extra": {"t": torch.ones(2, 6)}})
 
 
+def test_the_worker_command_names_a_bad_compile_flag(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("sdxlpool")
+    result = subprocess.run([str(script), "worker", "--model", str(tmp_path), "--compile-shapes", "1024"],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2 and "--compile-shapes" in result.stderr and "WIDTHxHEIGHT" in result.stderr, \
+        result.stderr
+
+
 # -- the worker with the fast path on --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fast_worker(tiny_model, tmp_path_factory):
-    """A worker with the fast path on at 64x64 (batch 1), and what its /readyz said when it first
-    turned ready; the first compiled shape is warmed before ready. Without a refiner: its UNet is
-    compiled the same way as the base's, and tracing it too would cost another ~15 s."""
+    """A worker with the fast path on at 64x64 and 72x64 (batch 1): what its /readyz said when it
+    first turned ready (the first shape warm before ready) and when every shape was warm (the second
+    warms after ready). Without a refiner: its UNet is compiled the same way as the base's, and
+    tracing it too would cost another ~15 s."""
     server = start_worker(tiny_model, models=[tiny_model.base], refiner=None, compile=True, compile_backend="eager",
-                          compile_shapes="64x64", compile_cache_dir=tmp_path_factory.mktemp("compile"),
+                          compile_shapes="64x64,72x64", compile_cache_dir=tmp_path_factory.mktemp("compile"),
                           warmup=False)
     with server:
         first_ready = _first_ready(server.url)
-        yield SimpleNamespace(url=server.url, first_ready=first_ready,
+        all_warm = _ready_when(server.url, lambda body: not body["compiled"]["pending"])
+        yield SimpleNamespace(url=server.url, first_ready=first_ready, all_warm=all_warm,
                               fast=server.server.config.app.state.worker.service.engine.fast)
 
 
-def _first_ready(url: str, timeout: float = 300.0) -> dict:
+def _first_ready(url: str) -> dict:
+    return _ready_when(url, lambda body: True)
+
+
+def _ready_when(url: str, condition, timeout: float = 300.0) -> dict:
+    """/readyz's body once it is 200 and `condition(body)` holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             answer = httpx.get(url + "/readyz", timeout=5)
-            if answer.status_code == 200:
+            if answer.status_code == 200 and condition(answer.json()):
                 return answer.json()
         except httpx.TransportError:
             pass
@@ -127,13 +144,19 @@ def _compiles() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def test_the_first_compiled_shape_is_warm_on_the_job_thread_before_ready(fast_worker) -> None:
+def test_the_first_compiled_shape_is_warm_before_ready_and_the_rest_warm_after(fast_worker) -> None:
     assert fast_worker.first_ready["compiled"]["warm"] == ["64x64x1"]
-    assert fast_worker.first_ready["compiled"]["pending"] == []
+    assert fast_worker.first_ready["compiled"]["pending"] in (["72x64x1"], [])  # may be done by the first poll
+    assert fast_worker.all_warm["compiled"] == {"warm": ["64x64x1", "72x64x1"], "pending": [], "mode": "default",
+                                                "cache_loaded": False}
+
+
+def test_every_shape_is_compiled_on_the_job_thread(fast_worker) -> None:
     warmed_on = fast_worker.fast.warmed_on
-    assert list(warmed_on) == ["64x64x1"] and warmed_on["64x64x1"].startswith("sdxl-gpu")  # the queue's thread
-    _txt2img(fast_worker.url, width=72, height=64)
-    assert fast_worker.fast.job_thread == warmed_on["64x64x1"]  # requests run on the thread that compiled
+    assert set(warmed_on) == {"64x64x1", "72x64x1"}
+    assert all(thread.startswith("sdxl-gpu") for thread in warmed_on.values())  # the queue's one job thread
+    _txt2img(fast_worker.url, width=80, height=64)
+    assert set(warmed_on.values()) == {fast_worker.fast.job_thread}  # where requests run
 
 
 def test_compiled_and_eager_make_the_same_image(fast_worker, client: httpx.Client) -> None:
@@ -152,9 +175,23 @@ def test_a_whitelisted_shape_runs_compiled_and_compiles_nothing_more(fast_worker
 
 def test_another_shape_runs_eager_and_never_compiles_in_the_request(fast_worker) -> None:
     before = _compiles()
-    _image, info = _txt2img(fast_worker.url, width=72, height=64)
+    _image, info = _txt2img(fast_worker.url, width=80, height=64)
     assert info["sdxlpool"]["path"] == "eager"
     assert _compiles() == before
+
+
+def test_the_vae_is_fp32_by_default_and_bf16_on_request(tiny_model) -> None:
+    from sdxlpool.worker.engine import DiffusersEngine
+    from sdxlpool.worker.generate.pipelines import _decode
+
+    assert WorkerSettings(models=[Path("m")]).vae_dtype == "fp32"
+    engine = DiffusersEngine(WorkerSettings(models=[tiny_model.base], device="cpu", vae_dtype="bf16"))
+    pipeline = engine.load().current.pipeline
+    assert pipeline.vae.dtype == torch.bfloat16 and pipeline.unet.dtype == torch.float32
+    assert engine.fast is None  # the CPU's default: no fast path
+    with torch.inference_mode():
+        images = _decode(pipeline, torch.randn(1, 4, 8, 8))
+    assert images[0].size == (64, 64)
 
 
 # -- the compile cache (inductor) -----------------------------------------------------------------------
