@@ -71,6 +71,22 @@ def _build_parser() -> argparse.ArgumentParser:
                              "instead of listing them in info.sdxlpool.ignored (per request: X-SDXL-Strict: 1 or 0)")
     worker.add_argument("--no-warmup", dest="warmup", action="store_const", const=False,
                         help="skip the short start-up job that measures step time")
+    fast = worker.add_argument_group("the exact fast path (default: on with CUDA, off on the CPU)")
+    fast.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                      help="channels_last, fused QKV, the fastest attention and torch.compile of the UNets and VAE "
+                           "decode at the compiled shapes; other shapes run eager")
+    fast.add_argument("--compile-mode", choices=["auto", "default", "reduce-overhead", "max-autotune",
+                                                 "max-autotune-no-cudagraphs"],
+                      help="torch.compile mode (auto: max-autotune on CUDA, default on the CPU)")
+    fast.add_argument("--compile-backend", choices=["inductor", "aot_eager", "eager"],
+                      help="torch.compile backend (default inductor; the others make no kernels: tests, debugging)")
+    fast.add_argument("--compile-shapes", metavar="WxH,...",
+                      help="sizes compiled at start-up, the first before ready (auto: the default size; on CUDA also "
+                           "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344)")
+    fast.add_argument("--compile-batch-sizes", metavar="N,...", help="batch sizes compiled at each size (default 1)")
+    fast.add_argument("--compile-cache-dir", type=Path, metavar="DIR",
+                      help="compiled kernels kept between starts (default $SDXLPOOL_CACHE/compile)")
+    fast.add_argument("--vae-dtype", choices=["fp32", "bf16"], help="VAE dtype: fp32 (exact, default) or bf16")
     worker.add_argument("--drain-seconds", type=float, metavar="S",
                         help="on SIGTERM: refuse new connections, finish the running and queued jobs for up to S "
                              f"seconds, then exit (default {WORKER_DRAIN_SECONDS:g})")
@@ -198,7 +214,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
             "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
-            "vae_dir", "upscaler_dir", "styles", "strict", "drain_seconds")
+            "vae_dir", "upscaler_dir", "styles", "strict", "drain_seconds", "compile", "compile_mode",
+            "compile_backend", "compile_shapes", "compile_batch_sizes", "compile_cache_dir", "vae_dtype")
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model

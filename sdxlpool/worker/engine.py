@@ -11,13 +11,19 @@ An engine is made cheaply with the app. `schedules` may be asked at any time (it
 `iterations` and `encode_png` are called per request; `generate` runs on the queue's one job thread
 and reports every denoising iteration to its `JobControl` (that is what /progress, /interrupt and
 the pending_steps metric see).
+
+`DiffusersEngine.fast` is the exact fast path (`fastpath.py`: channels_last, fused QKV, compiled
+UNets and VAE decode at whitelisted shapes) when `--compile` is on; the service warms its shapes on
+the job thread, and each job's result names the path it took (`extra["path"]`).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from sdxlpool.api.generation import GenerationParams
+from sdxlpool.worker import fastpath
 from sdxlpool.worker.checkpoints import (
     Checkpoint,
     CheckpointSet,
@@ -67,6 +73,7 @@ class DiffusersEngine:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.device = ""
+        self.fast: fastpath.FastPath | None = None  # the exact fast path, when on (set by load())
 
     def load(self) -> CheckpointSet:
         settings = self.settings
@@ -77,6 +84,14 @@ class DiffusersEngine:
         for checkpoint in checkpoints.all:
             if checkpoint.kind == "base":
                 checkpoint.loras = adapters
+        if settings.vae_dtype == "bf16":
+            import torch
+
+            for checkpoint in checkpoints.all:
+                checkpoint.pipeline.vae.to(dtype=torch.bfloat16)
+        if fastpath.fast_path_on(settings.compile, self.device):
+            self.fast = _fast_path(settings, self.device)
+            self.fast.install([c.pipeline for c in checkpoints.all])
         return checkpoints
 
     def schedules(self, sampler: Sampler) -> tuple[Schedule, ...]:
@@ -91,7 +106,28 @@ class DiffusersEngine:
         self, base: Checkpoint, refiner: Checkpoint | None, params: GenerationParams, sampler: SamplerChoice,
         options: RuntimeOptions, control: JobControl,
     ) -> GenerationResult:
-        return generate(base, refiner, params, sampler, options, control)
+        fast = self.fast
+        if fast is None:
+            return generate(base, refiner, params, sampler, options, control)
+        with fast.job() as paths, fast.eager() if options.loras else nullcontext():
+            result = generate(base, refiner, params, sampler, options, control)
+        # "compiled": every UNet and VAE call ran compiled; "eager": none did (a size not compiled).
+        result.extra = {**result.extra, "path": "mixed" if len(paths) > 1 else next(iter(paths), "eager")}
+        return result
 
     def encode_png(self, image: Any, infotext: str) -> str:
         return encode_png(image, infotext)
+
+
+def _fast_path(settings: WorkerSettings, device: str) -> fastpath.FastPath:
+    shapes = fastpath.whitelist(settings.compile_shapes, settings.compile_batch_sizes, device=device,
+                                default_size=(settings.default_width, settings.default_height))
+    gpu = "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return fastpath.FastPath(
+        device=device, shapes=shapes, mode=fastpath.compile_mode(settings.compile_mode, device),
+        backend=settings.compile_backend, fuse_qkv=settings.lora_dir is None, gpu=gpu,
+        cache_dir=settings.compile_cache_dir or default_cache_dir() / "compile")

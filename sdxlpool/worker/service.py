@@ -118,16 +118,72 @@ class WorkerService:
         self.ready = False
         self._job_timestamp = "0"
         self._model_upscalers: ModelUpscalers | None = None  # made on first use, on the job thread
+        self._compiling: asyncio.Task[None] | None = None  # compiling the shapes after the first
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
         self.queue.start()
+        shapes = self._compiled_shapes()
+        if shapes:  # the first compiled shape warm before ready, on the job thread (worker.fastpath)
+            await self._compile(shapes[0], self.queue.run_now)
         if self.settings.warmup:
             await self._warm_up()
         self.ready = True
+        if shapes[1:]:
+            self._compiling = asyncio.get_running_loop().create_task(self._compile_rest(shapes[1:]))
+
+    def _compiled_shapes(self) -> tuple[Any, ...]:
+        fast = getattr(self.engine, "fast", None)  # fastpath.FastPath on a diffusers engine with it on
+        return fast.pending if fast is not None else ()
+
+    def _compile_job(self, shape: Any) -> Job:
+        """A short job at `shape` (base, then the refiner when there is one; VAE decode) that compiles
+        every module for it. The job runs on the job thread, like every generation."""
+        refiner = self.checkpoints.refiners[0].title if self.checkpoints.refiners else None
+        request = Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=4, width=shape.width,
+                                 height=shape.height, batch_size=shape.batch, refiner_checkpoint=refiner,
+                                 refiner_switch_at=0.5)
+        params = resolve_request(request, self.settings.defaults, self.settings.limits)
+        sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
+        job = self._job(params, self.checkpoints.current, self._refiner_for(params), sampler, self._runtime({}))
+        fast = self.engine.fast  # type: ignore[attr-defined]
+        run = job.run
+
+        def compile_run(job: Job) -> Any:
+            with fast.warming(shape):
+                return run(job)
+
+        return Job(run=compile_run, cost=0.0, iterations=0)  # start-up work: no pending steps
+
+    async def _compile_rest(self, shapes: tuple[Any, ...]) -> None:
+        """The other compiled shapes, one queued job each after ready (requests go between them; a
+        request at a shape not yet warm runs eager). One that fails is logged and left eager."""
+        for shape in shapes:
+            await self._compile(shape, self.queue.submit)
+
+    async def _compile(self, shape: Any, run: Any) -> None:
+        try:
+            await run(self._compile_job(shape))
+        except RequestError as exc:  # outside the pool's limits: never asked for
+            log.warning("compile shape %s skipped: %s", shape, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the shape stays eager
+            log.exception("compiling %s failed; it runs eager", shape)
+
+    def compiled_state(self) -> dict[str, Any] | None:
+        """For /readyz: the compiled shapes warm and still to warm (None: the fast path is off)."""
+        fast = getattr(self.engine, "fast", None)
+        if fast is None:
+            return None
+        return {"warm": [str(s) for s in fast.warm], "pending": [str(s) for s in fast.pending],
+                "mode": fast.mode, "cache_loaded": fast.cache_loaded}
 
     async def close(self) -> None:
         self.ready = False
+        if self._compiling is not None:
+            self._compiling.cancel()
+            await asyncio.gather(self._compiling, return_exceptions=True)
         await self.queue.close()
         self.encoder.close()
 
@@ -402,6 +458,7 @@ class WorkerService:
                 "inference_seconds": round(result.seconds, 4),
                 "queue_seconds": round(queue_seconds, 4),
                 "steps_done": result.steps_done,
+                **({"path": result.extra["path"]} if "path" in result.extra else {}),  # compiled or eager
                 "ignored": ignored,
             },
         }

@@ -61,6 +61,24 @@ class WorkerSettings(GenerationSettings):
     styles: Path | None = Field(None, description="A1111 styles.csv applied by the styles field")
     strict: bool = Field(False, description="refuse (422) a request with anything that would not be applied")
 
+    # The exact fast path (worker.fastpath): channels_last, fused QKV, SDPA backends, torch.compile.
+    compile: bool | None = Field(None, description="the exact fast path: channels_last, fused QKV, the fastest "
+                                 "attention and torch.compile of the UNets and VAE decode at the compiled shapes "
+                                 "(default: on with CUDA, off on the CPU)")
+    compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        "auto", description="torch.compile mode (auto: max-autotune on CUDA, default on the CPU)")
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        "inductor", description="torch.compile backend; aot_eager and eager trace without generating "
+                                "kernels (no speed-up: for tests and debugging)")
+    compile_shapes: str = Field("auto", description="WIDTHxHEIGHT sizes compiled at start-up, comma-separated; "
+                                "other sizes run eager (auto: the default size, and on CUDA also 1024x1024 and "
+                                "SDXL's aspect sizes)")
+    compile_batch_sizes: str = Field("1", description="batch sizes compiled for each of the compile shapes")
+    compile_cache_dir: Path | None = Field(None, description="where compiled kernels are kept between starts "
+                                           "(default: $SDXLPOOL_CACHE/compile)")
+    vae_dtype: Literal["fp32", "bf16"] = Field("fp32", description="the VAE's dtype: fp32 (exact) or bf16 "
+                                               "(faster, not bit-exact)")
+
     warmup: bool = True  # one short job at start-up: compiles kernels and measures step_seconds
     drain_seconds: float = Field(WORKER_DRAIN_SECONDS, ge=0, description="on SIGTERM: refuse new connections and "
                                  "finish the running and queued jobs for up to this long before exiting")
@@ -70,6 +88,22 @@ class WorkerSettings(GenerationSettings):
     def _known_device(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @field_validator("compile_shapes")
+    @classmethod
+    def _sizes(cls, value: str) -> str:
+        from sdxlpool.worker.fastpath import parse_sizes
+
+        parse_sizes(value)
+        return value
+
+    @field_validator("compile_batch_sizes")
+    @classmethod
+    def _batch_sizes(cls, value: str) -> str:
+        from sdxlpool.worker.fastpath import parse_batch_sizes
+
+        parse_batch_sizes(value)
         return value
 
     @property

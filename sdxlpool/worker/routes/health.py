@@ -33,7 +33,9 @@ def readyz(state: StateDep, request: Request) -> JSONResponse:
     if service is None or not service.ready:
         detail = f"failed: {state.error}" if state.error else "loading the model"
         return JSONResponse({"error": "not_ready", "detail": detail}, status_code=503)
-    return JSONResponse({"status": "ready", "model": service.checkpoints.current.title})
+    compiled = service.compiled_state()  # the fast path's shapes: warm, and still warming after ready
+    return JSONResponse({"status": "ready", "model": service.checkpoints.current.title,
+                         **({"compiled": compiled} if compiled is not None else {})})
 
 
 @router.get(METRICS_PATH, response_class=Response,
