@@ -25,7 +25,14 @@ from sdxlpool.worker.checkpoints import (
     load_checkpoints,
     torch_dtype,
 )
-from sdxlpool.worker.generate import GenerationResult, JobControl, RuntimeOptions, generate
+from sdxlpool.worker.generate import (
+    BatchMember,
+    GenerationResult,
+    JobControl,
+    RuntimeOptions,
+    generate,
+    generate_batch,
+)
 from sdxlpool.worker.infotext import encode_png
 from sdxlpool.worker.loras import LoraAdapters
 from sdxlpool.worker.samplers import Sampler, SamplerChoice, Schedule
@@ -92,6 +99,13 @@ class DiffusersEngine:
         options: RuntimeOptions, control: JobControl,
     ) -> GenerationResult:
         return generate(base, refiner, params, sampler, options, control)
+
+    def generate_batch(
+        self, base: Checkpoint, refiner: Checkpoint | None, sampler: SamplerChoice, members: list[BatchMember],
+    ) -> list[GenerationResult]:
+        """Several jobs with one `generate.batch_key` as one model batch (an engine without this
+        method never batches)."""
+        return generate_batch(base, refiner, sampler, members)
 
     def encode_png(self, image: Any, infotext: str) -> str:
         return encode_png(image, infotext)

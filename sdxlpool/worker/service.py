@@ -46,7 +46,7 @@ from sdxlpool.worker.extras import (
     postprocess_text,
     run_extras,
 )
-from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, denoising_steps
+from sdxlpool.worker.generate import BatchMember, GenerationResult, RuntimeOptions, batch_key, denoising_steps
 from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.loras import LoraLibrary, LoraUse, resolve_loras
 from sdxlpool.worker.metrics import WorkerMetrics
@@ -104,7 +104,8 @@ class WorkerService:
         self.engine: Engine = engine if engine is not None else DiffusersEngine(settings)
         self.checkpoints = checkpoints
         self.placement = placement
-        self.queue = JobQueue(max_queued=settings.max_queue)
+        self.queue = JobQueue(max_queued=settings.max_queue, batch_max=settings.batch_max,
+                              batch_wait=settings.batch_wait_ms / 1000)
         self.loras = LoraLibrary(settings.lora_dir)  # the files; what is loaded is the engine's (checkpoint.loras)
         self.metrics = WorkerMetrics(self.queue, ready=lambda: self.ready, info=self._info_labels(),
                                      loaded_loras=self._loaded_loras)
@@ -204,6 +205,7 @@ class WorkerService:
             log.exception("generation failed")
             raise
         self.metrics.inference_seconds.observe(result.seconds)
+        self.metrics.batch_images.observe(job.sharing * params.batch_size)
         self.metrics.requests.labels("interrupted" if result.interrupted else "success").inc()
         encode = self.engine.encode_png
         images = await asyncio.to_thread(
@@ -299,8 +301,15 @@ class WorkerService:
         iterations = per_batch * params.n_iter
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
         cost = params.normalised_steps * per_batch / steps if steps else 0.0
-        return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
-                   cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
+        job = Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
+                  cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
+        batched = getattr(self.engine, "generate_batch", None)  # an engine without it never batches
+        key = batch_key(params, sampler, options, base, refiner) if self.settings.batch_max > 1 and batched else None
+        if batched is not None and key is not None:
+            job.batch_key, job.batch_input = key, (params, options)
+            job.run_batch = lambda jobs: batched(base, refiner, sampler,
+                                                 [BatchMember(j.batch_input[0], j.batch_input[1], j) for j in jobs])
+        return job
 
     def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
         name = overrides.get("sd_model_checkpoint")
@@ -395,6 +404,7 @@ class WorkerService:
                 "inference_seconds": round(result.seconds, 4),
                 "queue_seconds": round(queue_seconds, 4),
                 "steps_done": result.steps_done,
+                "batch_images": job.sharing * params.batch_size,  # images in the model batch it ran in
                 "ignored": ignored,
             },
         }
