@@ -47,9 +47,9 @@ def _behind_blocker(url: str, bodies: list[dict]) -> list[httpx.Response]:
     blocker = Background(url, BLOCKER)
     wait_for(lambda: metrics(url)[mn.WORKER_INFLIGHT] == 1)
     queued = []
-    for body in bodies:
+    for n, body in enumerate(bodies, 1):
         queued.append(Background(url, body))
-        wait_for(lambda n=len(queued): metrics(url)[mn.WORKER_QUEUE_DEPTH] == n)  # in this order
+        wait_for(lambda n=n: metrics(url)[mn.WORKER_QUEUE_DEPTH] == n)  # queued in this order
     assert httpx.post(url + "/sdapi/v1/interrupt", params={"id_task": "blocker"}).json() == {"interrupted": True}
     assert blocker.result().status_code == 200
     return [q.result() for q in queued]
