@@ -302,7 +302,7 @@ class JobQueue:
             left = deadline - time.monotonic()
             if len(members) >= self.batch_max or left <= 0 or head.interrupt.is_set():
                 return
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before 3.11
                 await asyncio.wait_for(self._wakeup.wait(), left)
 
     def _execute_batch(self, jobs: list[Job]) -> list[Any]:
