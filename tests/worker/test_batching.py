@@ -108,6 +108,19 @@ def test_same_shape_requests_run_as_one_batch_and_each_equals_its_solo_image(bat
     assert _compare(batched[0], batched[1])[0] > 20 and _compare(batched[1], batched[2])[0] > 20
 
 
+def test_refiner_and_ancestral_sampler_batches_equal_their_solo_images(batching_worker: ServerThread) -> None:
+    """The refiner's pass batched too (its own conditioning per row), and an ancestral sampler's
+    step noise drawn per row from each request's own generator."""
+    url = batching_worker.url
+    refined = {**SMALL, "sampler_name": "Euler a", "refiner_checkpoint": "tiny/refiner", "refiner_switch_at": 0.5}
+    bodies = [{**refined, "prompt": "a red cube", "seed": 41}, {**refined, "prompt": "a green tree", "seed": 42}]
+    answers = _behind_blocker(url, bodies)
+    assert [_info(a)["sdxlpool"]["batch_images"] for a in answers] == [2, 2]
+    for body, answer in zip(bodies, answers, strict=True):
+        largest, psnr = _compare(answer, _solo(url, body))
+        assert largest <= MAX_PIXEL_DIFF and psnr >= MIN_PSNR, (body, largest, psnr)
+
+
 def test_a_lone_request_waits_for_partners_at_most_the_bound(batching_worker: ServerThread) -> None:
     response = _solo(batching_worker.url, {**SMALL, "prompt": "alone", "seed": 5})
     waited = _info(response)["sdxlpool"]["queue_seconds"]
