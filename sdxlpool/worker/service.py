@@ -509,8 +509,11 @@ class WorkerService:
         return {**self.placement, "model": self.checkpoints.current.title}
 
     # -- progress and interrupt -----------------------------------------------------------------------
-    async def progress(self, *, skip_current_image: bool) -> ProgressResponse:
+    async def progress(self, *, skip_current_image: bool, task_id: str | None = None) -> ProgressResponse:
+        """The running job's progress; `task_id`: that running job's (a batch runs several), when running."""
         job = self.queue.running
+        if task_id is not None:
+            job = next((j for j in self.queue.batch if j.label == task_id), job)
         waiting = self.queue.snapshot().queue_depth
         if job is None or job.started_at is None:
             return ProgressResponse(progress=0.0, eta_relative=0.0, state=ProgressState(job_count=waiting),
