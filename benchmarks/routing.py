@@ -8,6 +8,7 @@ capacity). Per cell: p50/p95/p99 latency, throughput, lost requests, 429s, and t
     python benchmarks/routing.py [--requests 300] [--max-seconds 60] [--loads 0.5,0.8,0.95,1.1]
                                  [--policies ours,round_robin,first_free,least_inflight] [--steps 20]
     python benchmarks/routing.py --smoke --out FILE   # CI: every step at tiny sizes, in seconds
+    python benchmarks/routing.py --batch-max 4 [--batch-alpha 0.5]  # batching workers (below)
 
 `--smoke` (tests/benchmarks/test_smoke.py) runs 3 workers (one per speed), 2 policies at one load,
 12 requests of 2 steps: it proves the script runs; its figures mean nothing.
@@ -21,6 +22,13 @@ Policies (all with the default filters gpu_allowed, not_tried, available, freshn
 Timing model: a request is `--steps` Euler steps at 1024x1024, i.e. `steps` normalised steps, so it
 takes steps x step_seconds on a worker (no overhead): 0.2 s / 0.5 s / 1.2 s at 20 steps on the
 fast / medium / slow workers (0.01 / 0.025 / 0.06 s per step). Capacity = sum of 1 / service time.
+
+Batching model (`--batch-max N`, default 1: off, the runs above unchanged): every sim-worker runs up
+to N queued requests of the same shape as one batch (the worker's own --batch-max and queue), a batch
+of n taking t(1) x (1 + a (n - 1)) with a = `--batch-alpha` (default 0.5, an assumed figure, not a
+measured one: a = 1 gains nothing, a = 0 makes the batch free). Loads stay fractions of the
+unbatched capacity; the batched bound, N / (t(1) x (1 + a (N - 1))) per worker, is reported beside
+it. The result goes to routing-batching-DATE.json.
 
 Figures per cell: latency percentiles over the answered (HTTP 200) requests, client wall clock;
 throughput = answered / (first arrival to last answer, drain included); steady = answered in the
@@ -106,6 +114,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the arrival schedules")
     parser.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/routing-DATE.json)")
     parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: tiny sizes, seconds")
+    parser.add_argument("--batch-max", type=int, default=1, help="sim-workers batch up to N requests (default 1: off)")
+    parser.add_argument("--batch-alpha", type=float, default=0.5,
+                        help="with --batch-max: a batch of n takes 1 + A x (n - 1) times one request (default 0.5)")
     args = parser.parse_args()
     if args.smoke:
         args.requests, args.max_seconds, args.drain_seconds, args.steps = 12, 3.0, 30.0, 2
@@ -115,6 +126,9 @@ def main() -> int:
     unknown = [p for p in policies if p not in PROFILES]
     if unknown or not policies or not loads or min(loads) <= 0 or args.requests < 2 or args.steps < 2:
         parser.error(f"bad --policies/--loads/--requests/--steps (unknown policies: {unknown})")
+    if args.batch_max < 1 or not 0 <= args.batch_alpha <= 1:
+        parser.error("--batch-max must be 1 or more, --batch-alpha between 0 and 1")
+    batching = args.batch_max > 1
 
     workdir = Path(tempfile.mkdtemp(prefix="sdxl-routing-"))
     counts: Counter[str] = Counter()
@@ -127,6 +141,13 @@ def main() -> int:
     capacity = sum(1 / s for s in service.values())
     print(f"pool: {', '.join(f'{w.name} {service[w.name]:.2f}s' for w in workers)}; capacity {capacity:.3f} req/s",
           flush=True)
+    batch_flags: list[str] = []
+    batched_capacity = capacity
+    if batching:
+        batch_flags = ["--batch-max", str(args.batch_max), "--batch-alpha", str(args.batch_alpha)]
+        batched_capacity = capacity * args.batch_max / (1 + args.batch_alpha * (args.batch_max - 1))
+        print(f"batching: up to {args.batch_max} per batch, a = {args.batch_alpha}; batched capacity "
+              f"{batched_capacity:.3f} req/s", flush=True)
 
     cells: list[dict[str, Any]] = []
     started = time.monotonic()
@@ -135,7 +156,7 @@ def main() -> int:
         for w in workers:
             w.process = _spawn([sys.executable, "-m", "sdxlpool", "sim-worker", "--gpu-model", w.gpu,
                                 "--step-seconds", str(w.step_seconds), "--port", str(w.port),
-                                "--worker-name", w.name, "--max-queue", "16"], workdir / f"{w.name}.log")
+                                "--worker-name", w.name, "--max-queue", "16", *batch_flags], workdir / f"{w.name}.log")
             children.append(w.process)
         for w in workers:
             wait_ready(w.url, w.process, timeout=60)  # type: ignore[arg-type]
@@ -180,13 +201,16 @@ def main() -> int:
         "wall_seconds": round(time.monotonic() - started, 1),
         "cells": cells,
     }
+    if batching:
+        result["batching"] = {"batch_max": args.batch_max, "alpha": args.batch_alpha,
+                              "batched_capacity_rps": round(batched_capacity, 4)}
     result["summary"] = _summary(cells, capacity)
     print()
     print(_table(cells, capacity))
     print()
     for line in result["summary"]["lines"]:
         print(line)
-    out = args.out or RESULTS / f"routing-{time.strftime('%Y-%m-%d')}.json"
+    out = args.out or RESULTS / f"routing{'-batching' if batching else ''}-{time.strftime('%Y-%m-%d')}.json"
     write_report(out, **result)
     print(f"\nwrote {out}")
     return 0

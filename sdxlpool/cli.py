@@ -52,6 +52,12 @@ def _build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--location", help="location shown to users")
     worker.add_argument("--worker-name", help="this worker's name (default host:port)")
     worker.add_argument("--max-queue", type=int, help="requests that may wait behind the running one; more get 503")
+    worker.add_argument("--batch-max", type=int, metavar="N",
+                        help="run up to N queued same-shape txt2img requests as one model batch, each with its own "
+                             "seeds and prompts (default 1: off)")
+    worker.add_argument("--batch-wait-ms", type=float, metavar="MS",
+                        help="with --batch-max: how long the oldest request may wait for partners when fewer are "
+                             "queued (default 0: batch only what is already waiting)")
     worker.add_argument("--max-body-bytes", type=int,
                         help="largest request body accepted; larger get 413 (default 1048576)")
     add_generation_flags(worker)
@@ -213,6 +219,7 @@ def _worker(args: argparse.Namespace) -> int:
     from sdxlpool.worker.settings import WorkerSettings
 
     keys = ("host", "port", "device", "dtype", "gpu_model", "provider", "location", "worker_name", "max_queue",
+            "batch_max", "batch_wait_ms",
             "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
             "vae_dir", "upscaler_dir", "styles", "strict", "drain_seconds", "compile", "compile_mode",
             "compile_backend", "compile_shapes", "compile_batch_sizes", "compile_cache_dir", "vae_dtype")

@@ -31,6 +31,7 @@ __all__ = [
     "GATEWAY_REQUEST_SECONDS",
     "GATEWAY_SCRAPE_AGE_SECONDS",
     "GATEWAY_WAITING_STEPS",
+    "WORKER_BATCH_IMAGES",
     "WORKER_INFERENCE_SECONDS",
     "WORKER_INFLIGHT",
     "WORKER_INFO",
@@ -65,6 +66,9 @@ WORKER_REQUESTS = "sdxl_worker_requests"
 """counter (``_total``), label ``outcome``"""
 WORKER_INFERENCE_SECONDS = "sdxl_worker_inference_seconds"
 """histogram: wall seconds of one job"""
+WORKER_BATCH_IMAGES = "sdxl_worker_batch_images"
+"""histogram, one observation per request: images in the model batch its images ran in (its own
+batch_size, times the requests batched with it by --batch-max)"""
 WORKER_LORA_LOADED = "sdxl_worker_lora_loaded"
 """gauge = 1 per LoRA held loaded, labels :data:`WORKER_LORA_LOADED_LABELS` (name, alias as in
 /sdapi/v1/loras); the gateway's lora_affinity scorer prefers a worker that holds a request's LoRAs"""

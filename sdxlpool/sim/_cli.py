@@ -18,7 +18,8 @@ __all__ = ["add_parser", "run_sim_worker"]
 
 # flag attribute -> SimSettings field, for everything the command passes on when given
 _SETTINGS_KEYS = ("gpu_model", "step_seconds", "overhead_seconds", "fail_rate", "hang_rate", "seed", "image_bytes",
-                  "host", "port", "provider", "location", "worker_name", "max_queue", "warmup", "drain_seconds")
+                  "host", "port", "provider", "location", "worker_name", "max_queue", "warmup", "drain_seconds",
+                  "batch_max", "batch_wait_ms", "batch_alpha")
 
 
 def add_parser(subcommands: Any) -> argparse.ArgumentParser:
@@ -46,6 +47,14 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
                      help="pad every PNG to at least N bytes, for realistic response sizes (default 0: no padding)")
     sim.add_argument("--max-queue", type=_count, metavar="N",
                      help="requests that may wait behind the running one; more get 503 (default 16)")
+    sim.add_argument("--batch-max", type=_positive, metavar="N",
+                     help="run up to N queued same-shape txt2img requests as one batch, as a real worker's "
+                          "--batch-max (default 1: off)")
+    sim.add_argument("--batch-wait-ms", type=_seconds, metavar="MS",
+                     help="with --batch-max: how long the oldest request may wait for partners (default 0)")
+    sim.add_argument("--batch-alpha", type=_probability, metavar="A",
+                     help="with --batch-max: a batch of n takes 1 + A x (n - 1) times one image's time "
+                          "(default 1: batching gains nothing; 0: the batch is free)")
     sim.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", type=_port, help="port (default 7860)")
     sim.add_argument("--provider", help="provider name shown to users")
@@ -88,6 +97,7 @@ def run_sim_worker(args: argparse.Namespace) -> int:
 _seconds = at_least(float, 0, rule="0 or more seconds")
 _probability = between(float, 0, 1)
 _count = at_least(int, 0)
+_positive = at_least(int, 1)
 _port = between(int, 0, 65535)
 
 

@@ -18,6 +18,12 @@ the metrics, /progress, /interrupt and the A1111 responses are the real worker's
      (checkpoint, prompts, seeds, size, sampler, init images and mask, ...): the same request gives
      the same image. The size is the request's, or the hires size with hires fix.
 
+Batching (--batch-max > 1): requests the worker batches (`generate.batch_key`) run together, every
+iteration taking step_seconds x pixels x (1 + batch_alpha x (n - 1)) for n members, so a batch of n
+makes n images in 1 + batch_alpha x (n - 1) times one image's time (batch_alpha 1: no gain, 0: free).
+Each member draws its fault as a job alone would; a failing member fails alone (its request gets the
+500), a hanging one waits to be interrupted once the others are done.
+
 Images that are not the simulator's own (an extras route's upscaled upload, say) are encoded as
 real PNGs of their size.
 """
@@ -40,7 +46,14 @@ from sdxlpool.sim._catalog import sim_iterations, sim_schedules
 from sdxlpool.sim._png import solid_png
 from sdxlpool.sim._settings import SIM_CHECKPOINT, SimSettings
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
-from sdxlpool.worker.generate import GenerationResult, JobControl, RuntimeOptions, image_infotext, image_seeds
+from sdxlpool.worker.generate import (
+    BatchMember,
+    GenerationResult,
+    JobControl,
+    RuntimeOptions,
+    image_infotext,
+    image_seeds,
+)
 from sdxlpool.worker.samplers import Sampler, SamplerChoice, Schedule
 
 __all__ = ["SimEngine", "SimImage", "SimulatedDeviceError", "sim_checkpoint"]
@@ -151,6 +164,66 @@ class SimEngine:
         infotexts = [image_infotext(params, sampler, base, None, seeds[i], subseeds[i], i) for i in range(len(images))]
         return GenerationResult(images=images, seeds=seeds, subseeds=subseeds, infotexts=infotexts,
                                 interrupted=stopped, seconds=time.perf_counter() - started, steps_done=done)
+
+    def generate_batch(
+        self, base: Checkpoint, refiner: Checkpoint | None, sampler: SamplerChoice, members: list[BatchMember],
+    ) -> list[GenerationResult | SDXLPoolError]:
+        """Jobs with one batch key (txt2img, one image each, same size and steps) as one batch."""
+        started = time.perf_counter()
+        count = len(members)
+        first = members[0].params
+        iterations = sim_iterations(sampler.sampler, first.first_pass_steps)
+        tick = (self.settings.step_seconds * first.width * first.height / _REFERENCE_PIXELS
+                * (1 + self.settings.batch_alpha * (count - 1)))
+        faults = [self._draw_fault(iterations) for _ in members]
+        outcome: list[SDXLPoolError | None] = [None] * count
+        done = [0] * count
+        stopped = [not m.control.on_batch(0) for m in members]  # interrupted before it started
+        ran = [not s for s in stopped]
+        hung: set[int] = set()
+        for member in members:
+            member.control.sharing = count
+        if self.settings.overhead_seconds:
+            time.sleep(self.settings.overhead_seconds)  # text encoding and decode, once for the batch
+        deadline = time.perf_counter()
+        for _ in range(iterations):
+            live = [k for k in range(count) if not stopped[k] and k not in hung]
+            for k in live:
+                fault = faults[k]
+                if fault is not None and done[k] == fault.at:
+                    if fault.kind == "fail":
+                        outcome[k] = SimulatedDeviceError(f"simulated device failure after {done[k]} iterations")
+                        stopped[k] = True
+                    else:
+                        hung.add(k)
+            live = [k for k in live if not stopped[k] and k not in hung]
+            if not live:
+                break
+            deadline += tick
+            time.sleep(max(0.0, deadline - time.perf_counter()))
+            for k in live:
+                done[k] += 1
+                if not members[k].control.on_step(None):
+                    stopped[k] = True
+        for k in hung:  # hung: only an interrupt ends it
+            while members[k].control.wait(_HANG_POLL_SECONDS):
+                pass
+            stopped[k] = True
+        results: list[GenerationResult | SDXLPoolError] = []
+        for k, member in enumerate(members):
+            error = outcome[k]
+            if error is not None:
+                results.append(error)
+                continue
+            params = member.params
+            seeds, subseeds = image_seeds(params.seed, 1), image_seeds(params.subseed, 1)
+            images = [SimImage(params.width, params.height,
+                               _colour(base, params, sampler, member.options, seeds[0], subseeds[0]))] if ran[k] else []
+            results.append(GenerationResult(
+                images=images, seeds=seeds, subseeds=subseeds,
+                infotexts=[image_infotext(params, sampler, base, None, seeds[0], subseeds[0], 0) for _ in images],
+                interrupted=stopped[k], seconds=time.perf_counter() - started, steps_done=done[k]))
+        return results
 
     def encode_png(self, image: SimImage | Any, infotext: str) -> str:
         if not isinstance(image, SimImage):  # a PIL image (the extras routes work on the upload itself)

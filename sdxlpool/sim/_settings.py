@@ -28,6 +28,8 @@ class SimSettings(WorkerSettings):
     hang_rate: float = Field(0.0, ge=0, le=1, description="fraction of jobs that never make progress")
     seed: int = Field(0, description="seed of the fault draws: same seed and job order, same faults")
     image_bytes: int = Field(0, ge=0, description="pad every PNG to at least this many bytes")
+    batch_alpha: float = Field(1.0, ge=0, le=1, description="with --batch-max: a batch of n takes "
+                               "1 + batch_alpha x (n - 1) times one image's time (1: batching gains nothing)")
 
     @model_validator(mode="after")
     def _rates_add_up(self) -> SimSettings:

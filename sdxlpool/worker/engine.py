@@ -31,7 +31,14 @@ from sdxlpool.worker.checkpoints import (
     load_checkpoints,
     torch_dtype,
 )
-from sdxlpool.worker.generate import GenerationResult, JobControl, RuntimeOptions, generate
+from sdxlpool.worker.generate import (
+    BatchMember,
+    GenerationResult,
+    JobControl,
+    RuntimeOptions,
+    generate,
+    generate_batch,
+)
 from sdxlpool.worker.infotext import encode_png
 from sdxlpool.worker.loras import LoraAdapters
 from sdxlpool.worker.samplers import Sampler, SamplerChoice, Schedule
@@ -114,6 +121,13 @@ class DiffusersEngine:
         # "compiled": every UNet and VAE call ran compiled; "eager": none did (a size not compiled).
         result.extra = {**result.extra, "path": "mixed" if len(paths) > 1 else next(iter(paths), "eager")}
         return result
+
+    def generate_batch(
+        self, base: Checkpoint, refiner: Checkpoint | None, sampler: SamplerChoice, members: list[BatchMember],
+    ) -> list[GenerationResult]:
+        """Several jobs with one `generate.batch_key` as one model batch (an engine without this
+        method never batches)."""
+        return generate_batch(base, refiner, sampler, members)
 
     def encode_png(self, image: Any, infotext: str) -> str:
         return encode_png(image, infotext)

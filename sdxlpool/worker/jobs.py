@@ -18,17 +18,29 @@ Stopping a running job: `interrupt` ends the whole job at its next step (the ima
 are its answer); `skip` ends only the current batch (A1111's Skip: that batch's image is decoded
 from where it got to) and the job goes on with its next `n_iter` batch. Both may name the job
 (`task_id`, the client's `force_task_id`), so a caller stops its own job or nothing.
+
+Batching (`batch_max` > 1, the worker's --batch-max): a job with a `batch_key` takes up to
+batch_max - 1 waiting jobs with the same key (from anywhere behind it: the head is always the oldest
+job, so nothing waits behind more than one batch of later ones) and they run as one call of the
+head's `run_batch` on the GPU thread. When fewer are waiting, the head waits for partners at most
+`batch_wait` seconds (0: never; what queued up behind the last job is batched, nothing more). Each
+member keeps its own progress, interrupt and future: `running` is every member, `pending_steps`
+counts what is left of each, and `step_seconds` is measured per image at the batch size it ran at
+(the batch's seconds per iteration / its members). A batch that raises is run again member by
+member, so one bad member fails alone and the others still get their images.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +48,8 @@ from typing import Any
 from sdxlpool.errors import QueueFull
 
 __all__ = ["Job", "JobQueue", "QueueSnapshot"]
+
+log = logging.getLogger(__name__)
 
 _EMA_WEIGHT = 0.3  # weight of the newest job in the step-time average: adapts within a few jobs
 
@@ -61,6 +75,12 @@ class Job:
     interrupt: threading.Event = field(default_factory=threading.Event)
     skip_batch: threading.Event = field(default_factory=threading.Event)  # cleared when the next batch starts
     _woken: threading.Event = field(default_factory=threading.Event, repr=False)  # wakes `wait` for either
+    # Batching: jobs with equal keys may run as one `run_batch(jobs)` call (None: always alone). The
+    # head's `run_batch` gets every member and answers one result (or exception) per member, in order.
+    batch_key: Hashable | None = None
+    batch_input: Any = None  # what `run_batch` needs of this member (the service's params and options)
+    run_batch: Callable[[list[Job]], list[Any]] | None = None
+    sharing: int = 1  # jobs in the model call this job's iterations run in (set by the batch's runner)
 
     @property
     def label(self) -> str:
@@ -122,7 +142,12 @@ class Job:
         if self.first_step_at is None or self.last_step_at is None or self.iterations_done < 2 or not self.cost:
             return None
         per_iteration = (self.last_step_at - self.first_step_at) / (self.iterations_done - 1)
-        return per_iteration / (self.cost / self.iterations)
+        return per_iteration / (self.cost / self.iterations) / max(1, self.sharing)  # per image in a batch
+
+    def reset_progress(self) -> None:
+        """Forget the steps counted so far (a failed batch's member is run again on its own)."""
+        self.iterations_done, self.batch_no, self.sharing = 0, 0, 1
+        self.first_step_at = self.last_step_at = self.latest_latents = None
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`; False when the job was interrupted or its batch skipped."""
@@ -139,27 +164,33 @@ class QueueSnapshot:
 
 
 class JobQueue:
-    def __init__(self, *, max_queued: int, initial_step_seconds: float = 0.0) -> None:
+    def __init__(self, *, max_queued: int, initial_step_seconds: float = 0.0, batch_max: int = 1,
+                 batch_wait: float = 0.0) -> None:
         self.max_queued = max_queued
         self.step_seconds = initial_step_seconds  # 0 until the first job (or warm-up) measures it
-        self.running: Job | None = None
+        self.batch_max = max(1, batch_max)
+        self.batch_wait = max(0.0, batch_wait)  # seconds the head may wait for partners
+        self.batch: tuple[Job, ...] = ()  # the running jobs: one, or a batch's members (head first)
         self._waiting: deque[tuple[Job, asyncio.Future[Any]]] = deque()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdxl-gpu")
         self._server: asyncio.Task[None] | None = None
 
     # -- state, read by metrics and /progress -------------------------------------------------
+    @property
+    def running(self) -> Job | None:
+        """The running job (a batch's head, the oldest of its members); None when idle."""
+        batch = self.batch
+        return batch[0] if batch else None
+
     def snapshot(self) -> QueueSnapshot:
-        running = self.running
-        pending = sum(job.cost for job, _ in self._waiting)
-        if running is not None:
-            pending += running.remaining_cost
-        return QueueSnapshot(len(self._waiting), int(running is not None), pending, self.step_seconds)
+        batch = self.batch
+        pending = sum(job.cost for job, _ in self._waiting) + sum(job.remaining_cost for job in batch)
+        return QueueSnapshot(len(self._waiting), len(batch), pending, self.step_seconds)
 
     def retry_after(self) -> int:
-        """Seconds until the running job should be done and a queue slot frees up."""
-        running = self.running
-        left = running.remaining_cost * self.step_seconds if running else 0.0
+        """Seconds until the running job (every member of a batch) should be done and a slot frees up."""
+        left = sum(job.remaining_cost for job in self.batch) * self.step_seconds
         return max(1, math.ceil(left))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -167,8 +198,8 @@ class JobQueue:
         self._server = asyncio.get_running_loop().create_task(self._serve(), name="sdxl-job-queue")
 
     async def close(self) -> None:
-        if self.running is not None:
-            self.running.stop()
+        for job in self.batch:
+            job.stop()
         if self._server is not None:
             self._server.cancel()
             await asyncio.gather(self._server, return_exceptions=True)
@@ -202,31 +233,27 @@ class JobQueue:
         except asyncio.CancelledError:
             if entry in self._waiting:  # not started: nobody wants it any more
                 self._waiting.remove(entry)
-            elif self.running is job:  # started: stop it at the next step, the GPU is needed elsewhere
+            elif job in self.batch:  # started: stop it at the next step, the GPU is needed elsewhere
                 job.stop()
             raise
 
     def interrupt(self, task_id: str | None = None) -> bool:
-        """Stop the running job (only when it is named `task_id`, when given); False: nothing stopped."""
+        """Stop the running job (only the one named `task_id`, when given; unnamed: every member of a
+        running batch, what the GPU is doing); False: nothing stopped."""
         running = self._running_named(task_id)
-        if running is None:
-            return False
-        running.stop()
-        return True
+        for job in running:
+            job.stop()
+        return bool(running)
 
     def skip(self, task_id: str | None = None) -> bool:
-        """End the running job's current batch (only when it is named `task_id`, when given)."""
+        """End the running job's current batch (only the job named `task_id`, when given)."""
         running = self._running_named(task_id)
-        if running is None:
-            return False
-        running.skip()
-        return True
+        for job in running:
+            job.skip()
+        return bool(running)
 
-    def _running_named(self, task_id: str | None) -> Job | None:
-        running = self.running
-        if running is None or (task_id is not None and running.label != task_id):
-            return None
-        return running
+    def _running_named(self, task_id: str | None) -> list[Job]:
+        return [job for job in self.batch if task_id is None or job.label == task_id]
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -234,27 +261,82 @@ class JobQueue:
             while not self._waiting:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            job, future = self._waiting.popleft()
-            self.running = job
+            members = [self._waiting.popleft()]
+            self.batch = (members[0][0],)
             try:
-                result = await loop.run_in_executor(self._executor, self._execute, job)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                if not future.done():
-                    future.set_exception(exc)
+                await self._gather_partners(members)
+                jobs = [job for job, _ in members]
+                results = await loop.run_in_executor(self._executor, self._execute_batch, jobs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting requests
+                for _, future in members:
+                    if not future.done():
+                        future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                if not future.done():
-                    future.set_result(result)
+                for (_, future), result in zip(members, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
             finally:
-                self.running = None
+                self.batch = ()
+
+    async def _gather_partners(self, members: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        """Waiting jobs with the head's batch key join `members`, up to batch_max; the head waits for
+        more at most `batch_wait` seconds (a lone request is delayed by that much at worst)."""
+        head = members[0][0]
+        if self.batch_max <= 1 or head.batch_key is None or head.run_batch is None:
+            return
+        deadline = time.monotonic() + self.batch_wait
+        while True:
+            self._wakeup.clear()  # before looking: a job submitted after the look wakes the wait below
+            for entry in [e for e in self._waiting if e[0].batch_key == head.batch_key]:
+                if len(members) >= self.batch_max:
+                    break
+                self._waiting.remove(entry)
+                members.append(entry)
+            self.batch = tuple(job for job, _ in members)
+            left = deadline - time.monotonic()
+            if len(members) >= self.batch_max or left <= 0 or head.interrupt.is_set():
+                return
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before 3.11
+                await asyncio.wait_for(self._wakeup.wait(), left)
+
+    def _execute_batch(self, jobs: list[Job]) -> list[Any]:
+        """The GPU thread's work for one dequeued job or batch: one result (or exception) per job."""
+        head = jobs[0]
+        if len(jobs) == 1 or head.run_batch is None:
+            return [self._execute(head)]
+        now = time.monotonic()
+        for job in jobs:
+            job.started_at, job.sharing = now, len(jobs)
+        try:
+            results = head.run_batch(jobs)
+        except Exception:  # one member's problem must not cost the others their images: each alone
+            log.exception("a batch of %d jobs failed; running them one by one", len(jobs))
+            return [self._execute_alone(job) for job in jobs]
+        samples = [s for job in jobs if not job.interrupt.is_set() and (s := job.measured_step_seconds())]
+        self._measured(sum(samples) / len(samples) if samples else None)
+        return results
+
+    def _execute_alone(self, job: Job) -> Any:
+        job.reset_progress()
+        try:
+            return self._execute(job)
+        except Exception as exc:  # noqa: BLE001 - handed to this job's request alone
+            return exc
 
     def _execute(self, job: Job) -> Any:
         job.started_at = time.monotonic()
         result = job.run(job)
-        sample = None if job.interrupt.is_set() else job.measured_step_seconds()
+        self._measured(None if job.interrupt.is_set() else job.measured_step_seconds())
+        return result
+
+    def _measured(self, sample: float | None) -> None:
         if sample is not None and sample > 0:
             self.step_seconds = sample if self.step_seconds <= 0 else (
                 _EMA_WEIGHT * sample + (1 - _EMA_WEIGHT) * self.step_seconds
             )
-        return result

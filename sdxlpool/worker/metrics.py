@@ -23,6 +23,7 @@ disable_created_metrics()  # *_created series double the scrape for nothing the 
 # requests_total{outcome}: every request ends in exactly one of these.
 OUTCOMES = ("success", "interrupted", "invalid", "rejected", "error", "cancelled")
 _INFERENCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
 
 
 class WorkerMetrics:
@@ -54,6 +55,10 @@ class WorkerMetrics:
             self.requests.labels(outcome)  # export zeros, so rate() works from the first request
         self.inference_seconds = Histogram(m.WORKER_INFERENCE_SECONDS, "Wall seconds of a job on the GPU",
                                            buckets=_INFERENCE_BUCKETS, registry=r)
+        self.batch_images = Histogram(m.WORKER_BATCH_IMAGES,
+                                      "Per request: images in the model batch its images ran in "
+                                      "(its batch_size x the requests batched with it)",
+                                      buckets=_BATCH_BUCKETS, registry=r)
         r.register(_LoadedLoras(loaded_loras))
 
     def set_info(self, labels: dict[str, str]) -> None:

@@ -47,7 +47,7 @@ from sdxlpool.worker.extras import (
     postprocess_text,
     run_extras,
 )
-from sdxlpool.worker.generate import GenerationResult, RuntimeOptions, denoising_steps
+from sdxlpool.worker.generate import BatchMember, GenerationResult, RuntimeOptions, batch_key, denoising_steps
 from sdxlpool.worker.jobs import Job, JobQueue
 from sdxlpool.worker.loras import LoraLibrary, LoraUse, resolve_loras
 from sdxlpool.worker.metrics import WorkerMetrics
@@ -105,7 +105,8 @@ class WorkerService:
         self.engine: Engine = engine if engine is not None else DiffusersEngine(settings)
         self.checkpoints = checkpoints
         self.placement = placement
-        self.queue = JobQueue(max_queued=settings.max_queue)
+        self.queue = JobQueue(max_queued=settings.max_queue, batch_max=settings.batch_max,
+                              batch_wait=settings.batch_wait_ms / 1000)
         # PNG encoding runs here, not on the job thread: the next job starts while it runs.
         self.encoder = ImageEncoder(self.engine.encode_png)
         self.loras = LoraLibrary(settings.lora_dir)  # the files; what is loaded is the engine's (checkpoint.loras)
@@ -264,6 +265,7 @@ class WorkerService:
             log.exception("generation failed")
             raise
         self.metrics.inference_seconds.observe(result.seconds)
+        self.metrics.batch_images.observe(job.sharing * params.batch_size)
         # The job thread has moved on to the next job; this request waits for its own images only.
         shown = (result.images, result.infotexts) if params.send_images else ([], [])
         encoded = self.encoder.submit(*shown)
@@ -362,8 +364,15 @@ class WorkerService:
         iterations = per_batch * params.n_iter
         # Normalised cost counts denoising iterations (second-order samplers run two per step).
         cost = params.normalised_steps * per_batch / steps if steps else 0.0
-        return Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
-                   cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
+        job = Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
+                  cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
+        batched = getattr(self.engine, "generate_batch", None)  # an engine without it never batches
+        key = batch_key(params, sampler, options, base, refiner) if self.settings.batch_max > 1 and batched else None
+        if batched is not None and key is not None:
+            job.batch_key, job.batch_input = key, (params, options)
+            job.run_batch = lambda jobs: batched(base, refiner, sampler,
+                                                 [BatchMember(j.batch_input[0], j.batch_input[1], j) for j in jobs])
+        return job
 
     def _base_for(self, overrides: dict[str, Any]) -> Checkpoint:
         name = overrides.get("sd_model_checkpoint")
@@ -459,6 +468,7 @@ class WorkerService:
                 "queue_seconds": round(queue_seconds, 4),
                 "steps_done": result.steps_done,
                 **({"path": result.extra["path"]} if "path" in result.extra else {}),  # compiled or eager
+                "batch_images": job.sharing * params.batch_size,  # images in the model batch it ran in
                 "ignored": ignored,
             },
         }
@@ -563,8 +573,11 @@ class WorkerService:
         return {**self.placement, "model": self.checkpoints.current.title}
 
     # -- progress and interrupt -----------------------------------------------------------------------
-    async def progress(self, *, skip_current_image: bool) -> ProgressResponse:
+    async def progress(self, *, skip_current_image: bool, task_id: str | None = None) -> ProgressResponse:
+        """The running job's progress; `task_id`: that running job's (a batch runs several), when running."""
         job = self.queue.running
+        if task_id is not None:
+            job = next((j for j in self.queue.batch if j.label == task_id), job)
         waiting = self.queue.snapshot().queue_depth
         if job is None or job.started_at is None:
             return ProgressResponse(progress=0.0, eta_relative=0.0, state=ProgressState(job_count=waiting),

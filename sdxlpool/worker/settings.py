@@ -47,6 +47,11 @@ class WorkerSettings(GenerationSettings):
     worker_name: str = ""  # empty: host:port
 
     max_queue: int = Field(16, ge=0, description="requests that may wait behind the running one")
+    batch_max: int = Field(1, ge=1, le=64, description="queued txt2img requests of the same shape (size, steps, "
+                           "sampler, CFG, checkpoints, LoRAs, ...) run as one model batch of up to this many "
+                           "(1: off)")
+    batch_wait_ms: float = Field(0.0, ge=0, le=10_000, description="with --batch-max: how long the oldest request "
+                                 "may wait for partners when fewer are queued (0: batch only what is waiting)")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
     log_prompts: bool = Field(False, description="log each job's prompts at INFO (off: prompts are never logged)")

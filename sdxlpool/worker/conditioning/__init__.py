@@ -15,14 +15,21 @@ from typing import Any
 
 from sdxlpool.worker.conditioning.chunks import CHUNK_LENGTH, COMMA_BACKTRACK, Chunk, SpecialIds, build_chunks
 from sdxlpool.worker.conditioning.encode import Encoded, TextEncoder, apply_emphasis, encode_group
-from sdxlpool.worker.conditioning.schedule import StepConditioning, build_conditioning, entry_at
+from sdxlpool.worker.conditioning.schedule import (
+    BatchConditioning,
+    Conditioning,
+    StepConditioning,
+    build_conditioning,
+    chunks,
+    entry_at,
+)
 from sdxlpool.worker.conditioning.text import PromptText, prompt_text
 from sdxlpool.worker.conditioning.tokens import prompt_chunks, special_ids, tokenize_runs
 
 __all__ = [
     "CHUNK_LENGTH", "COMMA_BACKTRACK", "Chunk", "SpecialIds", "build_chunks",
     "Encoded", "TextEncoder", "apply_emphasis", "encode_group",
-    "StepConditioning", "build_conditioning", "entry_at",
+    "StepConditioning", "BatchConditioning", "Conditioning", "build_conditioning", "chunks", "entry_at",
     "PromptText", "prompt_text",
     "prompt_chunks", "special_ids", "tokenize_runs",
     "pipeline_encoders",

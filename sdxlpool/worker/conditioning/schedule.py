@@ -20,7 +20,7 @@ from typing import Any
 
 from sdxlpool.worker.conditioning.encode import Encoded, TextEncoder, encode_group
 
-__all__ = ["entry_at", "Side", "StepConditioning", "build_conditioning"]
+__all__ = ["entry_at", "Side", "StepConditioning", "BatchConditioning", "Conditioning", "build_conditioning"]
 
 
 def entry_at(ends: Sequence[int], step: int) -> int:
@@ -78,6 +78,44 @@ class StepConditioning:
             "prompt_embeds": layout(self.prompt.embeds[p], self.negative.embeds[n], like["prompt_embeds"]),
             "add_text_embeds": layout(self.prompt.pooled[p], self.negative.pooled[n], like["add_text_embeds"]),
         }
+
+
+class BatchConditioning:
+    """Several requests' conditioning side by side, one image each, for one batched pipeline call
+    (the worker's --batch-max): each row is its own prompt's, at its own schedule's step, so a row
+    gets exactly the tensors it would get alone. The embeddings must have the same chunk count
+    (`chunks`): padding one to match another would change its image."""
+
+    def __init__(self, members: Sequence[StepConditioning]) -> None:
+        self.members = tuple(members)
+
+    def key(self, step: int) -> tuple[tuple[int, int], ...]:
+        return tuple(member.key(step) for member in self.members)
+
+    def pipeline_kwargs(self, step: int) -> dict[str, Any]:
+        """As `StepConditioning.pipeline_kwargs`, one row per member (num_images_per_prompt = 1)."""
+        import torch
+
+        parts = [member.pipeline_kwargs(step) for member in self.members]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+    def step_tensors(self, step: int, images: int, guidance: bool, like: dict[str, Any]) -> dict[str, Any]:
+        """As `StepConditioning.step_tensors` for one image per member: with guidance the pipeline's
+        layout is every member's negative, then every member's positive."""
+        import torch
+
+        parts = [member.step_tensors(step, 1, guidance, like) for member in self.members]
+        halves = 2 if guidance else 1
+        return {name: torch.cat([part[name][h:h + 1] for h in range(halves) for part in parts])
+                for name in parts[0]}
+
+
+Conditioning = StepConditioning | BatchConditioning
+
+
+def chunks(conditioning: StepConditioning) -> tuple[int, ...]:
+    """The shape of the conditioning's embeddings: members of a batch must agree on it."""
+    return tuple(conditioning.prompt.embeds[0].shape)
 
 
 def build_conditioning(

@@ -9,6 +9,8 @@ from sdxlpool.worker.samplers import SamplerChoice
 
 
 class JobControl(Protocol):
+    sharing: int  # jobs in the model call this job's iterations run in (a batch's runner sets it)
+
     def on_batch(self, batch_no: int) -> bool:
         """Called before each batch; False: the job was interrupted, make no more batches."""
         ...

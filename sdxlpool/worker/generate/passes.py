@@ -9,7 +9,13 @@ from typing import Any
 from sdxlpool.api.generation import GenerationParams
 from sdxlpool.prompts.schedules import prompt_schedule
 from sdxlpool.worker.checkpoints import Checkpoint
-from sdxlpool.worker.conditioning import StepConditioning, build_conditioning, pipeline_encoders, prompt_text
+from sdxlpool.worker.conditioning import (
+    Conditioning,
+    StepConditioning,
+    build_conditioning,
+    pipeline_encoders,
+    prompt_text,
+)
 from sdxlpool.worker.generate.options import RuntimeOptions
 
 
@@ -36,7 +42,7 @@ def _txt2img_passes(params: GenerationParams, latents: Any, use_refiner: bool) -
 
 
 def _denoise(
-    base_pipe: Any, refiner_pipe: Any, base_cond: StepConditioning, refiner_cond: StepConditioning | None,
+    base_pipe: Any, refiner_pipe: Any, base_cond: Conditioning, refiner_cond: Conditioning | None,
     params: GenerationParams, options: RuntimeOptions, generators: list[Any], passes: _Passes,
     step_callback: Any, stopped: Any,
 ) -> Any:
@@ -126,7 +132,7 @@ class _StepSwitch:
 
     TENSORS = ["latents", "prompt_embeds", "add_text_embeds"]
 
-    def __init__(self, conditioning: StepConditioning, first_step: int, images: int, on_step: Any) -> None:
+    def __init__(self, conditioning: Conditioning, first_step: int, images: int, on_step: Any) -> None:
         self.conditioning = conditioning
         self.first_step = first_step
         self.images = images

@@ -2,7 +2,8 @@
 
 `?id_task=NAME` (not in A1111) makes interrupt and skip conditional: they act only when the
 running job is the one named NAME (its `force_task_id`), so the gateway stops a caller's own job
-and never the next one that started meanwhile.
+and never the next one that started meanwhile. On /progress it picks which running job to describe:
+with --batch-max several run at once, and without it /progress describes the batch's oldest.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ router = APIRouter(prefix="/sdapi/v1", tags=["progress"])
 
 
 @router.get("/progress", response_model=ProgressResponse)
-async def progress(worker: WorkerDep, skip_current_image: bool = False) -> ProgressResponse:
-    return await worker.progress(skip_current_image=skip_current_image)
+async def progress(worker: WorkerDep, skip_current_image: bool = False, id_task: str | None = None,
+                   ) -> ProgressResponse:
+    return await worker.progress(skip_current_image=skip_current_image, task_id=id_task)
 
 
 @router.post("/interrupt")
