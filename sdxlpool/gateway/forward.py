@@ -325,7 +325,8 @@ async def _watch_progress(transport: WorkerTransport, backend: BackendState, wat
     reported: tuple[int, int] | None = None
     while True:
         await asyncio.sleep(poll)
-        answer = await transport.read_progress(backend.backend, timeout=poll * 2)
+        # Our job by name: in a batch it runs beside others, and /progress alone shows the oldest.
+        answer = await transport.read_progress(backend.backend, timeout=poll * 2, task_id=watch.task_id)
         state = answer.get("state", {}) if answer is not None else None
         if answer is None or not isinstance(state, dict):
             # No answer is no progress: a frozen process or a host gone silent (no RST) is hung

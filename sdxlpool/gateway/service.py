@@ -312,7 +312,7 @@ class GatewayService:
         if task.state is None:
             return None
         return await self.transport.read_progress(task.state.backend, timeout=_PROGRESS_TIMEOUT,
-                                                  current_image=current_image)
+                                                  current_image=current_image, task_id=task.attempt_id)
 
     async def caller_options_view(self, identity: str) -> dict[str, Any]:
         """GET /sdapi/v1/options: the pool's options (a worker's) under the caller's own values."""

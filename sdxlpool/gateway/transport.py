@@ -58,10 +58,11 @@ class WorkerTransport(Protocol):
         """POST `body` (with `headers`, when given) to the worker's `path`; its status and body bytes."""
         ...
 
-    async def read_progress(self, backend: Backend, *, timeout: float,
-                            current_image: bool = False) -> dict[str, Any] | None:
+    async def read_progress(self, backend: Backend, *, timeout: float, current_image: bool = False,
+                            task_id: str | None = None) -> dict[str, Any] | None:
         """The worker's /progress JSON object (without the live preview unless `current_image`);
-        None: no answer."""
+        None: no answer. `task_id`: an sdxlpool worker describes that running job, which may be
+        one member of a batch (`?id_task=`), instead of the oldest running one."""
         ...
 
     async def interrupt(self, backend: Backend, *, task_id: str | None = None) -> None:
@@ -91,10 +92,12 @@ class HttpWorkerTransport:
         except BulkTransportError as exc:
             raise TransportFailure(str(exc)) from exc
 
-    async def read_progress(self, backend: Backend, *, timeout: float,
-                            current_image: bool = False) -> dict[str, Any] | None:
+    async def read_progress(self, backend: Backend, *, timeout: float, current_image: bool = False,
+                            task_id: str | None = None) -> dict[str, Any] | None:
         try:
             params = {"skip_current_image": "false" if current_image else "true"}
+            if task_id is not None and backend.kind == "sdxlpool":  # A1111 knows no id_task here
+                params["id_task"] = task_id
             response = await self._client.get(backend.url + PROGRESS_PATH, params=params, timeout=timeout)
             answer = response.json()
         except (httpx.HTTPError, ValueError):

@@ -106,7 +106,7 @@ class FakeTransport:
                 raise
         return ANSWERS[behaviour]
 
-    async def read_progress(self, backend: Backend, *, timeout: float) -> dict[str, Any] | None:
+    async def read_progress(self, backend: Backend, *, timeout: float, task_id: str | None = None) -> dict[str, Any] | None:
         self.polls[backend.name] += 1
         job = next((body.get("force_task_id") for name, body in reversed(self.sent) if name == backend.name), None)
         step = 0 if self.behaviours[backend.name] in ("hang", "late") else self.polls[backend.name]

@@ -183,3 +183,32 @@ def test_websocket_reports_no_backend_and_the_socket_survives_a_closed_worker(si
             assert ws.until_final()[-1]["status"] == 503
         except ConnectionClosed:
             pytest.fail("the gateway closed the socket after an error")
+
+
+@pytest.mark.parametrize("sims", [[("batched", 0.1, "--batch-max", "2", "--batch-wait-ms", "1000")]], indirect=True)
+def test_both_members_of_a_batch_stream_their_progress(sims, tmp_path) -> None:
+    """Two requests the worker runs as one batch: each stream shows its own job's steps (the gateway
+    asks /progress for its job by name; without it, only the batch's oldest member is described)."""
+    import threading
+
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        streams: dict[int, list[dict]] = {}
+
+        def stream(seed: int) -> None:
+            with httpx.stream("POST", gateway.url + "/v1/generate", json=body(seed=seed, steps=20), timeout=60,
+                              headers={"Accept": "application/x-ndjson"}) as response:
+                streams[seed] = [json.loads(line) for line in response.iter_lines() if line]
+
+        threads = [threading.Thread(target=stream, args=(seed,)) for seed in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for seed, events in streams.items():
+            assert events[-1]["event"] == "done", events
+            assert events[-1]["info"]["sdxlpool"]["batch_images"] == 2, (seed, events[-1]["info"])
+            steps = [(e["step"], e["steps"]) for e in events if e["event"] == "progress"]
+            assert len(steps) >= 2 and {n for _, n in steps} == {20}, (seed, steps)
+        assert sorted(streams) == [1, 2]
