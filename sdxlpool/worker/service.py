@@ -141,12 +141,9 @@ class WorkerService:
         """A short job at `shape` (base, then the refiner when there is one; VAE decode) that compiles
         every module for it. The job runs on the job thread, like every generation."""
         refiner = self.checkpoints.refiners[0].title if self.checkpoints.refiners else None
-        request = Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=4, width=shape.width,
-                                 height=shape.height, batch_size=shape.batch, refiner_checkpoint=refiner,
-                                 refiner_switch_at=0.5)
-        params = resolve_request(request, self.settings.defaults, self.settings.limits)
-        sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
-        job = self._job(params, self.checkpoints.current, self._refiner_for(params), sampler, self._runtime({}))
+        job = self._start_up_job(Txt2ImgRequest(
+            prompt="warm-up", seed=0, subseed=0, steps=self._start_up_steps(4), width=shape.width, height=shape.height,
+            batch_size=shape.batch, refiner_checkpoint=refiner, refiner_switch_at=0.5), refined=True)
         fast = self.engine.fast  # type: ignore[attr-defined]
         run = job.run
 
@@ -195,15 +192,23 @@ class WorkerService:
         one late wake-up on a loaded machine is divided by the intervals between them; from a single
         interval it could make one of two equal workers look twice as slow and skew routing.
         """
-        steps = min(_WARM_UP_STEPS, self.settings.limits.max_steps)  # a pool may allow fewer
-        params = resolve_request(Txt2ImgRequest(prompt="warm-up", seed=0, subseed=0, steps=steps),
-                                 self.settings.defaults, self.settings.limits)
-        sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
-        job = self._job(params, self.checkpoints.current, None, sampler, self._runtime({}))
+        job = self._start_up_job(Txt2ImgRequest(
+            prompt="warm-up", seed=0, subseed=0, steps=self._start_up_steps(_WARM_UP_STEPS)), refined=False)
         started = time.perf_counter()
         await self.queue.run_now(job)  # its iterations give the first step_seconds
         log.info("warm-up done in %.2fs, %.4fs per normalised step", time.perf_counter() - started,
                  self.queue.step_seconds)
+
+    def _start_up_job(self, request: Txt2ImgRequest, *, refined: bool) -> Job:
+        """A job the worker runs for itself (warm-up, compiling a shape): Euler on the current base,
+        with the request's refiner when `refined`."""
+        params = resolve_request(request, self.settings.defaults, self.settings.limits)
+        sampler = resolve_sampler("Euler", schedules_of=self.engine.schedules)
+        refiner = self._refiner_for(params) if refined else None
+        return self._job(params, self.checkpoints.current, refiner, sampler, self._runtime({}))
+
+    def _start_up_steps(self, steps: int) -> int:
+        return min(steps, self.settings.limits.max_steps)  # a pool may allow fewer
 
     # -- txt2img and img2img ----------------------------------------------------------------------------
     async def txt2img(self, request: Txt2ImgRequest, *, strict: bool | None = None) -> Txt2ImgResponse:
@@ -367,8 +372,8 @@ class WorkerService:
         job = Job(run=lambda job: self.engine.generate(base, refiner, params, sampler, options, job),
                   cost=cost, iterations=iterations, batches=params.n_iter, steps=steps)
         batched = getattr(self.engine, "generate_batch", None)  # an engine without it never batches
-        key = batch_key(params, sampler, options, base, refiner) if self.settings.batch_max > 1 and batched else None
-        if batched is not None and key is not None:
+        if batched is not None and self.settings.batch_max > 1 and (
+                key := batch_key(params, sampler, options, base, refiner)) is not None:
             job.batch_key, job.batch_input = key, (params, options)
             job.run_batch = lambda jobs: batched(base, refiner, sampler,
                                                  [BatchMember(j.batch_input[0], j.batch_input[1], j) for j in jobs])
