@@ -38,7 +38,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,7 +232,7 @@ class FastPath:
         eager = getattr(module, method)  # the bound method; compiled and eager share the weights
         compiled = torch.compile(eager, mode=self.mode if self.backend == "inductor" else None,
                                  backend=self.backend, dynamic=False)
-        around = _fastest_attention if attention and self.device.startswith("cuda") else _nothing
+        around = _fastest_attention if attention and self.device.startswith("cuda") else nullcontext
         dispatch = ShapeDispatch(self, name, eager, compiled, around)
         setattr(module, method, dispatch)  # instance attribute: nn.Module.__call__ finds it
         self.dispatchers.append(dispatch)
@@ -336,8 +336,3 @@ def _fastest_attention() -> Iterator[None]:
              SDPBackend.MATH]
     with sdpa_kernel(order, set_priority=True):
         yield
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
