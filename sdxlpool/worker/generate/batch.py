@@ -132,6 +132,9 @@ def _run_group(
     frozen: dict[int, Any] = {}
     steps_done = [0] * len(group)
 
+    def all_stopped() -> bool:
+        return len(frozen) == len(group)
+
     def step_callback(pipe: Any, _step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         latents = tensors["latents"]
         for k, member in enumerate(group):
@@ -140,12 +143,9 @@ def _run_group(
             steps_done[k] += 1
             if not member.control.on_step(latents[k:k + 1]):
                 frozen[k] = latents[k:k + 1].clone()  # its image is decoded from here, as alone
-        if len(frozen) == len(group):
+        if all_stopped():
             pipe._interrupt = True  # nobody wants more: diffusers skips the remaining steps
         return tensors
-
-    def all_stopped() -> bool:
-        return len(frozen) == len(group)
 
     passes = _txt2img_passes(params, torch.cat(noise), refiner is not None)
     out = _denoise(base_pipe, refiner_pipe, base_cond, refiner_cond, params, group[0].options, generators,
@@ -163,12 +163,11 @@ def _result(
     params, options = member.params, member.options
     shown = params if options.infotext_prompt is None else replace(params, prompt=options.infotext_prompt)
     extra = _generation_params(params, None)
-    infotexts = [image_infotext(shown, sampler, base, refiner, image_seeds(params.seed, 1)[0],
-                                image_seeds(params.subseed, 1)[0], 0,
+    seeds, subseeds = image_seeds(params.seed, 1), image_seeds(params.subseed, 1)
+    infotexts = [image_infotext(shown, sampler, base, refiner, seeds[0], subseeds[0], 0,
                                 vae_name=options.vae_name, vae_hash=options.vae_hash,
                                 lora_hashes=infotext_hashes(options.loras) if options.loras else None,
                                 hires_sampler=None, extra=extra) for _ in images]
-    seeds, subseeds = image_seeds(params.seed, 1), image_seeds(params.subseed, 1)
     return GenerationResult(images=images, seeds=seeds, subseeds=subseeds, infotexts=infotexts,
                             interrupted=interrupted, seconds=time.perf_counter() - started, steps_done=steps_done,
                             extra={"generation_params": extra} if extra else {})
