@@ -9,12 +9,16 @@ capacity). Per cell: p50/p95/p99 latency, throughput, lost requests, 429s, and t
                                  [--policies ours,round_robin,first_free,least_inflight] [--steps 20]
     python benchmarks/routing.py --smoke --out FILE   # CI: every step at tiny sizes, in seconds
     python benchmarks/routing.py --batch-max 4 [--batch-alpha 0.5]  # batching workers (below)
+    python benchmarks/routing.py --gateways 2   # 2 gateway replicas, the client alternating between them
 
 `--smoke` (tests/benchmarks/test_smoke.py) runs 3 workers (one per speed), 2 policies at one load,
 12 requests of 2 steps: it proves the script runs; its figures mean nothing.
 
 Policies (all with the default filters gpu_allowed, not_tried, available, freshness):
-  ours            completion_time 1.0 + preference 0.1, picker best (the gateway's default profile)
+  ours            completion_time 1.0 (waitWeight 5) + preference 0.1, picker best (the gateway's
+                  default profile)
+  soonest         completion_time 1.0 (waitWeight 1: the soonest expected completion, the default
+                  profile before issue 19) + preference 0.1
   round_robin     picker round_robin (nginx/HAProxy round-robin)
   first_free      picker first_free (first idle worker by name, else a random one)
   least_inflight  scorer least_inflight, picker best (least-connections)
@@ -65,6 +69,7 @@ import psutil
 import yaml
 
 from sdxlpool.api import metric_names as mn
+from sdxlpool.gateway.routing import DEFAULT_WAIT_WEIGHT
 from sdxlpool.testing.pool import write_report
 from sdxlpool.testing.ports import free_port as _free_port
 from sdxlpool.testing.processes import spawn as _spawn
@@ -77,8 +82,10 @@ from sdxlpool.testing.stats import poisson_arrivals
 RESULTS = Path(__file__).resolve().parent / "results"
 FILTERS = ["gpu_allowed", "not_tried", "available", {"type": "freshness", "staleAfter": 2.0}]
 PROFILES: dict[str, dict[str, Any]] = {
-    "ours": {"filters": FILTERS, "scorers": [{"type": "completion_time", "weight": 1.0},
+    "ours": {"filters": FILTERS, "scorers": [{"type": "completion_time", "weight": 1.0, "waitWeight": DEFAULT_WAIT_WEIGHT},
                                              {"type": "preference", "weight": 0.1}], "picker": "best"},
+    "soonest": {"filters": FILTERS, "scorers": [{"type": "completion_time", "weight": 1.0, "waitWeight": 1.0},
+                                                {"type": "preference", "weight": 0.1}], "picker": "best"},
     "round_robin": {"filters": FILTERS, "scorers": [], "picker": "round_robin"},
     "first_free": {"filters": FILTERS, "scorers": [], "picker": "first_free"},
     "least_inflight": {"filters": FILTERS, "scorers": [{"type": "least_inflight", "weight": 1.0}], "picker": "best"},
@@ -114,6 +121,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the arrival schedules")
     parser.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/routing-DATE.json)")
     parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: tiny sizes, seconds")
+    parser.add_argument("--gateways", type=int, default=1,
+                        help="gateway replicas per cell; the client alternates between them (default 1)")
     parser.add_argument("--batch-max", type=int, default=1, help="sim-workers batch up to N requests (default 1: off)")
     parser.add_argument("--batch-alpha", type=float, default=0.5,
                         help="with --batch-max: a batch of n takes 1 + A x (n - 1) times one request (default 0.5)")
@@ -126,6 +135,8 @@ def main() -> int:
     unknown = [p for p in policies if p not in PROFILES]
     if unknown or not policies or not loads or min(loads) <= 0 or args.requests < 2 or args.steps < 2:
         parser.error(f"bad --policies/--loads/--requests/--steps (unknown policies: {unknown})")
+    if args.gateways < 1:
+        parser.error("--gateways must be 1 or more")
     if args.batch_max < 1 or not 0 <= args.batch_alpha <= 1:
         parser.error("--batch-max must be 1 or more, --batch-alpha between 0 and 1")
     batching = args.batch_max > 1
@@ -170,20 +181,20 @@ def main() -> int:
             for policy in policies:
                 profile = workdir / f"{policy}.yaml"
                 profile.write_text(yaml.safe_dump({"routing": PROFILES[policy]}))
-                port = _free_port()
-                gateway = _spawn([sys.executable, "-m", "sdxlpool", "gateway", "--backends", str(backends),
-                                  "--routing", str(profile), "--port", str(port)], workdir / f"gateway-{policy}.log")
-                children.append(gateway)
+                gateways = _start_gateways(args.gateways, backends, profile, workdir / f"gateway-{policy}")
+                children.extend(gateways.values())
                 try:
-                    url = f"http://127.0.0.1:{port}"
-                    wait_ready(url, gateway, timeout=60)
-                    _wait_scraped(url, len(workers))
-                    cell = asyncio.run(_run_cell(url, arrivals, args, [gateway] + [w.process for w in workers]))
+                    for url, gateway in gateways.items():
+                        wait_ready(url, gateway, timeout=60)
+                        _wait_scraped(url, len(workers))
+                    cell = asyncio.run(_run_cell(list(gateways), arrivals, args,
+                                                 list(gateways.values()), [w.process for w in workers]))
                 finally:
-                    _stop(gateway)
-                    children.remove(gateway)
+                    for gateway in gateways.values():
+                        _stop(gateway)
+                        children.remove(gateway)
                 _wait_drained(workers, args.drain_seconds)
-                cell.update(policy=policy, load=load, offered_rate=round(rate, 3),
+                cell.update(policy=policy, gateways=args.gateways, load=load, offered_rate=round(rate, 3),
                             ideal_throughput=round(min(rate, capacity), 3),
                             ideal_latency=round(min(service.values()), 3))
                 cells.append(cell)
@@ -197,6 +208,7 @@ def main() -> int:
                  for w in workers},
         "steps": args.steps, "size": SIZE, "capacity_rps": round(capacity, 4),
         "requests_per_cell": args.requests, "max_seconds": args.max_seconds, "seed": args.seed,
+        "gateways": args.gateways,
         "profiles": {p: PROFILES[p] for p in policies},
         "wall_seconds": round(time.monotonic() - started, 1),
         "cells": cells,
@@ -217,6 +229,17 @@ def main() -> int:
 
 
 # -- processes --------------------------------------------------------------------------------------
+
+def _start_gateways(count: int, backends: Path, profile: Path, log_prefix: Path) -> dict[str, subprocess.Popen]:
+    """`count` gateway replicas over the same backends file and profile: {url: process}."""
+    gateways: dict[str, subprocess.Popen] = {}
+    for replica in range(count):
+        port = _free_port()
+        gateways[f"http://127.0.0.1:{port}"] = _spawn(
+            [sys.executable, "-m", "sdxlpool", "gateway", "--backends", str(backends), "--routing", str(profile),
+             "--port", str(port)], Path(f"{log_prefix}-{replica + 1}.log"))
+    return gateways
+
 
 def _wait_drained(workers: list[Worker], timeout: float) -> None:
     """Until every worker reports 0 pending steps (queues empty between cells)."""
@@ -247,10 +270,11 @@ def _body(steps: int, seed: int) -> dict[str, Any]:
             "seed": seed}
 
 
-async def _run_cell(url: str, arrivals: list[float], args: argparse.Namespace,
-                    processes: list[subprocess.Popen]) -> dict[str, Any]:
-    watched = {"gateway": [psutil.Process(processes[0].pid)],
-               "workers": [psutil.Process(p.pid) for p in processes[1:]], "client": [psutil.Process()]}
+async def _run_cell(urls: list[str], arrivals: list[float], args: argparse.Namespace,
+                    gateways: list[subprocess.Popen], workers: list[subprocess.Popen]) -> dict[str, Any]:
+    """One cell: request i goes to gateway i mod len(urls) (a client alternating between replicas)."""
+    watched = {"gateway": [psutil.Process(p.pid) for p in gateways],
+               "workers": [psutil.Process(p.pid) for p in workers], "client": [psutil.Process()]}
     cpu_before = {k: _cpu(v) for k, v in watched.items()}
     psutil.cpu_percent()  # starts the machine-wide measurement
     outcomes: list[tuple[str, float, float, str]] = []  # (status, sent at, answered at, worker)
@@ -261,7 +285,7 @@ async def _run_cell(url: str, arrivals: list[float], args: argparse.Namespace,
         async def one(i: int) -> None:
             sent = time.monotonic()
             try:
-                response = await client.post(url + "/sdapi/v1/txt2img", json=_body(args.steps, i))
+                response = await client.post(urls[i % len(urls)] + "/sdapi/v1/txt2img", json=_body(args.steps, i))
                 status = str(response.status_code)
                 worker = response.headers.get("X-SDXL-Worker", "")
             except httpx.HTTPError as exc:

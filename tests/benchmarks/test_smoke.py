@@ -38,6 +38,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
                     "policies", "summary", "goal", "ours_target_sweep"),
     "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
     "image_encoding": ("size", "repeats", "kinds", "goal"),
+    "routing_model": ("simulation", "mixes", "steps", "sizes", "requests_per_seed", "seeds", "loads", "replicas",
+                      "policies", "scrape_period_seconds", "wall_seconds", "cells", "summary"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -123,7 +125,21 @@ def _image_encoding(report: dict[str, Any]) -> None:
 
 
 # What a script's smoke results must say beyond its fields (its own claims).
-CHECKS = {"autoscaling": _autoscaling, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
+def _routing_model(report: dict[str, Any]) -> None:
+    """Nothing lost; the clairvoyant policy believes the truth; each ratio is against the right peer."""
+    cells = report["cells"]
+    assert {c["policy"] for c in cells} == set(report["policies"]) and all(c["lost"] == 0 for c in cells)
+    for cell in cells:
+        if cell["policy"].startswith("clairvoyant"):
+            assert cell["belief"]["eta_bias_seconds"] == 0 and cell["belief"]["eta_abs_error_seconds"] == 0, cell
+            assert cell["replicas"] == 1
+        if cell["policy"] == "least_inflight":
+            assert cell["over_least_inflight"] == {"p50": 1.0, "p95": 1.0}
+        if cell["policy"] == "clairvoyant":
+            assert cell["over_clairvoyant"] == {"p50": 1.0, "p95": 1.0}
+
+
+CHECKS = {"autoscaling": _autoscaling, "routing_model": _routing_model, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
           "image_encoding": _image_encoding,
           "lora_switch": _lora_switch}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone

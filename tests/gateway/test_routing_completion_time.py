@@ -1,4 +1,5 @@
-"""Scorer `completion_time`: min eta / eta, eta = (pending + unseen + cost) x step_seconds."""
+"""Scorer `completion_time`: min c / c, c = eta + (wait_weight - 1) x the wait beyond one short job,
+eta = (pending + unseen + cost) x step_seconds."""
 
 from __future__ import annotations
 
@@ -84,6 +85,55 @@ def test_a_burst_between_two_scrapes_spreads_out(speeds: dict[str, float], burst
         decision.state.dispatch(COST, now)
         served[decision.state.name] += 1
     assert served == expected
+
+
+# Two workers, 25-step request: fast 0.05 s/step (1.25 s of service), slow 0.15 s/step (3.75 s).
+@pytest.mark.parametrize(
+    ("fast_pending", "wait_weight", "wait_slack", "scores"),
+    [
+        pytest.param(50, 1.0, 1.0, {"fast": 1.0, "slow": 3.75 / 3.75}, id="weight-1-is-the-plain-eta"),
+        pytest.param(25, 5.0, 1.0, {"fast": 1.0, "slow": 2.5 / 3.75}, id="a-wait-within-the-slack-costs-its-length"),
+        # fast: eta 2.5 + 1.25 = 3.75, 1.25 s of it beyond the slack counts 4 more times: 8.75
+        pytest.param(50, 5.0, 1.0, {"fast": 3.75 / 8.75, "slow": 1.0}, id="a-longer-wait-counts-five-times"),
+        pytest.param(50, 5.0, 0.0, {"fast": 3.75 / 13.75, "slow": 1.0}, id="no-slack-every-second-of-wait-counts"),
+        pytest.param(0, 5.0, 1.0, {"fast": 1.0, "slow": 1.25 / 3.75}, id="idle-workers-plain-speed"),
+    ],
+)
+def test_wait_weight_makes_a_long_queue_cost_more(fast_pending: float, wait_weight: float, wait_slack: float,
+                                                  scores: dict[str, float]) -> None:
+    states = [fake_state("fast", step_seconds=0.05, pending_steps=fast_pending), fake_state("slow", step_seconds=0.15)]
+    scorer = CompletionTime(wait_weight=wait_weight, wait_slack=wait_slack)
+    candidates = [Candidate.of(s, NOW) for s in states]
+    assert scorer.score(RouteRequest(cost=COST, now=NOW), candidates) == pytest.approx(scores)
+
+
+def test_the_decision_reports_the_plain_eta_whatever_the_weight() -> None:
+    busy = fake_state("busy", step_seconds=0.05, pending_steps=50)
+    decision = default_scheduler(rng=random.Random(1)).schedule(RouteRequest(cost=COST, now=NOW), [busy])
+    assert decision.state is busy and decision.expected_seconds == pytest.approx((50 + COST) * 0.05)
+
+
+@pytest.mark.parametrize(("field", "bad"), [("wait_weight", 0.5), ("wait_weight", float("inf")),
+                                            ("wait_weight", True), ("wait_slack", -1.0), ("wait_slack", float("nan"))])
+def test_wait_parameters_are_checked(field: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        CompletionTime(**{field: bad})
+
+
+def test_the_default_profile_sends_a_burst_to_idle_slower_workers_before_queueing_deep() -> None:
+    """Between two scrapes, 6 requests: the fast worker takes one job and one queued behind it (within
+    the slack), then the idle slow workers take one each rather than a third in the fast queue."""
+    states = [fake_state("fast", step_seconds=0.05, scraped_at=0.0)] + [
+        fake_state(f"slow{i}", step_seconds=0.15, scraped_at=0.0) for i in range(4)]
+    scheduler = default_scheduler(rng=random.Random(7))
+    served: Counter[str] = Counter()
+    for i in range(6):
+        now = 0.01 + i * 0.001
+        decision = scheduler.schedule(RouteRequest(cost=COST, now=now), states)
+        assert decision.state is not None
+        decision.state.dispatch(COST, now)
+        served[decision.state.name] += 1
+    assert served["fast"] == 2 and sorted(served[f"slow{i}"] for i in range(4)) == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])

@@ -11,6 +11,7 @@ import pytest
 
 from sdxlpool.gateway.backends import Circuit
 from sdxlpool.gateway.routing import (
+    DEFAULT_WAIT_WEIGHT,
     Best,
     Candidate,
     CompletionTime,
@@ -207,10 +208,12 @@ def test_decision_carries_the_eta_and_every_score() -> None:
         RouteRequest(cost=25, allowed_gpus=("a100", "rtx-3090"), now=NOW), states)
     assert isinstance(decision, Decision) and decision.state is states[1]
     assert decision.expected_seconds == pytest.approx(2.5)
-    assert decision.scores["completion_time"] == pytest.approx({"busy": 1 / 3, "idle": 1.0, "slow": 1 / 3})
+    # busy: eta 5 + 2.5 s, and its 5 s of waiting beyond one 2.5 s job count 5 times: 7.5 + 4 x 2.5
+    busy = 2.5 / (7.5 + (DEFAULT_WAIT_WEIGHT - 1) * 2.5)
+    assert decision.scores["completion_time"] == pytest.approx({"busy": busy, "idle": 1.0, "slow": 1 / 3})
     assert decision.scores["preference"] == {"busy": 1.0, "idle": 1.0, "slow": 0.5}
     assert decision.scores["lora_affinity"] == {"busy": 1.0, "idle": 1.0, "slow": 1.0}  # no LoRA: neutral
-    assert decision.totals == pytest.approx({"busy": 1 / 3 + 0.3, "idle": 1.3, "slow": 1 / 3 + 0.25})
+    assert decision.totals == pytest.approx({"busy": busy + 0.3, "idle": 1.3, "slow": 1 / 3 + 0.25})
     assert decision.gpu_models == ("A100", "RTX 3090") and decision.reason == ""
 
 

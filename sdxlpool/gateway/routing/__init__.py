@@ -22,12 +22,13 @@ from sdxlpool.gateway.routing.factory import scheduler_from_config
 from sdxlpool.gateway.routing.filters import Available, Freshness, GpuAllowed, NotTried, allowed_rank
 from sdxlpool.gateway.routing.pickers import Best, FirstFree, RoundRobin
 from sdxlpool.gateway.routing.plugins import Filter, Picker, Scorer
-from sdxlpool.gateway.routing.scheduler import Scheduler, default_scheduler
+from sdxlpool.gateway.routing.scheduler import DEFAULT_WAIT_WEIGHT, Scheduler, default_scheduler
 from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LeastInflight, LoraAffinity, Preference
 from sdxlpool.gateway.routing.types import Candidate, Decision, RouteRequest, Scored
 
 __all__ = [
     "DEFAULT_STEP_SECONDS",
+    "DEFAULT_WAIT_WEIGHT",
     "Available",
     "Best",
     "Candidate",

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_STEP_SECONDS",
     "fallback_step_seconds",
     "candidate_completion_seconds",
+    "candidate_wait_and_service_seconds",
     "expected_completion_seconds",
     "pool_drain_rate",
 ]
@@ -49,10 +50,17 @@ def fallback_step_seconds(gpu: str, candidates: Iterable[Candidate], default: fl
 def candidate_completion_seconds(candidate: Candidate, cost: float, peers: Sequence[Candidate],
                                  default_step_seconds: float = DEFAULT_STEP_SECONDS) -> float:
     """Expected completion of `cost` more steps on `candidate`; `peers` supply the fallback speed."""
+    wait, service = candidate_wait_and_service_seconds(candidate, cost, peers, default_step_seconds)
+    return wait + service
+
+
+def candidate_wait_and_service_seconds(candidate: Candidate, cost: float, peers: Sequence[Candidate],
+                                       default_step_seconds: float = DEFAULT_STEP_SECONDS) -> tuple[float, float]:
+    """The expected completion in its two parts: waiting for the work ahead, then `cost` steps of service."""
     seconds = candidate.step_seconds
     if seconds is None:
         seconds = fallback_step_seconds(candidate.backend.gpu, peers, default_step_seconds)
-    return (candidate.pending_steps + candidate.unseen_steps + cost) * seconds
+    return (candidate.pending_steps + candidate.unseen_steps) * seconds, cost * seconds
 
 
 def expected_completion_seconds(state: BackendState, cost: float, now: float, *,

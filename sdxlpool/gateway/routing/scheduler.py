@@ -37,7 +37,7 @@ from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LoraAffinity,
 from sdxlpool.gateway.routing.types import Candidate, Decision, Explanation, FilterStep, RouteRequest, Scored
 from sdxlpool.scaling.policy import WITHIN_SHARE
 
-__all__ = ["Scheduler", "default_scheduler", "TARGET_COST_WEIGHT", "TARGET_WITHIN_SHARE"]
+__all__ = ["Scheduler", "default_scheduler", "DEFAULT_WAIT_WEIGHT", "TARGET_COST_WEIGHT", "TARGET_WITHIN_SHARE"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # when it finishes a request within that budget.
 TARGET_WITHIN_SHARE = WITHIN_SHARE
 TARGET_COST_WEIGHT = 3.0
+
+# The default profile's completion_time counts a second of queueing beyond one short job this many
+# times a second of service (scorers/completion_time.py says why; docs/benchmarks.md "Routing in a
+# model" has the sweep).
+DEFAULT_WAIT_WEIGHT = 5.0
 
 
 class Scheduler:
@@ -143,6 +148,7 @@ def default_scheduler(
     *,
     stale_after: float = 2.0,
     completion_weight: float = 1.0,
+    wait_weight: float = DEFAULT_WAIT_WEIGHT,
     preference_weight: float = 0.1,
     cost_weight: float = 0.0,
     cost_max_slowdown: float = 1.5,
@@ -153,7 +159,8 @@ def default_scheduler(
     rng: random.Random | None = None,
     on_plugin_seconds: Callable[[str, float], None] | None = None,
 ) -> Scheduler:
-    """The standard profile: soonest completion first, GPU preference to settle near-ties, cost if enabled.
+    """The standard profile: soonest completion first (a second of queueing counting `wait_weight`
+    seconds), GPU preference to settle near-ties, cost if enabled.
 
     Filters run gpu_allowed -> not_tried -> available -> freshness, so a 503 tells "no such GPU
     model in the pool" apart from "all of them are down". The cost scorer is left out at weight 0.
@@ -178,7 +185,7 @@ def default_scheduler(
     3 clears both, and leaves speed to decide between models within ~15 % of each other's price.
     """
     scorers: list[tuple[Scorer, float]] = [
-        (CompletionTime(default_step_seconds=default_step_seconds), completion_weight),
+        (CompletionTime(wait_weight=wait_weight, default_step_seconds=default_step_seconds), completion_weight),
         (Preference(), preference_weight),
     ]
     if lora_weight > 0:

@@ -1,21 +1,38 @@
-"""Scorer `completion_time`: the backend that will finish this request soonest scores 1.0.
+"""Scorer `completion_time`: the backend that will finish this request soonest scores 1.0; a long queue
+costs more than its length.
 
 Inputs: the worker metrics `sdxl_worker_pending_steps` and `sdxl_worker_step_seconds`, the
 gateway's own not-yet-scraped dispatches, and the request's normalised steps::
 
-    eta(b)   = (pending_steps(b) + unseen_steps(b) + cost) x step_seconds(b)
-    score(b) = min over candidates of eta / eta(b)
+    wait(b)    = (pending_steps(b) + unseen_steps(b)) x step_seconds(b)   the work ahead of it
+    service(b) = cost x step_seconds(b)                                   the request itself
+    eta(b)     = wait(b) + service(b)                                     expected completion
+    slack      = wait_slack x min over candidates of service               one short job's worth
+    c(b)       = eta(b) + (wait_weight - 1) x max(0, wait(b) - slack)
+    score(b)   = min over candidates of c / c(b)
 
-Scores are proportional to speed of completion: a backend expected to take twice as long as the
-best scores 0.5. When every candidate ties (an idle, uniform pool) all score 1.0, so the scorer
-shifts nothing and the picker breaks the tie at random. Unknown `step_seconds` (0 before the
-worker's first job, or a plain A1111 server) falls back to the median measured step time of the
-candidates with the same GPU model, else of all candidates, else `default_step_seconds`
-(routing/estimates.py). Stale metrics are used as last seen: their pending work plus everything
-the gateway sent since that scrape (the `freshness` filter decides whether stale backends compete
-at all).
+With `wait_weight` 1 (the plugin's default) this is the soonest expected completion: a backend
+expected to take twice as long as the best scores 0.5. Greater than 1, a second of waiting beyond
+the slack counts `wait_weight` seconds, because a queue is shared: a request that joins a busy fast
+worker delays everyone who will join that queue after it, while one that starts at once on an
+idle slower worker delays nobody. Pure soonest completion fills the fast workers' queues until
+waiting there takes as long as the slowest idle worker would, so at 80 % load nearly every request
+waits about that long and the median is as bad as the tail (issue 19: `benchmarks/routing_model.py`
+measured p50 0.80 s against least-in-flight's 0.39 s, and 0.86 s with exact knowledge of every
+queue). The slack keeps a short queue (one job of this size on the fastest candidate) free: at low
+load a fast worker that is just finishing is still the better choice. The default profile uses
+wait_weight 5 and wait_slack 1 (`DEFAULT_WAIT_WEIGHT`; docs/benchmarks.md "Routing in a model" has
+the sweep).
 
-Config: `{type: completion_time, weight: 1.0, defaultStepSeconds: 0.1}`.
+When every candidate ties (an idle, uniform pool) all score 1.0, so the scorer shifts nothing and
+the picker breaks the tie at random. Unknown `step_seconds` (0 before the worker's first job, or a
+plain A1111 server) falls back to the median measured step time of the candidates with the same
+GPU model, else of all candidates, else `default_step_seconds` (routing/estimates.py). Stale
+metrics are used as last seen: their pending work plus everything the gateway sent since that
+scrape (the `freshness` filter decides whether stale backends compete at all). The decision's
+`expected_seconds` is the plain eta, whatever the weights.
+
+Config: `{type: completion_time, weight: 1.0, waitWeight: 1.0, waitSlack: 1.0, defaultStepSeconds: 0.1}`.
 """
 
 from __future__ import annotations
@@ -23,7 +40,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sdxlpool.gateway.routing.estimates import DEFAULT_STEP_SECONDS, candidate_completion_seconds
+from sdxlpool.gateway.routing.estimates import (
+    DEFAULT_STEP_SECONDS,
+    candidate_completion_seconds,
+    candidate_wait_and_service_seconds,
+)
 from sdxlpool.gateway.routing.types import Candidate, RouteRequest
 
 __all__ = ["CompletionTime", "completion_seconds"]
@@ -31,16 +52,28 @@ __all__ = ["CompletionTime", "completion_seconds"]
 
 @dataclass(frozen=True, kw_only=True)
 class CompletionTime:
+    wait_weight: float = 1.0
+    wait_slack: float = 1.0
     default_step_seconds: float = DEFAULT_STEP_SECONDS
     name: str = "completion_time"
 
     def __post_init__(self) -> None:
         _check_step_seconds(self.default_step_seconds)
+        if isinstance(self.wait_weight, bool) or not isinstance(self.wait_weight, int | float) \
+                or not math.isfinite(self.wait_weight) or self.wait_weight < 1:
+            raise ValueError(f"wait_weight: must be a number >= 1, got {self.wait_weight!r}")
+        if isinstance(self.wait_slack, bool) or not isinstance(self.wait_slack, int | float) \
+                or not math.isfinite(self.wait_slack) or self.wait_slack < 0:
+            raise ValueError(f"wait_slack: must be a number >= 0, got {self.wait_slack!r}")
 
     def score(self, request: RouteRequest, candidates: list[Candidate]) -> dict[str, float]:
-        etas = completion_seconds(request, candidates, self.default_step_seconds)
-        best = min(etas.values(), default=0.0)
-        return {name: 1.0 if eta <= best else best / eta for name, eta in etas.items()}
+        parts = {c.name: candidate_wait_and_service_seconds(c, request.cost, candidates, self.default_step_seconds)
+                 for c in candidates}
+        slack = self.wait_slack * min((service for _, service in parts.values()), default=0.0)
+        costs = {name: wait + service + (self.wait_weight - 1) * max(0.0, wait - slack)
+                 for name, (wait, service) in parts.items()}
+        best = min(costs.values(), default=0.0)
+        return {name: 1.0 if cost <= best else best / cost for name, cost in costs.items()}
 
 
 def completion_seconds(request: RouteRequest, candidates: list[Candidate],
