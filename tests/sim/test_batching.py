@@ -11,7 +11,9 @@ from tests.sim.conftest import Background, info_of, metrics, running_sim, wait_f
 
 STEP = 0.02  # seconds per normalised step, alone
 JOB = {"prompt": "x", "sampler_name": "Euler", "steps": 20, "width": 1024, "height": 1024}
-BLOCKER = {**JOB, "width": 512, "steps": 150, "force_task_id": "blocker"}
+# Holds the worker busy while the members queue behind it, then is interrupted: 12 s of work, so
+# even a heavily loaded machine queues four requests before it would end on its own.
+BLOCKER = {**JOB, "width": 2048, "height": 2048, "steps": 150, "force_task_id": "blocker"}
 
 
 def test_a_batch_of_four_takes_its_modelled_time_and_step_seconds_is_per_image() -> None:
