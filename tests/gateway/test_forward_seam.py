@@ -384,6 +384,18 @@ async def test_the_listener_hears_each_attempt_and_the_progress_of_its_own_job()
     assert [body["force_task_id"].rsplit("-", 1)[1] for _, body in transport.sent] == ["1", "2"]
 
 
+async def test_each_dispatch_is_reported_once_it_counts_against_its_worker() -> None:
+    """`on_dispatch` (the service announces dispatches to the other gateway replicas there) hears
+    every attempt, failed ones too, after the worker's own accounting counts it."""
+    transport = FakeTransport({"a": "refuse", "b": "ok"})
+    pool = pool_of([("a", "refuse"), ("b", "ok")])
+    heard: list[tuple[str, float, int]] = []
+    forwarded = await forward(transport, pool, on_dispatch=lambda state, cost: heard.append(
+        (state.name, cost, state.inflight)))
+    assert forwarded.state is not None and forwarded.state.name == "b"
+    assert heard == [("a", 10, 1), ("b", 10, 1)]
+
+
 def test_the_stream_adapter_makes_the_wire_events() -> None:
     state = fake_state("w", "A100")
     sent: list[dict[str, Any]] = []
