@@ -140,11 +140,13 @@ class GatewayService:
             self._tasks.append(asyncio.create_task(
                 watch_file(settings.api_keys_file, load_api_keys, self._use_keys, settings.reload_interval)))
         if settings.kubernetes:
-            from sdxlpool.gateway.discovery.kubernetes import watch_pods
+            from sdxlpool.gateway.discovery.kubernetes import PeerWatch, watch_pods
 
+            peers = None if self.peers is None else PeerWatch(
+                port=settings.peer_port or 0, own_ip=settings.pod_ip, apply=self.peers.set_discovered)
             self._tasks.append(asyncio.create_task(
                 watch_pods(settings.namespace or "", settings.pool or "", self.pool.update,
-                           kubeconfig=settings.kubeconfig)))
+                           kubeconfig=settings.kubeconfig, peers=peers)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
 
