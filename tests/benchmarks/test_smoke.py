@@ -38,6 +38,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
                     "policies", "summary", "goal", "ours_target_sweep"),
     "lora_switch": ("seconds", "cached_over_none_of_medians", "cold_over_none_of_medians", "cold_load_seconds_median"),
     "image_encoding": ("size", "repeats", "kinds", "goal"),
+    "peer_announce": ("count", "rounds", "datagram_bytes", "send", "receive"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
