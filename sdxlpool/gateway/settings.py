@@ -72,7 +72,7 @@ class GatewaySettings(GenerationSettings):
                                   "dispatches on (and announce this one's from); unset: no sharing")
     # NoDecode: `a:8081,b:8081` in the environment too, not only a JSON list.
     peers: Annotated[list[str], NoDecode] = Field(default_factory=list, description="the other gateway "
-                                                  "replicas' host:port, comma-separated")
+                                                  "replicas' host:port, comma-separated (or a JSON list)")
     pod_ip: str | None = Field(None, validation_alias=AliasChoices("SDXLPOOL_GATEWAY_POD_IP", "POD_IP"),
                                description="this pod's IP (the downward API's status.podIP): Kubernetes peer "
                                "discovery leaves this replica out")
