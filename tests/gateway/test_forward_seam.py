@@ -9,8 +9,10 @@ in test_gateway_sim.py, test_gateway_http.py and test_native_api.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -43,6 +45,7 @@ from sdxlpool.gateway.forward import (
 )
 from sdxlpool.gateway.forward import forward as forward_request
 from sdxlpool.gateway.kinds import EXTRA_SINGLE_IMAGE, TXT2IMG, RequestKind
+from sdxlpool.gateway.peers import PeerLink, decode_dispatch
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import default_scheduler
 from sdxlpool.gateway.routing.testing import fake_state
@@ -324,12 +327,13 @@ async def test_a_client_gone_mid_attempt_cancels_it(kind: BackendKind, interrupt
 
 
 @asynccontextmanager
-async def gateway_service(tmp_path: Path, workers: list[tuple[str, str]]) -> AsyncIterator[GatewayService]:
+async def gateway_service(tmp_path: Path, workers: list[tuple[str, str]], kind: BackendKind = "sdxlpool"
+                          ) -> AsyncIterator[GatewayService]:
     """The gateway's service over fake workers, not started (no file watching, no scrapes). Made in
     the test's own event loop."""
     service = GatewayService(GatewaySettings(backends_file=tmp_path / "unused.yaml", default_width=128,
                                              default_height=128, progress_deadline=DEADLINE))
-    pool_of(workers, pool=service.pool)
+    pool_of(workers, kind, pool=service.pool)
     service.transport = FakeTransport(dict(workers))
     try:
         yield service
@@ -357,6 +361,27 @@ async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> Non
                for metric in service.metrics.registry.collect() if metric.name == mn.GATEWAY_FAILOVERS
                for s in metric.samples if s.name.endswith("_total")}
     assert counted == {("a", "hung"): 1.0, ("b", "transport"): 1.0}
+
+
+@pytest.mark.parametrize(("kind", "announced"), [("sdxlpool", [("a", 10.0)]), ("a1111", [])])
+async def test_the_service_announces_its_dispatches_to_its_peers(tmp_path: Path, kind: BackendKind,
+                                                                 announced: list[tuple[str, float]]) -> None:
+    """Each dispatch goes to the other gateway replicas (peers.py), but not one to a plain A1111
+    server: it is never scraped, so its load is each replica's own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        async with gateway_service(tmp_path, [("a", "ok")], kind) as service:
+            service.peers = await PeerLink.open(service.pool, service.metrics.count_peer_messages, host="127.0.0.1",
+                                                port=0, peers=[peer.getsockname()])
+            await service.txt2img({"prompt": "x", "steps": 10, "width": 1024, "height": 1024}, gpu_header=None)
+        heard = []
+        with contextlib.suppress(BlockingIOError):  # loopback: a datagram sent is already there
+            while True:
+                message = decode_dispatch(peer.recv(2048))
+                assert message is not None
+                heard.append((message.backend, message.cost))
+    assert heard == announced
 
 
 async def test_no_backend_before_any_attempt() -> None:
