@@ -124,7 +124,8 @@ def parse_peer_address(text: str) -> PeerAddress:
         host = host[1:-1]
     elif ":" in host:
         host = ""  # a bare IPv6 address: its port would be ambiguous
-    if not sep or not host or any(c.isspace() for c in host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if (not sep or not host or any(c.isspace() for c in host) or not (port.isascii() and port.isdigit())
+            or not 1 <= int(port) <= 65535):
         raise ValueError(f"must be host:port with a port 1-65535 (IPv6: [addr]:port), got {text!r}")
     return host, int(port)
 
