@@ -15,7 +15,7 @@ PYTEST := $(PYTHON) -m pytest -p no:cacheprovider
 # Add a file here when it is fast (a few seconds at most) and needs no browser, cluster or chart tools.
 FAST_TESTS := tests/api tests/akash tests/client/test_progress_line.py \
 	$(filter-out tests/gateway/test_routing_profiles_http.py,$(wildcard tests/gateway/test_routing_*.py)) \
-	tests/gateway/test_backends.py tests/gateway/test_pool_summary.py \
+	tests/gateway/test_backends.py tests/gateway/test_peers.py tests/gateway/test_pool_summary.py \
 	tests/operator/test_desired_state.py tests/operator/test_drift_status.py tests/operator/test_crd.py \
 	tests/operator/test_policies.py tests/local/test_plan.py tests/test_reference_docs.py tests/test_version.py \
 	tests/test_install_script.py

@@ -95,13 +95,16 @@ def _with_header_deadline(timeout: float) -> type:
     return HeaderDeadline
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def check_port_free(host: str, port: int, *, udp: bool = False) -> None:
+    """`ConfigError` (one line) when `host`:`port` (TCP, or UDP) cannot be listened on."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as probe:
+        if not udp:  # a TCP port in TIME_WAIT is free to listen on; a UDP port has no such state
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise ConfigError(f"cannot listen on {host}:{port}{' (UDP)' if udp else ''}: {exc.strerror}") from None
 
 
 def serve(command: str, make_app: Callable[[OnFatal], Any], *, host: str, port: int,

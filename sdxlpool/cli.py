@@ -112,6 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="port (default 8080)")
     gateway.add_argument("--scrape-interval", type=float, metavar="S", help="seconds between metric scrapes (0.1)")
+    gateway.add_argument("--peer-port", type=int, metavar="PORT",
+                         help="share dispatches with the other gateway replicas: the UDP port to listen on "
+                              "(default: not shared)")
+    gateway.add_argument("--peers", metavar="HOST:PORT,...",
+                         help="the other gateway replicas' --peer-port addresses, comma-separated (with "
+                              "--kubernetes, the pool's other ready gateway pods are added)")
     gateway.add_argument("--max-attempts", type=int, metavar="N", help="workers tried per request (3)")
     gateway.add_argument("--progress-deadline", type=float, metavar="S",
                          help="a worker with no progress this long is hung: fail over (30)")
@@ -267,7 +273,7 @@ def _gateway(args: argparse.Namespace) -> int:
     from pydantic_settings import SettingsError
 
     from sdxlpool._memory import keep_large_buffers
-    from sdxlpool._serving import serve
+    from sdxlpool._serving import check_port_free, serve
     from sdxlpool._settings import settings_error
     from sdxlpool.gateway.api_keys import load_api_keys
     from sdxlpool.gateway.app import create_app
@@ -278,7 +284,8 @@ def _gateway(args: argparse.Namespace) -> int:
     given = {key: value for key, value in {
         "backends_file": args.backends, "kubernetes": args.kubernetes, "namespace": args.namespace,
         "pool": args.pool, "host": args.host, "port": args.port,
-        "scrape_interval": args.scrape_interval, "max_attempts": args.max_attempts,
+        "scrape_interval": args.scrape_interval, "peer_port": args.peer_port, "peers": args.peers,
+        "max_attempts": args.max_attempts,
         "progress_deadline": args.progress_deadline, "routing_file": args.routing, "cost_weight": args.cost_weight,
         "rate_limit_per_minute": args.rate_limit, "rate_limit_burst": args.rate_limit_burst,
         "api_keys_file": args.api_keys, "max_body_bytes": args.max_body_bytes, "cors_origins": args.cors_origins,
@@ -298,6 +305,8 @@ def _gateway(args: argparse.Namespace) -> int:
         load_routing_file(settings.routing_file)
     if settings.api_keys_file is not None:
         load_api_keys(settings.api_keys_file)
+    if settings.peer_port is not None:  # a busy one is a one-line error now, not a failed start-up
+        check_port_free(settings.host, settings.peer_port, udp=True)
     keep_large_buffers()  # every answer passed on is megabytes: keep them off fresh mmaps (_memory.py)
     return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port,
                  max_message_bytes=settings.max_body_bytes)

@@ -155,10 +155,18 @@ def test_bad_limits_without_model(env: dict[str, str], args: list[str]) -> None:
          ["default_width x default_height", "max_pixels 262144"]),
         (["--backends", "{dir}/b.yaml", "--default-refiner-switch-at", "2"], {"b.yaml": "backends: []"},
          ["--default-refiner-switch-at"]),
+        (["--backends", "{dir}/b.yaml", "--peer-port", "8081", "--peers", "10.0.0.7:8081,gateway-b"],
+         {"b.yaml": "backends: []"}, ["--peers", "host:port", "gateway-b"]),
+        (["--backends", "{dir}/b.yaml", "--peer-port", "8081", "--peers", "[::1]:99999"],
+         {"b.yaml": "backends: []"}, ["--peers", "[::1]:99999"]),
+        (["--backends", "{dir}/b.yaml", "--peers", "10.0.0.7:8081"], {"b.yaml": "backends: []"},
+         ["--peers", "--peer-port"]),
+        (["--backends", "{dir}/b.yaml", "--peer-port", "0"], {"b.yaml": "backends: []"}, ["--peer-port"]),
     ],
     ids=["no-discovery", "missing-backends", "bad-backend-url", "unknown-picker", "bad-scorer-parameter",
          "routing-and-cost-weight", "negative-cost-weight", "bad-api-key-entry", "negative-rate-limit",
-         "default-size-over-limit", "refiner-switch-over-1"],
+         "default-size-over-limit", "refiner-switch-over-1", "peer-without-port", "peer-port-out-of-range",
+         "peers-without-peer-port", "peer-port-0"],
 )
 def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[str], files: dict[str, str],
                                mentions: list[str]) -> None:
@@ -177,8 +185,10 @@ def test_gateway_bad_arguments(env: dict[str, str], tmp_path: Path, args: list[s
         ({"SDXLPOOL_OPERATOR_WORKERS": "many"}, ["operator"], ["$SDXLPOOL_OPERATOR_WORKERS"]),
         ({"SDXLPOOL_GATEWAY_DEFAULT_STEPS": "200"}, ["gateway", "--backends", "b.yaml"],
          ["default_steps 200", "max_steps 150"]),
+        ({"SDXLPOOL_GATEWAY_PEER_PORT": "8081", "SDXLPOOL_GATEWAY_PEERS": "10.0.0.7:8081,gateway-b"},
+         ["gateway", "--backends", "b.yaml"], ["host:port", "gateway-b"]),
     ],
-    ids=["log-level", "operator-resync", "operator-workers", "gateway-default-over-limit"],
+    ids=["log-level", "operator-resync", "operator-workers", "gateway-default-over-limit", "gateway-bad-peer"],
 )
 def test_bad_environment_variables(env: dict[str, str], tmp_path: Path, variables: dict[str, str],
                                    args: list[str], mentions: list[str]) -> None:
@@ -186,6 +196,16 @@ def test_bad_environment_variables(env: dict[str, str], tmp_path: Path, variable
     result = subprocess.run([str(SCRIPT), *args], env={**env, **variables}, capture_output=True, text=True,
                             timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert_user_error(result, *mentions)
+
+
+def test_gateway_busy_peer_port(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("backends: []")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = sdxlpool("gateway", "--backends", tmp_path / "b.yaml", "--port", free_port(), "--peer-port", port,
+                          env=env)
+    assert_user_error(result, f"127.0.0.1:{port} (UDP)")
 
 
 def test_text_file_named_safetensors(env: dict[str, str], tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "GATEWAY_LATENCY_TARGET_SECONDS",
     "GATEWAY_MODEL_READY_WORKERS",
     "GATEWAY_MODEL_SECONDS_PER_STEP",
+    "GATEWAY_PEER_MESSAGES",
     "GATEWAY_PLUGIN_SECONDS",
     "GATEWAY_QUEUE_DEPTH",
     "GATEWAY_REQUESTS",
@@ -95,6 +96,9 @@ GATEWAY_QUEUE_DEPTH = "sdxl_gateway_queue_depth"
 GATEWAY_INFLIGHT = "sdxl_gateway_inflight"
 GATEWAY_PLUGIN_SECONDS = "sdxl_gateway_plugin_seconds"
 GATEWAY_ASYNCIO_TASKS = "sdxl_gateway_asyncio_tasks"
+# Dispatch sharing between gateway replicas (sdxlpool.gateway.peers): counter, {direction: sent |
+# received, outcome: ok | error (sent) | ignored (received)}; one per datagram.
+GATEWAY_PEER_MESSAGES = "sdxl_gateway_peer_messages"
 # Demand, for the autoscaler and its dashboard (label `allowed`: the request's GPU models, sorted and
 # comma-joined, or "any"); cost per hour is price_per_hour x backend_up, summed.
 GATEWAY_DEMAND_REQUESTS = "sdxl_gateway_demand_requests"  # counter, {allowed}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "DEMAND_PATH",
+    "GATEWAY_PEER_PORT",
     "GATEWAY_PORT",
     "HEALTH_PATH",
     "LOCAL_WORKER_PORT",
@@ -22,6 +23,10 @@ WORKER_PORT = 7860
 
 GATEWAY_PORT = 8080
 """The gateway's HTTP port, in a pod and for ``sdxlpool gateway`` / ``sdxlpool up``."""
+
+GATEWAY_PEER_PORT = 8081
+"""UDP: a gateway pod's replicas tell each other their dispatches here (``--peer-port``,
+:mod:`sdxlpool.gateway.peers`)."""
 
 LOCAL_WORKER_PORT = 7861
 """``sdxlpool up``'s first worker port (the next ones follow), clear of a lone worker on 7860."""

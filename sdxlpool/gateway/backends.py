@@ -18,7 +18,9 @@ monotonic clock), so tests drive time by hand.
 
 * `metrics` / `scraped_at`: the last good scrape of the worker's /metrics, and when it was sent;
 * `circuit`: a circuit breaker (`Circuit`), closed -> open -> half-open -> closed;
-* the gateway's own dispatches, for the work the last scrape cannot show yet (`unseen_cost`).
+* the gateway's own dispatches, for the work the last scrape cannot show yet (`unseen_cost`);
+* the dispatches other gateway replicas announced (`peer_dispatch`, `sdxlpool.gateway.peers`), for the
+  same reason.
 
 How `unseen_cost` avoids piling a burst onto one worker
 -------------------------------------------------------
@@ -30,11 +32,25 @@ to be in it already (the worker queues a job as soon as the request arrives), ex
 second request of a burst sees the first one's work on the worker it went to, and goes elsewhere.
 Backends without scraped metrics (type a1111, or not scraped yet) have no other load signal: all of
 the gateway's in-flight work counts, and `inflight` is their in-flight request count.
+
+Other replicas' dispatches
+--------------------------
+With several gateway replicas, each one knows only its own dispatches, so between two scrapes two
+replicas may both send to the worker that looked idle. A replica that hears of another's dispatch
+(`peer_dispatch(cost, now)`, `now` on its own clock, when the message arrived: replicas' monotonic
+clocks are not comparable) counts it by the same rule as its own: in `unseen_cost` while the last
+scrape was sent before it arrived (less `IN_TRANSIT_SECONDS`). It is forgotten once a scrape sent
+after it has landed (its work is then in `pending_steps`, or done) -- peers never announce the
+end of a request -- and after `PEER_DISPATCH_MAX_AGE` seconds in any case, so the record stays
+small when scrapes stop; at most `PEER_DISPATCHES_KEPT` are kept. Peer dispatches are not this
+gateway's requests: `inflight` and `inflight_cost` leave them out. A plain A1111 backend ignores
+them: it is never scraped, so nothing would ever say their work was done.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -43,7 +59,8 @@ from urllib.parse import urlsplit
 from sdxlpool.api.gpu import display_name, normalize_gpu_name
 from sdxlpool.gateway.worker_metrics import WorkerMetrics
 
-__all__ = ["Backend", "BackendKind", "BackendState", "Circuit", "CircuitState", "IN_TRANSIT_SECONDS"]
+__all__ = ["Backend", "BackendKind", "BackendState", "Circuit", "CircuitState", "IN_TRANSIT_SECONDS",
+           "PEER_DISPATCH_MAX_AGE", "PEER_DISPATCHES_KEPT"]
 
 BackendKind = Literal["sdxlpool", "a1111"]
 CircuitState = Literal["closed", "open", "half-open"]
@@ -51,6 +68,11 @@ CircuitState = Literal["closed", "open", "half-open"]
 # A request dispatched this shortly before a scrape was sent may not have reached the worker when
 # it answered; it still counts as unseen.
 IN_TRANSIT_SECONDS = 0.05
+# A scrape normally clears another replica's dispatch within one scrape interval (100 ms); these
+# bound the record when scrapes stop (a worker unreachable, a scraper stuck): by age, and by count
+# for a flood of announcements.
+PEER_DISPATCH_MAX_AGE = 10.0
+PEER_DISPATCHES_KEPT = 10_000
 
 _FIELDS = ("name", "url", "gpu", "provider", "location", "type", "pricePerHour")
 
@@ -189,6 +211,9 @@ class BackendState:
     circuit: Circuit = field(default_factory=Circuit)
     refused_at: float | None = None  # when it last answered 503 queue_full (its --max-queue is not scraped)
     _dispatched: list[_Dispatch] = field(default_factory=list, repr=False)  # oldest first
+    # Other replicas' dispatches, by arrival on this gateway's clock: oldest first.
+    _peer_dispatched: deque[_Dispatch] = field(default_factory=lambda: deque(maxlen=PEER_DISPATCHES_KEPT),
+                                               repr=False)
 
     @property
     def name(self) -> str:
@@ -245,15 +270,46 @@ class BackendState:
         """Normalised steps this gateway has in flight on the backend."""
         return sum(item.cost for item in self._dispatched)
 
+    # -- other gateway replicas' dispatches ----------------------------------------------------
+
+    def peer_dispatch(self, cost: float, now: float) -> None:
+        """Another gateway replica sent a request of `cost` normalised steps here; heard `now`.
+
+        Counts in `unseen_cost` until a scrape sent after `now` lands (or `PEER_DISPATCH_MAX_AGE`
+        passes); never in `inflight`. Ignored by a plain A1111 backend: it is never scraped, so no
+        scrape would ever clear it.
+        """
+        if self.backend.kind == "a1111":
+            return
+        self._forget_seen_peer_dispatches(now)
+        self._peer_dispatched.append(_Dispatch(float(cost), now))
+
+    def _forget_seen_peer_dispatches(self, now: float) -> None:
+        """Drop the peer dispatches the last scrape includes, and those too old to matter."""
+        too_old = now - PEER_DISPATCH_MAX_AGE
+        seen_until = self._seen_until()
+        cutoff = too_old if seen_until is None else max(seen_until, too_old)
+        peers = self._peer_dispatched
+        while peers and peers[0].at <= cutoff:  # arrival order: the forgotten ones are a prefix
+            peers.popleft()
+
+    def _seen_until(self) -> float | None:
+        """Work dispatched up to this time is in the last scrape; None: no scrape to include any."""
+        if self.metrics is None or self.scraped_at is None:
+            return None
+        return self.scraped_at - IN_TRANSIT_SECONDS
+
     def unseen_cost(self, now: float) -> float:
         """Normalised steps sent here that the last scraped `pending_steps` cannot include yet.
 
-        Without scraped metrics (type a1111, or never scraped) that is everything in flight;
-        otherwise what was dispatched after the scrape was sent, less `IN_TRANSIT_SECONDS`.
-        `now` is accepted for symmetry with the other time-dependent methods; the answer depends
-        only on the dispatch and scrape times.
+        Without scraped metrics (type a1111, or never scraped) that is everything in flight from
+        this gateway; otherwise what it dispatched after the scrape was sent, less
+        `IN_TRANSIT_SECONDS`. Other replicas' dispatches count by the same rule, by the time they
+        were heard (and for at most `PEER_DISPATCH_MAX_AGE` seconds before `now`).
         """
-        if self.backend.kind == "a1111" or self.metrics is None or self.scraped_at is None:
-            return self.inflight_cost
-        seen_until = self.scraped_at - IN_TRANSIT_SECONDS
-        return sum(item.cost for item in self._dispatched if item.at > seen_until)
+        self._forget_seen_peer_dispatches(now)
+        peers = sum(item.cost for item in self._peer_dispatched)
+        seen_until = self._seen_until()
+        if self.backend.kind == "a1111" or seen_until is None:
+            return self.inflight_cost + peers
+        return sum(item.cost for item in self._dispatched if item.at > seen_until) + peers

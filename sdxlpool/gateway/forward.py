@@ -8,7 +8,8 @@ png-info) to the worker route `kind.path`, the same way. Its steps:
      (workers draw noise on the CPU; an img2img's init image travels unchanged with every attempt)
   2. per attempt (at most `max_attempts`, never the same worker twice):
      2a. ask the scheduler for the best worker not tried yet among the allowed GPU models
-     2b. count the request against that worker at once (a burst between two scrapes spreads out)
+     2b. count the request against that worker at once (a burst between two scrapes spreads out),
+         and tell `on_dispatch` (the service announces it to the other gateway replicas, peers.py)
      2c. send it, while a watchdog polls the worker's /progress: no progress for
          `progress_deadline` seconds means a hung worker, and the attempt is abandoned (the
          worker is interrupted in the background, the failover does not wait for it). Extras and
@@ -158,6 +159,7 @@ async def forward(
     headers: Mapping[str, str] | None = None,  # sent with each attempt (X-SDXL-Strict)
     loras: frozenset[str] = frozenset(),
     on_attempt: Callable[[AttemptStarted], None] | None = None,
+    on_dispatch: Callable[[BackendState, float], None] | None = None,  # (state, cost), right after counting it
 ) -> Forwarded:
     """The worker's answer (a success, or the client's own 4xx), or `NoBackend`, `WorkersFull` or
     `AllAttemptsFailed`. `transport` reaches the workers; the steps are in the module docstring."""
@@ -186,6 +188,8 @@ async def forward(
         tried.add(state.backend.name)
         # 2b. Count it against the worker now.
         state.dispatch(cost, now)
+        if on_dispatch is not None:
+            on_dispatch(state, cost)
         task_id = f"sdxlpool-{request_id}-{attempt}"  # the attempt's force_task_id: its worker's /progress names it
         if not kind.generation:  # extras and png-info run no denoising steps (nothing on /progress to watch)
             watch = _Watch(None)

@@ -118,12 +118,20 @@ class GatewayMetrics:
         loop = _running_loop()
         if loop is not None:  # created in the app's lifespan; /metrics is served from a worker thread
             self.asyncio_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
+        self.peer_messages = Counter(m.GATEWAY_PEER_MESSAGES, "Datagrams of dispatch sharing between gateway "
+                                     "replicas (--peer-port): sent (ok, error) and received (ok, or ignored: "
+                                     "not from a peer, malformed, unknown backend)", ["direction", "outcome"],
+                                     registry=r)
         self.demand_requests = Counter(m.GATEWAY_DEMAND_REQUESTS, "Requests that passed their checks, by the GPU "
                                        "models they allowed", ["allowed"], registry=r)
         self.demand_steps = Counter(m.GATEWAY_DEMAND_STEPS, "Normalised steps of the requests that passed their "
                                     "checks, by the GPU models they allowed", ["allowed"], registry=r)
         r.register(_PoolCollector(pool))
         r.register(_DemandCollector(pool, demand if demand is not None else DemandTracker(), latency_target))
+
+    def count_peer_messages(self, direction: str, outcome: str, count: int) -> None:
+        """`count` datagrams of dispatch sharing (`sdxlpool.gateway.peers.MessageCounter`)."""
+        self.peer_messages.labels(direction, outcome).inc(count)
 
     def demand_arrived(self, allowed: tuple[str, ...], cost: float) -> None:
         """A request of class `allowed` (`DemandTracker.arrived`'s) and `cost` normalised steps arrived."""

@@ -1,4 +1,5 @@
-"""`GatewayService`: the pool, the scheduler, the HTTP client and the background loops.
+"""`GatewayService`: the pool, the scheduler, the HTTP client, the background loops and, with
+`--peer-port`, the link to the other gateway replicas (peers.py).
 
 Created in the app's lifespan; routes reach it through `deps.GatewayDep`.
 """
@@ -23,6 +24,7 @@ from sdxlpool.gateway._bulk import BulkClient
 from sdxlpool.gateway._watch import watch_file
 from sdxlpool.gateway.admission import Admission, OnStarting, RateLimiter, TooBusy
 from sdxlpool.gateway.api_keys import ApiKeys, Caller, Unauthorized, load_api_keys
+from sdxlpool.gateway.backends import BackendState
 from sdxlpool.gateway.caller_options import VAE_SPECIAL, CallerOptions, check_options
 from sdxlpool.gateway.caller_tasks import (
     CallerTask,
@@ -38,6 +40,7 @@ from sdxlpool.gateway.events import EventSink
 from sdxlpool.gateway.forward import Forwarded, NoBackend, RoutingTrace, WorkersFull, forward
 from sdxlpool.gateway.kinds import IMG2IMG, TXT2IMG, RequestKind
 from sdxlpool.gateway.metrics import GatewayMetrics
+from sdxlpool.gateway.peers import PeerLink
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import Scheduler, default_scheduler
 from sdxlpool.gateway.routing_file import load_routing_file
@@ -116,6 +119,7 @@ class GatewayService:
                                    cold_start_deadline=settings.cold_start_deadline)
         self.metrics.queue_depth.set_function(lambda: self.admission.waiting)
         self._tasks: list[asyncio.Task[None]] = []
+        self.peers: PeerLink | None = None  # opened in start() with --peer-port
         # A1111's per-client state, per caller: their requests in flight (progress, interrupt, skip)
         # and their options (caller_tasks.py, caller_options.py).
         self.caller_tasks = CallerTasks()
@@ -123,6 +127,11 @@ class GatewayService:
 
     async def start(self) -> None:
         settings = self.settings
+        if settings.peer_port is not None:  # first: Kubernetes discovery reports peers to it
+            self.peers = await PeerLink.open(self.pool, self.metrics.count_peer_messages, host=settings.host,
+                                             port=settings.peer_port, peers=settings.peer_addresses)
+            for direction, outcome in (("sent", "ok"), ("sent", "error"), ("received", "ok"), ("received", "ignored")):
+                self.metrics.count_peer_messages(direction, outcome, 0)  # every series from the start, at 0
         if settings.backends_file is not None:
             self.pool.update(load_backends_file(settings.backends_file))
             self._tasks.append(asyncio.create_task(
@@ -131,13 +140,21 @@ class GatewayService:
             self._tasks.append(asyncio.create_task(
                 watch_file(settings.api_keys_file, load_api_keys, self._use_keys, settings.reload_interval)))
         if settings.kubernetes:
-            from sdxlpool.gateway.discovery.kubernetes import watch_pods
+            from sdxlpool.gateway.discovery.kubernetes import PeerWatch, watch_pods
 
+            peers = None if self.peers is None else PeerWatch(
+                port=settings.peer_port or 0, own_ip=settings.pod_ip, apply=self.peers.set_discovered)
             self._tasks.append(asyncio.create_task(
                 watch_pods(settings.namespace or "", settings.pool or "", self.pool.update,
-                           kubeconfig=settings.kubeconfig)))
+                           kubeconfig=settings.kubeconfig, peers=peers)))
         self._tasks.append(asyncio.create_task(
             scrape_forever(self.pool, self.client, interval=settings.scrape_interval, timeout=settings.scrape_timeout)))
+
+    def _announce(self, state: BackendState, cost: float) -> None:
+        """Tell the other gateway replicas about a dispatch (a plain A1111 server is never scraped,
+        so its load is each replica's own and is not shared)."""
+        if self.peers is not None and state.backend.kind == "sdxlpool":
+            self.peers.announce(state.name, cost)
 
     def _use_keys(self, keys: ApiKeys) -> None:
         log.info("API keys reloaded: %d keys", len(keys.keys))
@@ -149,6 +166,8 @@ class GatewayService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.peers is not None:
+            self.peers.close()
         await self.client.aclose()
         await self.bulk_client.aclose()
 
@@ -211,6 +230,7 @@ class GatewayService:
                     progress_poll=self.settings.progress_poll, explain_routing=debug_routing, headers=headers,
                     loras=checked.loras,
                     on_attempt=lambda started: self.caller_tasks.sent(task, started.state, started.task_id),
+                    on_dispatch=self._announce if self.peers is not None else None,
                 )
             except WorkersFull as exc:  # the workers' own queues are full: saturation, like admission's
                 raise WorkersSaturated(exc, self.admission.retry_after(allowed, time.monotonic())) from None

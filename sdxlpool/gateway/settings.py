@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool._settings import GenerationSettings
 from sdxlpool.api.gpu import normalize_gpu_name
+from sdxlpool.gateway.peers import PeerAddress, parse_peer_address
 
 __all__ = ["GatewaySettings"]
 
@@ -64,6 +66,17 @@ class GatewaySettings(GenerationSettings):
                                        "model with none ready")
     demand_window: float = Field(60.0, gt=0, description="seconds the reported demand rates are averaged over")
 
+    # Dispatch sharing between gateway replicas (peers.py): off without a peer port. With Kubernetes
+    # discovery the pool's other ready gateway pods are peers too; `pod_ip` leaves this one out.
+    peer_port: int | None = Field(None, ge=1, le=65535, description="UDP port to hear the other gateway replicas' "
+                                  "dispatches on (and announce this one's from); unset: no sharing")
+    # NoDecode: `a:8081,b:8081` in the environment too, not only a JSON list.
+    peers: Annotated[list[str], NoDecode] = Field(default_factory=list, description="the other gateway "
+                                                  "replicas' host:port, comma-separated (or a JSON list)")
+    pod_ip: str | None = Field(None, validation_alias=AliasChoices("SDXLPOOL_GATEWAY_POD_IP", "POD_IP"),
+                               description="this pod's IP (the downward API's status.podIP): Kubernetes peer "
+                               "discovery leaves this replica out")
+
     # Hostile clients: request body cap (413) and read timeout (408); also the WebSocket message cap.
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, description="larger request bodies get 413")
     body_timeout: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, description="a body stalled this long gets 408")
@@ -88,6 +101,29 @@ class GatewaySettings(GenerationSettings):
                     slugs.append(slug)
         return slugs
 
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peer_addresses(cls, value: Any) -> Any:
+        """`a:8081,b:8081`, a JSON list (as the other list variables take) or a list -> each
+        checked, blanks dropped."""
+        if isinstance(value, str):
+            listed = _json_list(value)
+            value = listed if listed is not None else value.split(",")
+        if not isinstance(value, list):
+            return value
+        peers = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"peers are host:port text, got {item!r}")
+            if item.strip():
+                parse_peer_address(item)
+                peers.append(item.strip())
+        return peers
+
+    @property
+    def peer_addresses(self) -> list[PeerAddress]:
+        return [parse_peer_address(peer) for peer in self.peers]
+
     @model_validator(mode="after")
     def _one_discovery(self) -> GatewaySettings:
         if self.kubernetes and (not self.namespace or not self.pool):
@@ -96,7 +132,18 @@ class GatewaySettings(GenerationSettings):
             raise ValueError("choose one discovery: a backends file, or Kubernetes")
         if not self.kubernetes and self.backends_file is None:
             raise ValueError("give a backends file, or Kubernetes discovery with a namespace and pool")
+        if self.peers and self.peer_port is None:
+            raise ValueError("--peers needs --peer-port, the UDP port this replica hears its peers on")
         if self.routing_file is not None and self.cost_weight > 0:
             raise ValueError("--cost-weight applies to the default routing; with --routing, set the cost"
                              " scorer's weight in that file")
         return self
+
+
+def _json_list(text: str) -> list[Any] | None:
+    """`text` as a JSON list, or None when it is not one (`[::1]:8081,...` is not)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["connection_refused", "free_port"]
+__all__ = ["connection_refused", "free_port", "free_udp_port"]
 
 
 def free_port() -> int:
     """A TCP port that nothing listens on right now (the kernel's pick; a race with other binders is possible)."""
     with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    """A UDP port free on 127.0.0.1 right now (a gateway's --peer-port; the same race as `free_port`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -34,7 +34,7 @@ from sdxlpool.api.pool_config import (
     worker_args,
 )
 from sdxlpool.api.spec import load_spec
-from sdxlpool.testing.ports import free_port
+from sdxlpool.testing.ports import free_port, free_udp_port
 from sdxlpool.testing.processes import spawn, stop, wait_ready
 
 POOL = """
@@ -71,7 +71,8 @@ def rendered_by_operator(pool_file: Path) -> tuple[list[str], dict[str, str], li
                    for o in objects if o["kind"] == "Deployment"}
     gateway, worker = deployments["small-gateway"], deployments["small-a100"]
     assert gateway["command"] == worker["command"] == ["sdxlpool"]
-    return gateway["args"], {e["name"]: e["value"] for e in gateway.get("env", [])}, worker["args"]
+    # Variables the kubelet fills in (the downward API's POD_IP) have no value here.
+    return gateway["args"], {e["name"]: e["value"] for e in gateway.get("env", []) if "value" in e}, worker["args"]
 
 
 def rendered_for_akash(pool_file: Path) -> tuple[list[str], dict[str, str], list[str]]:
@@ -91,11 +92,13 @@ def rendered_for_akash(pool_file: Path) -> tuple[list[str], dict[str, str], list
 
 
 def listening_here(args: list[str], backends: Path, port: int) -> list[str]:
-    """`args` with only its discovery and address replaced: a backends file, 127.0.0.1:`port`."""
-    replaced = {"--namespace", "--pool", "--backends", "--host", "--port"}
+    """`args` with only its discovery and addresses replaced: a backends file, 127.0.0.1:`port`,
+    and a free UDP port for its peers when it has one (the operator's 8081 may be taken here)."""
+    replaced = {"--namespace", "--pool", "--backends", "--host", "--port", "--peer-port"}
     kept = [a for i, a in enumerate(args)
             if a not in replaced and a != "--kubernetes" and not (i and args[i - 1] in replaced)]
-    return [*kept, "--backends", str(backends), "--host", "127.0.0.1", "--port", str(port)]
+    peers = ["--peer-port", str(free_udp_port())] if "--peer-port" in args else []
+    return [*kept, "--backends", str(backends), "--host", "127.0.0.1", "--port", str(port), *peers]
 
 
 @contextmanager

@@ -40,6 +40,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "image_encoding": ("size", "repeats", "kinds", "goal"),
     "routing_model": ("simulation", "mixes", "steps", "sizes", "requests_per_seed", "seeds", "loads", "replicas",
                       "policies", "scrape_period_seconds", "wall_seconds", "cells", "summary"),
+    "peer_announce": ("count", "rounds", "datagram_bytes", "send", "receive"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 

@@ -1,10 +1,18 @@
-"""Backend entries of the backends file, the circuit breaker, and the gateway's own accounting."""
+"""Backend entries of the backends file, the circuit breaker, and the gateway's own accounting
+(its own dispatches and those other gateway replicas announce)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sdxlpool.gateway.backends import IN_TRANSIT_SECONDS, Backend, BackendState, Circuit
+from sdxlpool.gateway.backends import (
+    IN_TRANSIT_SECONDS,
+    PEER_DISPATCH_MAX_AGE,
+    PEER_DISPATCHES_KEPT,
+    Backend,
+    BackendState,
+    Circuit,
+)
 from sdxlpool.gateway.routing.testing import fake_state
 
 # -- Backend.from_mapping ------------------------------------------------------------------------
@@ -177,3 +185,60 @@ def test_state_defaults() -> None:
     state = BackendState(Backend("a", "http://a", "a100"))
     assert (state.name, state.metrics, state.scraped_at, state.available(0.0), state.unseen_cost(0.0)) == (
         "a", None, None, True, 0.0)
+
+
+# -- other replicas' dispatches ---------------------------------------------------------------------
+# The last scrape was sent at t=1.0; own and peer dispatches: (t, cost); unseen at t=1.5.
+
+
+@pytest.mark.parametrize(
+    ("kind", "scraped_at", "own", "peers", "unseen"),
+    [
+        pytest.param("sdxlpool", 1.0, [], [(1.2, 20.0)], 20.0, id="heard-after-the-scrape-counts"),
+        pytest.param("sdxlpool", 1.0, [], [(0.5, 20.0)], 0.0, id="heard-before-the-scrape-not-counted-twice"),
+        pytest.param("sdxlpool", 1.0, [], [(1.0 - IN_TRANSIT_SECONDS / 2, 20.0)], 20.0,
+                     id="just-before-may-be-in-transit"),
+        pytest.param("sdxlpool", 1.0, [(1.1, 25.0), (0.5, 5.0)], [(1.2, 20.0), (1.3, 10.0), (0.4, 7.0)], 55.0,
+                     id="own-and-peers-by-the-same-rule"),
+        pytest.param("sdxlpool", None, [(0.2, 10.0)], [(0.3, 20.0)], 30.0, id="never-scraped-counts-everything"),
+        pytest.param("a1111", None, [(0.2, 10.0)], [(1.2, 20.0)], 10.0, id="a1111-ignores-peers"),
+    ],
+)
+def test_unseen_cost_with_peer_dispatches(kind: str, scraped_at: float | None, own: list[tuple[float, float]],
+                                          peers: list[tuple[float, float]], unseen: float) -> None:
+    state = fake_state("a", kind=kind, scraped_at=scraped_at)  # type: ignore[arg-type]
+    events = [("own", t, cost) for t, cost in own] + [("peer", t, cost) for t, cost in peers]
+    for who, t, cost in sorted(events, key=lambda event: event[1]):
+        (state.dispatch if who == "own" else state.peer_dispatch)(cost, t)
+    assert state.unseen_cost(1.5) == pytest.approx(unseen)
+    # A peer's dispatch is not this gateway's request: a1111 and least_inflight read these.
+    assert (state.inflight, state.inflight_cost) == (len(own), pytest.approx(sum(cost for _, cost in own)))
+
+
+def test_a_scrape_sent_after_a_peer_dispatch_forgets_it() -> None:
+    state = fake_state("a", scraped_at=0.0)
+    state.peer_dispatch(20.0, 0.3)
+    state.peer_dispatch(10.0, 0.35)
+    assert state.unseen_cost(0.36) == 30.0
+    state.scraped_at = 0.33  # sent within IN_TRANSIT_SECONDS of both: may not include them yet
+    assert state.unseen_cost(0.4) == 30.0
+    state.scraped_at = 0.39  # includes the first only
+    assert state.unseen_cost(0.45) == 10.0
+    state.scraped_at = 0.5
+    assert state.unseen_cost(0.55) == 0.0
+    assert len(state._peer_dispatched) == 0  # forgotten, not only left out of the sum
+
+
+def test_peer_dispatches_are_forgotten_after_a_while_without_scrapes() -> None:
+    state = fake_state("a", scraped_at=0.0)  # and no scrape after this one
+    state.peer_dispatch(20.0, 1.0)
+    assert state.unseen_cost(1.0 + PEER_DISPATCH_MAX_AGE - 0.01) == 20.0
+    assert state.unseen_cost(1.0 + PEER_DISPATCH_MAX_AGE) == 0.0
+
+
+def test_peer_dispatches_kept_are_bounded() -> None:
+    state = fake_state("a", scraped_at=0.0)
+    for i in range(PEER_DISPATCHES_KEPT + 500):  # a flood within one scrape interval
+        state.peer_dispatch(1.0, 0.1 + i * 1e-6)
+    assert len(state._peer_dispatched) == PEER_DISPATCHES_KEPT
+    assert state.unseen_cost(0.2) == PEER_DISPATCHES_KEPT

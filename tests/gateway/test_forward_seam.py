@@ -9,8 +9,10 @@ in test_gateway_sim.py, test_gateway_http.py and test_native_api.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -43,6 +45,7 @@ from sdxlpool.gateway.forward import (
 )
 from sdxlpool.gateway.forward import forward as forward_request
 from sdxlpool.gateway.kinds import EXTRA_SINGLE_IMAGE, TXT2IMG, RequestKind
+from sdxlpool.gateway.peers import PeerLink, decode_dispatch
 from sdxlpool.gateway.pool import BackendPool
 from sdxlpool.gateway.routing import default_scheduler
 from sdxlpool.gateway.routing.testing import fake_state
@@ -324,12 +327,13 @@ async def test_a_client_gone_mid_attempt_cancels_it(kind: BackendKind, interrupt
 
 
 @asynccontextmanager
-async def gateway_service(tmp_path: Path, workers: list[tuple[str, str]]) -> AsyncIterator[GatewayService]:
+async def gateway_service(tmp_path: Path, workers: list[tuple[str, str]], kind: BackendKind = "sdxlpool"
+                          ) -> AsyncIterator[GatewayService]:
     """The gateway's service over fake workers, not started (no file watching, no scrapes). Made in
     the test's own event loop."""
     service = GatewayService(GatewaySettings(backends_file=tmp_path / "unused.yaml", default_width=128,
                                              default_height=128, progress_deadline=DEADLINE))
-    pool_of(workers, pool=service.pool)
+    pool_of(workers, kind, pool=service.pool)
     service.transport = FakeTransport(dict(workers))
     try:
         yield service
@@ -359,6 +363,27 @@ async def test_failovers_are_counted_by_worker_and_reason(tmp_path: Path) -> Non
     assert counted == {("a", "hung"): 1.0, ("b", "transport"): 1.0}
 
 
+@pytest.mark.parametrize(("kind", "announced"), [("sdxlpool", [("a", 10.0)]), ("a1111", [])])
+async def test_the_service_announces_its_dispatches_to_its_peers(tmp_path: Path, kind: BackendKind,
+                                                                 announced: list[tuple[str, float]]) -> None:
+    """Each dispatch goes to the other gateway replicas (peers.py), but not one to a plain A1111
+    server: it is never scraped, so its load is each replica's own."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        async with gateway_service(tmp_path, [("a", "ok")], kind) as service:
+            service.peers = await PeerLink.open(service.pool, service.metrics.count_peer_messages, host="127.0.0.1",
+                                                port=0, peers=[peer.getsockname()])
+            await service.txt2img({"prompt": "x", "steps": 10, "width": 1024, "height": 1024}, gpu_header=None)
+        heard = []
+        with contextlib.suppress(BlockingIOError):  # loopback: a datagram sent is already there
+            while True:
+                message = decode_dispatch(peer.recv(2048))
+                assert message is not None
+                heard.append((message.backend, message.cost))
+    assert heard == announced
+
+
 async def test_no_backend_before_any_attempt() -> None:
     transport = FakeTransport({"a": "ok"})
     with pytest.raises(NoBackend, match="gpu_allowed"):
@@ -382,6 +407,18 @@ async def test_the_listener_hears_each_attempt_and_the_progress_of_its_own_job()
     assert [p.step for p in progress] == sorted({p.step for p in progress})  # each step once, in order
     # Each attempt names its job, so the progress of another job is never reported as ours.
     assert [body["force_task_id"].rsplit("-", 1)[1] for _, body in transport.sent] == ["1", "2"]
+
+
+async def test_each_dispatch_is_reported_once_it_counts_against_its_worker() -> None:
+    """`on_dispatch` (the service announces dispatches to the other gateway replicas there) hears
+    every attempt, failed ones too, after the worker's own accounting counts it."""
+    transport = FakeTransport({"a": "refuse", "b": "ok"})
+    pool = pool_of([("a", "refuse"), ("b", "ok")])
+    heard: list[tuple[str, float, int]] = []
+    forwarded = await forward(transport, pool, on_dispatch=lambda state, cost: heard.append(
+        (state.name, cost, state.inflight)))
+    assert forwarded.state is not None and forwarded.state.name == "b"
+    assert heard == [("a", 10, 1), ("b", 10, 1)]
 
 
 def test_the_stream_adapter_makes_the_wire_events() -> None:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from sdxlpool.api import labels as lbl
-from sdxlpool.gateway.discovery.kubernetes import backends_from_pods
-from sdxlpool.testing.ports import free_port
+from sdxlpool.gateway.discovery.kubernetes import backends_from_pods, peers_from_pods
+from sdxlpool.testing.ports import free_port, free_udp_port
 from tests.conftest import ServerThread
 from tests.operator.conftest import eventually
 
@@ -52,6 +52,31 @@ def test_backends_from_pods(pods, expected) -> None:
     for backend in backends:
         assert backend.url == "http://10.0.0.7:7860" and backend.gpu == "a100"
         assert (backend.provider, backend.location, backend.price_per_hour) == ("Foundry", "US-East", 1.1)
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param([pod("g1", component="gateway", ip="10.0.0.1")], [("10.0.0.1", 8081)], id="ready-gateway"),
+        pytest.param([pod("g1", component="gateway", ip="10.0.0.9")], [], id="this-pod-left-out"),
+        pytest.param([pod("w1", ip="10.0.0.1")], [], id="worker-pod"),
+        pytest.param([pod("g1", component="gateway", pool="other", ip="10.0.0.1")], [], id="other-pool"),
+        pytest.param([pod("g1", component="gateway", ready=False, ip="10.0.0.1")], [], id="not-ready"),
+        pytest.param([pod("g1", component="gateway", deleting=True, ip="10.0.0.1")], [], id="terminating"),
+        pytest.param([pod("g1", component="gateway", phase="Pending", ip="10.0.0.1")], [], id="pending"),
+        pytest.param([pod("g1", component="gateway", ip="")], [], id="no-ip-yet"),
+        pytest.param([pod("g2", component="gateway", ip="10.0.0.2"), pod("g1", component="gateway", ip="10.0.0.1"),
+                      pod("g3", component="gateway", ip="10.0.0.9")],
+                     [("10.0.0.1", 8081), ("10.0.0.2", 8081)], id="the-others-sorted"),
+    ],
+)
+def test_peers_from_pods(pods, expected) -> None:
+    assert peers_from_pods(pods, "demo", 8081, own_ip="10.0.0.9") == expected
+
+
+def test_peers_from_pods_without_an_own_ip_leaves_nothing_out() -> None:
+    assert peers_from_pods([pod("g1", component="gateway", ip="10.0.0.9")], "demo", 8081, own_ip=None) == [
+        ("10.0.0.9", 8081)]
 
 
 def _ready(url: str) -> bool:
@@ -123,3 +148,30 @@ def test_a_pod_that_turns_unready_or_starts_terminating_leaves_the_gateways_pool
         assert terminating is not None and terminating["metadata"].get("deletionTimestamp")  # still there, draining
         eventually(lambda: names(gateway) == [], timeout=20)
         kube.patch("v1", "Pod", "demo-a100-2", {"metadata": {"finalizers": None}}, NS)
+
+
+def test_the_gateway_finds_its_peers_among_the_pools_gateway_pods(emulator, kube, monkeypatch) -> None:
+    """The other ready gateway pods of the pool become the gateway's peers, itself (POD_IP) left out."""
+    from sdxlpool.gateway.app import create_app
+    from sdxlpool.gateway.settings import GatewaySettings
+
+    monkeypatch.setenv("KUBECONFIG", str(emulator.kubeconfig))
+    monkeypatch.setenv("POD_IP", "127.0.0.5")  # as the downward API sets it
+    port, peer_port = free_port(), free_udp_port()
+    settings = GatewaySettings(kubernetes=True, namespace=NS, pool="demo", port=port, peer_port=peer_port)
+    app = create_app(settings)
+
+    def peers() -> list[tuple[str, int]] | None:
+        service = getattr(app.state, "gateway", None)
+        return list(service.peers.peers) if service is not None and service.peers is not None else None
+
+    kube.create(pod("demo-gateway-self", component="gateway", ip="127.0.0.5"))
+    kube.create(pod("demo-gateway-other", component="gateway", ip="127.0.0.6"))
+    kube.create(pod("other-gateway", component="gateway", pool="other", ip="127.0.0.7"))
+    with ServerThread(app, port):
+        eventually(lambda: peers() == [("127.0.0.6", peer_port)], timeout=20)
+        kube.create(pod("demo-gateway-new", component="gateway", ip="127.0.0.8"))
+        eventually(lambda: peers() == [("127.0.0.6", peer_port), ("127.0.0.8", peer_port)], timeout=20)
+        kube.patch("v1", "Pod", "demo-gateway-other",
+                   {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}, NS, status=True)
+        eventually(lambda: peers() == [("127.0.0.8", peer_port)], timeout=20)

@@ -80,3 +80,45 @@ def test_kubernetes_discovery_reads_its_kubeconfig_from_settings(monkeypatch: py
     monkeypatch.setenv("SDXLPOOL_GATEWAY_KUBECONFIG", "/from/gateway")
     assert GatewaySettings(**discovery).kubeconfig == "/from/gateway"
     assert GatewaySettings(**discovery, kubeconfig="/from/argument").kubeconfig == "/from/argument"
+
+
+# -- dispatch sharing between replicas (gateway/peers.py) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environment", "peer_port", "peers"),
+    [
+        pytest.param({}, None, [], id="off-by-default"),
+        pytest.param({"SDXLPOOL_GATEWAY_PEER_PORT": "8081", "SDXLPOOL_GATEWAY_PEERS": "10.0.0.7:8081, gw-b:8081,"},
+                     8081, [("10.0.0.7", 8081), ("gw-b", 8081)], id="comma-separated"),
+        pytest.param({"SDXLPOOL_GATEWAY_PEER_PORT": "8081", "SDXLPOOL_GATEWAY_PEERS": '["[::1]:8081"]'},
+                     8081, [("::1", 8081)], id="json-list"),
+        pytest.param({"SDXLPOOL_GATEWAY_PEER_PORT": "8081", "SDXLPOOL_GATEWAY_PEERS": "[]"}, 8081, [],
+                     id="port-alone"),
+    ],
+)
+def test_peers_from_the_environment(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str],
+                                    peer_port: int | None, peers: list[tuple[str, int]]) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings(backends_file=BACKENDS)
+    assert (settings.peer_port, settings.peer_addresses) == (peer_port, peers)
+
+
+def test_pod_ip_comes_from_the_downward_apis_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_IP", "10.0.0.9")
+    assert GatewaySettings(backends_file=BACKENDS).pod_ip == "10.0.0.9"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"peer_port": 8081, "peers": "10.0.0.7"}, "must be host:port"),
+        ({"peer_port": 8081, "peers": ["10.0.0.7:8081", 8081]}, "host:port text"),
+        ({"peers": "10.0.0.7:8081"}, "--peers needs --peer-port"),
+        ({"peer_port": 70000}, "less than or equal to 65535"),
+    ],
+)
+def test_bad_peers_are_refused(fields: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        GatewaySettings(backends_file=BACKENDS, **fields)

@@ -20,7 +20,7 @@ from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, parse_gpu_name
 from sdxlpool.api.labels import GPU_RESOURCE, label_value
 from sdxlpool.api.labels import NVIDIA_PRODUCT as NVIDIA_PRODUCT_LABEL
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
-from sdxlpool.api.ports import WORKER_PORT
+from sdxlpool.api.ports import GATEWAY_PEER_PORT, WORKER_PORT
 from sdxlpool.api.spec import PoolSpecError, SDXLPool, is_label_key, is_label_value, load_pool
 from sdxlpool.operator.desired import (
     DesiredState,
@@ -675,6 +675,23 @@ def test_worker_args_parse_with_the_real_cli(case: tuple[str, DesiredState, SDXL
             continue
         parsed = parser.parse_args(args)
         assert parsed.command == "worker" and parsed.host == "0.0.0.0" and parsed.port == WORKER_PORT
+
+
+def test_gateway_replicas_share_dispatches(case: tuple[str, DesiredState, SDXLPool, list]) -> None:
+    """Each gateway replica hears the others on UDP GATEWAY_PEER_PORT and knows its own pod IP, to
+    leave itself out of the peers its pod watch finds (gateway/peers.py)."""
+    from sdxlpool.cli import _build_parser
+
+    _, state, _, _ = case
+    for dep in state.of_kind("Deployment"):
+        if dep["metadata"]["labels"][lbl.COMPONENT] != "gateway":
+            continue
+        c = container(dep)
+        parsed = _build_parser().parse_args(c["args"])
+        assert parsed.command == "gateway" and parsed.kubernetes and parsed.peer_port == GATEWAY_PEER_PORT
+        assert parsed.peers is None  # found by the pod watch, not listed
+        assert {"name": "peers", "containerPort": GATEWAY_PEER_PORT, "protocol": "UDP"} in c["ports"]
+        assert env_of(c)["POD_IP"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}
 
 
 def test_gateway_rbac_is_read_only(case: tuple[str, DesiredState, SDXLPool, list]) -> None:

@@ -6,8 +6,14 @@ honours label selectors), Running, Ready, not being deleted, with a pod IP. GPU 
 location and price come from the pod template's labels and annotations that the operator writes
 (the keys in :mod:`sdxlpool.api.labels`); the worker listens on :data:`sdxlpool.api.ports.WORKER_PORT`.
 
+`peers_from_pods` (pure) finds the gateway's peers (`sdxlpool.gateway.peers`) among the same
+pods: the pool's other gateway pods (the selector's component ``gateway``), Running, Ready, not
+being deleted, with a pod IP, at the peer port; this replica's own pod is left out by its IP (the
+downward API's ``status.podIP``, which the operator passes as ``POD_IP``).
+
 `watch_pods` keeps that list current from a watch of the namespace's pods (in a thread: the
-Kubernetes client is synchronous), restarting the watch when the server ends it or it fails.
+Kubernetes client is synchronous), restarting the watch when the server ends it or it fails; with a
+`PeerWatch`, the peers too, from the same watch.
 """
 
 from __future__ import annotations
@@ -17,29 +23,55 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sdxlpool.api import labels as lbl
 from sdxlpool.api.ports import WORKER_PORT
 from sdxlpool.gateway.backends import Backend
+from sdxlpool.gateway.peers import PeerAddress
 
-__all__ = ["backends_from_pods", "watch_pods"]
+__all__ = ["PeerWatch", "backends_from_pods", "peers_from_pods", "watch_pods"]
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PeerWatch:
+    """What `watch_pods` needs to report the gateway's peers: their port, this pod's IP (left out;
+    None: nothing left out), and where to report them."""
+
+    port: int
+    own_ip: str | None
+    apply: Callable[[list[PeerAddress]], None]
+
+
+def _serving(pod: Mapping[str, Any], pool: str, component: lbl.Component) -> bool:
+    """A pod of the pool's `component` that takes traffic: labelled, Running, Ready, not being
+    deleted, with an IP."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    labels = meta.get("labels") or {}
+    if any(labels.get(key) != value for key, value in lbl.selector(pool, component).items()):
+        return False
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return (not meta.get("deletionTimestamp") and status.get("phase") == "Running" and ready
+            and bool(status.get("podIP")))
+
+
+def peers_from_pods(pods: Iterable[Mapping[str, Any]], pool: str, port: int, own_ip: str | None) -> list[PeerAddress]:
+    """The other ready gateway pods of the SDXLPool named `pool` among `pods`, as (pod IP, `port`)."""
+    ips = {pod["status"]["podIP"] for pod in pods if _serving(pod, pool, "gateway")}
+    return [(ip, port) for ip in sorted(ips - {own_ip})]
+
+
 def backends_from_pods(pods: Iterable[Mapping[str, Any]], pool: str, port: int = WORKER_PORT) -> list[Backend]:
     """The ready workers of the SDXLPool named `pool` among `pods`."""
-    wanted = lbl.selector(pool, "worker")
     found = []
     for pod in pods:
-        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if not _serving(pod, pool, "worker"):
+            continue
+        meta, status = pod["metadata"], pod["status"]
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        if any(labels.get(key) != value for key, value in wanted.items()) or meta.get("deletionTimestamp"):
-            continue
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-        if status.get("phase") != "Running" or not ready or not status.get("podIP"):
-            continue
         price = annotations.get(lbl.ANNOTATION_PRICE) or None
         try:
             found.append(Backend.from_mapping({
@@ -56,8 +88,8 @@ def backends_from_pods(pods: Iterable[Mapping[str, Any]], pool: str, port: int =
 
 
 async def watch_pods(namespace: str, pool: str, apply: Callable[[list[Backend]], None],
-                     kubeconfig: str | None = None) -> None:
-    """Keep `apply`ing the pool's ready workers until cancelled."""
+                     kubeconfig: str | None = None, peers: PeerWatch | None = None) -> None:
+    """Keep `apply`ing the pool's ready workers (and `peers.apply`ing the other gateway pods) until cancelled."""
     from sdxlpool._kube import KubeError, connect
 
     loop = asyncio.get_running_loop()
@@ -66,6 +98,8 @@ async def watch_pods(namespace: str, pool: str, apply: Callable[[list[Backend]],
 
     def publish(pods: Mapping[str, Mapping[str, Any]]) -> None:
         loop.call_soon_threadsafe(apply, backends_from_pods(pods.values(), pool))
+        if peers is not None:
+            loop.call_soon_threadsafe(peers.apply, peers_from_pods(pods.values(), pool, peers.port, peers.own_ip))
 
     def run() -> None:
         while not stop.is_set():

@@ -5,6 +5,11 @@ Pure. The gateway runs ``sdxlpool gateway --kubernetes --namespace NS --pool NAM
 (:func:`sdxlpool.api.pool_config.gateway_args`, shared with the Akash export and ``sdxlpool up``),
 and discovers workers by watching pods with the labels of :func:`sdxlpool.api.labels.selector`
 (``sdxlpool.dev/pool``, component ``worker``).
+
+Its replicas share their dispatches (:mod:`sdxlpool.gateway.peers`): ``--peer-port 8081`` (UDP,
+container port ``peers``), and each finds the others in the same pod watch (component ``gateway``),
+leaving itself out by ``POD_IP`` (the downward API's ``status.podIP``). Only the gateway pods talk
+on that port; the workers' NetworkPolicy does not cover gateway pods.
 RBAC cannot narrow ``list``/``watch`` to labelled pods, so the Role grants ``get``, ``list`` and
 ``watch`` on pods of the pool's namespace: nothing else, no wildcards.
 
@@ -20,7 +25,7 @@ from typing import Any
 
 from sdxlpool.api import labels as lbl
 from sdxlpool.api.pool_config import gateway_args
-from sdxlpool.api.ports import GATEWAY_PORT, HEALTH_PATH, READY_PATH
+from sdxlpool.api.ports import GATEWAY_PEER_PORT, GATEWAY_PORT, HEALTH_PATH, READY_PATH
 from sdxlpool.api.spec import SDXLPoolSpec
 from sdxlpool.operator.desired.pods import (
     container_security_context,
@@ -79,10 +84,12 @@ def gateway_role_binding(pool: str, namespace: str, name: str) -> dict[str, Any]
 
 
 def gateway_container_args(pool: str, namespace: str, spec: SDXLPoolSpec) -> list[str]:
-    """Arguments after ``sdxlpool``: the ``gateway`` in Kubernetes discovery mode, with the pool's flags."""
+    """Arguments after ``sdxlpool``: the ``gateway`` in Kubernetes discovery mode, with the pool's
+    flags, sharing dispatches with its other replicas."""
     keys = API_KEYS_PATH if spec.gateway.api_keys_secret is not None else None
-    return gateway_args(spec, discovery=["--kubernetes", "--namespace", namespace, "--pool", pool],
-                        host="0.0.0.0", port=GATEWAY_PORT, api_keys=keys)
+    return [*gateway_args(spec, discovery=["--kubernetes", "--namespace", namespace, "--pool", pool],
+                          host="0.0.0.0", port=GATEWAY_PORT, api_keys=keys),
+            "--peer-port", str(GATEWAY_PEER_PORT)]
 
 
 def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec) -> dict[str, Any]:
@@ -102,8 +109,11 @@ def gateway_deployment(pool: str, namespace: str, name: str, spec: SDXLPoolSpec)
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["sdxlpool"],
         "args": gateway_container_args(pool, namespace, spec),
-        "env": scratch_env(),
-        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        # POD_IP: peer discovery leaves this replica out (settings.pod_ip).
+        "env": [*scratch_env(), {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1",
+                                                                             "fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"},
+                  {"name": "peers", "containerPort": GATEWAY_PEER_PORT, "protocol": "UDP"}],
         "resources": resource_amounts(gateway.resources),
         "volumeMounts": mounts,
         "readinessProbe": http_probe(READY_PATH, period=5, failures=3),
