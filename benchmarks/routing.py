@@ -9,7 +9,8 @@ capacity). Per cell: p50/p95/p99 latency, throughput, lost requests, 429s, and t
                                  [--policies ours,round_robin,first_free,least_inflight] [--steps 20]
     python benchmarks/routing.py --smoke --out FILE   # CI: every step at tiny sizes, in seconds
     python benchmarks/routing.py --batch-max 4 [--batch-alpha 0.5]  # batching workers (below)
-    python benchmarks/routing.py --gateways 2   # 2 gateway replicas, the client alternating between them
+    python benchmarks/routing.py --gateways 2 [--peers]  # 2 gateway replicas, the client alternating
+                                                         # between them; --peers: they share dispatches
 
 `--smoke` (tests/benchmarks/test_smoke.py) runs 3 workers (one per speed), 2 policies at one load,
 12 requests of 2 steps: it proves the script runs; its figures mean nothing.
@@ -72,6 +73,7 @@ from sdxlpool.api import metric_names as mn
 from sdxlpool.gateway.routing import DEFAULT_WAIT_WEIGHT
 from sdxlpool.testing.pool import write_report
 from sdxlpool.testing.ports import free_port as _free_port
+from sdxlpool.testing.ports import free_udp_port
 from sdxlpool.testing.processes import spawn as _spawn
 from sdxlpool.testing.processes import stop as _stop
 from sdxlpool.testing.processes import wait_ready
@@ -123,6 +125,8 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="CI check that the script runs: tiny sizes, seconds")
     parser.add_argument("--gateways", type=int, default=1,
                         help="gateway replicas per cell; the client alternates between them (default 1)")
+    parser.add_argument("--peers", action="store_true",
+                        help="with --gateways N > 1: the replicas share their dispatches (--peer-port, --peers)")
     parser.add_argument("--batch-max", type=int, default=1, help="sim-workers batch up to N requests (default 1: off)")
     parser.add_argument("--batch-alpha", type=float, default=0.5,
                         help="with --batch-max: a batch of n takes 1 + A x (n - 1) times one request (default 0.5)")
@@ -135,8 +139,8 @@ def main() -> int:
     unknown = [p for p in policies if p not in PROFILES]
     if unknown or not policies or not loads or min(loads) <= 0 or args.requests < 2 or args.steps < 2:
         parser.error(f"bad --policies/--loads/--requests/--steps (unknown policies: {unknown})")
-    if args.gateways < 1:
-        parser.error("--gateways must be 1 or more")
+    if args.gateways < 1 or (args.peers and args.gateways < 2):
+        parser.error("--gateways must be 1 or more, and --peers needs 2 or more")
     if args.batch_max < 1 or not 0 <= args.batch_alpha <= 1:
         parser.error("--batch-max must be 1 or more, --batch-alpha between 0 and 1")
     batching = args.batch_max > 1
@@ -181,7 +185,8 @@ def main() -> int:
             for policy in policies:
                 profile = workdir / f"{policy}.yaml"
                 profile.write_text(yaml.safe_dump({"routing": PROFILES[policy]}))
-                gateways = _start_gateways(args.gateways, backends, profile, workdir / f"gateway-{policy}")
+                gateways = _start_gateways(args.gateways, backends, profile, workdir / f"gateway-{policy}",
+                                           peers=args.peers)
                 children.extend(gateways.values())
                 try:
                     for url, gateway in gateways.items():
@@ -194,7 +199,7 @@ def main() -> int:
                         _stop(gateway)
                         children.remove(gateway)
                 _wait_drained(workers, args.drain_seconds)
-                cell.update(policy=policy, gateways=args.gateways, load=load, offered_rate=round(rate, 3),
+                cell.update(policy=policy, gateways=args.gateways, peers=args.peers, load=load, offered_rate=round(rate, 3),
                             ideal_throughput=round(min(rate, capacity), 3),
                             ideal_latency=round(min(service.values()), 3))
                 cells.append(cell)
@@ -208,7 +213,7 @@ def main() -> int:
                  for w in workers},
         "steps": args.steps, "size": SIZE, "capacity_rps": round(capacity, 4),
         "requests_per_cell": args.requests, "max_seconds": args.max_seconds, "seed": args.seed,
-        "gateways": args.gateways,
+        "gateways": args.gateways, "peers": args.peers,
         "profiles": {p: PROFILES[p] for p in policies},
         "wall_seconds": round(time.monotonic() - started, 1),
         "cells": cells,
@@ -230,14 +235,21 @@ def main() -> int:
 
 # -- processes --------------------------------------------------------------------------------------
 
-def _start_gateways(count: int, backends: Path, profile: Path, log_prefix: Path) -> dict[str, subprocess.Popen]:
-    """`count` gateway replicas over the same backends file and profile: {url: process}."""
+def _start_gateways(count: int, backends: Path, profile: Path, log_prefix: Path, *, peers: bool = False
+                    ) -> dict[str, subprocess.Popen]:
+    """`count` gateway replicas over the same backends file and profile: {url: process}. With `peers`,
+    each announces its dispatches to the others (`--peer-port`, `--peers`)."""
+    peer_ports = [free_udp_port() for _ in range(count)] if peers and count > 1 else []
     gateways: dict[str, subprocess.Popen] = {}
     for replica in range(count):
         port = _free_port()
+        sharing: list[str] = []
+        if peer_ports:
+            others = [f"127.0.0.1:{p}" for i, p in enumerate(peer_ports) if i != replica]
+            sharing = ["--peer-port", str(peer_ports[replica]), "--peers", ",".join(others)]
         gateways[f"http://127.0.0.1:{port}"] = _spawn(
             [sys.executable, "-m", "sdxlpool", "gateway", "--backends", str(backends), "--routing", str(profile),
-             "--port", str(port)], Path(f"{log_prefix}-{replica + 1}.log"))
+             "--port", str(port), *sharing], Path(f"{log_prefix}-{replica + 1}.log"))
     return gateways
 
 
