@@ -41,6 +41,7 @@ from typing import Any
 from sdxlpool.gateway.backends import Backend, BackendState
 from sdxlpool.gateway.routing import RouteRequest, Scheduler, scheduler_from_config
 from sdxlpool.gateway.worker_metrics import WorkerMetrics
+from sdxlpool.testing.stats import percentile
 
 __all__ = ["Pool", "Outcome", "simulate", "WORKER_EMA_WEIGHT"]
 
@@ -245,16 +246,6 @@ def simulate(pool: Pool, arrivals: Sequence[float], costs: Sequence[float], *,
     return outcomes
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Latency percentiles, lost requests, and how the router's beliefs compared with the truth."""
     latencies = [o.latency for o in outcomes if o.latency is not None]
@@ -264,8 +255,7 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     regret = [o.chosen_true_seconds - o.best_true_seconds for o in decided]  # type: ignore[operator]
     return {
         "requests": len(outcomes), "lost": len(outcomes) - len(latencies),
-        "p50": _round(percentile(latencies, 50)), "p95": _round(percentile(latencies, 95)),
-        "p99": _round(percentile(latencies, 99)),
+        "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
         "mean": _round(sum(latencies) / len(latencies)) if latencies else None,
         "belief": {
             "eta_bias_seconds": _round(_mean(errors)), "eta_abs_error_seconds": _round(_mean([abs(e) for e in errors])),
