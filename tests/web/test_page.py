@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 DEFAULT_PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+# Refreshing the README's screenshot is asked for, not a side effect of every run: a test run must
+# leave the tree clean (benchmark results record whether it was).
+UPDATE_SCREENSHOT = os.environ.get("SDXLPOOL_UPDATE_SCREENSHOT") == "1"
 GENERATION_TIMEOUT_MS = 180_000  # a tiny-model image on two busy CPU cores
 
 
@@ -106,7 +110,7 @@ def requests_served(url: str) -> float:
     return sum(v for k, v in metrics(url).items() if k.startswith(f"{mn.WORKER_REQUESTS}_total"))
 
 
-def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway, pool_workers) -> None:
+def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway, pool_workers, tmp_path: Path) -> None:
     page = desktop.page
     page.goto(gateway.url)
 
@@ -195,7 +199,7 @@ def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway
     # 6. The screenshot for the README, at desktop size, then: an earlier image can be shown again.
     expect(page.locator(".gpu", has=switch(page, "A100"))).to_contain_text("1 up · idle")  # refreshed when done
     page.evaluate("window.scrollTo(0, 0)")
-    save_screenshot(page.screenshot(full_page=True))
+    save_screenshot(page.screenshot(full_page=True), SCREENSHOT if UPDATE_SCREENSHOT else tmp_path / "screenshot.png")
     earlier.get_by_role("button").click()
     expect(meta.locator("div", has=page.locator("dt", has_text="GPU")).locator("dd")).to_have_text("RTX 3090")
     expect(page.locator("#history li")).to_contain_text("A100")
@@ -216,16 +220,16 @@ def test_generate_on_the_chosen_gpu_with_live_progress(desktop: Watched, gateway
     assert desktop.errors == []
 
 
-def save_screenshot(png: bytes) -> None:
-    """docs/screenshot.png: a 128-colour palette PNG, so that the generated image (noise, from the
-    tiny model) does not make it weigh most of a megabyte."""
+def save_screenshot(png: bytes, path: Path) -> None:
+    """The README's screenshot (docs/screenshot.png with SDXLPOOL_UPDATE_SCREENSHOT=1): a 128-colour
+    palette PNG, so that the generated image (noise, from the tiny model) does not make it weigh
+    most of a megabyte."""
     rgb = Image.open(io.BytesIO(png)).convert("RGB")
     buffer = io.BytesIO()
     rgb.quantize(colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(buffer, "PNG",
                                                                                               optimize=True)
     assert len(buffer.getvalue()) < 300_000, f"screenshot is {len(buffer.getvalue())} bytes"
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    SCREENSHOT.write_bytes(buffer.getvalue())
+    path.write_bytes(buffer.getvalue())
 
 
 def test_errors_are_readable_on_a_phone(phone: Watched, strict_gateway) -> None:
