@@ -21,7 +21,8 @@ Workers run first come, first served, one job at a time, or with `batch_max` > 1
 waiting jobs of the same cost as one batch of n taking t(1) x (1 + alpha (n - 1)) (the sim-worker's
 model). `pending_steps` = cost of the waiting jobs + what is left of the running ones (falling
 step by step); `step_seconds` = the exact per-image figure for one job alone, and with batching the
-worker's moving average per image at the batch size it ran (`sdxlpool.worker.jobs`).
+worker's moving average per image at the batch size it ran (`sdxlpool.worker.jobs`). Every scrape
+(and the clairvoyant view) carries `batch_max` as `sdxl_worker_batch_max` does.
 
 Per decision the model records what the router believed (the chosen worker's expected completion,
 and the work it thought was on each candidate) next to the truth (when the request really finished
@@ -213,7 +214,7 @@ def simulate(pool: Pool, arrivals: Sequence[float], costs: Sequence[float], *,
         return WorkerMetrics(queue_depth=float(len(worker.waiting)), inflight=float(len(worker.running)),
                              pending_steps=worker.pending(now) + worker.in_transit,
                              step_seconds=worker.step_seconds if clairvoyant else worker.measured,
-                             ready=True, gpu_model=pool.gpus[w])
+                             ready=True, gpu_model=pool.gpus[w], batch_max=pool.batch_max)
 
     def scrape(r: int, w: int) -> None:
         sent = events.now
@@ -237,7 +238,8 @@ def simulate(pool: Pool, arrivals: Sequence[float], costs: Sequence[float], *,
         for r in range(1 if share_dispatches else replicas):
             phase = rng.random() * scrape_period
             for w in range(len(workers)):
-                states[r][w].metrics = WorkerMetrics(0.0, 0.0, 0.0, workers[w].measured, True, pool.gpus[w])
+                states[r][w].metrics = WorkerMetrics(0.0, 0.0, 0.0, workers[w].measured, True, pool.gpus[w],
+                                                     batch_max=pool.batch_max)
                 states[r][w].scraped_at = -1.0
                 events.at(phase, lambda r=r, w=w: scrape(r, w))
     for i, outcome in enumerate(outcomes):

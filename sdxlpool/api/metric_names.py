@@ -33,6 +33,7 @@ __all__ = [
     "GATEWAY_SCRAPE_AGE_SECONDS",
     "GATEWAY_WAITING_STEPS",
     "WORKER_BATCH_IMAGES",
+    "WORKER_BATCH_MAX",
     "WORKER_INFERENCE_SECONDS",
     "WORKER_INFLIGHT",
     "WORKER_INFO",
@@ -70,6 +71,10 @@ WORKER_INFERENCE_SECONDS = "sdxl_worker_inference_seconds"
 WORKER_BATCH_IMAGES = "sdxl_worker_batch_images"
 """histogram, one observation per request: images in the model batch its images ran in (its own
 batch_size, times the requests batched with it by --batch-max)"""
+WORKER_BATCH_MAX = "sdxl_worker_batch_max"
+"""gauge: the worker's --batch-max, how many queued same-shape requests it runs as one batch (1: no
+batching). Optional for the gateway (absent: 1): its completion_time scorer counts the requests
+queued there that may share a new request's batch as a smaller wait (routing/estimates.py)"""
 WORKER_LORA_LOADED = "sdxl_worker_lora_loaded"
 """gauge = 1 per LoRA held loaded, labels :data:`WORKER_LORA_LOADED_LABELS` (name, alias as in
 /sdapi/v1/loras); the gateway's lora_affinity scorer prefers a worker that holds a request's LoRAs"""

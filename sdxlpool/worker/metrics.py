@@ -46,6 +46,9 @@ class WorkerMetrics:
               registry=r).set_function(lambda: queue.snapshot().step_seconds)
         Gauge(m.WORKER_READY, "1 when the model is loaded", registry=r
               ).set_function(lambda: 1.0 if ready() else 0.0)
+        Gauge(m.WORKER_BATCH_MAX,
+              "Queued same-shape requests this worker runs as one batch at most (--batch-max; 1 = no batching)",
+              registry=r).set_function(lambda: queue.batch_max)
         self.info = Gauge(m.WORKER_INFO, "Static facts about this worker (value is always 1)",
                           m.WORKER_INFO_LABELS, registry=r)
         self._info_labels: dict[str, str] | None = None

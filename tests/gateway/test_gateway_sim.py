@@ -36,6 +36,20 @@ def test_a_burst_spreads_over_workers_of_equal_speed(sims, tmp_path) -> None:
         assert sorted(served) == ["fast-1", "fast-1", "fast-2", "fast-2"]
 
 
+@pytest.mark.parametrize("sims", [[("batcher", 0.05, "--batch-max", "4"), ("single", 0.05)]], indirect=True)
+def test_the_gateway_reads_each_workers_batch_max(sims, tmp_path) -> None:
+    """A sim-worker's --batch-max reaches the gateway through /metrics (sdxl_worker_batch_max): what its
+    completion_time scorer prices a batching worker's queue with. /v1/backends shows it."""
+    batcher, _ = sims
+    assert f"{mn.WORKER_BATCH_MAX} 4.0" in httpx.get(batcher.url + "/metrics").text
+    path = write_backends(tmp_path / "b.yaml", [s.backend() for s in sims])
+    with start_gateway(path) as gateway:
+        gateway.wait_ready()
+        view = wait_for(lambda: (v := {b["name"]: b for b in httpx.get(gateway.url + "/v1/backends").json()["backends"]})
+                        and all(b["ready"] for b in v.values()) and v)
+        assert (view["batcher"]["batchMax"], view["single"]["batchMax"]) == (4, 1)
+
+
 @pytest.mark.parametrize("sims", [[("hung", 0.001, "--hang-rate", "1"), ("good", 0.05)]], indirect=True)
 def test_a_hung_worker_hits_the_progress_deadline_and_the_request_fails_over(sims, tmp_path) -> None:
     hung, good = sims

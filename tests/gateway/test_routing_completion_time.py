@@ -140,3 +140,41 @@ def test_the_default_profile_sends_a_burst_to_idle_slower_workers_before_queuein
 def test_default_step_seconds_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="default_step_seconds"):
         CompletionTime(default_step_seconds=bad)
+
+
+# A batching fast worker (0.05 s/step, 1.25 s of service, the slack) against an idle slower one
+# (0.2 s/step, 5 s), the fast one with 2 requests queued (wait 2.5 s). Without batching 1.25 s of that
+# wait counts 5 times: c = 3.75 + 4 x 1.25 = 8.75 and the slow worker wins. With --batch-max 4 the 2
+# requests ahead may share this one's batch: nothing counts extra, c = eta = 3.75, the fast one wins.
+@pytest.mark.parametrize(
+    ("batch_max", "fast_pending", "scores"),
+    [
+        pytest.param(1, 50, {"fast": 5 / 8.75, "slow": 1.0}, id="no-batching-the-queue-counts-five-times"),
+        pytest.param(4, 50, {"fast": 1.0, "slow": 3.75 / 5}, id="batch-of-4-a-queue-of-2-is-free"),
+        # wait 5 s, all of it free (1.25 slack + 3 x 1.25): c = eta = 6.25, so the slow worker's 5 s wins
+        pytest.param(4, 100, {"fast": 5 / 6.25, "slow": 1.0}, id="batch-of-4-a-queue-of-4-costs-only-its-eta"),
+        # wait 5 s: 1.25 (slack) + 1.25 (one member) free, 2.5 s count 4 more times: 6.25 + 10
+        pytest.param(2, 100, {"fast": 5 / 16.25, "slow": 1.0}, id="batch-of-2-frees-one-member-only"),
+        # wait 10 s, batch of 4: 1.25 + 3 x 1.25 free, 5 s count extra: 11.25 + 20
+        pytest.param(4, 200, {"fast": 5 / 31.25, "slow": 1.0}, id="batch-of-4-a-longer-queue-still-counts"),
+    ],
+)
+def test_a_batching_workers_queue_is_free_up_to_its_batch(batch_max: int, fast_pending: float,
+                                                          scores: dict[str, float]) -> None:
+    states = [fake_state("fast", step_seconds=0.05, pending_steps=fast_pending, batch_max=batch_max),
+              fake_state("slow", step_seconds=0.2)]
+    candidates = [Candidate.of(s, NOW) for s in states]
+    assert CompletionTime(wait_weight=5.0).score(RouteRequest(cost=COST, now=NOW), candidates) == pytest.approx(scores)
+
+
+def test_the_default_profile_queues_on_a_batching_worker_and_reports_the_plain_eta() -> None:
+    """Two requests queued on a batching fast worker: the default profile still sends the third there
+    (not to the idle slow worker, as without batching), and expected_seconds is the plain eta."""
+    def decide(batch_max: int):
+        fast = fake_state("fast", step_seconds=0.05, pending_steps=50, batch_max=batch_max)
+        slow = fake_state("slow", step_seconds=0.2)
+        return default_scheduler(rng=random.Random(1)).schedule(RouteRequest(cost=COST, now=NOW), [fast, slow])
+
+    assert decide(1).state.name == "slow"
+    batched = decide(4)
+    assert batched.state.name == "fast" and batched.expected_seconds == pytest.approx((50 + COST) * 0.05)

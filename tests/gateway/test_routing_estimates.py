@@ -1,11 +1,18 @@
-"""expected_completion_seconds (response headers) and pool_drain_rate (429 Retry-After)."""
+"""expected_completion_seconds (response headers), pool_drain_rate (429 Retry-After) and extra_wait_seconds
+(the completion_time scorer's weighted wait, batching workers)."""
 
 from __future__ import annotations
 
 import pytest
 
 from sdxlpool.gateway.backends import Circuit
-from sdxlpool.gateway.routing import DEFAULT_STEP_SECONDS, expected_completion_seconds, pool_drain_rate
+from sdxlpool.gateway.routing import (
+    DEFAULT_STEP_SECONDS,
+    Candidate,
+    expected_completion_seconds,
+    pool_drain_rate,
+)
+from sdxlpool.gateway.routing.estimates import extra_wait_seconds
 from sdxlpool.gateway.routing.testing import fake_state
 
 NOW = 1.0
@@ -58,3 +65,26 @@ def test_expected_completion_counts_unseen_work() -> None:
 )
 def test_pool_drain_rate(states, now: float | None, rate: float) -> None:
     assert pool_drain_rate(states, now) == pytest.approx(rate)
+
+
+@pytest.mark.parametrize(
+    ("wait", "service", "slack", "batch_max", "extra"),
+    [
+        pytest.param(5.0, 1.0, 1.0, 1, 4.0, id="no-batching-the-wait-beyond-the-slack"),
+        pytest.param(0.5, 1.0, 1.0, 1, 0.0, id="within-the-slack-nothing"),
+        pytest.param(5.0, 1.0, 1.0, 4, 1.0, id="batch-of-4-three-services-free"),
+        pytest.param(5.0, 2.0, 1.0, 4, 0.0, id="batch-of-4-a-bigger-request-frees-more"),
+        pytest.param(5.0, 1.0, 0.0, 2, 4.0, id="batch-of-2-one-service-free"),
+        pytest.param(5.0, 1.0, 1.0, 0, 4.0, id="nonsense-batch-max-is-1"),
+    ],
+)
+def test_extra_wait_seconds(wait: float, service: float, slack: float, batch_max: int, extra: float) -> None:
+    assert extra_wait_seconds(wait, service, slack=slack, batch_max=batch_max) == pytest.approx(extra)
+    assert extra_wait_seconds(wait, service, slack=slack) == pytest.approx(max(0.0, wait - slack))  # default: 1
+
+
+def test_a_candidate_without_batch_metrics_batches_one() -> None:
+    assert Candidate.of(fake_state("old"), NOW).batch_max == 1  # a worker that does not export it
+    assert Candidate.of(fake_state("a1111", kind="a1111"), NOW).batch_max == 1
+    assert Candidate.of(fake_state("never", scraped_at=None), NOW).batch_max == 1
+    assert Candidate.of(fake_state("batcher", batch_max=4), NOW).batch_max == 4

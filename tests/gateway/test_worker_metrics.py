@@ -9,7 +9,12 @@ import pytest
 
 from sdxlpool.api import metric_names as mn
 from sdxlpool.api.gpu import normalize_gpu_name
-from sdxlpool.gateway.worker_metrics import REQUIRED_SERIES, WorkerMetrics, parse_worker_metrics
+from sdxlpool.gateway.worker_metrics import (
+    BATCH_MAX_LIMIT,
+    REQUIRED_SERIES,
+    WorkerMetrics,
+    parse_worker_metrics,
+)
 
 
 def test_a_real_workers_metrics(worker) -> None:
@@ -20,6 +25,7 @@ def test_a_real_workers_metrics(worker) -> None:
     assert metrics.model
     assert metrics.queue_depth >= 0 and metrics.inflight >= 0 and metrics.pending_steps >= 0
     assert metrics.step_seconds >= 0
+    assert metrics.batch_max == 1  # exported, and 1 without --batch-max
 
 
 def test_a_real_worker_measures_its_step_time(worker) -> None:
@@ -81,3 +87,29 @@ def test_malformed(text: str, message: str) -> None:
     with pytest.raises(ValueError, match="worker metrics: ") as raised:
         parse_worker_metrics(text)
     assert message in str(raised.value)
+
+
+def _batch_max(value: str) -> str:
+    return f"# HELP {mn.WORKER_BATCH_MAX} x\n# TYPE {mn.WORKER_BATCH_MAX} gauge\n{mn.WORKER_BATCH_MAX} {value}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "batch_max"),
+    [
+        pytest.param(_text(), 1, id="absent-older-worker-is-1"),
+        pytest.param(_text() + _batch_max("4.0"), 4, id="batch-max-4"),
+        pytest.param(_text() + _batch_max("1.0"), 1, id="batch-max-1"),
+        pytest.param(_text() + _batch_max("2.7"), 2, id="fraction-rounds-down"),
+        pytest.param(_text() + _batch_max("0.0"), 1, id="zero-is-1"),
+        pytest.param(_text() + _batch_max("-3"), 1, id="negative-is-1"),
+        pytest.param(_text() + _batch_max("NaN"), 1, id="nan-is-1"),
+        pytest.param(_text() + _batch_max("+Inf"), 1, id="infinite-is-1"),
+        pytest.param(_text() + _batch_max("1e9"), BATCH_MAX_LIMIT, id="huge-is-the-limit"),
+    ],
+)
+def test_batch_max_is_optional(text: str, batch_max: int) -> None:
+    """sdxl_worker_batch_max is not required (plain A1111-style and older workers lack it): absent or
+    senseless reads as 1, so such a worker is priced as one that does not batch."""
+    parsed = parse_worker_metrics(text)
+    assert parsed.batch_max == batch_max and isinstance(parsed.batch_max, int)
+    assert mn.WORKER_BATCH_MAX not in REQUIRED_SERIES

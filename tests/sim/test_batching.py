@@ -27,6 +27,7 @@ def test_a_batch_of_four_takes_its_modelled_time_and_step_seconds_is_per_image()
             members.append(Background(url, {**JOB, "seed": i}))
             wait_for(lambda i=i: metrics(url)[mn.WORKER_QUEUE_DEPTH] == i + 1)
         before = metrics(url)
+        assert before[mn.WORKER_BATCH_MAX] == n  # --batch-max, for the gateway's wait estimate
         assert before[mn.WORKER_PENDING_STEPS] > n * JOB["steps"]  # the blocker's rest + four whole jobs
         assert httpx.post(url + "/sdapi/v1/interrupt", params={"id_task": "blocker"}).json() == {"interrupted": True}
         running = wait_for(lambda: (m := metrics(url))[mn.WORKER_INFLIGHT] == n and m)

@@ -232,6 +232,7 @@ def test_metrics_before_during_and_after_jobs_and_the_queue_bound() -> None:
         assert _shapes(text) == _shapes(generate_latest(real.registry).decode())  # names, types, labels
         before = metrics(url)
         assert before[mn.WORKER_READY] == 1
+        assert before[mn.WORKER_BATCH_MAX] == 1  # no --batch-max
         assert before[mn.WORKER_QUEUE_DEPTH] == before[mn.WORKER_INFLIGHT] == 0
         assert before[mn.WORKER_PENDING_STEPS] == 0
         assert 0.04 * 0.7 <= before[mn.WORKER_STEP_SECONDS] <= 0.04 * 1.3  # measured by the warm-up

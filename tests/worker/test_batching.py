@@ -42,6 +42,11 @@ def batching_worker(tiny_model: TinyModel) -> Iterator[ServerThread]:
         yield server
 
 
+def test_the_worker_exports_its_batch_max(batching_worker: ServerThread) -> None:
+    """sdxl_worker_batch_max = --batch-max: the gateway counts that many queued requests as one batch."""
+    assert metrics(batching_worker.url)[mn.WORKER_BATCH_MAX] == 4
+
+
 def _behind_blocker(url: str, bodies: list[dict]) -> list[httpx.Response]:
     """Queue `bodies` behind a running blocker, all waiting at once, then end the blocker."""
     blocker = Background(url, BLOCKER)

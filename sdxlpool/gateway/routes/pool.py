@@ -46,6 +46,7 @@ def backends(gateway: GatewayDep) -> dict[str, Any]:
             "stepSeconds": m.step_seconds if m else None,
             "unseenSteps": round(state.unseen_cost(now), 4),
             "lorasLoaded": sorted(m.loras) if m else None,  # names and aliases (sdxl_worker_lora_loaded)
+            "batchMax": m.batch_max if m else None,  # sdxl_worker_batch_max (1 when the worker does not say)
         })
     return {"backends": out}
 

@@ -8,6 +8,9 @@
 gets a fallback: the median measured step time of the candidates with the same GPU model, else of
 all candidates, else `DEFAULT_STEP_SECONDS`. So a new L40S worker is assumed as fast as the L40S
 workers already measured, and an unmeasured pool is treated as uniform.
+
+`extra_wait_seconds` is the part of the wait the `completion_time` scorer counts extra (its
+`waitWeight`): the wait beyond a slack, less what a batching worker's queue gives back.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "candidate_completion_seconds",
     "candidate_wait_and_service_seconds",
     "expected_completion_seconds",
+    "extra_wait_seconds",
     "pool_drain_rate",
 ]
 
@@ -61,6 +65,36 @@ def candidate_wait_and_service_seconds(candidate: Candidate, cost: float, peers:
     if seconds is None:
         seconds = fallback_step_seconds(candidate.backend.gpu, peers, default_step_seconds)
     return (candidate.pending_steps + candidate.unseen_steps) * seconds, cost * seconds
+
+
+def extra_wait_seconds(wait: float, service: float, *, slack: float, batch_max: int = 1) -> float:
+    """The part of one candidate's `wait` that the `completion_time` scorer counts `waitWeight` times.
+
+    `wait` and `service` are the candidate's (`candidate_wait_and_service_seconds`), `slack` the
+    wait that is free anyway (the scorer's one short job), `batch_max` the worker's
+    `sdxl_worker_batch_max` (`Candidate.batch_max`: 1 when it does not say).
+
+        extra = max(0, wait - slack - (batch_max - 1) x service)
+
+    Why a wait counts extra at all: a request that joins a queue delays every request that joins
+    it after it. On a worker that batches (`--batch-max` B > 1) a queue is partly free: up to B - 1
+    requests waiting there run in the same batch as this one, so they are not in front of it, and
+    it is not in front of the requests that join that batch after it (a bigger batch takes only a
+    little longer per image, and the worker's `step_seconds`, measured per image at the batch size
+    it ran, already prices that into `wait` and `service`). `wait` counts those requests one after
+    another, at this request's size: up to (B - 1) x `service` of it is the batch the request will
+    run in, not a queue, so it is free like the slack. With B = 1 this is the plain
+    `max(0, wait - slack)`: workers that do not batch, or do not say, are priced as before.
+
+    Deliberately simple. It assumes the requests ahead have this request's shape (the worker
+    batches only equal sizes and steps), which is exact for one shape and optimistic for a mix, and
+    it also frees a running batch's rest, which no new request can join. In the routing model
+    (docs/benchmarks.md, "Batching workers: the wait per batch") the variants tried (dividing the
+    wait by B; freeing only the requests still queued) won 0.01-0.03 s of median and sent some
+    requests to the slow workers again (p99 1.20 s instead of 0.84 s at 80 % load).
+    """
+    shared = (max(1, batch_max) - 1) * service
+    return max(0.0, wait - slack - shared)
 
 
 def expected_completion_seconds(state: BackendState, cost: float, now: float, *,

@@ -26,6 +26,7 @@ def fake_state(
     price_per_hour: float | None = None,
     circuit: Circuit | None = None,
     loras: frozenset[str] = frozenset(),
+    batch_max: int = 1,
 ) -> BackendState:
     """A backend state as if its last scrape (sent at `scraped_at`) returned these numbers.
 
@@ -37,6 +38,7 @@ def fake_state(
     metrics = None
     if kind == "sdxlpool" and scraped_at is not None:
         metrics = WorkerMetrics(queue_depth=queue_depth, inflight=inflight, pending_steps=pending_steps,
-                                step_seconds=step_seconds, ready=ready, gpu_model=backend.gpu, loras=loras)
+                                step_seconds=step_seconds, ready=ready, gpu_model=backend.gpu, loras=loras,
+                                batch_max=batch_max)
     return BackendState(backend=backend, metrics=metrics, scraped_at=scraped_at if metrics else None,
                         circuit=circuit or Circuit())

@@ -71,6 +71,12 @@ class Candidate:
         return self.metrics.pending_steps if self.metrics is not None else 0.0
 
     @property
+    def batch_max(self) -> int:
+        """Queued same-shape requests the worker runs as one batch (`sdxl_worker_batch_max`); 1 without
+        metrics (a1111, never scraped) or from a worker that does not export it."""
+        return self.metrics.batch_max if self.metrics is not None else 1
+
+    @property
     def step_seconds(self) -> float | None:
         """The worker's measured seconds per normalised step; None when not measured or unknown."""
         if self.metrics is None or self.metrics.step_seconds <= 0:
