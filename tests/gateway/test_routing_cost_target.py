@@ -20,7 +20,12 @@ from sdxlpool.gateway.routing import (
     expected_completion_seconds,
     scheduler_from_config,
 )
-from sdxlpool.gateway.routing.scheduler import TARGET_COST_WEIGHT, TARGET_WITHIN_SHARE
+from sdxlpool.gateway.routing.scheduler import (
+    DEFAULT_WAIT_WEIGHT,
+    TARGET_COST_WEIGHT,
+    TARGET_WAIT_WEIGHT,
+    TARGET_WITHIN_SHARE,
+)
 from sdxlpool.gateway.routing.testing import fake_state
 from sdxlpool.scaling.policy import WITHIN_SHARE
 
@@ -114,6 +119,11 @@ def test_with_a_target_the_default_profile_adds_the_budgeted_per_step_cost() -> 
     assert cost == Cost(within_seconds=TARGET_WITHIN_SHARE * 30.0, basis="step")
     assert weight == TARGET_COST_WEIGHT
     assert default_scheduler(latency_target=30.0, cost_weight=5.0).scorers[-1][1] == 5.0
+    # Plain expected completion with a target (the wait weight lost requests in the autoscaling
+    # simulation's bursts); the weighted wait without one; an explicit weight wins either way.
+    assert scorers["completion_time"][0].wait_weight == TARGET_WAIT_WEIGHT == 1.0
+    assert dict((s.name, s) for s, _ in default_scheduler().scorers)["completion_time"].wait_weight == DEFAULT_WAIT_WEIGHT
+    assert default_scheduler(latency_target=30.0, wait_weight=3.0).scorers[0][0].wait_weight == 3.0
     for bad in (0.0, -3.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="latency_target"):
             default_scheduler(latency_target=bad)

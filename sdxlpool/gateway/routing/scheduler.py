@@ -37,7 +37,7 @@ from sdxlpool.gateway.routing.scorers import CompletionTime, Cost, LoraAffinity,
 from sdxlpool.gateway.routing.types import Candidate, Decision, Explanation, FilterStep, RouteRequest, Scored
 from sdxlpool.scaling.policy import WITHIN_SHARE
 
-__all__ = ["Scheduler", "default_scheduler", "DEFAULT_WAIT_WEIGHT", "TARGET_COST_WEIGHT", "TARGET_WITHIN_SHARE"]
+__all__ = ["Scheduler", "default_scheduler", "DEFAULT_WAIT_WEIGHT", "TARGET_COST_WEIGHT", "TARGET_WAIT_WEIGHT", "TARGET_WITHIN_SHARE"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,10 @@ TARGET_COST_WEIGHT = 3.0
 # times a second of service (scorers/completion_time.py says why; docs/benchmarks.md "Routing in a
 # model" has the sweep).
 DEFAULT_WAIT_WEIGHT = 5.0
+# With a latency target the cost scorer leads within the budget and the profile was tuned with plain
+# expected completion: the wait weight there lost requests to the gateway queue's deadline in the
+# autoscaling simulation's bursts (benchmarks/autoscaling.py, seed 4: 4 lost, none with weight 1).
+TARGET_WAIT_WEIGHT = 1.0
 
 
 class Scheduler:
@@ -148,7 +152,7 @@ def default_scheduler(
     *,
     stale_after: float = 2.0,
     completion_weight: float = 1.0,
-    wait_weight: float = DEFAULT_WAIT_WEIGHT,
+    wait_weight: float | None = None,
     preference_weight: float = 0.1,
     cost_weight: float = 0.0,
     cost_max_slowdown: float = 1.5,
@@ -160,7 +164,8 @@ def default_scheduler(
     on_plugin_seconds: Callable[[str, float], None] | None = None,
 ) -> Scheduler:
     """The standard profile: soonest completion first (a second of queueing counting `wait_weight`
-    seconds), GPU preference to settle near-ties, cost if enabled.
+    seconds: DEFAULT_WAIT_WEIGHT, or TARGET_WAIT_WEIGHT with a latency target), GPU preference to
+    settle near-ties, cost if enabled.
 
     Filters run gpu_allowed -> not_tried -> available -> freshness, so a 503 tells "no such GPU
     model in the pool" apart from "all of them are down". The cost scorer is left out at weight 0.
@@ -184,6 +189,8 @@ def default_scheduler(
     per step, which needs weight x 0.45 > 0.5 (and an RTX 3090 at 0.3x speed, weight x 0.4 > 0.7);
     3 clears both, and leaves speed to decide between models within ~15 % of each other's price.
     """
+    if wait_weight is None:
+        wait_weight = DEFAULT_WAIT_WEIGHT if latency_target is None else TARGET_WAIT_WEIGHT
     scorers: list[tuple[Scorer, float]] = [
         (CompletionTime(wait_weight=wait_weight, default_step_seconds=default_step_seconds), completion_weight),
         (Preference(), preference_weight),
