@@ -57,6 +57,7 @@ __all__ = [
     "PLURAL",
     "VERSION",
     "ApiKeysSecretRef",
+    "CompileCache",
     "DefaultsSpec",
     "EmptyDirCache",
     "FINE_TUNE_FIELDS",
@@ -259,7 +260,7 @@ _HF_REPO_ID = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$"
 
 
 class EmptyDirCache(_SpecModel):
-    """A pod-local cache: downloaded again whenever a pod starts on a new node."""
+    """A pod-local cache: empty again whenever a pod starts (on a new node, or replaced)."""
 
     size_limit: Quantity | None = Field(None, description="Largest size of the cache, e.g. 40Gi.")
 
@@ -278,6 +279,15 @@ class HuggingFaceCache(_SpecModel):
         if self.claim_name is not None and self.empty_dir is not None:
             raise ValueError("set claimName or emptyDir, not both")
         return self
+
+
+class CompileCache(HuggingFaceCache):
+    """Where the workers keep compiled kernels between starts (`--compile-cache-dir`): a
+    PersistentVolumeClaim (survives restarts; one claim may serve the whole pool, since entries are
+    keyed by GPU model, torch version and compiled shapes, and written atomically) or an emptyDir.
+    Unset: the pod's scratch space, so every start compiles again."""
+
+    claim_name: str | None = Field(None, min_length=1, description="PVC holding the compiled kernels.")
 
 
 class HuggingFaceModelSource(_SpecModel):
@@ -611,6 +621,10 @@ class SDXLPoolSpec(_SpecModel):
     styles: FineTuneSource | None = Field(
         None, description="An A1111 styles.csv (name, prompt, negative_prompt) the workers apply by a request's "
         "styles; a file, not a folder; --styles."
+    )
+    compile_cache: CompileCache | None = Field(
+        None, description="A volume for the compiled kernels of the exact fast path (CUDA workers), so a "
+        "restarted worker loads them instead of compiling again; unset: compiled at every start."
     )
 
     @field_validator("gpus")

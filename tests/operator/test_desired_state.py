@@ -280,6 +280,28 @@ def check_hf(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     assert volumes["models"] == {"name": "models", "persistentVolumeClaim": {"claimName": "hf-cache"}}
 
 
+def check_compile_cache(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
+    """spec.compileCache: every worker mounts it read-write where --compile-cache-dir points."""
+    for slug in state.placements:
+        dep = worker_of(state, slug)
+        assert flag(args_of(dep), "--compile-cache-dir") == "/cache/compile"
+        assert {"name": "compile-cache", "mountPath": "/cache/compile"} in container(dep)["volumeMounts"]
+    volumes = {v["name"]: v for v in pod_spec(worker_of(state, "a100"))["volumes"]}
+    expected = pool.spec.compile_cache
+    assert expected is not None
+    if expected.claim_name:
+        assert volumes["compile-cache"] == {"name": "compile-cache", "persistentVolumeClaim": {"claimName": "kernels"}}
+    else:
+        assert volumes["compile-cache"] == {"name": "compile-cache", "emptyDir": {"sizeLimit": "8Gi"}}
+
+
+def check_no_compile_cache(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
+    """Unset: no extra volume, and the worker keeps its default ($SDXLPOOL_CACHE/compile on scratch)."""
+    dep = worker_of(state, "a100")
+    assert "--compile-cache-dir" not in args_of(dep)
+    assert "compile-cache" not in {v["name"] for v in pod_spec(dep)["volumes"]}
+
+
 def check_hf_empty_dir(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
     spec = pod_spec(worker_of(state, "a100"))
     assert [c["name"] for c in spec["initContainers"]] == ["download-base"]
@@ -456,6 +478,11 @@ CASES = {
         check_mig,
     ),
     "gateway-disabled": Case(pool_data(gateway={"enabled": False}), [], check_no_gateway),
+    "compile-cache-pvc": Case(pool_data(compileCache={"claimName": "kernels"}, gpus=[{"model": "A100"}, {"model": "L40S"}]),
+                              [], check_compile_cache),
+    "compile-cache-empty-dir": Case(pool_data(compileCache={"emptyDir": {"sizeLimit": "8Gi"}}), [],
+                                    check_compile_cache),
+    "compile-cache-unset": Case(pool_data(), [], check_no_compile_cache),
     "huggingface-pvc-cache": Case(
         pool_data(
             model={

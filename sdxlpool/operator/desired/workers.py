@@ -11,6 +11,8 @@ Pure. What a worker pod gets, in the order the manifest lists it:
    worker image), token from the Secret as ``HF_TOKEN``, then mounted read-only by the worker;
 4. fine-tunes (``spec.loras``, ``.embeddings``, ``.vaes``, ``.styles``): their folders made of mounts
    and ``hf download`` init containers (:mod:`.fine_tunes`), named by ``--lora-dir`` and the like;
+4b. compiled kernels (``spec.compileCache``): its PVC or emptyDir mounted at ``/cache/compile`` and
+   named by ``--compile-cache-dir``, so a restarted worker loads them instead of compiling again;
 5. the container: ``sdxlpool worker --model ... --gpu-model <entry model> ...`` with the pool's
    defaults and limits as flags (:func:`sdxlpool.api.pool_config.pod_worker_args`, shared with the
    Akash export and ``sdxlpool up``), ``nvidia.com/gpu`` limit, probes, restricted security.
@@ -59,6 +61,8 @@ STARTUP_SECONDS = 30 * 60
 """How long the startup probe lets a worker load its model before liveness checks begin."""
 _STARTUP_PERIOD = 10
 _MODELS_VOLUME = "models"
+_COMPILE_CACHE_VOLUME = "compile-cache"
+COMPILE_CACHE_DIR = "/cache/compile"  # spec.compileCache, mounted read-write: the worker writes kernels there
 
 
 def _worker_env() -> list[dict[str, Any]]:
@@ -68,6 +72,16 @@ def _worker_env() -> list[dict[str, Any]]:
         {"name": "SDXLPOOL_CACHE", "value": f"{TMP_DIR}/sdxlpool"},
         {"name": "HF_HUB_OFFLINE", "value": "1"},
     ]
+
+
+def _compile_cache_volume(spec: SDXLPoolSpec) -> dict[str, Any] | None:
+    cache = spec.compile_cache
+    if cache is None:
+        return None
+    if cache.claim_name is not None:
+        return {"name": _COMPILE_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.claim_name}}
+    size = cache.empty_dir.size_limit if cache.empty_dir is not None else None
+    return {"name": _COMPILE_CACHE_VOLUME, "emptyDir": {"sizeLimit": size} if size else {}}
 
 
 def _model_volume(spec: SDXLPoolSpec) -> dict[str, Any]:
@@ -168,6 +182,10 @@ def worker_deployment(
         pod["initContainers"] = downloads
     pod["containers"] = [worker]
     pod["volumes"] = [_model_volume(spec), *fine_tune_volumes(spec), scratch_volume()]
+    if (compile_cache := _compile_cache_volume(spec)) is not None:
+        worker["args"] = [*worker["args"], "--compile-cache-dir", COMPILE_CACHE_DIR]
+        worker["volumeMounts"] = [*worker["volumeMounts"], {"name": _COMPILE_CACHE_VOLUME, "mountPath": COMPILE_CACHE_DIR}]
+        pod["volumes"].append(compile_cache)
 
     return {
         "apiVersion": "apps/v1",
