@@ -24,8 +24,11 @@ from sdxlpool.worker.samplers import SAMPLERS, SCHEDULES
 from tests.conftest import ServerThread
 from tests.sim.conftest import Background, info_of, metrics, running_sim, wait_for
 
-STEP = 0.02  # seconds per normalised step of the timing sim
-OVERHEAD = 0.05
+# The timing sim's model: large enough that a loaded 2-core machine's scheduling hiccups (tens of
+# milliseconds) stay within the bounds below, small enough that a wrong step count still falls out.
+STEP = 0.05  # seconds per normalised step
+OVERHEAD = 0.1
+HICCUP = 0.05  # absolute slack on an upper bound: sleeps overshoot under load, never undershoot
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +69,8 @@ def test_a_request_takes_the_modelled_time(timed_sim: ServerThread, body: dict, 
     assert response.status_code == 200, response.text
     placement = info_of(response)["sdxlpool"]
     assert placement["steps_done"] == iterations
-    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3
-    assert expected * 0.7 <= wall <= expected * 1.3 + 0.1  # + HTTP and PNG work
+    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3 + HICCUP
+    assert expected * 0.7 <= wall <= expected * 1.3 + 0.3  # + HTTP and PNG work
     # The worker's own estimate follows the model: step_seconds plus the overhead spread over a job's
     # steps (the most for the short warm-up it started from).
     step_seconds = metrics(timed_sim.url)[mn.WORKER_STEP_SECONDS]
@@ -101,7 +104,7 @@ def test_img2img_and_hires_take_their_modelled_time_at_their_size(
     assert response.status_code == 200, response.text
     placement = info_of(response)["sdxlpool"]
     assert placement["steps_done"] == iterations
-    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3
+    assert expected * 0.7 <= placement["inference_seconds"] <= expected * 1.3 + HICCUP
     assert png(response.json()["images"][0]).size == size
 
 
