@@ -91,7 +91,8 @@ WARM_UPS = 2
 # In fp32 on the CPU both sides draw identical pixels, so the smoke run asks for exactly that.
 SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf,
          "sizes": "128x96", "batches": "1,2", "samplers": "euler", "profile_images": 1,
-         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf}
+         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf,
+         "fast_mode": "deepcache", "fast_images": 1}
 ASPECT_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344"
 SAMPLERS = {"euler": ("Euler", "Automatic"), "dpmpp-sde-karras": ("DPM++ SDE", "Karras")}
 
