@@ -48,8 +48,9 @@ the gate and the profile, in-process at --size and batch 1, `--fast-images` seed
 in the mode, taking turns (which goes first alternates): per image the seconds of both, the UNet's
 seconds of both (from conv_in's pre-hook to conv_out's hook, spans both modes cross: DeepCache
 never calls the UNet's forward), and the mode's quality cost against the exact image of the same
-seed (PSNR, largest pixel and |d latent| difference). Reported: the median speed-ups (job, UNet)
-and the PSNR spread. On a GPU the exact side runs the compiled fast path and DeepCache's UNet runs
+seed (PSNR, largest pixel and |d latent| difference). Reported: the speed-ups (job, UNet) as the
+ratio of the medians and as the spread of the per-seed ratios (each pair back to back, so robust
+to a shared machine's slow minutes), and the PSNR spread. On a GPU the exact side runs the compiled fast path and DeepCache's UNet runs
 eager, as in the worker. Only the random-weight model is at hand, so the quality figures are that
 model's, not SDXL's.
 
@@ -488,6 +489,11 @@ def fast_mode_cost(args: argparse.Namespace, worker: InProcessWorker) -> dict[st
                  "unet_seconds_per_image": spread(sides["fast"]["unet_seconds"])},
         "speedup_median": round(median["exact"]["seconds"] / median["fast"]["seconds"], 3),
         "unet_speedup_median": round(median["exact"]["unet_seconds"] / median["fast"]["unet_seconds"], 3),
+        # Each seed's pair ran back to back: their ratio shrugs off a shared machine's slower minutes.
+        "speedup_per_seed": spread(e / f for e, f in zip(sides["exact"]["seconds"], sides["fast"]["seconds"],
+                                                         strict=True)),
+        "unet_speedup_per_seed": spread(e / f for e, f in zip(sides["exact"]["unet_seconds"],
+                                                              sides["fast"]["unet_seconds"], strict=True)),
         "psnr_db_vs_exact": spread(psnrs) if psnrs else "identical pixels",
         "per_seed": per_seed,
     }

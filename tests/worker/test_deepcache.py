@@ -31,7 +31,14 @@ import numpy as np
 import pytest
 import torch
 
-from sdxlpool.worker.deepcache import DeepCache, DeepCacheUNet, for_pass, full_evaluation, shallow_res_count
+from sdxlpool.worker.deepcache import (
+    DeepCache,
+    DeepCacheUNet,
+    check_unet,
+    for_pass,
+    full_evaluation,
+    shallow_res_count,
+)
 from tests.conftest import ServerThread, TinyModel, start_worker
 from tests.worker.imaging import pixels
 from tests.worker.test_batching import _behind_blocker
@@ -103,6 +110,13 @@ def test_with_every_evaluation_full_the_split_forward_is_the_unet(unets: dict[st
             split = wrapper(timestep=torch.tensor(t), return_dict=False, **args)[0]
             assert torch.equal(exact, split), (kind, t)
     assert wrapper.full_evaluations == wrapper.evaluations == 3
+
+
+def test_a_branch_deeper_than_the_unet_is_refused_at_start_up(unets: dict[str, Any]) -> None:
+    check_unet(unets["base"], 2)  # SDXL's base: 3 down blocks
+    with pytest.raises(ValueError, match="branch must be below the UNet's 3 down blocks"):
+        check_unet(unets["base"], 3)
+    check_unet(unets["refiner"], 3)  # the refiner has 4
 
 
 def _count_calls(unet: Any) -> tuple[dict[str, int], list[Any]]:
