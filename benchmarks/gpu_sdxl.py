@@ -56,6 +56,11 @@ model's, not SDXL's.
 
     python benchmarks/gpu_sdxl.py --arch tiny --device cpu --no-http --fast-mode deepcache
 
+The same section counts the UNet's FLOPs per evaluation, full and cached (torch's FlopCounterMode
+on the meta device: no weights, no machine noise), and per image at --steps (Euler, one evaluation
+per step, CFG batched, base to --switch then the refiner). `--flops-only` prints just that, for
+any --arch without building a model: `--arch real --size 1024` gives SDXL's own architecture.
+
 Bounded: a fixed number of images, every wait has a timeout, all traffic to 127.0.0.1.
 """
 
@@ -129,6 +134,8 @@ def main() -> int:
     parser.add_argument("--deepcache-interval", type=int, default=3, help="deepcache: a full UNet evaluation every N")
     parser.add_argument("--deepcache-branch", type=int, default=0, help="deepcache: the shallow branch's depth")
     parser.add_argument("--fast-images", type=int, default=5, help="seeds the fast mode is timed and compared at")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="with --fast-mode: only count the UNets' FLOPs (meta device, no weights), then exit")
     parser.add_argument("--out", type=Path, help="write the results JSON here")
     args = parser.parse_args()
     if args.smoke:
@@ -138,6 +145,10 @@ def main() -> int:
     args.sizes = args.sizes or f"{args.size}x{args.size}"
     args.port = args.port or free_port()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.flops_only:
+        print(json.dumps(deepcache_flops(args), indent=2))
+        write_report(args.out, flops=deepcache_flops(args))
+        return 0
 
     import torch
 
@@ -478,6 +489,7 @@ def fast_mode_cost(args: argparse.Namespace, worker: InProcessWorker) -> dict[st
         for handle in handles:
             handle.remove()
     psnrs = [c["psnr_db"] for c in per_seed if c["psnr_db"] is not None]
+    flops = deepcache_flops(args)
     median = {side: {k: statistics.median(v) for k, v in values.items()} for side, values in sides.items()}
     return {
         "mode": args.fast_mode, "interval": mode.interval, "branch": mode.branch,
@@ -495,8 +507,59 @@ def fast_mode_cost(args: argparse.Namespace, worker: InProcessWorker) -> dict[st
         "unet_speedup_per_seed": spread(e / f for e, f in zip(sides["exact"]["unet_seconds"],
                                                               sides["fast"]["unet_seconds"], strict=True)),
         "psnr_db_vs_exact": spread(psnrs) if psnrs else "identical pixels",
+        "unet_flops": flops,
         "per_seed": per_seed,
     }
+
+
+def deepcache_flops(args: argparse.Namespace) -> dict[str, Any]:
+    """FLOPs of one UNet evaluation, full and cached, of --arch's base and refiner at --size (CFG:
+    batch 2), counted on the meta device; and per image at --steps with Euler (one evaluation a
+    step: round(steps x switch) on the base, the rest on the refiner), exact and with DeepCache."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sdxlpool.worker.architectures import component_configs
+    from sdxlpool.worker.deepcache import DeepCache, DeepCacheUNet, full_evaluation
+
+    mode = DeepCache(args.deepcache_interval, args.deepcache_branch)
+    evaluations = {"base": round(args.steps * args.switch)}
+    evaluations["refiner"] = args.steps - evaluations["base"]
+    out: dict[str, Any] = {"arch": args.arch, "size": args.size, "interval": mode.interval, "branch": mode.branch,
+                           "counted": "torch FlopCounterMode, meta device, CFG batch 2"}
+    exact_total = fast_total = 0.0
+    for kind in ("base", "refiner"):
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(component_configs(kind, args.arch)["unet"])
+        config = unet.config
+        time_ids = unet.add_embedding.linear_1.in_features - config.projection_class_embeddings_input_dim
+        side = args.size // 8
+        inputs = {"sample": torch.empty(2, config.in_channels, side, side, device="meta"),
+                  "encoder_hidden_states": torch.empty(2, 77, config.cross_attention_dim, device="meta"),
+                  "added_cond_kwargs": {
+                      "text_embeds": torch.empty(2, config.projection_class_embeddings_input_dim - time_ids,
+                                                 device="meta"),
+                      "time_ids": torch.empty(2, time_ids // config.addition_time_embed_dim, device="meta")}}
+        wrapper = DeepCacheUNet(unet, mode)
+        counted = {}
+        with torch.no_grad():
+            for name in ("full", "cached"):  # the wrapper's first call is full, its second cached
+                with FlopCounterMode(display=False) as counter:
+                    wrapper(timestep=torch.tensor(500.0, device="meta"), **inputs)
+                counted[name] = counter.get_total_flops()
+        n = evaluations[kind]
+        full = sum(1 for i in range(n) if full_evaluation(i, mode.interval))
+        exact_total += n * counted["full"]
+        fast_total += full * counted["full"] + (n - full) * counted["cached"]
+        out[kind] = {"tflop_full_evaluation": round(counted["full"] / 1e12, 4),
+                     "tflop_cached_evaluation": round(counted["cached"] / 1e12, 4),
+                     "cached_over_full": round(counted["cached"] / counted["full"], 4),
+                     "evaluations": n, "full_evaluations": full}
+    out["tflop_per_image_exact"] = round(exact_total / 1e12, 3)
+    out["tflop_per_image_deepcache"] = round(fast_total / 1e12, 3)
+    out["flops_exact_over_deepcache"] = round(exact_total / fast_total, 3)
+    return out
 
 
 def weights(args: argparse.Namespace, dtype) -> tuple[Path, Path]:
