@@ -9,8 +9,8 @@ What is pinned:
 - the mode's state is per pass: the loaded module is never patched, and an exact job after a
   DeepCache job on the same loaded checkpoints is bit for bit the exact job before it;
 - through a real worker: `off` is today's image (equal to the exact worker's), deepcache changes
-  the image a little (not identical, PSNR above the bound below), base + refiner, and in a
-  same-shape batch each row equals its solo DeepCache image.
+  the image a little (not identical, PSNR above the bound below): base, base + refiner, hires fix;
+  and in a same-shape batch each row equals its solo DeepCache image.
 
 Bound: on the random-weight tiny model at 64x64, 8 Euler steps, interval 3, branch 0, the DeepCache
 image measured 45-50 dB PSNR against the exact one (largest difference 4-8 levels; 8 prompt/seed
@@ -250,10 +250,18 @@ def deepcache_worker(tiny_model: TinyModel) -> Iterator[ServerThread]:
         yield server
 
 
-@pytest.mark.parametrize("refined", [False, True], ids=["base", "base+refiner"])
+PASSES = {
+    "base": {},
+    "base+refiner": {"refiner_checkpoint": "tiny/refiner", "refiner_switch_at": 0.5},
+    "hires": {"enable_hr": True, "hr_scale": 1.5, "denoising_strength": 0.5, "hr_second_pass_steps": 4,
+              "hr_upscaler": "Latent"},
+}
+
+
+@pytest.mark.parametrize("passes", sorted(PASSES))
 def test_deepcache_changes_the_image_a_little_and_says_so(worker: ServerThread, deepcache_worker: ServerThread,
-                                                          refined: bool) -> None:
-    body = {**SMALL, **({"refiner_checkpoint": "tiny/refiner", "refiner_switch_at": 0.5} if refined else {})}
+                                                          passes: str) -> None:
+    body = {**SMALL, **PASSES[passes]}
     exact, exact_info = _post(worker.url, body)
     fast, fast_info = _post(deepcache_worker.url, body)
     assert exact_info["sdxlpool"]["fast_mode"] == "off" and fast_info["sdxlpool"]["fast_mode"] == "deepcache"
