@@ -43,6 +43,24 @@ Measure first (issue 16), in the same run, on the worker's own code path in-proc
     python benchmarks/gpu_sdxl.py --sweep --out results.json    # ... with every size, batch and sampler
     python benchmarks/gpu_sdxl.py --smoke                       # seconds, CPU, tiny model: CI
 
+Opt-in fast modes (`--fast-mode deepcache`, with `--deepcache-interval`/`--deepcache-branch`): after
+the gate and the profile, in-process at --size and batch 1, `--fast-images` seeds each run exact and
+in the mode, taking turns (which goes first alternates): per image the seconds of both, the UNet's
+seconds of both (from conv_in's pre-hook to conv_out's hook, spans both modes cross: DeepCache
+never calls the UNet's forward), and the mode's quality cost against the exact image of the same
+seed (PSNR, largest pixel and |d latent| difference). Reported: the speed-ups (job, UNet) as the
+ratio of the medians and as the spread of the per-seed ratios (each pair back to back, so robust
+to a shared machine's slow minutes), and the PSNR spread. On a GPU the exact side runs the compiled fast path and DeepCache's UNet runs
+eager, as in the worker. Only the random-weight model is at hand, so the quality figures are that
+model's, not SDXL's.
+
+    python benchmarks/gpu_sdxl.py --arch tiny --device cpu --no-http --fast-mode deepcache
+
+The same section counts the UNet's FLOPs per evaluation, full and cached (torch's FlopCounterMode
+on the meta device: no weights, no machine noise), and per image at --steps (Euler, one evaluation
+per step, CFG batched, base to --switch then the refiner). `--flops-only` prints just that, for
+any --arch without building a model: `--arch real --size 1024` gives SDXL's own architecture.
+
 Bounded: a fixed number of images, every wait has a timeout, all traffic to 127.0.0.1.
 """
 
@@ -79,7 +97,8 @@ WARM_UPS = 2
 # In fp32 on the CPU both sides draw identical pixels, so the smoke run asks for exactly that.
 SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, "min_psnr": math.inf,
          "sizes": "128x96", "batches": "1,2", "samplers": "euler", "profile_images": 1,
-         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf}
+         "gate_seeds": 1, "warm_ups": 1, "gate_samplers": "euler,dpmpp-sde-karras", "max_latent_diff": 0.0, "gate_min_psnr": math.inf,
+         "fast_mode": "deepcache", "fast_images": 1}
 ASPECT_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344"
 SAMPLERS = {"euler": ("Euler", "Automatic"), "dpmpp-sde-karras": ("DPM++ SDE", "Karras")}
 
@@ -110,6 +129,13 @@ def main() -> int:
     parser.add_argument("--gate-min-psnr", type=float, default=40.0, help="the gate's least PSNR (dB) of the images")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP worker vs diffusers timing")
     parser.add_argument("--smoke", action="store_true", help=f"a quick CPU run that checks the script: {SMOKE}")
+    parser.add_argument("--fast-mode", choices=["off", "deepcache"], default="off",
+                        help="also measure this opt-in fast mode against the exact path (speed-up, PSNR)")
+    parser.add_argument("--deepcache-interval", type=int, default=3, help="deepcache: a full UNet evaluation every N")
+    parser.add_argument("--deepcache-branch", type=int, default=0, help="deepcache: the shallow branch's depth")
+    parser.add_argument("--fast-images", type=int, default=5, help="seeds the fast mode is timed and compared at")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="with --fast-mode: only count the UNets' FLOPs (meta device, no weights), then exit")
     parser.add_argument("--out", type=Path, help="write the results JSON here")
     args = parser.parse_args()
     if args.smoke:
@@ -119,6 +145,10 @@ def main() -> int:
     args.sizes = args.sizes or f"{args.size}x{args.size}"
     args.port = args.port or free_port()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.flops_only:
+        print(json.dumps(deepcache_flops(args), indent=2))
+        write_report(args.out, flops=deepcache_flops(args))
+        return 0
 
     import torch
 
@@ -144,6 +174,10 @@ def main() -> int:
     phase = time.perf_counter()
     results["profile"] = profile_sweep(args, in_process)
     print(f"profile sweep: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+    if args.fast_mode != "off":
+        phase = time.perf_counter()
+        results["fast_mode"] = fast_mode_cost(args, in_process)
+        print(f"fast mode {args.fast_mode}: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
     in_process.close()
     del in_process
     if args.no_http:
@@ -298,8 +332,10 @@ class InProcessWorker:
         name, schedule = SAMPLERS[key]
         return resolve_sampler(name, schedule, schedules_of=self.engine.schedules)
 
-    def job(self, *, seed: int, width: int, height: int, batch: int, sampler: str) -> tuple[Any, Any]:
-        """One job as the worker runs it: (GenerationResult, the final latents)."""
+    def job(self, *, seed: int, width: int, height: int, batch: int, sampler: str,
+            deepcache: Any = None) -> tuple[Any, Any]:
+        """One job as the worker runs it: (GenerationResult, the final latents); `deepcache`: the
+        worker's --fast-mode deepcache parameters (None: exact)."""
         from sdxlpool.api.a1111 import Txt2ImgRequest
         from sdxlpool.api.generation import resolve_request
         from sdxlpool.worker.generate import RuntimeOptions
@@ -311,8 +347,8 @@ class InProcessWorker:
                                  refiner_switch_at=self.args.switch)
         params = resolve_request(request, self.settings.defaults, self.settings.limits)
         control = KeepLatents()
-        result = self.engine.generate(self.base, self.refiner, params, self.sampler(sampler), RuntimeOptions(),
-                                      control)
+        result = self.engine.generate(self.base, self.refiner, params, self.sampler(sampler),
+                                      RuntimeOptions(deepcache=deepcache), control)
         return result, control.latents
 
     def hook(self, clock: StageClock) -> list[Any]:
@@ -411,6 +447,118 @@ def summarise_jobs(jobs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
             out[f"{stage}_ms_per_evaluation"] = spread(ms for c in calls for ms in c)
             out[f"{stage}_ms_last_job"] = [round(ms, 3) for ms in calls[-1]]  # each step's evaluation(s)
     out["png_base64_ms_per_image"] = spread(ms for j in jobs for ms in j["png_base64_ms"])
+    return out
+
+
+def fast_mode_cost(args: argparse.Namespace, worker: InProcessWorker) -> dict[str, Any]:
+    """The fast mode against the exact path at --size, batch 1, Euler: seconds and UNet seconds per
+    image of both (taking turns), and the mode's image against the exact one of the same seed."""
+    from sdxlpool.worker.deepcache import DeepCache
+
+    mode = DeepCache(args.deepcache_interval, args.deepcache_branch)
+    clock = StageClock(args.device.startswith("cuda"))
+    handles = []
+    for stage, unet in (("base_unet", worker.base.pipeline.unet), ("refiner_unet", worker.refiner.pipeline.unet)):
+        # conv_in and conv_out run in every evaluation of both modes: the span is the UNet's.
+        handles.append(unet.conv_in.register_forward_pre_hook(lambda *_a, s=stage: clock.start(s)))
+        handles.append(unet.conv_out.register_forward_hook(lambda *_a, s=stage: clock.stop(s)))
+    job = {"width": args.size, "height": args.size, "batch": 1, "sampler": "euler"}
+    sides: dict[str, dict[str, list[float]]] = {s: {"seconds": [], "unet_seconds": []} for s in ("exact", "fast")}
+    per_seed = []
+    try:
+        worker.job(seed=0, **job)  # warm-up, both paths
+        worker.job(seed=0, **job, deepcache=mode)
+        clock.read()
+        for n, seed in enumerate(range(2000, 2000 + args.fast_images)):
+            order = ("exact", "fast") if n % 2 == 0 else ("fast", "exact")
+            out = {}
+            for side in order:
+                clock.read()
+                started = time.perf_counter()
+                result, latents = worker.job(seed=seed, **job, deepcache=mode if side == "fast" else None)
+                seconds = time.perf_counter() - started
+                stages = clock.read()
+                sides[side]["seconds"].append(seconds)
+                sides[side]["unet_seconds"].append(sum(sum(stages.get(s, [])) for s in ("base_unet", "refiner_unet"))
+                                                   / 1000)
+                out[side] = (result.images[0], latents)
+            latent_diff = float((out["fast"][1].float().cpu() - out["exact"][1].float().cpu()).abs().max())
+            per_seed.append({"seed": seed, "max_abs_latent_difference": round(latent_diff, 5),
+                             **compare(out["exact"][0], out["fast"][0])})
+    finally:
+        for handle in handles:
+            handle.remove()
+    psnrs = [c["psnr_db"] for c in per_seed if c["psnr_db"] is not None]
+    flops = deepcache_flops(args)
+    median = {side: {k: statistics.median(v) for k, v in values.items()} for side, values in sides.items()}
+    return {
+        "mode": args.fast_mode, "interval": mode.interval, "branch": mode.branch,
+        "size": args.size, "steps": args.steps, "sampler": "euler", "images": args.fast_images,
+        "model": f"{args.arch} random weights (quality figures are this model's, not SDXL's)",
+        "exact": {"seconds_per_image": spread(sides["exact"]["seconds"]),
+                  "unet_seconds_per_image": spread(sides["exact"]["unet_seconds"])},
+        "fast": {"seconds_per_image": spread(sides["fast"]["seconds"]),
+                 "unet_seconds_per_image": spread(sides["fast"]["unet_seconds"])},
+        "speedup_median": round(median["exact"]["seconds"] / median["fast"]["seconds"], 3),
+        "unet_speedup_median": round(median["exact"]["unet_seconds"] / median["fast"]["unet_seconds"], 3),
+        # Each seed's pair ran back to back: their ratio shrugs off a shared machine's slower minutes.
+        "speedup_per_seed": spread(e / f for e, f in zip(sides["exact"]["seconds"], sides["fast"]["seconds"],
+                                                         strict=True)),
+        "unet_speedup_per_seed": spread(e / f for e, f in zip(sides["exact"]["unet_seconds"],
+                                                              sides["fast"]["unet_seconds"], strict=True)),
+        "psnr_db_vs_exact": spread(psnrs) if psnrs else "identical pixels",
+        "unet_flops": flops,
+        "per_seed": per_seed,
+    }
+
+
+def deepcache_flops(args: argparse.Namespace) -> dict[str, Any]:
+    """FLOPs of one UNet evaluation, full and cached, of --arch's base and refiner at --size (CFG:
+    batch 2), counted on the meta device; and per image at --steps with Euler (one evaluation a
+    step: round(steps x switch) on the base, the rest on the refiner), exact and with DeepCache."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sdxlpool.worker.architectures import component_configs
+    from sdxlpool.worker.deepcache import DeepCache, DeepCacheUNet, full_evaluation
+
+    mode = DeepCache(args.deepcache_interval, args.deepcache_branch)
+    evaluations = {"base": round(args.steps * args.switch)}
+    evaluations["refiner"] = args.steps - evaluations["base"]
+    out: dict[str, Any] = {"arch": args.arch, "size": args.size, "interval": mode.interval, "branch": mode.branch,
+                           "counted": "torch FlopCounterMode, meta device, CFG batch 2"}
+    exact_total = fast_total = 0.0
+    for kind in ("base", "refiner"):
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(component_configs(kind, args.arch)["unet"])
+        config = unet.config
+        time_ids = unet.add_embedding.linear_1.in_features - config.projection_class_embeddings_input_dim
+        side = args.size // 8
+        inputs = {"sample": torch.empty(2, config.in_channels, side, side, device="meta"),
+                  "encoder_hidden_states": torch.empty(2, 77, config.cross_attention_dim, device="meta"),
+                  "added_cond_kwargs": {
+                      "text_embeds": torch.empty(2, config.projection_class_embeddings_input_dim - time_ids,
+                                                 device="meta"),
+                      "time_ids": torch.empty(2, time_ids // config.addition_time_embed_dim, device="meta")}}
+        wrapper = DeepCacheUNet(unet, mode)
+        counted = {}
+        with torch.no_grad():
+            for name in ("full", "cached"):  # the wrapper's first call is full, its second cached
+                with FlopCounterMode(display=False) as counter:
+                    wrapper(timestep=torch.tensor(500.0, device="meta"), **inputs)
+                counted[name] = counter.get_total_flops()
+        n = evaluations[kind]
+        full = sum(1 for i in range(n) if full_evaluation(i, mode.interval))
+        exact_total += n * counted["full"]
+        fast_total += full * counted["full"] + (n - full) * counted["cached"]
+        out[kind] = {"tflop_full_evaluation": round(counted["full"] / 1e12, 4),
+                     "tflop_cached_evaluation": round(counted["cached"] / 1e12, 4),
+                     "cached_over_full": round(counted["cached"] / counted["full"], 4),
+                     "evaluations": n, "full_evaluations": full}
+    out["tflop_per_image_exact"] = round(exact_total / 1e12, 3)
+    out["tflop_per_image_deepcache"] = round(fast_total / 1e12, 3)
+    out["flops_exact_over_deepcache"] = round(exact_total / fast_total, 3)
     return out
 
 

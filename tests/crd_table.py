@@ -82,6 +82,8 @@ BAD_SPECS = [
             "minReplicas exceeds maxReplicas"),
     BadSpec("width-not-multiple-of-8", minimal_spec(defaults={"width": 1020}), "spec.defaults.width",
             "multiple of 8", "multiple of 8"),
+    BadSpec("fast-mode-unknown", one_gpu(fastMode="turbo"), "spec.gpus[0].fastMode", "'off' or 'deepcache'",
+            'supported values: "off", "deepcache"'),
     BadSpec("price-zero", one_gpu(pricePerHour=0), "spec.gpus[0].pricePerHour", "greater than 0",
             "greater than 0"),
     BadSpec("price-negative", one_gpu(pricePerHour=-1.5), "spec.gpus[0].pricePerHour", "greater than 0",

@@ -4,6 +4,10 @@
 worker; `X-SDXL-Debug-Routing` (the gateway's routing decisions in its answer) stops at the gateway.
 Both read the same way: 1/true/yes/on or 0/false/no/off, any case; absent or empty is the default.
 
+`X-SDXL-Fast-Mode` goes the other way: the gateway's answer names the worker's fast mode
+(`api/fast_modes.py`: `off`, the exact path, or e.g. `deepcache`), from the worker's
+`info.sdxlpool.fast_mode`, so a user sees when an image came from an inexact mode.
+
 Pure data: no I/O.
 """
 
@@ -11,10 +15,11 @@ from __future__ import annotations
 
 from sdxlpool.errors import InvalidRequest
 
-__all__ = ["STRICT_HEADER", "DEBUG_ROUTING_HEADER", "switch_header"]
+__all__ = ["STRICT_HEADER", "DEBUG_ROUTING_HEADER", "FAST_MODE_HEADER", "switch_header"]
 
 STRICT_HEADER = "X-SDXL-Strict"
 DEBUG_ROUTING_HEADER = "X-SDXL-Debug-Routing"
+FAST_MODE_HEADER = "X-SDXL-Fast-Mode"  # a response header
 
 _ON = frozenset({"1", "true", "yes", "on"})
 _OFF = frozenset({"0", "false", "no", "off"})

@@ -16,6 +16,8 @@ What each spec field becomes:
                                    gets the pool's default size everywhere
     spec.gpus[i]                -> a worker's ``--gpu-model``, ``--provider``, ``--location``; its entry in
                                    the gateway's backends file (:func:`backend_entry`)
+    spec.gpus[i].fastMode       -> that GPU model's workers' ``--fast-mode`` (only when not ``off``, the
+                                   exact default)
     spec.model                  -> ``--model`` / ``--refiner`` paths under the weights folder, and the
                                    ``hf download`` commands that fill it (:func:`hf_download_command`)
     spec.gateway.rateLimit      -> the gateway's ``--rate-limit`` and ``--rate-limit-burst``
@@ -41,6 +43,8 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sdxlpool.api.fast_modes import FAST_MODE_OFF
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -317,6 +321,8 @@ def worker_args(
         args += ["--location", location]
     if name:
         args += ["--worker-name", name]
+    if entry.fast_mode != FAST_MODE_OFF:  # opt-in and inexact: only where the spec asks for it
+        args += ["--fast-mode", entry.fast_mode]
     for kind in FINE_TUNE_KINDS:
         if fine_tunes and kind.field in fine_tunes:
             args += [kind.flag, fine_tunes[kind.field]]

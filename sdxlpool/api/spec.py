@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from sdxlpool.api import cel
+from sdxlpool.api.fast_modes import FastMode
 from sdxlpool.api.gpu import AKASH_GPU_LABEL_PREFIX, GpuName, parse_gpu_name
 from sdxlpool.api.labels import GPU_RESOURCE, NVIDIA_PRODUCT
 from sdxlpool.errors import ConfigError
@@ -465,6 +466,10 @@ class GpuEntry(_SpecModel):
         None, description="Replica bounds for the pool's autoscaler (spec.autoscaling); unset: this entry keeps "
         "`replicas` workers."
     )
+    fast_mode: FastMode = Field(
+        "off", description="An opt-in, inexact fast mode for this GPU model's workers (their --fast-mode): "
+        "deepcache reuses the UNet's deep features between full evaluations (faster; images a little "
+        "different); off: the exact images. Answers say which in X-SDXL-Fast-Mode.")
 
     @field_validator("model")
     @classmethod

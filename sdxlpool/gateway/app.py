@@ -20,6 +20,7 @@ from sdxlpool import __version__
 from sdxlpool._http import error_responses, install_error_handlers
 from sdxlpool._limits import RequestLimits
 from sdxlpool.api.a1111 import Img2ImgRequest, Txt2ImgRequest
+from sdxlpool.api.headers import FAST_MODE_HEADER
 from sdxlpool.gateway.kinds import KINDS
 from sdxlpool.gateway.routes import caller, forwarded, generate, health, pool, web
 from sdxlpool.gateway.service import GatewayService
@@ -46,7 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-SDXL-GPU", "X-SDXL-Strict"],
                            expose_headers=["Retry-After", "X-SDXL-GPU-Model", "X-SDXL-Provider", "X-SDXL-Location",
                                            "X-SDXL-Worker", "X-SDXL-Inference-Seconds", "X-SDXL-Queue-Seconds",
-                                           "X-SDXL-Attempts"])
+                                           "X-SDXL-Attempts", FAST_MODE_HEADER])
     install_error_handlers(app)
     for module in (forwarded, generate, pool, caller, health, web):
         app.include_router(module.router, responses=error_responses())

@@ -15,6 +15,10 @@ the pending_steps metric see).
 `DiffusersEngine.fast` is the exact fast path (`fastpath.py`: channels_last, fused QKV, compiled
 UNets and VAE decode at whitelisted shapes) when `--compile` is on; the service warms its shapes on
 the job thread, and each job's result names the path it took (`extra["path"]`).
+
+`--fast-mode deepcache` (`deepcache.py`, inexact, opt-in) runs each pass's UNet through DeepCache's
+split forward; `load` refuses a UNet it cannot cut. Its UNet evaluations never take the compiled
+forward (the VAE decode still may), so such a job's path is `eager` or `mixed`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from contextlib import nullcontext
 from typing import Any, Protocol
 
 from sdxlpool.api.generation import GenerationParams
-from sdxlpool.worker import fastpath
+from sdxlpool.worker import deepcache, fastpath
 from sdxlpool.worker.checkpoints import (
     Checkpoint,
     CheckpointSet,
@@ -96,6 +100,9 @@ class DiffusersEngine:
 
             for checkpoint in checkpoints.all:
                 checkpoint.pipeline.vae.to(dtype=torch.bfloat16)
+        if settings.fast_mode == "deepcache":  # refuse a UNet the split forward cannot cut, before any job
+            for checkpoint in checkpoints.all:
+                deepcache.check_unet(checkpoint.pipeline.unet, settings.deepcache_branch)
         if fastpath.fast_path_on(settings.compile, self.device):
             self.fast = _fast_path(settings, self.device)
             self.fast.install([c.pipeline for c in checkpoints.all])
@@ -118,6 +125,8 @@ class DiffusersEngine:
             return generate(base, refiner, params, sampler, options, control)
         with fast.job() as paths, fast.eager() if options.loras else nullcontext():
             result = generate(base, refiner, params, sampler, options, control)
+        if options.deepcache is not None:
+            paths.add("eager")  # DeepCache calls the UNet's blocks itself, never its compiled forward
         # "compiled": every UNet and VAE call ran compiled; "eager": none did (a size not compiled).
         result.extra = {**result.extra, "path": "mixed" if len(paths) > 1 else next(iter(paths), "eager")}
         return result

@@ -33,6 +33,7 @@ from sdxlpool.api.generation import MAX_SEED, GenerationParams, resolve_request
 from sdxlpool.api.strict import check_strict
 from sdxlpool.errors import InvalidRequest, NotFound, RequestError
 from sdxlpool.prompts import LORA_KINDS, apply_styles, extract_networks
+from sdxlpool.worker import deepcache
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
 from sdxlpool.worker.conditioning import prompt_text
 from sdxlpool.worker.embeddings import EmbeddingDatabase, load_embeddings
@@ -284,6 +285,7 @@ class WorkerService:
         info = self._info(replace(params, prompt=written), sampler, base, refiner, result, job,
                           request.styles or [], vae, ignored)
         info["sdxlpool"]["encode_seconds"] = round(encoded.seconds, 4)
+        info["sdxlpool"]["fast_mode"] = runtime.fast_mode  # "off": the exact path (X-SDXL-Fast-Mode)
         return {"images": images, "parameters": request.model_dump(), "info": json.dumps(info)}
 
     async def _inputs(self, request: ProcessingRequest) -> InputImages:
@@ -423,6 +425,8 @@ class WorkerService:
             vae_name=vae.name if vae is not None else None,
             vae_hash=vae.short_hash if vae is not None else None,
             embeddings=self.embeddings,
+            deepcache=deepcache.chosen(self.settings.fast_mode, self.settings.deepcache_interval,
+                                       self.settings.deepcache_branch),
         )
 
     def _info(

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdxlpool._limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES
 from sdxlpool._settings import GenerationSettings
+from sdxlpool.api.fast_modes import FastMode
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 
 __all__ = ["WorkerSettings", "default_cache_dir"]
@@ -83,6 +84,14 @@ class WorkerSettings(GenerationSettings):
                                            "(default: $SDXLPOOL_CACHE/compile)")
     vae_dtype: Literal["fp32", "bf16"] = Field("fp32", description="the VAE's dtype: fp32 (exact) or bf16 "
                                                "(faster, not bit-exact)")
+
+    # Opt-in, inexact fast modes (api/fast_modes.py); off is the exact path and the default.
+    fast_mode: FastMode = Field("off", description="an inexact fast mode: deepcache (the UNet's deep blocks "
+                                "reused between full evaluations); off: the exact images")
+    deepcache_interval: int = Field(3, ge=1, le=100, description="with --fast-mode deepcache: a full UNet "
+                                    "evaluation every N (1: all full, exact)")
+    deepcache_branch: int = Field(0, ge=0, le=8, description="with --fast-mode deepcache: the shallow branch "
+                                  "computed every evaluation, down to this down block (0: the first block only)")
 
     warmup: bool = True  # one short job at start-up: compiles kernels and measures step_seconds
     drain_seconds: float = Field(WORKER_DRAIN_SECONDS, ge=0, description="on SIGTERM: refuse new connections and "

@@ -71,6 +71,11 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
             assert cell[f"{stage}_calls_per_job"] >= 1 and cell[f"{stage}_ms_per_job"]["median"] > 0, stage
         assert cell["base_unet_calls_per_job"] + cell["refiner_unet_calls_per_job"] == report["steps"]  # Euler
         assert cell["png_base64_ms_per_image"]["n"] == cell["batch"]
+    fast = report["fast_mode"]  # DeepCache against the exact path: timed, and a little different
+    assert (fast["mode"], fast["interval"], fast["branch"]) == ("deepcache", 3, 0)
+    assert fast["speedup_median"] > 0 and fast["exact"]["unet_seconds_per_image"]["median"] > 0
+    (cell,) = fast["per_seed"]
+    assert cell["max_abs_latent_difference"] > 0 and cell["psnr_db"] is not None and cell["psnr_db"] > 20, cell
 
 
 def _prompt_encoding(report: dict[str, Any]) -> None:

@@ -441,8 +441,16 @@ A100_NODES = [
     node("cpu-only"),
 ]
 
+def check_fast_mode(state: DesiredState, pool: SDXLPool, nodes: list) -> None:
+    """A fast mode is per GPU model: only the entry that asks for it gets the flag."""
+    assert flag(args_of(worker_of(state, "a100")), "--fast-mode") == "deepcache"
+    assert "--fast-mode" not in args_of(worker_of(state, "l40s"))  # off: the exact default, no flag
+
+
 CASES = {
     "minimal": Case(pool_data()),
+    "fast-mode-per-gpu": Case(pool_data(gpus=[{"model": "A100", "fastMode": "deepcache"}, {"model": "L40S"}]),
+                              check=check_fast_mode),
     "design-example": Case(yaml.safe_load((EXAMPLES / "pool.yaml").read_text()), example_nodes(), check_design),
     "a100-80gb-only": Case(pool_data(gpus=[{"model": "A100-80GB"}]), A100_NODES, check_a100_80gb_only),
     "akash": Case(

@@ -55,9 +55,11 @@ def _handler(kind: RequestKind) -> Callable[..., Awaitable[Response]]:
                 return error_with_routing(exc)
             raise
         content, info = _with_gateway_view(forwarded) if kind.has_info else (forwarded.content, {})
+        where = info.get("sdxlpool", {})
         headers = placement_headers(forwarded.state, attempts=forwarded.attempts,
                                     queue_seconds=forwarded.queue_seconds,
-                                    inference_seconds=info.get("sdxlpool", {}).get("inference_seconds"))
+                                    inference_seconds=where.get("inference_seconds"),
+                                    fast_mode=where.get("fast_mode"))
         return Response(content, status_code=forwarded.status_code, headers=headers, media_type="application/json")
 
     handle.__name__ = kind.name.replace("-", "_")

@@ -7,7 +7,8 @@ the request's seed, subseed and ENSD), the sampler's step noise (one generator, 
 tree, per image seed), and the conditioning of its prompt and negative prompt at every step of
 their own schedules (prompt editing and alternation, clip skip, embeddings). Shared, so they are in
 the key: the checkpoint, the size, the steps, the sampler and schedule, CFG, the refiner and its
-switch point and aesthetic scores, the LoRA set (applied to the shared modules) and the VAE.
+switch point and aesthetic scores, the LoRA set (applied to the shared modules), the VAE and the
+fast mode (DeepCache refreshes every row of a batch at the same evaluations).
 
 Not batched (the key is None): img2img and inpainting (init images, masks and the strength that
 picks the steps run are per request), hires fix (a second pass at another size after a per-request
@@ -66,7 +67,7 @@ def batch_key(
                         options.refiner_aesthetic_score, options.refiner_negative_aesthetic_score)
     loras = tuple((use.file.key, use.te, use.unet) for use in options.loras)
     return (base.title, base.sha256, refiner_part, params.width, params.height, params.steps, params.cfg_scale,
-            sampler.sampler.name, sampler.schedule.name, loras, options.vae_hash, id(options.vae))
+            sampler.sampler.name, sampler.schedule.name, loras, options.vae_hash, id(options.vae), options.deepcache)
 
 
 def generate_batch(

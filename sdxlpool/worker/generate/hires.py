@@ -69,5 +69,5 @@ def _hires_pass(
         scheduler = sampler.build(pipe.scheduler.config, image_seeds=seeds)
         noised = _noised(scheduler, latents, noise.to(latents.device), total, hires.steps)
         hires_steps = _StepSwitch(conditioning, 0, params.batch_size, step_callback)
-        return _run_pass(pipe, hires_steps, params, generators, total, image=latents, latents=noised,
-                         strength=strength)
+        return _run_pass(pipe, hires_steps, params, generators, total, options.deepcache, image=latents,
+                         latents=noised, strength=strength)

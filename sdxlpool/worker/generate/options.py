@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sdxlpool.worker.deepcache import DeepCache
 from sdxlpool.worker.samplers import SamplerChoice
 
 
@@ -52,6 +53,14 @@ class RuntimeOptions:
     hires_sampler: SamplerChoice | None = None
     hires_upscaler: Any = None
     upscale_model: Any = None
+    # The opt-in fast mode (--fast-mode): DeepCache's parameters, or None for the exact path. Per
+    # job: each pass of the job gets its own cache (worker.deepcache.for_pass).
+    deepcache: DeepCache | None = None
+
+    @property
+    def fast_mode(self) -> str:
+        """The mode's name (api/fast_modes.py) for info.sdxlpool.fast_mode."""
+        return "off" if self.deepcache is None else "deepcache"
 
 
 @dataclass

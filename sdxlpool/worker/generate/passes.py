@@ -8,6 +8,7 @@ from typing import Any
 
 from sdxlpool.api.generation import GenerationParams
 from sdxlpool.prompts.schedules import prompt_schedule
+from sdxlpool.worker import deepcache
 from sdxlpool.worker.checkpoints import Checkpoint
 from sdxlpool.worker.conditioning import (
     Conditioning,
@@ -52,7 +53,7 @@ def _denoise(
     #     The conditioning switches at the steps the prompt's schedule says (step_switch).
     on_step = _PassStep(step_callback, passes.blend, passes.base_iterations)
     base_steps = _StepSwitch(base_cond, 0, params.batch_size, on_step)
-    out = _run_pass(base_pipe, base_steps, params, generators, params.steps, **passes.base)
+    out = _run_pass(base_pipe, base_steps, params, generators, params.steps, options.deepcache, **passes.base)
 
     # 2d. Refiner denoising from the handed-over latents (skipped once interrupted); its
     #     steps count on from the base's, as A1111 counts them.
@@ -62,7 +63,7 @@ def _denoise(
         # img2img hands over after a number of steps: the refiner starts from the latents as they are.
         handed = {"latents": out} if passes.base_iterations is not None else {}
         out = _run_pass(
-            refiner_pipe, refiner_steps, params, generators, params.steps,
+            refiner_pipe, refiner_steps, params, generators, params.steps, options.deepcache,
             **passes.refiner,
             **handed,
             image=out,
@@ -73,21 +74,23 @@ def _denoise(
 
 
 def _run_pass(pipe: Any, steps: _StepSwitch, params: GenerationParams, generators: list[Any],
-              num_inference_steps: int, **arguments: Any) -> Any:
+              num_inference_steps: int, fast: deepcache.DeepCache | None, **arguments: Any) -> Any:
     """One pipeline call of a pass (base, refiner or hires) over the batch: its conditioning from
     the step the pass starts at, `steps` as the step-end callback, the pass's own `arguments`
-    (latents, image, strength, ...); latents out."""
-    return pipe(
-        **steps.conditioning.pipeline_kwargs(steps.first_step),
-        **arguments,
-        num_images_per_prompt=params.batch_size,
-        generator=generators,
-        num_inference_steps=num_inference_steps,
-        guidance_scale=params.cfg_scale,
-        output_type="latent",
-        callback_on_step_end=steps,
-        callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
-    ).images
+    (latents, image, strength, ...); latents out. `fast`: DeepCache for this pass alone (its cache
+    is made and dropped here), None: the exact UNet."""
+    with deepcache.for_pass(pipe, fast):
+        return pipe(
+            **steps.conditioning.pipeline_kwargs(steps.first_step),
+            **arguments,
+            num_images_per_prompt=params.batch_size,
+            generator=generators,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=params.cfg_scale,
+            output_type="latent",
+            callback_on_step_end=steps,
+            callback_on_step_end_tensor_inputs=_StepSwitch.TENSORS,
+        ).images
 
 
 class _PassStep:

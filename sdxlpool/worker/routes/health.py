@@ -35,6 +35,7 @@ def readyz(state: StateDep, request: Request) -> JSONResponse:
         return JSONResponse({"error": "not_ready", "detail": detail}, status_code=503)
     compiled = service.compiled_state()  # the fast path's shapes: warm, and still warming after ready
     return JSONResponse({"status": "ready", "model": service.checkpoints.current.title,
+                         "fast_mode": service.settings.fast_mode,
                          **({"compiled": compiled} if compiled is not None else {})})
 
 
