@@ -12,7 +12,11 @@ The rule, step by step:
    nothing faster. The gateway, given the same target, sends a request to the worker cheapest per
    step among those that would finish it within that budget, else to the soonest
    (sdxlpool.gateway.routing's `default_scheduler(latency_target=...)`), so a model slower than
-   that would be paid for and left idle.
+   that would be paid for and left idle. The verdict has hysteresis (`TOO_SLOW_BAND`): given the
+   verdicts of the last step, a model changes its verdict only once the average request is 10 %
+   past the budget, so a pool whose average request sits at the budget does not flip its plan
+   between "the cheap models take it" and "the fast ones do" every window, which the scale-down
+   delay would turn into paying for both plans.
 2. Load to place, per class (the GPU models its requests allowed): its arrival rate plus the spare
    kept for start-up time (`headroom`), plus its waiting requests spread over the target (so a
    backlog is cleared within it).
@@ -40,12 +44,18 @@ from sdxlpool.scaling.demand import DemandClass, DemandReport
 from sdxlpool.scaling.queueing import allen_cunneen, arrivals_within_target, predicted_p95, servers_for_target
 from sdxlpool.scaling.speeds import estimate_seconds_per_step
 
-__all__ = ["WITHIN_SHARE", "ModelPolicy", "Recommendation", "ScalingPolicy", "policy_from_spec", "recommend"]
+__all__ = ["TOO_SLOW_BAND", "WITHIN_SHARE", "ModelPolicy", "Recommendation", "ScalingPolicy", "is_too_slow",
+           "policy_from_spec", "recommend"]
 
 # The share of the latency target within which the gateway routes by price (the rest of the
 # target is for waiting in the gateway's queue, the estimate's error and bursts while workers
 # start); shared with sdxlpool.gateway.routing so that routing and scaling agree on "fast enough".
 WITHIN_SHARE = 0.7
+
+# How far past the routing budget the average request must move before a model's "too slow" verdict
+# changes (a share of the budget, both ways): the window's mean request size wanders by a few
+# percent from one window to the next.
+TOO_SLOW_BAND = 0.1
 
 _DEFAULT_REQUEST_STEPS = 25.0  # an average request before any arrived: the pool default's 25 steps
 _MAX_SERVERS = 10_000  # search bound for "no maxReplicas" (fixed entries never search)
@@ -85,6 +95,7 @@ class Recommendation:
     reason: str
     load_steps_per_second: float = 0.0  # the normalised steps per second placed on this model
     predicted_p95: float | None = None  # at `replicas`, for the load placed here
+    too_slow: bool = False  # an average request alone is over the routing budget (step 1)
 
 
 def policy_from_spec(spec: SDXLPoolSpec) -> ScalingPolicy:
@@ -102,13 +113,18 @@ def policy_from_spec(spec: SDXLPoolSpec) -> ScalingPolicy:
                          scale_up_delay=auto.scale_up_delay, scale_down_delay=auto.scale_down_delay)
 
 
-def recommend(policy: ScalingPolicy, demand: DemandReport) -> dict[str, Recommendation]:
-    """Replicas per GPU model of `policy` for `demand`, each with its reason."""
+def recommend(policy: ScalingPolicy, demand: DemandReport, *,
+              too_slow_before: Mapping[str, bool] | None = None) -> dict[str, Recommendation]:
+    """Replicas per GPU model of `policy` for `demand`, each with its reason. `too_slow_before`:
+    each model's verdict at the previous step (its `Recommendation.too_slow`), for the hysteresis;
+    a model without one is judged by the budget itself."""
     target = policy.p95_target
     request_steps = demand.mean_request_steps or _DEFAULT_REQUEST_STEPS
     measured = {m.gpu: m.seconds_per_step for m in demand.models if m.seconds_per_step}
     speed = {m.gpu: estimate_seconds_per_step(m.gpu, measured) for m in policy.models}
-    too_slow = {gpu for gpu, s in speed.items() if request_steps * s > target * policy.within_share}
+    before = too_slow_before or {}
+    too_slow = {gpu for gpu, s in speed.items()
+                if is_too_slow(request_steps * s, target * policy.within_share, before.get(gpu))}
     # G/G/c waits: Poisson arrivals, job times spread like the request sizes (one model's speed is
     # constant); without the spread, exponential job times (M/M/c, the cautious default).
     cv2 = demand.request_steps_cv2
@@ -139,6 +155,14 @@ def recommend(policy: ScalingPolicy, demand: DemandReport) -> dict[str, Recommen
     return recommendations
 
 
+def is_too_slow(seconds: float, budget: float, before: bool | None = None) -> bool:
+    """Whether a model whose average request takes `seconds` alone is too slow for the routing
+    `budget`, given its verdict `before` (None: none yet)."""
+    if before is None:
+        return seconds > budget
+    return seconds > budget * (1 - TOO_SLOW_BAND) if before else seconds > budget * (1 + TOO_SLOW_BAND)
+
+
 def _candidates(policy: ScalingPolicy, demand_class: DemandClass, speed: Mapping[str, float],
                 too_slow: set[str]) -> list[ModelPolicy]:
     allowed = [m for m in policy.models if not demand_class.allowed or m.gpu in demand_class.allowed]
@@ -155,7 +179,7 @@ def _candidates(policy: ScalingPolicy, demand_class: DemandClass, speed: Mapping
 def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, load: float, seconds_per_step: float,
               request_steps: float, too_slow: bool, variability: float = 1.0) -> Recommendation:
     if model.fixed:
-        return Recommendation(model.gpu, model.replicas, "fixed: no autoscaling bounds", load)
+        return Recommendation(model.gpu, model.replicas, "fixed: no autoscaling bounds", load, too_slow=too_slow)
     target = policy.p95_target
     service = request_steps * seconds_per_step
     arrivals = load / request_steps
@@ -176,4 +200,4 @@ def _replicas(policy: ScalingPolicy, model: ModelPolicy, demand: DemandReport, l
     if replicas != wanted:
         reason += f"; held at {'minReplicas' if replicas > wanted else 'maxReplicas'} ({replicas})"
     p95 = predicted_p95(replicas, arrivals, service, variability=variability) if load > 0 else None
-    return Recommendation(model.gpu, replicas, reason, load, p95)
+    return Recommendation(model.gpu, replicas, reason, load, p95, too_slow)

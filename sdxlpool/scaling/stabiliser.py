@@ -5,7 +5,8 @@ the *lowest* recommendation of the last `scale_up_delay` seconds (more must have
 whole time) and down to the *highest* of the last `scale_down_delay` seconds (fewer must have been
 enough the whole time). The window starts full of the starting size, so a fresh autoscaler (an
 operator restart) does not act on its first sample. One exception: a model at zero replicas while
-requests wait that it could serve starts at once, since those users wait for nothing else.
+requests wait that it could serve starts at once, since those users wait for nothing else. Each
+model's "too slow" verdict is carried from one step to the next (the policy's hysteresis).
 
 Pure state, no I/O and no clock of its own: the operator, `sdxlpool up` and the benchmark call
 `step(demand, current, now)` and apply what it returns.
@@ -55,10 +56,12 @@ class Autoscaler:
     policy: ScalingPolicy
     started_at: float
     _history: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
+    _too_slow: dict[str, bool] = field(default_factory=dict)  # each model's verdict at the last step
 
     def step(self, demand: DemandReport, current: Mapping[str, int], now: float) -> ScalingDecision:
         """One decision: `current` replicas per GPU model (missing: the spec's), at time `now`."""
-        recommendations = recommend(self.policy, demand)
+        recommendations = recommend(self.policy, demand, too_slow_before=self._too_slow)
+        self._too_slow = {gpu: rec.too_slow for gpu, rec in recommendations.items()}
         waiting_for = _waited_for(demand, [m.gpu for m in self.policy.models])
         decisions = []
         for model in self.policy.models:

@@ -25,7 +25,7 @@ from sdxlpool.scaling import (
     recommend,
     servers_for_target,
 )
-from sdxlpool.scaling.policy import WITHIN_SHARE
+from sdxlpool.scaling.policy import TOO_SLOW_BAND, WITHIN_SHARE, is_too_slow
 
 # The benchmark's mix: 20, 25, 30, 40 and 56.25 normalised steps, 25/40/15/10/10 %.
 MIX = ((20.0, 0.25), (25.0, 0.40), (30.0, 0.15), (40.0, 0.10), (56.25, 0.10))
@@ -120,3 +120,35 @@ def test_a_model_slower_than_the_routing_budget_is_too_slow(share: float, placed
     recs = recommend(policy, DemandReport(classes=(_class((), 25.0, 0.4, None),)))
     assert {gpu: r.replicas > 0 for gpu, r in recs.items()} == {"h100": placed_on == "h100",
                                                                  "rtx-3090": placed_on == "rtx-3090"}
+
+
+@pytest.mark.parametrize(("seconds", "before", "too_slow"), [
+    pytest.param(7.1, None, True, id="no verdict yet: the budget itself"),
+    pytest.param(6.9, None, False, id="no verdict yet, within"),
+    pytest.param(7.5, False, False, id="fast enough: stays so up to 10 % over"),
+    pytest.param(7.8, False, True, id="fast enough: too slow past 10 % over"),
+    pytest.param(6.5, True, True, id="too slow: stays so down to 10 % under"),
+    pytest.param(6.2, True, False, id="too slow: fast enough past 10 % under"),
+])
+def test_the_too_slow_verdict_changes_only_past_the_band(seconds: float, before: bool | None,
+                                                         too_slow: bool) -> None:
+    """Budget 7 s (70 % of a 10 s target); TOO_SLOW_BAND 10 %."""
+    assert TOO_SLOW_BAND == 0.1
+    assert is_too_slow(seconds, 7.0, before) is too_slow
+
+
+def test_a_pool_at_the_budget_keeps_its_plan_from_one_window_to_the_next() -> None:
+    """Target 7 s, budget 4.9 s: the average request on an RTX 4090 wanders around it (4.85 s,
+    then 5.0 s, then 4.85 s: 28.5 and 29.4 steps). Without the hysteresis the 4090 would be too slow
+    in every other window, and the plan would swing between RTX 4090s and H100s."""
+    policy = _policy("h100", "rtx-4090", target=7.0)
+    windows = [_class((), steps, 0.5, 0.1) for steps in (28.5, 29.4, 28.5, 29.4)]
+    verdicts: dict[str, bool] | None = None
+    placed = []
+    for window in windows:
+        recs = recommend(policy, DemandReport(classes=(window,)), too_slow_before=verdicts)
+        verdicts = {gpu: r.too_slow for gpu, r in recs.items()}
+        placed.append(recs["rtx-4090"].load_steps_per_second > 0)
+    assert placed == [True] * 4
+    without = [recommend(policy, DemandReport(classes=(w,)))["rtx-4090"].load_steps_per_second > 0 for w in windows]
+    assert without == [True, False, True, False]

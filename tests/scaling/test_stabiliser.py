@@ -73,3 +73,20 @@ def test_a_model_at_zero_waits_its_delay_when_another_ready_model_can_serve() ->
     report = DemandReport(classes=(DemandClass(waiting=3, waiting_steps=75.0),),
                           models=(ModelState(gpu="h100", workers=1, ready=1),))
     assert scaler.step(report, {GPU: 0}, 0.0).replicas[GPU] == 0
+
+
+def test_the_too_slow_verdict_is_carried_from_step_to_step() -> None:
+    """Target 7 s: the average request on an RTX 4090 wanders around the 4.9 s routing budget
+    (28.5 then 29.4 steps: 4.85 s, 5.0 s). The autoscaler keeps recommending 4090s each window,
+    where a fresh judgement every window would alternate with none (the H100s take it all)."""
+    policy = ScalingPolicy(models=tuple(ModelPolicy(gpu=gpu, replicas=0, min_replicas=0, max_replicas=20,
+                                                    price_per_hour=price)
+                                        for gpu, price in (("h100", 2.49), ("rtx-4090", 0.69))), p95_target=7.0)
+    scaler = Autoscaler(policy, started_at=0.0)
+    recommended = []
+    for i, steps in enumerate((28.5, 29.4, 28.5, 29.4)):
+        report = DemandReport(classes=(DemandClass(arrivals_per_second=0.5, steps_per_second=0.5 * steps,
+                                                   steps_cv2=0.1),))
+        decision = scaler.step(report, {"h100": 1, "rtx-4090": 1}, 15.0 * i)
+        recommended.append(next(m.recommended for m in decision.models if m.gpu == "rtx-4090"))
+    assert all(r > 0 for r in recommended), recommended
