@@ -22,7 +22,10 @@ from typing import Any, NoReturn
 from sdxlpool.errors import ConfigError
 
 __all__ = ["Parser", "run_handler", "number", "at_least", "more_than", "between",
-           "add_generation_flags", "generation_given"]
+           "add_generation_flags", "generation_given", "add_fast_mode_flags", "FAST_MODE_KEYS"]
+
+# The fast-mode flags' attributes, each the settings field of the same name (WorkerSettings).
+FAST_MODE_KEYS = ("fast_mode", "deepcache_interval", "deepcache_branch")
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,6 +106,21 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits and defaults")
     for flag in GENERATION_FLAGS:
         group.add_argument(flag.flag, type=flag.kind, help=flag.help, metavar=_METAVARS[flag.kind])
+
+
+def add_fast_mode_flags(parser: argparse.ArgumentParser) -> None:
+    """``--fast-mode`` and DeepCache's parameters: the same on `worker` and `sim-worker` (whose timing
+    model then runs DeepCache's cheaper evaluations)."""
+    from sdxlpool.api.fast_modes import FAST_MODES
+
+    modes = parser.add_argument_group("opt-in fast modes: faster, not exact (default off)")
+    modes.add_argument("--fast-mode", choices=FAST_MODES,
+                       help="deepcache: reuse the UNet's deep features between full evaluations (DeepCache); "
+                            "off: the exact images (default); the mode is named in info.sdxlpool.fast_mode")
+    modes.add_argument("--deepcache-interval", type=int, metavar="N",
+                       help="deepcache: a full UNet evaluation every N (default 3)")
+    modes.add_argument("--deepcache-branch", type=int, metavar="B",
+                       help="deepcache: the shallow branch runs every evaluation down to down block B (default 0)")
 
 
 def generation_given(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,9 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdxlpool import __version__
-from sdxlpool._args import Parser, add_generation_flags, generation_given, run_handler
+from sdxlpool._args import (
+    FAST_MODE_KEYS,
+    Parser,
+    add_fast_mode_flags,
+    add_generation_flags,
+    generation_given,
+    run_handler,
+)
 from sdxlpool._files import read_text
-from sdxlpool.api.fast_modes import FAST_MODES
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.errors import ConfigError
 
@@ -94,14 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--compile-cache-dir", type=Path, metavar="DIR",
                       help="compiled kernels kept between starts (default $SDXLPOOL_CACHE/compile)")
     fast.add_argument("--vae-dtype", choices=["fp32", "bf16"], help="VAE dtype: fp32 (exact, default) or bf16")
-    modes = worker.add_argument_group("opt-in fast modes: faster, not exact (default off)")
-    modes.add_argument("--fast-mode", choices=FAST_MODES,
-                       help="deepcache: reuse the UNet's deep features between full evaluations (DeepCache); "
-                            "off: the exact images (default); the mode is named in info.sdxlpool.fast_mode")
-    modes.add_argument("--deepcache-interval", type=int, metavar="N",
-                       help="deepcache: a full UNet evaluation every N (default 3)")
-    modes.add_argument("--deepcache-branch", type=int, metavar="B",
-                       help="deepcache: the shallow branch runs every evaluation down to down block B (default 0)")
+    add_fast_mode_flags(worker)
     worker.add_argument("--drain-seconds", type=float, metavar="S",
                         help="on SIGTERM: refuse new connections, finish the running and queued jobs for up to S "
                              f"seconds, then exit (default {WORKER_DRAIN_SECONDS:g})")
@@ -238,7 +237,7 @@ def _worker(args: argparse.Namespace) -> int:
             "max_body_bytes", "warmup", "refiner", "log_prompts", "lora_dir", "lora_cache_mb", "embeddings_dir",
             "vae_dir", "upscaler_dir", "styles", "strict", "drain_seconds", "compile", "compile_mode",
             "compile_backend", "compile_shapes", "compile_batch_sizes", "compile_cache_dir", "vae_dtype",
-            "fast_mode", "deepcache_interval", "deepcache_branch")
+            *FAST_MODE_KEYS)
     given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None} | generation_given(args)
     if args.model:
         given["models"] = args.model

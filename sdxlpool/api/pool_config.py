@@ -16,8 +16,8 @@ What each spec field becomes:
                                    gets the pool's default size everywhere
     spec.gpus[i]                -> a worker's ``--gpu-model``, ``--provider``, ``--location``; its entry in
                                    the gateway's backends file (:func:`backend_entry`)
-    spec.gpus[i].fastMode       -> that GPU model's workers' ``--fast-mode`` (only when not ``off``, the
-                                   exact default)
+    spec.gpus[i].fastMode       -> that GPU model's workers' ``--fast-mode``, real or simulated
+                                   (:func:`fast_mode_args`; only when not ``off``, the exact default)
     spec.model                  -> ``--model`` / ``--refiner`` paths under the weights folder, and the
                                    ``hf download`` commands that fill it (:func:`hf_download_command`)
     spec.gateway.rateLimit      -> the gateway's ``--rate-limit`` and ``--rate-limit-burst``
@@ -62,6 +62,7 @@ __all__ = [
     "FineTuneKind",
     "GenerationFlag",
     "backend_entry",
+    "fast_mode_args",
     "fine_tune_dir",
     "fine_tune_label",
     "fine_tune_paths",
@@ -321,12 +322,17 @@ def worker_args(
         args += ["--location", location]
     if name:
         args += ["--worker-name", name]
-    if entry.fast_mode != FAST_MODE_OFF:  # opt-in and inexact: only where the spec asks for it
-        args += ["--fast-mode", entry.fast_mode]
+    args += fast_mode_args(entry)
     for kind in FINE_TUNE_KINDS:
         if fine_tunes and kind.field in fine_tunes:
             args += [kind.flag, fine_tunes[kind.field]]
     return args + generation_args(spec.limits, defaults or spec.defaults)
+
+
+def fast_mode_args(entry: GpuEntry) -> list[str]:
+    """The entry's ``--fast-mode`` for its workers (real or simulated): none for ``off``, since a fast
+    mode is opt-in and inexact, only where the spec asks for it."""
+    return ["--fast-mode", entry.fast_mode] if entry.fast_mode != FAST_MODE_OFF else []
 
 
 def pod_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, models_dir: str = MODELS_DIR,

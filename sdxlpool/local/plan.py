@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdxlpool.api.pool_config import backend_entry, gateway_args, generation_args, worker_args
+from sdxlpool.api.pool_config import backend_entry, fast_mode_args, gateway_args, generation_args, worker_args
 from sdxlpool.api.ports import GATEWAY_PORT, LOCAL_WORKER_PORT
 from sdxlpool.api.spec import DefaultsSpec, GpuEntry, SDXLPoolSpec
 from sdxlpool.scaling.speeds import estimate_seconds_per_step
@@ -219,9 +219,9 @@ def autoscaling_slots(spec: SDXLPoolSpec, counts: list[int]) -> list[int]:
 def sim_worker_args(spec: SDXLPoolSpec, entry: GpuEntry, *, port: int, provider: str, location: str, name: str,
                     defaults: DefaultsSpec) -> list[str]:
     """``sim-worker`` standing in for a worker of `entry`: as fast as its GPU model is estimated to be
-    (nothing is measured yet: the H100 reference scaled by relative speed), with the pool's limits
-    and defaults."""
+    (nothing is measured yet: the H100 reference scaled by relative speed), in the entry's fast mode
+    (its timing model, sdxlpool/sim/_deepcache.py), with the pool's limits and defaults."""
     seconds = estimate_seconds_per_step(entry.slug, {})
     return ["sim-worker", "--gpu-model", entry.model, "--step-seconds", f"{seconds:.4g}", "--host", "127.0.0.1",
             "--port", str(port), "--provider", provider, "--location", location, "--worker-name", name,
-            *generation_args(spec.limits, defaults)]
+            *fast_mode_args(entry), *generation_args(spec.limits, defaults)]

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sdxlpool._args import add_generation_flags, at_least, between, generation_given
+from sdxlpool._args import (
+    FAST_MODE_KEYS,
+    add_fast_mode_flags,
+    add_generation_flags,
+    at_least,
+    between,
+    generation_given,
+)
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.errors import ConfigError
 
@@ -19,7 +26,7 @@ __all__ = ["add_parser", "run_sim_worker"]
 # flag attribute -> SimSettings field, for everything the command passes on when given
 _SETTINGS_KEYS = ("gpu_model", "step_seconds", "overhead_seconds", "fail_rate", "hang_rate", "seed", "image_bytes",
                   "host", "port", "provider", "location", "worker_name", "max_queue", "warmup", "drain_seconds",
-                  "batch_max", "batch_wait_ms", "batch_alpha")
+                  "batch_max", "batch_wait_ms", "batch_alpha", *FAST_MODE_KEYS)
 
 
 def add_parser(subcommands: Any) -> argparse.ArgumentParser:
@@ -55,6 +62,7 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     sim.add_argument("--batch-alpha", type=_probability, metavar="A",
                      help="with --batch-max: a batch of n takes 1 + A x (n - 1) times one image's time "
                           "(default 1: batching gains nothing; 0: the batch is free)")
+    add_fast_mode_flags(sim)  # the timing model runs DeepCache's cached evaluations at their share of the FLOPs
     sim.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", type=_port, help="port (default 7860)")
     sim.add_argument("--provider", help="provider name shown to users")

@@ -24,6 +24,9 @@ makes n images in 1 + batch_alpha x (n - 1) times one image's time (batch_alpha 
 Each member draws its fault as a job alone would; a failing member fails alone (its request gets the
 500), a hanging one waits to be interrupted once the others are done.
 
+DeepCache (--fast-mode deepcache, the worker's flags): each pass's iterations follow DeepCache's
+schedule, a cached one taking its share of a full one's FLOPs (`_deepcache.py`).
+
 Images that are not the simulator's own (an extras route's upscaled upload, say) are encoded as
 real PNGs of their size.
 """
@@ -43,6 +46,7 @@ from typing import Any, Literal
 from sdxlpool.api.generation import GenerationParams, denoised_steps
 from sdxlpool.errors import SDXLPoolError
 from sdxlpool.sim._catalog import sim_iterations, sim_schedules
+from sdxlpool.sim._deepcache import evaluation_share
 from sdxlpool.sim._png import solid_png
 from sdxlpool.sim._settings import SIM_CHECKPOINT, SimSettings
 from sdxlpool.worker.checkpoints import Checkpoint, CheckpointSet
@@ -118,7 +122,7 @@ class SimEngine:
             passes.append((sim_iterations(sampler.sampler, denoised_steps(hires.steps, hires.denoising_strength)),
                            self.settings.step_seconds * params.batch_size * width * height / _REFERENCE_PIXELS))
         per_batch = sum(iterations for iterations, _ in passes)
-        ticks = [tick for iterations, tick in passes for _ in range(iterations)]
+        ticks = [tick * evaluation_share(i, options.deepcache) for iterations, tick in passes for i in range(iterations)]
         seeds = image_seeds(params.seed, params.image_count)
         subseeds = image_seeds(params.subseed, params.image_count)
 
@@ -186,7 +190,8 @@ class SimEngine:
         if self.settings.overhead_seconds:
             time.sleep(self.settings.overhead_seconds)  # text encoding and decode, once for the batch
         deadline = time.perf_counter()
-        for _ in range(iterations):
+        deepcache = members[0].options.deepcache  # the worker's mode: the same for every member
+        for index in range(iterations):
             live = [k for k in range(count) if not stopped[k] and k not in hung]
             for k in live:
                 fault = faults[k]
@@ -199,7 +204,7 @@ class SimEngine:
             live = [k for k in live if not stopped[k] and k not in hung]
             if not live:
                 break
-            deadline += tick
+            deadline += tick * evaluation_share(index, deepcache)
             time.sleep(max(0.0, deadline - time.perf_counter()))
             for k in live:
                 done[k] += 1

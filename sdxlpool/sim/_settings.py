@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from sdxlpool.sim._deepcache import DEEPCACHE_CACHED_SHARE
 from sdxlpool.worker.settings import WorkerSettings
 
 __all__ = ["SimSettings", "SIM_CHECKPOINT"]
@@ -35,4 +36,11 @@ class SimSettings(WorkerSettings):
     def _rates_add_up(self) -> SimSettings:
         if self.fail_rate + self.hang_rate > 1:
             raise ValueError(f"fail_rate + hang_rate is {self.fail_rate + self.hang_rate:g}; at most 1")
+        return self
+
+    @model_validator(mode="after")
+    def _branch_is_sdxls(self) -> SimSettings:
+        # What a real worker's load refuses for SDXL's base (3 down blocks): the timing model has no other.
+        if self.fast_mode == "deepcache" and self.deepcache_branch not in DEEPCACHE_CACHED_SHARE:
+            raise ValueError(f"deepcache_branch must be below SDXL's 3 down blocks, got {self.deepcache_branch}")
         return self

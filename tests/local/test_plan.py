@@ -104,3 +104,18 @@ def test_fine_tune_folders_become_the_workers_flags() -> None:
         assert "--embeddings-dir" not in worker.argv
     assert "spec.loras[1]: x is not on this machine; left out" in result.notes
     assert "--lora-dir" not in plan().workers[0].argv
+
+
+@pytest.mark.parametrize("sim", [False, True], ids=["workers", "sim-workers"])
+def test_a_fast_mode_entry_runs_its_workers_in_that_mode_and_only_those(sim: bool) -> None:
+    pool = spec(gpus=[{"model": "A100", "replicas": 1, "fastMode": "deepcache"}, {"model": "RTX 3090", "replicas": 1}])
+    result = plan(spec=pool, sim=sim)
+    argv = {w.name: w.argv for w in result.workers}
+    command = argv["a100-1"][argv["a100-1"].index("-m") + 2]
+    assert command == ("sim-worker" if sim else "worker")
+    assert flag(argv["a100-1"], "--fast-mode") == "deepcache"
+    assert "--fast-mode" not in argv["rtx-3090-1"]  # off: nothing passed, the exact default
+    from sdxlpool.cli import _build_parser
+
+    parsed = _build_parser().parse_args(argv["a100-1"][argv["a100-1"].index("-m") + 2:])  # the real CLI takes it
+    assert parsed.command == command and parsed.fast_mode == "deepcache"
