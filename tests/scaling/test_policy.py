@@ -126,3 +126,20 @@ def test_an_entry_without_autoscaling_bounds_keeps_its_replicas() -> None:
                         autoscaled=False)
     rec = recommend(ScalingPolicy(models=(fixed,)), demand(100.0))["rtx-4090"]
     assert rec.replicas == 3 and rec.reason.startswith("fixed")
+
+
+def test_what_the_fast_models_cannot_take_at_their_max_goes_to_the_too_slow_ones() -> None:
+    """Target 5 s (budget 3.5 s): a 25-step request takes 2.1 s on an H100, 4.25 s on an RTX 4090
+    (too slow). Two H100s at most: a burst past what they take within the target would wait in the
+    gateway's queue; the rest goes to the RTX 4090s, each at most 80 % busy (SPILL_BUSY)."""
+    policy = ScalingPolicy(models=(model("h100", high=2), model("rtx-4090", high=10)), p95_target=5.0)
+    h100_takes = STEPS * arrivals_within_target(2, STEPS * 0.085, 5.0)  # steps/s within the target
+    quiet = recommend(policy, demand(0.5 * h100_takes / 1.15))
+    assert quiet["rtx-4090"].replicas == 0 and quiet["rtx-4090"].load_steps_per_second == 0  # fits: nothing spills
+    burst = recommend(policy, demand(h100_takes / 1.15 + 20.0))  # 20 steps/s more than two H100s take
+    assert burst["h100"].replicas == 2
+    assert burst["rtx-4090"].load_steps_per_second == pytest.approx(20.0 * 1.15)
+    assert burst["rtx-4090"].replicas > 0 and burst["rtx-4090"].too_slow
+    flood = recommend(policy, demand(h100_takes / 1.15 + 500.0))  # past the 4090s' 80 %: the rest stays on the H100
+    assert flood["rtx-4090"].load_steps_per_second == pytest.approx(0.8 * 10 / 0.17)
+    assert flood["rtx-4090"].replicas == 10 and flood["h100"].replicas == 2
