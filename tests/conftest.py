@@ -21,10 +21,15 @@ import pytest
 from sdxlpool.testing.ports import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# One torch (OpenMP) thread in this process and in every process the tests start, which inherit it:
-# the tiny model's tensors gain nothing from a second thread, while on a 2-core machine running the
-# suite's servers, workers and benchmark scripts side by side, torch's spinning threads fight over the
-# cores. Two benchmark smoke runs took 212 s with torch's default beside other work, 50 s with one.
+# One torch (OpenMP) thread in every process the tests start, which inherit it: the tiny model's
+# tensors gain nothing from a second thread, while on a 2-core machine running the suite's servers,
+# workers and benchmark scripts side by side, torch's spinning threads fight over the cores (two
+# benchmark smoke runs took 212 s with torch's default beside other work, 50 s with one). Not in this
+# process: torch is imported first, so its OpenMP runtime has already read the variable. Its exact
+# tests keep the thread count they were written with (test_single_file's bit-equal refiner images
+# differ by 1e-5 with one thread: oneDNN picks another kernel).
+import torch  # noqa: E402,F401 - before the variable below, on purpose
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Skeleton configs and checkpoint hashes go to a throwaway folder, not the user's ~/.cache.
 os.environ.setdefault("SDXLPOOL_CACHE", tempfile.mkdtemp(prefix="sdxlpool-test-cache-"))
