@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from sdxlpool.testing.ports import free_port
 from tests.conftest import TinyModel, start_worker
@@ -48,8 +49,12 @@ def sdxlpool(*args: str | Path, env: dict[str, str], timeout: float = 60) -> sub
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The caller's environment with a private cache, so nothing is written to ~/.cache."""
-    return {**os.environ, "SDXLPOOL_CACHE": str(tmp_path_factory.mktemp("cli-cache")), "PYTHONUNBUFFERED": "1"}
+    """The caller's environment with a private cache, so nothing is written to ~/.cache. The CLI's
+    processes get this process's torch thread count, not the one thread conftest gives other children:
+    `test_single_file_and_folder_workers_draw_the_same_pixels` compares their pixels bit for bit with
+    an in-process worker's, and oneDNN picks other kernels for another thread count (1 pixel off by 1)."""
+    return {**os.environ, "SDXLPOOL_CACHE": str(tmp_path_factory.mktemp("cli-cache")), "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
 @pytest.fixture(scope="module")
