@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sdxlpool import __version__
 from sdxlpool._args import (
@@ -25,6 +26,9 @@ from sdxlpool._args import (
 from sdxlpool._files import read_text
 from sdxlpool.api.pool_config import WORKER_DRAIN_SECONDS
 from sdxlpool.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sdxlpool.gateway.settings import GatewaySettings
 
 __all__ = ["main"]
 
@@ -285,7 +289,6 @@ def _gateway(args: argparse.Namespace) -> int:
     from sdxlpool._serving import check_port_free, serve
     from sdxlpool._settings import settings_error
     from sdxlpool.gateway.api_keys import load_api_keys
-    from sdxlpool.gateway.app import create_app
     from sdxlpool.gateway.discovery.static import load_backends_file
     from sdxlpool.gateway.routing_file import load_routing_file
     from sdxlpool.gateway.settings import GatewaySettings
@@ -317,8 +320,16 @@ def _gateway(args: argparse.Namespace) -> int:
     if settings.peer_port is not None:  # a busy one is a one-line error now, not a failed start-up
         check_port_free(settings.host, settings.peer_port, udp=True)
     keep_large_buffers()  # every answer passed on is megabytes: keep them off fresh mmaps (_memory.py)
-    return serve("gateway", lambda _on_fatal: create_app(settings), host=settings.host, port=settings.port,
+    return serve("gateway", lambda _on_fatal: _gateway_app(settings), host=settings.host, port=settings.port,
                  max_message_bytes=settings.max_body_bytes)
+
+
+def _gateway_app(settings: GatewaySettings) -> Any:
+    """The gateway's app, imported only once the flags, files and port are checked (FastAPI, aiohttp and
+    the routing take about a second to import: a user error above is answered in a third of the time)."""
+    from sdxlpool.gateway.app import create_app
+
+    return create_app(settings)
 
 
 def _api_key(args: argparse.Namespace) -> int:
