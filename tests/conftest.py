@@ -114,6 +114,19 @@ def worker(tiny_model: TinyModel) -> Iterator[ServerThread]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def worker_processes(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Tiny-model `sdxlpool worker` processes shared by the session's modules, by name and GPU
+    (tests/gateway/conftest.py's WorkerProcesses: started on first use, again when a test killed one)."""
+    from tests.gateway.conftest import WorkerProcesses
+
+    processes = WorkerProcesses(tiny_model, tmp_path_factory.mktemp("worker-process-logs"))
+    try:
+        yield processes
+    finally:
+        processes.stop()
+
+
 @pytest.fixture
 def client(worker: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=worker.url, timeout=120) as c:

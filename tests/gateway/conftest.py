@@ -23,6 +23,7 @@ from sdxlpool.testing.pool import JOB_LOG_ENV, seeds_sent
 from sdxlpool.testing.ports import free_port
 from tests.conftest import ServerThread, TinyModel
 from tests.operator.conftest import emulator, kube  # noqa: F401 - the Kubernetes emulator, for discovery tests
+from tests.polling import metrics, wait_for
 from tests.worker.imaging import pixels
 
 
@@ -72,18 +73,46 @@ class WorkerProcess:
                 "location": f"rack-{self.name}", "type": "sdxlpool"}
 
 
-@pytest.fixture(scope="module")
-def workers(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, WorkerProcess]]:
-    logs = tmp_path_factory.mktemp("worker-logs")
-    started = {name: WorkerProcess(tiny_model, name, gpu, logs)
-               for name, gpu in (("a100-1", "A100"), ("a100-2", "NVIDIA-A100-SXM4-80GB"), ("rtx-1", "RTX 3090"))}
-    try:
-        for worker in started.values():
+class WorkerProcesses:
+    """The session's tiny-model worker processes, by name: each is started on first use and kept for
+    the modules after it that use the same name and GPU (a start costs seconds: torch, the model, the
+    warm-up), and started again when a test killed it. The session's `worker_processes` fixture
+    (tests/conftest.py) holds the one instance."""
+
+    def __init__(self, tiny: TinyModel, log_dir: Path) -> None:
+        self.tiny, self.log_dir = tiny, log_dir
+        self.running: dict[str, WorkerProcess] = {}
+
+    def get(self, *specs: tuple[str, str]) -> dict[str, WorkerProcess]:
+        """The workers (name, GPU) asked for, ready and idle (nothing running or queued from an earlier
+        module); those not running are started together."""
+        for name, gpu in specs:
+            known = self.running.get(name)
+            if known is not None and known.gpu != gpu:
+                raise ValueError(f"worker {name} runs as {known.gpu}, asked for as {gpu}")
+            if known is None or known.process.poll() is not None:
+                self.running[name] = WorkerProcess(self.tiny, name, gpu, self.log_dir)
+        chosen = {name: self.running[name] for name, _ in specs}
+        for worker in chosen.values():
             worker.wait_ready()
-        yield started
-    finally:
-        for worker in started.values():
+        for worker in chosen.values():
+            wait_for(lambda w=worker: _idle(w.url), timeout=120, interval=0.1)
+        return chosen
+
+    def stop(self) -> None:
+        for worker in self.running.values():
             worker.stop()
+
+
+def _idle(url: str) -> bool:
+    values = metrics(url)
+    return values.get(mn.WORKER_INFLIGHT) == 0 and values.get(mn.WORKER_QUEUE_DEPTH) == 0
+
+
+@pytest.fixture(scope="module")
+def workers(worker_processes: WorkerProcesses) -> dict[str, WorkerProcess]:
+    """Three tiny-model workers, one of them a memory variant of the A100 (shared with other modules)."""
+    return worker_processes.get(("a100-1", "A100"), ("a100-2", "NVIDIA-A100-SXM4-80GB"), ("rtx-1", "RTX 3090"))
 
 
 def kill_the_one_running_it(workers: tuple[WorkerProcess, ...], timeout: float) -> WorkerProcess:

@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from sdxlpool.testing.ports import free_port
-from tests.conftest import TinyModel
 from tests.gateway.conftest import (
     WorkerProcess,
+    WorkerProcesses,
     assert_failover_kept_the_seed,
     kill_the_one_running_it,
     start_gateway,
@@ -72,16 +72,9 @@ GOOD = png_b64(64, 64)
 
 
 @pytest.fixture(scope="module")
-def pair(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
-    logs = tmp_path_factory.mktemp("img2img-worker-logs")
-    started = [WorkerProcess(tiny_model, name, "A100", logs) for name in ("i2i-1", "i2i-2")]
-    try:
-        for worker in started:
-            worker.wait_ready()
-        yield started
-    finally:
-        for worker in started:
-            worker.stop()
+def pair(worker_processes: WorkerProcesses) -> list[WorkerProcess]:
+    """Two A100 workers (the first shared with other modules)."""
+    return list(worker_processes.get(("a100-1", "A100"), ("a100-3", "A100")).values())
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from sdxlpool.testing.ports import free_port
-from tests.conftest import ServerThread, TinyModel
-from tests.gateway.conftest import WorkerProcess, start_gateway, write_backends
+from tests.conftest import ServerThread
+from tests.gateway.conftest import WorkerProcess, WorkerProcesses, start_gateway, write_backends
 
 CHROMIUM = Path("/usr/bin/chromium")
 API_KEY = "sdxl-web-test-key-0123456789"
@@ -24,17 +24,9 @@ PRICES = {"a100-1": 1.10, "rtx-1": 0.35}
 
 
 @pytest.fixture(scope="module")
-def pool_workers(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, WorkerProcess]]:
-    logs = tmp_path_factory.mktemp("web-worker-logs")
-    started = {name: WorkerProcess(tiny_model, name, gpu, logs) for name, gpu in (("a100-1", "A100"),
-                                                                                   ("rtx-1", "RTX 3090"))}
-    try:
-        for worker in started.values():
-            worker.wait_ready()
-        yield started
-    finally:
-        for worker in started.values():
-            worker.stop()
+def pool_workers(worker_processes: WorkerProcesses) -> dict[str, WorkerProcess]:
+    """The A100 and RTX 3090 workers (shared with other modules)."""
+    return worker_processes.get(("a100-1", "A100"), ("rtx-1", "RTX 3090"))
 
 
 @pytest.fixture(scope="module")
