@@ -16,6 +16,14 @@ from sdxlpool.testing.ports import free_port
 from tests.conftest import ServerThread
 from tests.gateway.conftest import write_backends
 
+COLLECTED: pytest.StashKey[frozenset[str]] = pytest.StashKey()
+"""The node ids this session collected, before any -k/-m deselection (test_mutations.py reads it)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    session.stash[COLLECTED] = frozenset(item.nodeid for item in items)
+
 
 def serve(app: Any, port: int, **config: Any) -> ServerThread:
     """A ServerThread running `app` with the CLI's uvicorn configuration (plus `config`)."""

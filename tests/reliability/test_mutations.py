@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sdxlpool.testing.mutations import all_mutations, applies, load, run
+from tests.reliability.conftest import COLLECTED
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTATIONS = all_mutations(ROOT)
@@ -25,10 +26,16 @@ def test_there_are_mutations_for_the_claims() -> None:
 
 
 @pytest.fixture(scope="module")
-def collected() -> frozenset[str]:
+def collected(request: pytest.FixtureRequest) -> frozenset[str]:
     """Node ids of every test in the files the mutations name: one collection for all of them (a
-    pytest process per mutation cost CI minutes, each importing torch again)."""
+    pytest process per mutation cost CI minutes, each importing torch again). When this session
+    collected every one of those files (the whole suite, as CI runs it) its own collection is that
+    list; else one `pytest --collect-only` of the files."""
     files = sorted({test.split("::")[0] for m in MUTATIONS for test in m.tests})
+    session = request.session.stash.get(COLLECTED, frozenset())
+    whole_files = all("::" not in arg for arg in request.config.args)  # no file collected only in part
+    if whole_files and {node.split("::")[0] for node in session}.issuperset(files):
+        return frozenset(node for node in session if node.split("::")[0] in files)
     run_ = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run_.returncode == 0, f"the mutations' test files do not collect:\n{run_.stdout[-3000:]}"
