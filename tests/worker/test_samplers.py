@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from sdxlpool.errors import InvalidRequest, NotFound
 from sdxlpool.worker.samplers import SAMPLERS, resolve_sampler
@@ -183,6 +184,50 @@ def test_brownian_sampler_seeds_its_noise_per_image() -> None:
     """DPM++ SDE draws Brownian noise: one tree per image seed (A1111), so an image repeats with its seed."""
     scheduler = resolve_sampler("DPM++ SDE Karras").build(SDXL_SCHEDULER_CONFIG, image_seeds=[5, 6])
     assert scheduler.config["noise_sampler_seed"] == [5, 6]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape
+                and bool((a.eq(b) | (a.isnan() & b.isnan())).all()))  # DPM2's tables start with a NaN
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict):  # a config (FrozenDict, an OrderedDict): the same settings, in any order
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def assert_same_state(got: Any, want: Any, where: str) -> None:
+    """Every attribute of scheduler `got` equals `want`'s (its config included)."""
+    assert type(got) is type(want), where
+    assert vars(got).keys() == vars(want).keys(), where
+    for name, value in vars(want).items():
+        assert _same(getattr(got, name), value), (where, name)
+
+
+def test_every_build_is_a_fresh_scheduler_of_its_own() -> None:
+    """`build` keeps one scheduler per sampler, schedule and config and hands out copies: each copy is
+    what a fresh build is (per-image Brownian seeds included; the other samplers ignore them), and
+    running one leaves the next alone."""
+    seeds = [5, 6]
+    for sampler in SAMPLERS:
+        for schedule in sampler.schedules:
+            where = f"{sampler.name} / {schedule.name}"
+            choice = resolve_sampler(sampler.name, schedule.name)
+            seeded = {"noise_sampler_seed": seeds} if sampler.brownian else {}
+            fresh = sampler.diffusers_class.from_config(SDXL_SCHEDULER_CONFIG, **sampler.kwargs, **schedule.kwargs,
+                                                        **seeded)
+            first = choice.build(SDXL_SCHEDULER_CONFIG, image_seeds=seeds)
+            assert_same_state(first, fresh, where)
+            first.set_timesteps(4)
+            second = choice.build(SDXL_SCHEDULER_CONFIG, image_seeds=seeds)
+            assert second is not first, where
+            assert_same_state(second, fresh, where)
+            second.set_timesteps(4)
+            fresh.set_timesteps(4)
+            assert_same_state(second, fresh, where)
 
 
 def _image(client: httpx.Client, sampler: str, scheduler: str = "automatic", seed: int = 11) -> np.ndarray:
