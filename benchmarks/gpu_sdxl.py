@@ -77,6 +77,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ from sdxlpool.testing.pool import write_report
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import wait_ready
 from sdxlpool.testing.stats import spread
+from sdxlpool.worker.fastpath import COMPILE_MODES
 
 PROMPT = "futuristic city with neon lights, rainy streets, bright colors, detailed"
 CFG_SCALE = 5.0
@@ -101,6 +103,7 @@ SMOKE = {"arch": "tiny", "device": "cpu", "images": 2, "steps": 4, "size": 128, 
          "fast_mode": "deepcache", "fast_images": 1}
 ASPECT_SIZES = "1024x1024,1152x896,896x1152,1216x832,832x1216,1344x768,768x1344"
 SAMPLERS = {"euler": ("Euler", "Automatic"), "dpmpp-sde-karras": ("DPM++ SDE", "Karras")}
+COMPILE = {"auto": None, "on": True, "off": False}  # --compile -> WorkerSettings.compile (None: the device's default)
 
 
 def main() -> int:
@@ -129,6 +132,13 @@ def main() -> int:
     parser.add_argument("--gate-min-psnr", type=float, default=40.0, help="the gate's least PSNR (dB) of the images")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP worker vs diffusers timing")
     parser.add_argument("--smoke", action="store_true", help=f"a quick CPU run that checks the script: {SMOKE}")
+    parser.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                        help="the worker's exact fast path (channels_last, fused QKV, torch.compile), in-process and "
+                        "over HTTP (auto: the worker's default, on with CUDA)")
+    parser.add_argument("--compile-mode", choices=["auto", *COMPILE_MODES], default="auto",
+                        help="torch.compile mode of both (auto: the worker's, max-autotune on CUDA)")
+    parser.add_argument("--compile-backend", choices=["inductor", "aot_eager", "eager"], default="inductor",
+                        help="torch.compile backend of both (aot_eager and eager make no kernels: checks only)")
     parser.add_argument("--fast-mode", choices=["off", "deepcache"], default="off",
                         help="also measure this opt-in fast mode against the exact path (speed-up, PSNR)")
     parser.add_argument("--deepcache-interval", type=int, default=3, help="deepcache: a full UNet evaluation every N")
@@ -164,25 +174,33 @@ def main() -> int:
     # Measure first, in-process: the exactness gate, then the per-stage profile of every sweep cell.
     in_process = InProcessWorker(args, base, refiner)
     phase = time.perf_counter()
+    results["compile"] = in_process.warm()  # every shape the run times, compiled before any is timed
+    print(f"compile: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+    write_report(args.out, **results, complete=False)  # a run cut short still leaves what it measured
+    phase = time.perf_counter()
     results["exactness"] = exactness_gate(args, direct, in_process)
     print(f"exactness gate: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
     if not results["exactness"]["passed"]:
+        write_report(args.out, **results, complete=False)
         print(json.dumps(results["exactness"], indent=2), file=sys.stderr)
         print("gpu_sdxl: the worker's images are not today's eager images within the gate's thresholds "
               f"({results['exactness']['thresholds']}); no timing reported", file=sys.stderr)
         return 1
     phase = time.perf_counter()
-    results["profile"] = profile_sweep(args, in_process)
+    results["profile"] = {}  # filled cell by cell, each written as it is measured
+    profile_sweep(args, in_process, results["profile"], lambda: write_report(args.out, **results, complete=False))
     print(f"profile sweep: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+    write_report(args.out, **results, complete=False)
     if args.fast_mode != "off":
         phase = time.perf_counter()
         results["fast_mode"] = fast_mode_cost(args, in_process)
         print(f"fast mode {args.fast_mode}: {time.perf_counter() - phase:.1f}s", file=sys.stderr)
+        write_report(args.out, **results, complete=False)
     in_process.close()
     del in_process
     if args.no_http:
         print(json.dumps(results, indent=2))
-        write_report(args.out, **results)
+        write_report(args.out, **results, complete=True)
         return 0
     # Both sides are loaded at once (two processes, one GPU) and take turns, image by image (which
     # side goes first alternates), so clock ramps and other drift hit both alike; neither ever
@@ -223,7 +241,7 @@ def main() -> int:
     results["ratio_worker_over_diffusers_per_seed"] = spread(
         w / d for w, d in zip(worker_times, direct_times, strict=True))
     print(json.dumps(results, indent=2))
-    write_report(args.out, **results)
+    write_report(args.out, **results, complete=True)
     return 0
 
 
@@ -320,11 +338,35 @@ class InProcessWorker:
         from sdxlpool.worker.settings import WorkerSettings
 
         self.args = args
-        self.settings = WorkerSettings(models=[base], refiner=refiner, device=args.device, warmup=False)
+        # The fast path compiles exactly the shapes this run times: every sweep size at every sweep batch
+        # size, and --size square at batch 1 (the gate, the fast mode).
+        sizes = dict.fromkeys([*parse_sizes(args.sizes), (args.size, args.size)])
+        batches = dict.fromkeys([*(int(b) for b in parse_list(args.batches)), 1])
+        self.settings = WorkerSettings(
+            models=[base], refiner=refiner, device=args.device, warmup=False, compile=COMPILE[args.compile],
+            compile_mode=args.compile_mode, compile_backend=args.compile_backend,
+            compile_shapes=",".join(f"{w}x{h}" for w, h in sizes), compile_batch_sizes=",".join(map(str, batches)))
         self.engine = DiffusersEngine(self.settings)
         self.checkpoints = self.engine.load()
         self.base = self.checkpoints.current
         self.refiner = next(c for c in self.checkpoints.all if c.kind == "refiner")
+
+    def warm(self) -> dict[str, Any]:
+        """Compiles every shape the run times, one job each, before any is timed (the worker does this
+        on its job thread at start-up; here this thread runs every job, so CUDA graphs are its own):
+        seconds per shape, and whether the compile cache had them already (a warm start)."""
+        fast = self.engine.fast
+        if fast is None:
+            return {"on": False}
+        cache_loaded = fast.cache_loaded
+        seconds = {}
+        for shape in fast.pending:
+            started = time.perf_counter()
+            with fast.warming(shape):
+                self.job(seed=0, width=shape.width, height=shape.height, batch=shape.batch, sampler="euler")
+            seconds[str(shape)] = round(time.perf_counter() - started, 3)
+        return {"on": True, "mode": fast.mode, "backend": self.settings.compile_backend,
+                "cache_loaded": cache_loaded, "warm_seconds": seconds}
 
     def sampler(self, key: str) -> Any:
         from sdxlpool.worker.samplers import resolve_sampler
@@ -389,19 +431,23 @@ def exactness_gate(args: argparse.Namespace, direct: DirectDiffusers, worker: In
             eager_latents, eager_image = direct.eager(seed, worker.sampler(key))
             latent_diff = float((latents.float().cpu() - eager_latents.float().cpu()).abs().max())
             cells.append({"sampler": key, "seed": seed, "max_abs_latent_difference": latent_diff,
-                          **compare(eager_image, result.images[0])})
+                          "path": result.extra.get("path", "eager"), **compare(eager_image, result.images[0])})
     passed = all(c["max_abs_latent_difference"] <= args.max_latent_diff
                  and (c["psnr_db"] is None or c["psnr_db"] >= args.gate_min_psnr) for c in cells)
     return {"reference": "diffusers eager pipelines (base + refiner), same scheduler and CPU noise",
             "size": args.size, "steps": args.steps, "thresholds": thresholds, "per_seed": cells, "passed": passed}
 
 
-def profile_sweep(args: argparse.Namespace, worker: InProcessWorker) -> dict[str, Any]:
-    """Per-stage times of every (size, batch, sampler) cell: one warm-up job, then timed jobs."""
+def profile_sweep(args: argparse.Namespace, worker: InProcessWorker, into: dict[str, Any],
+                  save: Callable[[], None]) -> None:
+    """Per-stage times of every (size, batch, sampler) cell: one warm-up job, then timed jobs. `into`
+    gets the profile, a cell at a time, and `save` is called after each."""
     cuda = args.device.startswith("cuda")
     clock = StageClock(cuda)
     handles = worker.hook(clock)
-    cells = []
+    cells: list[dict[str, Any]] = []
+    into.update({"clock": clock.kind, "device": args.device, "steps": args.steps, "refiner_switch_at": args.switch,
+                 "jobs_per_cell": args.profile_images, "measured_on_gpu": cuda, "cells": cells})
     try:
         for width, height in parse_sizes(args.sizes):
             for batch in (int(b) for b in parse_list(args.batches)):
@@ -411,11 +457,10 @@ def profile_sweep(args: argparse.Namespace, worker: InProcessWorker) -> dict[str
                     clock.read()
                     jobs = [profile_job(worker, clock, seed=100 + n, **cell) for n in range(args.profile_images)]
                     cells.append({**cell, **summarise_jobs(jobs, batch)})
+                    save()
     finally:
         for handle in handles:
             handle.remove()
-    return {"clock": clock.kind, "device": args.device, "steps": args.steps, "refiner_switch_at": args.switch,
-            "jobs_per_cell": args.profile_images, "measured_on_gpu": cuda, "cells": cells}
 
 
 def profile_job(worker: InProcessWorker, clock: StageClock, *, seed: int, width: int, height: int, batch: int,
@@ -432,13 +477,16 @@ def profile_job(worker: InProcessWorker, clock: StageClock, *, seed: int, width:
         begin = time.perf_counter()
         worker.engine.encode_png(image, text)
         png.append(1000 * (time.perf_counter() - begin))
-    return {"wall_seconds": wall, "stages": stages, "png_base64_ms": png, "steps_done": result.steps_done}
+    return {"wall_seconds": wall, "stages": stages, "png_base64_ms": png, "steps_done": result.steps_done,
+            "path": result.extra.get("path", "eager")}
 
 
 def summarise_jobs(jobs: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     """Spreads over a cell's jobs: per stage the ms per job and per call (a UNet call is one evaluation)."""
     out: dict[str, Any] = {"seconds_per_image": spread(j["wall_seconds"] / batch for j in jobs),
-                           "steps_per_job": jobs[-1]["steps_done"]}
+                           "steps_per_job": jobs[-1]["steps_done"],
+                           # "compiled": every UNet and VAE call of the timed jobs ran compiled (engine.py)
+                           "paths": sorted({j["path"] for j in jobs})}
     for stage in ("job", "text_encoders", "base_unet", "refiner_unet", "vae_decode"):
         calls = [j["stages"].get(stage, []) for j in jobs]
         out[f"{stage}_ms_per_job"] = spread(sum(c) for c in calls)
@@ -652,7 +700,13 @@ class WorkerProcess:
     def __init__(self, args: argparse.Namespace, base: Path, refiner: Path) -> None:
         command = [sys.executable, "-m", "sdxlpool", "worker", "--model", str(base), "--refiner", str(refiner),
                    "--device", args.device, "--port", str(args.port), "--default-width", str(args.size),
-                   "--default-height", str(args.size)]
+                   "--default-height", str(args.size),
+                   # The one shape it times, compiled before ready: no other shape compiles in the background
+                   # on the job thread while the images are timed.
+                   "--compile-mode", args.compile_mode, "--compile-backend", args.compile_backend,
+                   "--compile-shapes", f"{args.size}x{args.size}", "--compile-batch-sizes", "1"]
+        if COMPILE[args.compile] is not None:
+            command.append("--compile" if COMPILE[args.compile] else "--no-compile")
         self.args = args
         self.url = f"http://127.0.0.1:{args.port}"
         self.log = open(args.workdir / "worker.log", "w")  # noqa: SIM115 - closed in stop()
@@ -660,6 +714,7 @@ class WorkerProcess:
         self.started = time.perf_counter()
         self.client = httpx.Client(base_url=self.url, timeout=600)
         self.inference: list[float] = []
+        self.paths: set[str] = set()  # "compiled" / "eager" of every image it answered
 
     def wait_ready(self) -> None:
         wait_ready(self.url, self.process, timeout=600)
@@ -675,7 +730,9 @@ class WorkerProcess:
         response.raise_for_status()
         elapsed = time.perf_counter() - started
         answer = response.json()
-        self.inference.append(json.loads(answer["info"])["sdxlpool"]["inference_seconds"])
+        placement = json.loads(answer["info"])["sdxlpool"]
+        self.inference.append(placement["inference_seconds"])
+        self.paths.add(placement.get("path", "eager"))
         image = Image.open(io.BytesIO(base64.b64decode(answer["images"][0])))
         image.load()
         return elapsed, image
@@ -685,6 +742,7 @@ class WorkerProcess:
         return {
             "inference_seconds": spread(self.inference[self.args.warm_ups:]),
             "load_and_warmup_seconds": round(self.ready_seconds, 1),
+            "paths": sorted(self.paths),
             "step_seconds_metric": next(float(line.split()[-1]) for line in metrics.splitlines()
                                         if line.startswith(f"{mn.WORKER_STEP_SECONDS} ")),
         }

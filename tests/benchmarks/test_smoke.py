@@ -32,7 +32,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "up_first_image": ("runs",),
     "operator_scale": ("pools", "seconds_to_converge", "api_calls_per_pool_per_minute_at_rest"),
     "worker_overhead": ("direct_images_per_s", "http_images_per_s"),
-    "gpu_sdxl": ("diffusers", "worker", "exactness", "profile"),
+    "gpu_sdxl": ("diffusers", "worker", "exactness", "profile", "compile", "complete"),
     "prompt_encoding": ("model", "device", "repeats", "cases"),
     "autoscaling": ("simulation", "seed", "simulated_hours", "peak_rps", "target_p95_seconds", "requests", "pool",
                     "policies", "summary", "goal", "ours_target_sweep"),
@@ -63,6 +63,7 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
     gate = report["exactness"]  # the worker in-process against eager diffusers: identical on the CPU
     assert gate["passed"] is True and {c["sampler"] for c in gate["per_seed"]} == {"euler", "dpmpp-sde-karras"}
     assert all(c["max_abs_latent_difference"] == 0 and c["psnr_db"] is None for c in gate["per_seed"]), gate
+    assert report["complete"] is True and report["compile"] == {"on": False}  # the CPU's default: eager
     profile = report["profile"]  # every stage timed in every cell of the (smoke) sweep
     assert profile["clock"] == "time.perf_counter" and profile["measured_on_gpu"] is False
     assert {(c["width"], c["height"], c["batch"]) for c in profile["cells"]} == {(128, 96, 1), (128, 96, 2)}
@@ -71,6 +72,7 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
             assert cell[f"{stage}_calls_per_job"] >= 1 and cell[f"{stage}_ms_per_job"]["median"] > 0, stage
         assert cell["base_unet_calls_per_job"] + cell["refiner_unet_calls_per_job"] == report["steps"]  # Euler
         assert cell["png_base64_ms_per_image"]["n"] == cell["batch"]
+        assert cell["paths"] == ["eager"]
     fast = report["fast_mode"]  # DeepCache against the exact path: timed, and a little different
     assert (fast["mode"], fast["interval"], fast["branch"]) == ("deepcache", 3, 0)
     assert fast["speedup_median"] > 0 and fast["exact"]["unet_seconds_per_image"]["median"] > 0
