@@ -27,6 +27,17 @@ Measure first (issue 16), in the same run, on the worker's own code path in-proc
   1344x768, 768x1344), batch sizes (1, 2, 4) and samplers (Euler; DPM++ SDE Karras, the pool's
   default), each chosen by a flag (`--sweep` takes them all); every cell gets one warm-up job, then
   `--profile-images` timed jobs.
+* **the exact fast path**, as the worker runs it on CUDA (channels_last, fused QKV, torch.compile at
+  a whitelist of shapes, eager at any other; `--compile`, `--compile-mode`, `--compile-backend`
+  choose it for both sides of the worker): in-process, every shape the run times (each sweep size at
+  each sweep batch size, and --size at batch 1) is compiled first, one job each, with its seconds
+  and whether the compile cache already held it (`compile` in the results: cold or warm start);
+  every gate cell and profile cell records the path its jobs took (`compiled`, `eager`, `mixed`).
+  The HTTP worker compiles only --size at batch 1, before it turns ready, so nothing compiles
+  between its timed images. With max-autotune each shape costs minutes on a cold cache: on a GPU
+  with little time, time one size first (`--sizes 1024x1024 --batches 1`) or `--compile-mode default`.
+  The results JSON is written after each phase and each sweep cell (`complete`: false until the
+  end), so a run cut short still returns what it measured.
 * **exactness gate** against today's eager output: for each of `--gate-seeds` fixed seeds and each
   gate sampler, at --size and batch 1, the worker's image next to the eager diffusers pipeline
   (the baseline below, same scheduler, same CPU-drawn noise): the largest |difference| of the final
