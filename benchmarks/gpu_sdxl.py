@@ -93,10 +93,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from PIL import Image
 
 from sdxlpool.api import metric_names as mn
+from sdxlpool.testing.images import compare_images as compare
 from sdxlpool.testing.pool import write_report
 from sdxlpool.testing.ports import free_port
 from sdxlpool.testing.processes import wait_ready
@@ -254,17 +254,6 @@ def main() -> int:
     print(json.dumps(results, indent=2))
     write_report(args.out, **results, complete=True)
     return 0
-
-
-def compare(direct: Image.Image, worker: Image.Image) -> dict[str, Any]:
-    """PSNR in dB (None: identical pixels) and the largest difference in 0-255 levels between two images."""
-    a = np.asarray(direct.convert("RGB"), dtype=np.float64)
-    b = np.asarray(worker.convert("RGB"), dtype=np.float64)
-    if a.shape != b.shape:
-        return {"psnr_db": 0.0, "max_abs_difference": None, "sizes": [direct.size, worker.size]}
-    mse = float(np.mean((a - b) ** 2))
-    psnr = None if mse == 0 else round(10 * math.log10(255**2 / mse), 2)
-    return {"psnr_db": psnr, "max_abs_difference": float(np.abs(a - b).max())}
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:

@@ -41,6 +41,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "routing_model": ("simulation", "mixes", "steps", "sizes", "requests_per_seed", "seeds", "loads", "replicas",
                       "policies", "scrape_period_seconds", "wall_seconds", "cells", "summary"),
     "peer_announce": ("count", "rounds", "datagram_bytes", "send", "receive"),
+    "worker_throughput": ("sides", "same_pictures", "fast_over_today_images_per_s", "goal", "complete"),
 }
 SPREAD = {"median", "p10", "p90", "min", "max", "n"}
 
@@ -78,6 +79,16 @@ def _gpu_sdxl(report: dict[str, Any]) -> None:
     assert fast["speedup_median"] > 0 and fast["exact"]["unet_seconds_per_image"]["median"] > 0
     (cell,) = fast["per_seed"]
     assert cell["max_abs_latent_difference"] > 0 and cell["psnr_db"] is not None and cell["psnr_db"] > 20, cell
+
+
+def _worker_throughput(report: dict[str, Any]) -> None:
+    """Today's worker ran one image per job; the batching one shared jobs; every picture the same."""
+    today, fast = report["sides"]["today"], report["sides"]["fast"]
+    assert today["batch_images"] == {"1": report["requests"]}, today
+    assert sum(fast["batch_images"].values()) == report["requests"] and max(map(int, fast["batch_images"])) > 1, fast
+    assert today["images_per_s"] > 0 and fast["images_per_s"] > 0 and report["complete"] is True
+    assert [s["seed"] for s in report["same_pictures"]["per_seed"]] == list(range(report["requests"]))
+    assert all(s["psnr_db"] is None or s["psnr_db"] >= 40 for s in report["same_pictures"]["per_seed"])
 
 
 def _prompt_encoding(report: dict[str, Any]) -> None:
@@ -149,7 +160,7 @@ def _routing_model(report: dict[str, Any]) -> None:
 
 CHECKS = {"autoscaling": _autoscaling, "routing_model": _routing_model, "gateway_overhead": _gateway_overhead, "worker_overhead": _worker_overhead, "gpu_sdxl": _gpu_sdxl, "prompt_encoding": _prompt_encoding,
           "image_encoding": _image_encoding,
-          "lora_switch": _lora_switch}
+          "lora_switch": _lora_switch, "worker_throughput": _worker_throughput}
 TIMEOUT_S = 240  # per script, on a loaded 2-core CI machine; each takes seconds to ~30 s alone
 
 
