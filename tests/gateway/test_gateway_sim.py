@@ -15,11 +15,20 @@ from tests.polling import wait_for
 
 
 def burst(gateway, count: int) -> list[str]:
-    """`count` requests at once through the gateway; the workers that served them."""
+    """`count` requests at once through the gateway; the workers that served them.
+
+    At once: the threads are released together by a barrier, and each job lasts 2 s (40 steps at the
+    sims' 0.05 s), far longer than a loaded machine staggers their sends. With 10 steps (0.5 s) a CI
+    run once sent the last request after a worker had finished its first: 3 to one worker, 1 to the other."""
     served: list[str] = []
-    threads = [threading.Thread(target=lambda i=i: served.append(httpx.post(
-        gateway.url + "/sdapi/v1/txt2img", json=body(seed=i), timeout=60).headers["X-SDXL-Worker"]))
-        for i in range(count)]
+    together = threading.Barrier(count)
+
+    def send(seed: int) -> None:
+        together.wait(timeout=30)
+        response = httpx.post(gateway.url + "/sdapi/v1/txt2img", json=body(seed=seed, steps=40), timeout=60)
+        served.append(response.headers["X-SDXL-Worker"])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
