@@ -28,7 +28,9 @@ Scrapes come every 100 ms; requests can arrive much faster. Every dispatch is re
 time, and removed again by `complete`. A dispatch made *after* the last scrape was sent cannot be
 in that scrape's `pending_steps`, so it counts in full on top of it; one made *before* is assumed
 to be in it already (the worker queues a job as soon as the request arrives), except within
-`IN_TRANSIT_SECONDS` of the scrape, when the request may still have been on the wire. So the
+`IN_TRANSIT_SECONDS` of the scrape, when the request may still have been on the wire, or when the
+scrape counted fewer requests on the worker than the gateway has in flight there: its newest ones
+sent within `LATE_SECONDS` before the scrape then count too (a loaded machine's slow wire). So the
 second request of a burst sees the first one's work on the worker it went to, and goes elsewhere.
 Backends without scraped metrics (type a1111, or not scraped yet) have no other load signal: all of
 the gateway's in-flight work counts, and `inflight` is their in-flight request count.
@@ -59,7 +61,7 @@ from urllib.parse import urlsplit
 from sdxlpool.api.gpu import display_name, normalize_gpu_name
 from sdxlpool.gateway.worker_metrics import WorkerMetrics
 
-__all__ = ["Backend", "BackendKind", "BackendState", "Circuit", "CircuitState", "IN_TRANSIT_SECONDS",
+__all__ = ["Backend", "BackendKind", "BackendState", "Circuit", "CircuitState", "IN_TRANSIT_SECONDS", "LATE_SECONDS",
            "PEER_DISPATCH_MAX_AGE", "PEER_DISPATCHES_KEPT"]
 
 BackendKind = Literal["sdxlpool", "a1111"]
@@ -68,6 +70,11 @@ CircuitState = Literal["closed", "open", "half-open"]
 # A request dispatched this shortly before a scrape was sent may not have reached the worker when
 # it answered; it still counts as unseen.
 IN_TRANSIT_SECONDS = 0.05
+# On a loaded machine a request can take longer than that to reach the worker's queue. One sent up to
+# this long before a scrape, and beyond the count of requests the scrape says the worker held, is
+# still counted: on its way there, not done (in one CI run a burst's next requests otherwise went to
+# the worker that looked idle: 3 of 4 on one of two workers).
+LATE_SECONDS = 0.5
 # A scrape normally clears another replica's dispatch within one scrape interval (100 ms); these
 # bound the record when scrapes stop (a worker unreachable, a scraper stuck): by age, and by count
 # for a flood of announcements.
@@ -304,7 +311,7 @@ class BackendState:
 
         Without scraped metrics (type a1111, or never scraped) that is everything in flight from
         this gateway; otherwise what it dispatched after the scrape was sent, less
-        `IN_TRANSIT_SECONDS`. Other replicas' dispatches count by the same rule, by the time they
+        `IN_TRANSIT_SECONDS`, or its requests late on the wire (`_late_cost`) if more. Other replicas' dispatches count by the same rule, by the time they
         were heard (and for at most `PEER_DISPATCH_MAX_AGE` seconds before `now`).
         """
         self._forget_seen_peer_dispatches(now)
@@ -312,4 +319,14 @@ class BackendState:
         seen_until = self._seen_until()
         if self.backend.kind == "a1111" or seen_until is None:
             return self.inflight_cost + peers
-        return sum(item.cost for item in self._dispatched if item.at > seen_until) + peers
+        after = sum(item.cost for item in self._dispatched if item.at > seen_until)
+        return max(after, self._late_cost()) + peers
+
+    def _late_cost(self) -> float:
+        """This gateway's newest requests beyond the number the worker held (running and queued) at the
+        last scrape, sent within `LATE_SECONDS` before it: on their way there. (An older one the worker
+        no longer holds is done, its answer on the way back.)"""
+        assert self.metrics is not None and self.scraped_at is not None
+        held = max(0, round(self.metrics.inflight + self.metrics.queue_depth))
+        since = self.scraped_at - LATE_SECONDS
+        return sum(item.cost for item in self._dispatched[held:] if item.at > since)

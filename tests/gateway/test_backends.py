@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sdxlpool.gateway.backends import (
     IN_TRANSIT_SECONDS,
+    LATE_SECONDS,
     PEER_DISPATCH_MAX_AGE,
     PEER_DISPATCHES_KEPT,
     Backend,
@@ -150,7 +153,9 @@ def test_state_dispatch_probes_a_half_open_circuit_and_complete_ends_it() -> Non
     ],
 )
 def test_unseen_cost(kind: str, scraped_at: float | None, dispatches: list[tuple[float, float]], unseen: float) -> None:
-    state = fake_state("a", kind=kind, scraped_at=scraped_at)  # type: ignore[arg-type]
+    # The scrape shows every request sent before it as held by the worker (queued): none is late.
+    held = sum(1 for t, _ in dispatches if scraped_at is not None and t < scraped_at)
+    state = fake_state("a", kind=kind, scraped_at=scraped_at, queue_depth=held)  # type: ignore[arg-type]
     for t, cost in dispatches:
         state.dispatch(cost, t)
     assert state.unseen_cost(1.5) == pytest.approx(unseen)
@@ -177,8 +182,27 @@ def test_a_new_scrape_absorbs_earlier_dispatches() -> None:
     state.dispatch(25.0, 0.03)
     state.dispatch(25.0, 0.06)
     assert state.unseen_cost(0.08) == 50.0
-    state.scraped_at = 0.2  # the next scrape's pending_steps includes both
+    state.scraped_at = 0.2  # the next scrape's pending_steps includes both, running and queued
+    assert state.metrics is not None
+    state.metrics = replace(state.metrics, pending_steps=50.0, inflight=1, queue_depth=1)
     assert state.unseen_cost(0.22) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("sent", "held", "unseen"),
+    [
+        pytest.param(1.0 - 0.2, 0, 25.0, id="sent-before-the-scrape-but-not-there-yet-counts"),
+        pytest.param(1.0 - 0.2, 1, 0.0, id="sent-before-the-scrape-and-there"),
+        pytest.param(1.0 - LATE_SECONDS - 0.1, 0, 0.0, id="long-before-and-gone-is-done"),
+    ],
+)
+def test_a_request_late_on_the_wire_still_counts(sent: float, held: int, unseen: float) -> None:
+    """A loaded machine can take longer than IN_TRANSIT_SECONDS to get a request into the worker's
+    queue: while the last scrape (sent at t=1.0) counts fewer requests there than the gateway has in
+    flight, its newest ones sent within LATE_SECONDS before it count."""
+    state = fake_state("a", scraped_at=1.0, inflight=held)
+    state.dispatch(25.0, sent)
+    assert state.unseen_cost(1.1) == unseen
 
 
 def test_state_defaults() -> None:

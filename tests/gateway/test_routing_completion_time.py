@@ -40,7 +40,7 @@ def _dispatched(state, *events: tuple[float, float]):
                      {"a": 1.0, "b": 1 / 3, "c": 1 / 3, "d": 0.5}, id="other-models-fall-back-to-the-pool-median"),
         pytest.param([fake_state("a", step_seconds=0.0), fake_state("b", step_seconds=0.0, pending_steps=25)],
                      {"a": 1.0, "b": 0.5}, id="nobody-measured-uses-the-default"),
-        pytest.param([_dispatched(fake_state("a", scraped_at=0.9, pending_steps=COST), (0.5, COST)),
+        pytest.param([_dispatched(fake_state("a", scraped_at=0.9, pending_steps=COST, queue_depth=1), (0.5, COST)),
                       fake_state("b", scraped_at=0.9, pending_steps=COST)], {"a": 1.0, "b": 1.0},
                      id="work-sent-before-the-scrape-is-in-pending-steps-not-counted-twice"),
         pytest.param([_dispatched(fake_state("a", scraped_at=0.0), (0.5, COST)), fake_state("b", scraped_at=0.0)],
