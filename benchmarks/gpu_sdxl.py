@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _random_sdxl import random_sdxl, refiner_title
 from PIL import Image
 
 from sdxlpool.api import metric_names as mn
@@ -180,7 +181,7 @@ def main() -> int:
     if args.device.startswith("cuda"):
         results["gpu"] = torch.cuda.get_device_name()
 
-    base, refiner = weights(args, dtype)
+    base, refiner = random_sdxl(args.workdir, args.arch, args.device, dtype)
     direct = DirectDiffusers(args, base, refiner, dtype)
     # Measure first, in-process: the exactness gate, then the per-stage profile of every sweep cell.
     in_process = InProcessWorker(args, base, refiner)
@@ -610,18 +611,6 @@ def deepcache_flops(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def weights(args: argparse.Namespace, dtype) -> tuple[Path, Path]:
-    from sdxlpool.worker.tiny import write_random_model
-
-    target = args.workdir / args.arch
-    if (target / "refiner" / "model_index.json").exists():
-        return target / "base", target / "refiner"
-    started = time.perf_counter()
-    paths = write_random_model(target, size=args.arch, device=args.device, dtype=dtype)
-    print(f"random {args.arch} weights written in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-    return paths
-
-
 class DirectDiffusers:
     """The baseline: diffusers' documented base + refiner ensemble, called directly."""
 
@@ -720,7 +709,7 @@ class WorkerProcess:
         wait_ready(self.url, self.process, timeout=600)
         self.ready_seconds = time.perf_counter() - self.started
         self.body = {"prompt": PROMPT, "steps": self.args.steps, "sampler_name": "Euler", "width": self.args.size,
-                     "height": self.args.size, "cfg_scale": CFG_SCALE, "refiner_checkpoint": refiner_name(self.url),
+                     "height": self.args.size, "cfg_scale": CFG_SCALE, "refiner_checkpoint": refiner_title(self.url),
                      "refiner_switch_at": self.args.switch}
 
     def image(self, seed: int) -> tuple[float, Image.Image]:
@@ -755,11 +744,6 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
-
-
-def refiner_name(url: str) -> str:
-    models = httpx.get(url + "/sdapi/v1/sd-models", timeout=10).json()
-    return next(m["title"] for m in models if m.get("sdxlpool_kind") == "refiner")
 
 
 def summary(times: list[float]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _random_sdxl import random_sdxl, refiner_title
 from PIL import Image
 
 from sdxlpool.testing.images import compare_images
@@ -85,7 +86,10 @@ def main() -> int:
     if min(args.requests, args.concurrency, args.batch_max, args.steps) < 1 or args.warm_ups < 0:
         parser.error("--requests, --concurrency, --batch-max and --steps must be at least 1, --warm-ups 0 or more")
 
-    base, refiner = weights(args)
+    import torch
+
+    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
+    base, refiner = random_sdxl(args.workdir, args.arch, args.device, dtype)
     batches = ",".join(str(n) for n in range(1, args.batch_max + 1))
     sides = {
         "today": ["--no-compile", "--batch-max", "1"],
@@ -121,19 +125,6 @@ def main() -> int:
     return 0
 
 
-def weights(args: argparse.Namespace) -> tuple[Path, Path]:
-    """Random SDXL weights of --arch under --workdir (written once, then reused)."""
-    import torch
-
-    from sdxlpool.worker.tiny import write_random_model
-
-    target = args.workdir / args.arch
-    if (target / "refiner" / "model_index.json").exists():
-        return target / "base", target / "refiner"
-    dtype = torch.float16 if args.device.startswith("cuda") else torch.float32
-    return write_random_model(target, size=args.arch, device=args.device, dtype=dtype)
-
-
 def run_side(args: argparse.Namespace, name: str, base: Path, refiner: Path,
              flags: list[str]) -> tuple[dict[str, Any], dict[int, Image.Image]]:
     """One worker process under the closed-loop load: its figures, and its timed images by seed."""
@@ -148,14 +139,11 @@ def run_side(args: argparse.Namespace, name: str, base: Path, refiner: Path,
         wait_ready(url, process, timeout=READY_TIMEOUT_S)
         compiled = wait_compiled(url, READY_TIMEOUT_S)
         ready_seconds = time.perf_counter() - started
-        with httpx.Client(base_url=url, timeout=600) as client:
-            refiner_title = next(m["title"] for m in client.get("/sdapi/v1/sd-models").json()
-                                 if m.get("sdxlpool_kind") == "refiner")
-            body = {"prompt": PROMPT, "steps": args.steps, "width": args.size, "height": args.size,
-                    "cfg_scale": CFG_SCALE, "sampler_name": "Euler", "refiner_checkpoint": refiner_title,
-                    "refiner_switch_at": args.switch}
-            load(url, body, range(1_000_000, 1_000_000 + args.warm_ups), args.concurrency)  # kernels, allocator
-            timed = load(url, body, range(args.requests), args.concurrency)
+        body = {"prompt": PROMPT, "steps": args.steps, "width": args.size, "height": args.size,
+                "cfg_scale": CFG_SCALE, "sampler_name": "Euler", "refiner_checkpoint": refiner_title(url),
+                "refiner_switch_at": args.switch}
+        load(url, body, range(1_000_000, 1_000_000 + args.warm_ups), args.concurrency)  # kernels, allocator
+        timed = load(url, body, range(args.requests), args.concurrency)
     finally:
         stop(process)
     wall = timed["wall_seconds"]
